@@ -1,0 +1,51 @@
+"""Durations as users write them (`30s`, `5m`, `2h`, `1d`, `1h30m`) <-> timedelta."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """Parse `30s`, `1h30m`, `250ms`; a bare number is seconds. Raises ValueError."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("a duration must be like 30s, 5m, 2h or 1d")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    text = value.strip().replace(" ", "")
+    if not text:
+        raise ValueError("a duration must be like 30s, 5m, 2h or 1d")
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return timedelta(seconds=float(text))
+    pos, seconds = 0, 0.0
+    for match in _PART.finditer(text):
+        if match.start() != pos:
+            break
+        seconds += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text):
+        raise ValueError(f"invalid duration {value!r}: use a number with s, m, h or d (e.g. 30s)")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """Shortest form that parse_duration reads back to the same value."""
+    total = delta.total_seconds()
+    if total == 0:
+        return "0s"
+    if total != int(total):
+        return f"{round(total * 1000)}ms" if total < 1 else f"{total:g}s"
+    seconds = int(total)
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out)

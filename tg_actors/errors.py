@@ -1,0 +1,98 @@
+"""The error tree. Messages are built from data; foreign errors are translated at one boundary.
+
+    TGError
+    ├── ConfigError                 a job file or setting is wrong
+    │   ├── JobValidationError      pydantic errors, as (loc, msg) pairs
+    │   └── MissingSecret           `${NAME}` with no such environment variable
+    ├── NotFound
+    │   ├── JobNotFound
+    │   └── RunNotFound
+    ├── IllegalTransition           a run state change not in the table
+    ├── SourceError                 the HTTP source failed (URL sanitized)
+    │   └── PaginationLoop          a paginator would repeat itself
+    ├── TransformError              transform.sql failed
+    ├── DestinationError            the DuckDB write failed (schema, primary key)
+    └── BrokerError
+        └── BrokerFull              a bounded queue stayed full past the publish timeout
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class TGError(Exception):
+    """Base of every error turbo-giggle raises on purpose."""
+
+
+class ConfigError(TGError):
+    pass
+
+
+class JobValidationError(ConfigError):
+    def __init__(self, source: str, errors: Sequence[tuple[str, str]]) -> None:
+        self.source = source
+        self.errors = list(errors)
+        lines = [f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}" for loc, msg in errors]
+        super().__init__("\n".join(lines))
+
+
+class MissingSecret(ConfigError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"environment variable {name!r} is not set (referenced as ${{{name}}})")
+
+
+class NotFound(TGError):
+    pass
+
+
+class JobNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"No job named {name!r}")
+
+
+class RunNotFound(NotFound):
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"No run with id {run_id!r}")
+
+
+class TableNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"No table named {name!r}")
+
+
+class IllegalTransition(TGError):
+    def __init__(self, run_id: str, current: str, target: str) -> None:
+        self.run_id, self.current, self.target = run_id, current, target
+        super().__init__(f"run {run_id}: cannot go from {current!r} to {target!r}")
+
+
+class SourceError(TGError):
+    def __init__(self, message: str, *, url: str = "", status: int | None = None) -> None:
+        self.url, self.status = url, status
+        super().__init__(message)
+
+
+class PaginationLoop(SourceError):
+    pass
+
+
+class TransformError(TGError):
+    pass
+
+
+class DestinationError(TGError):
+    pass
+
+
+class BrokerError(TGError):
+    pass
+
+
+class BrokerFull(BrokerError):
+    def __init__(self, topic: str, group: str, timeout: float) -> None:
+        super().__init__(f"topic {topic!r} group {group!r} stayed full for {timeout:g}s")

@@ -1,0 +1,123 @@
+"""Messages on the broker's topics: frozen, keyword-only, one discriminated union.
+
+Commands are imperative (TriggerRun), events past tense (RunStarted). Data rows never travel
+here: batches go to the Database actor as Arrow tables by ObjectRef.
+
+Topics: `config` (JobUpserted, JobDeleted), `triggers` (TriggerRun; the engines compete for
+them), `status` (RunStarted, RunProgressed, RunFinished, RunFailed from engines;
+RunStateChanged from the Scheduler's StateManager) fanned out to every group.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+TOPIC_CONFIG = "config"
+TOPIC_TRIGGERS = "triggers"
+TOPIC_STATUS = "status"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ts: datetime = Field(default_factory=utcnow)
+
+
+class JobUpserted(Message):
+    kind: Literal["job_upserted"] = "job_upserted"
+    name: str
+    spec: dict[str, Any]  # stored form: `${NAME}` references, never secret values
+    paused: bool = False
+
+
+class JobDeleted(Message):
+    kind: Literal["job_deleted"] = "job_deleted"
+    name: str
+
+
+class JobPauseChanged(Message):
+    kind: Literal["job_pause_changed"] = "job_pause_changed"
+    name: str
+    paused: bool
+
+
+class TriggerRun(Message):
+    kind: Literal["trigger_run"] = "trigger_run"
+    run_id: str
+    job: str
+    spec: dict[str, Any]
+    attempt: int = 1
+    trigger: str = "schedule"
+
+
+class RunStarted(Message):
+    kind: Literal["run_started"] = "run_started"
+    run_id: str
+    job: str
+    engine: str
+
+
+class RunProgressed(Message):
+    kind: Literal["run_progressed"] = "run_progressed"
+    run_id: str
+    job: str
+    rows: int
+    pages: int
+
+
+class RunFinished(Message):
+    kind: Literal["run_finished"] = "run_finished"
+    run_id: str
+    job: str
+    rows: int
+    pages: int
+    seconds: float
+
+
+class RunFailed(Message):
+    kind: Literal["run_failed"] = "run_failed"
+    run_id: str
+    job: str
+    error: str
+    rows: int = 0
+    pages: int = 0
+
+
+class RunStateChanged(Message):
+    kind: Literal["run_state_changed"] = "run_state_changed"
+    run_id: str
+    job: str
+    state: str
+    previous: str | None = None
+    trigger: str = "schedule"
+    error: str | None = None
+
+
+AnyMessage = Annotated[
+    JobUpserted
+    | JobDeleted
+    | JobPauseChanged
+    | TriggerRun
+    | RunStarted
+    | RunProgressed
+    | RunFinished
+    | RunFailed
+    | RunStateChanged,
+    Field(discriminator="kind"),
+]
+MESSAGE_ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)
+
+
+def to_wire(message: Message) -> dict[str, Any]:
+    return message.model_dump(mode="json")
+
+
+def from_wire(data: dict[str, Any]) -> AnyMessage:
+    return MESSAGE_ADAPTER.validate_python(data)

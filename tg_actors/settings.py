@@ -1,0 +1,45 @@
+"""Settings: defaults, overridden by TG_* environment variables, overridden by CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NAMESPACE = "turbo_giggle"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TG_", extra="ignore")
+
+    configs: Path = Path("configs")
+    db_path: Path = Path("data/turbo_giggle.duckdb")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_token: str | None = None
+    engines: int = Field(2, ge=1, le=256)
+    engine_num_cpus: float = Field(0.0, ge=0)
+    address: str | None = None
+    namespace: str = NAMESPACE
+    tick_seconds: float = Field(0.2, gt=0)
+    queue_maxsize: int = Field(10_000, ge=1)
+
+    @field_validator("db_path")
+    @classmethod
+    def _not_tg_stem(cls, value: Path) -> Path:
+        # DuckDB names the catalog after the file: tg.duckdb would clash with schema `tg`
+        if value.stem == "tg":
+            raise ValueError(
+                f"database file {str(value)!r} is named 'tg', which clashes with the schema "
+                "'tg' inside it: choose another name (default data/turbo_giggle.duckdb)"
+            )
+        return value
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.configs / "jobs"
+
+    @property
+    def token_path(self) -> Path:
+        return self.db_path.parent / "api_token"
