@@ -1,0 +1,40 @@
+"""The Ray Serve application: FastAPI routes under /api, the demo source under /demo, and the
+Gradio UI at /. One replica (Gradio keeps per-process queue state)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+
+from tg_actors.settings import Settings
+
+
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
+@serve.ingress()
+class TurboGiggleApp:
+    def __init__(self, settings: dict[str, Any], token: str) -> None:
+        self._settings = Settings(**settings)
+        self._token = token
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return build_asgi_app(self._settings, self._token)
+
+
+def build_asgi_app(settings: Settings, token: str) -> Any:
+    """The whole ASGI app; also used without Ray Serve in tests (TestClient)."""
+    import gradio as gr
+
+    from serve.demo import build_demo_app
+    from serve.routes.api import build_api
+    from serve.service import ApiService
+    from ui.app import build_ui
+
+    service = ApiService(settings.namespace)
+    api = build_api(service, token)
+    api.mount("/demo", build_demo_app())
+    return gr.mount_gradio_app(api, build_ui(service), path="/")
+
+
+def build_app(settings: Settings, token: str) -> Any:
+    return TurboGiggleApp.bind(settings.model_dump(mode="json"), token)

@@ -1,0 +1,118 @@
+"""The JSON routes of CONTRACT §4 under /api, every one but /api/health behind the token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from serve.auth import bearer_dependency
+from serve.service import ApiService
+from tg_actors.errors import JobValidationError
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+async def job_body(request: Request) -> dict[str, Any] | str:
+    raw = await request.body()
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if ctype in YAML_TYPES:
+        return raw.decode("utf-8", errors="replace")
+    import orjson
+
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise JobValidationError("body", [("", f"invalid JSON: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise JobValidationError("body", [("", "a job must be a JSON object")])
+    return data
+
+
+def build_api_router(service: ApiService, token: str) -> APIRouter:
+    public = APIRouter(prefix="/api")
+    secured = APIRouter(prefix="/api", dependencies=[Depends(bearer_dependency(token))])
+
+    @public.get("/health")
+    async def health() -> dict[str, Any]:
+        return await service.health()
+
+    @secured.get("/jobs")
+    async def list_jobs() -> list[dict[str, Any]]:
+        return await service.list_jobs()
+
+    @secured.put("/jobs/{name}")
+    async def put_job(name: str, request: Request) -> JSONResponse:
+        created, job = await service.put_job(name, await job_body(request))
+        return JSONResponse(job, status_code=201 if created else 200)
+
+    @secured.get("/jobs/{name}")
+    async def get_job(name: str) -> dict[str, Any]:
+        return await service.get_job(name)
+
+    @secured.delete("/jobs/{name}", status_code=204)
+    async def delete_job(name: str) -> Response:
+        await service.delete_job(name)
+        return Response(status_code=204)
+
+    @secured.post("/jobs/{name}/pause")
+    async def pause(name: str) -> dict[str, Any]:
+        return await service.set_paused(name, True)
+
+    @secured.post("/jobs/{name}/resume")
+    async def resume(name: str) -> dict[str, Any]:
+        return await service.set_paused(name, False)
+
+    @secured.post("/jobs/{name}/runs", status_code=202)
+    async def trigger(name: str, priority: int | None = Query(None, ge=0, le=100)) -> dict[str, str]:
+        return {"run_id": await service.trigger(name, priority)}
+
+    @secured.get("/runs")
+    async def list_runs(
+        job: str | None = None,
+        state: str | None = None,
+        limit: int = Query(100, ge=1, le=10_000),
+    ) -> list[dict[str, Any]]:
+        return await service.list_runs(job or None, state or None, limit)
+
+    @secured.get("/runs/{run_id}")
+    async def get_run(run_id: str) -> dict[str, Any]:
+        run = await service.get_run(run_id)
+        if run is None:
+            raise HTTPException(404, f"No run with id {run_id!r}")
+        return run
+
+    @secured.get("/runs/{run_id}/logs")
+    async def run_logs(run_id: str) -> list[dict[str, Any]]:
+        logs = await service.run_logs(run_id)
+        if logs is None:
+            raise HTTPException(404, f"No run with id {run_id!r}")
+        return logs
+
+    @secured.get("/tables")
+    async def list_tables() -> list[dict[str, Any]]:
+        return await service.list_tables()
+
+    @secured.get("/tables/{name}")
+    async def preview_table(name: str, limit: int = Query(50, ge=1, le=10_000)) -> dict[str, Any]:
+        return await service.preview_table(name, limit)
+
+    router = APIRouter()
+    router.include_router(public)
+    router.include_router(secured)
+    return router
+
+
+def build_api(service: ApiService, token: str) -> FastAPI:
+    from serve.errors import install_error_handlers
+
+    app = FastAPI(
+        title="turbo-giggle",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.include_router(build_api_router(service, token))
+    install_error_handlers(app)
+    return app

@@ -1,0 +1,156 @@
+"""The API layer: what routes and the UI may do, over the actors' handles.
+
+Routes and the Gradio UI both call this class; neither talks to actors directly, so the UI
+sees exactly what the API returns (secrets masked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import ray
+from ray.exceptions import RayTaskError
+
+from tg_actors.runtime import BROKER, CONFIG, DATABASE, SCHEDULER
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The error an actor raised, out of Ray's wrapper."""
+    return exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+RUN_FIELDS = (
+    "run_id",
+    "job",
+    "state",
+    "trigger",
+    "attempt",
+    "scheduled_for",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "rows_loaded",
+    "pages",
+    "error",
+)
+
+
+def public_run(row: dict[str, Any]) -> dict[str, Any]:
+    return jsonable({k: row.get(k) for k in RUN_FIELDS})
+
+
+class ApiService:
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self._handles: dict[str, Any] = {}
+
+    def _actor(self, name: str) -> Any:
+        if name not in self._handles:
+            self._handles[name] = ray.get_actor(name, namespace=self.namespace)
+        return self._handles[name]
+
+    async def _call(self, actor: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await getattr(self._actor(actor), method).remote(*args, **kwargs)
+        except RayTaskError as exc:
+            raise unwrap(exc) from None
+
+    # -- health -----------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        names = {"broker": BROKER, "database": DATABASE, "config_manager": CONFIG}
+        names["scheduler"] = SCHEDULER
+
+        async def alive(name: str) -> str:
+            try:
+                await asyncio.wait_for(self._actor(name).ping.remote(), 5)
+                return "alive"
+            except Exception:
+                self._handles.pop(name, None)
+                return "dead"
+
+        states = await asyncio.gather(*(alive(n) for n in names.values()))
+        components = dict(zip(names, states, strict=True))
+        status = "ok" if all(s == "alive" for s in states) else "degraded"
+        return {"status": status, "components": components}
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    async def list_jobs(self) -> list[dict[str, Any]]:
+        jobs = await self._call(CONFIG, "list")
+        status = await self._call(SCHEDULER, "job_status")
+        out = []
+        for job in jobs:
+            runs = await self._call(DATABASE, "list_runs", job=job["name"], limit=1)
+            out.append(
+                {
+                    "name": job["name"],
+                    "enabled": job["enabled"],
+                    "paused": job["paused"],
+                    "schedule": job.get("schedule"),
+                    "next_run_at": status.get(job["name"], {}).get("next_run_at"),
+                    "last_run": public_run(runs[0]) if runs else None,
+                }
+            )
+        return out
+
+    async def get_job(self, name: str) -> dict[str, Any]:
+        job = await self._call(CONFIG, "get", name)
+        status = (await self._call(SCHEDULER, "job_status")).get(name, {})
+        runs = await self._call(DATABASE, "list_runs", job=name, limit=1)
+        job["status"] = {
+            "paused": job["paused"],
+            "next_run_at": status.get("next_run_at"),
+            "active_runs": status.get("active_runs", 0),
+            "last_run": public_run(runs[0]) if runs else None,
+        }
+        return job
+
+    async def put_job(self, name: str, body: dict[str, Any] | str) -> tuple[bool, dict[str, Any]]:
+        result = await self._call(CONFIG, "upsert", body, name)
+        return bool(result["created"]), await self.get_job(name)
+
+    async def delete_job(self, name: str) -> None:
+        await self._call(CONFIG, "delete", name)
+
+    async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        await self._call(CONFIG, "set_paused", name, paused)
+        return (await self.get_job(name))["status"] | {"name": name}
+
+    async def trigger(self, name: str, priority: int | None = None) -> str:
+        return str(await self._call(SCHEDULER, "trigger", name, priority))
+
+    # -- runs, tables -----------------------------------------------------------------------
+
+    async def list_runs(
+        self, job: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        rows = await self._call(DATABASE, "list_runs", job=job, state=state, limit=limit)
+        return [public_run(r) for r in rows]
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        row = await self._call(DATABASE, "get_run", run_id)
+        return public_run(row) if row else None
+
+    async def run_logs(self, run_id: str) -> list[dict[str, Any]] | None:
+        if await self._call(DATABASE, "get_run", run_id) is None:
+            return None
+        return jsonable(await self._call(DATABASE, "get_logs", run_id))  # type: ignore[no-any-return]
+
+    async def list_tables(self) -> list[dict[str, Any]]:
+        return jsonable(await self._call(DATABASE, "list_tables"))  # type: ignore[no-any-return]
+
+    async def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
+        return jsonable(await self._call(DATABASE, "preview_table", name, limit))  # type: ignore[no-any-return]

@@ -1,0 +1,40 @@
+"""Shared fixtures: ONE local Ray per test session (ray.init costs 10-25 s here)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep Ray on 127.0.0.1
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("TG_LOG_LEVEL", "WARNING")
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    import ray
+
+    from tg_actors.runtime import init_ray
+    from tg_actors.settings import Settings
+
+    init_ray(Settings(namespace="tg_tests"))
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh actor namespace, so tests never share named actors."""
+    return f"t_{uuid.uuid4().hex[:10]}"
+
+
+def write_job(folder: Path, name: str, text: str) -> Path:
+    jobs = folder / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    path = jobs / f"{name}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,85 @@
+"""Broker actor: topics with consumer groups (core.topics) plus shared work queues.
+
+A group may be *shared*: it is then backed by a `ray.util.queue.Queue` that its members (the
+engines) read directly, so competing consumers do not go through this actor at all; the broker
+forwards each published batch into it, waiting while it is full (back-pressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from ray.util.queue import Full, Queue
+
+from tg_actors.core.topics import Topics
+from tg_actors.errors import BrokerFull
+
+
+class Broker:
+    def __init__(self, maxsize: int = 10_000, publish_timeout: float = 30.0) -> None:
+        self._topics = Topics(maxsize)
+        self._shared: dict[str, dict[str, Queue]] = {}
+        self._maxsize = maxsize
+        self._timeout = publish_timeout
+
+    async def subscribe(
+        self, topic: str, group: str, *, shared: bool = False, maxsize: int | None = None
+    ) -> Queue | None:
+        """Join `group` on `topic`. A shared group returns the Ray queue its members read."""
+        if not shared:
+            self._topics.subscribe(topic, group, maxsize)
+            return None
+        queues = self._shared.setdefault(topic, {})
+        if group not in queues:
+            queues[group] = Queue(
+                maxsize=maxsize or self._maxsize,
+                actor_options={"num_cpus": 0, "max_restarts": -1},
+            )
+        return queues[group]
+
+    async def publish(self, topic: str, messages: list[Any], timeout: float | None = None) -> int:
+        """Deliver to every group of `topic`; returns how many groups got the batch."""
+        limit = self._timeout if timeout is None else timeout
+        count = await self._topics.publish(topic, messages, limit)
+        for group, queue in self._shared.get(topic, {}).items():
+            await self._put_shared(topic, group, queue, messages, limit)
+            count += 1
+        return count
+
+    async def consume(
+        self, topic: str, group: str, max_items: int = 100, timeout: float = 1.0
+    ) -> list[Any]:
+        return await self._topics.consume(topic, group, max_items, timeout)
+
+    async def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = self._topics.stats()
+        for topic, queues in self._shared.items():
+            for group, queue in queues.items():
+                depth = await queue.actor.qsize.remote()
+                out.setdefault(topic, {})[group] = {"depth": depth, "shared": True}
+        return out
+
+    async def ping(self) -> str:
+        return "ok"
+
+    @staticmethod
+    async def _put_shared(
+        topic: str, group: str, queue: Queue, messages: list[Any], timeout: float
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        try:  # the common case: one call for the whole batch
+            await queue.actor.put_nowait_batch.remote(messages)
+            return
+        except Full:
+            pass
+        for message in messages:  # full: item by item, waiting for room (back-pressure)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BrokerFull(topic, group, timeout)
+            try:
+                await queue.put_async(message, timeout=remaining)
+            except Full:
+                raise BrokerFull(topic, group, timeout) from None
+            await asyncio.sleep(0)

@@ -1,0 +1,99 @@
+"""ConfigManager actor: validates jobs, persists them through the Database actor, announces
+every change on the `config` topic. Files in the jobs folder win over the database at start."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from tg_actors.broker_client import BrokerClient
+from tg_actors.config_files import load_jobs, parse_yaml
+from tg_actors.errors import JobNotFound, JobValidationError
+from tg_actors.jobs import JobSpec, parse_job
+from tg_actors.messages import TOPIC_CONFIG, JobDeleted, JobPauseChanged, JobUpserted
+from tg_actors.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def public_job(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored job row as humans may see it: secrets masked."""
+    spec = JobSpec.model_validate(row["spec"])
+    return {**spec.to_public(), "paused": row["paused"], "origin": row["origin"]}
+
+
+class ConfigManager:
+    def __init__(self, settings: dict[str, Any], db: Any, broker: Any) -> None:
+        self._settings = Settings(**settings)
+        self._db = db
+        self._broker = BrokerClient(broker)
+
+    async def load_dir(self) -> dict[str, Any]:
+        """Load every file of the jobs folder; returns {"loaded": [...], "errors": [...]}."""
+        folder = self._settings.jobs_dir
+        report = load_jobs([folder]) if folder.is_dir() else None
+        if report is None:
+            log.warning("jobs folder %s does not exist; no job files loaded", folder)
+            return {"loaded": [], "errors": []}
+        for error in report.errors:
+            log.error("skipped invalid job file:\n%s", error)
+        for _path, spec in report.jobs.values():
+            await self._store(spec, origin="file")
+        return {"loaded": sorted(report.jobs), "errors": [str(e) for e in report.errors]}
+
+    async def settings(self) -> dict[str, Any]:
+        data = self._settings.model_dump(mode="json")
+        data["api_token"] = "***" if data.get("api_token") else None
+        return data
+
+    async def upsert(self, data: dict[str, Any] | str, name: str | None = None) -> dict[str, Any]:
+        """Validate and store a job (dict or YAML text). Raises JobValidationError, storing
+        nothing. Returns {"created": bool, "job": public job}."""
+        source = f"job {name}" if name else "job"
+        raw = parse_yaml(data, source) if isinstance(data, str) else data
+        if name is not None and isinstance(raw, dict):
+            raw.setdefault("name", name)
+            if raw["name"] != name:
+                raise JobValidationError(
+                    source, [("name", f"does not match the name in the URL ({name!r})")]
+                )
+        spec = parse_job(raw, source)
+        created = await self._store(spec, origin="api")
+        return {"created": created, "job": await self.get(spec.name)}
+
+    async def delete(self, name: str) -> bool:
+        deleted = bool(await self._db.delete_job.remote(name))
+        if not deleted:
+            raise JobNotFound(name)
+        await self._broker.publish(TOPIC_CONFIG, JobDeleted(name=name))
+        return True
+
+    async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        row = await self._db.get_job.remote(name)
+        if row is None:
+            raise JobNotFound(name)
+        await self._db.set_paused.remote(name, paused)
+        await self._broker.publish(TOPIC_CONFIG, JobPauseChanged(name=name, paused=paused))
+        return await self.get(name)
+
+    async def get(self, name: str) -> dict[str, Any]:
+        row = await self._db.get_job.remote(name)
+        if row is None:
+            raise JobNotFound(name)
+        return public_job(row)
+
+    async def list(self) -> list[dict[str, Any]]:
+        return [public_job(row) for row in await self._db.list_jobs.remote()]
+
+    async def ping(self) -> str:
+        return "ok"
+
+    async def _store(self, spec: JobSpec, origin: str) -> bool:
+        stored = spec.to_stored()
+        created = bool(await self._db.upsert_job.remote(spec.name, stored, origin))
+        row = await self._db.get_job.remote(spec.name)
+        await self._broker.publish(
+            TOPIC_CONFIG, JobUpserted(name=spec.name, spec=stored, paused=bool(row["paused"]))
+        )
+        return created

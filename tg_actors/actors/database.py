@@ -1,0 +1,122 @@
+"""Database actor: the one process that opens the DuckDB file read-write.
+
+Every DuckStore call runs on one dedicated thread (DuckDB connections are not thread-safe;
+one writer keeps the file consistent) while the actor's event loop stays free for callers.
+It also subscribes to the `status` topic and writes engine events into `tg.run_logs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tg_actors.broker_client import BrokerClient
+from tg_actors.messages import (
+    TOPIC_STATUS,
+    RunFailed,
+    RunFinished,
+    RunProgressed,
+    RunStarted,
+    RunStateChanged,
+)
+from tg_actors.store.duckdb import DuckStore
+
+# DuckStore methods exposed one-to-one as actor methods
+STORE_METHODS = (
+    "upsert_job",
+    "delete_job",
+    "get_job",
+    "list_jobs",
+    "set_paused",
+    "create_run",
+    "update_run",
+    "get_run",
+    "list_runs",
+    "open_runs",
+    "last_tick",
+    "run_counts",
+    "add_logs",
+    "get_logs",
+    "stage_batch",
+    "commit_run",
+    "discard_run",
+    "staged_rows",
+    "list_tables",
+    "preview_table",
+    "cursor",
+)
+
+
+def log_entry(message: Any) -> tuple[str, Any, str, str] | None:
+    """The run_logs row an event deserves, if any."""
+    match message:
+        case RunStarted():
+            return (message.run_id, message.ts, "INFO", f"started on {message.engine}")
+        case RunProgressed():
+            text = f"page {message.pages}: {message.rows} rows so far"
+            return (message.run_id, message.ts, "DEBUG", text)
+        case RunFinished():
+            text = f"loaded {message.rows} rows from {message.pages} pages in {message.seconds:.2f}s"
+            return (message.run_id, message.ts, "INFO", text)
+        case RunFailed():
+            return (message.run_id, message.ts, "ERROR", message.error)
+        case RunStateChanged():
+            text = f"state {message.previous or '-'} -> {message.state} ({message.trigger})"
+            return (message.run_id, message.ts, "INFO", text)
+    return None
+
+
+class Database:
+    def __init__(self, path: str, broker: Any = None) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="duckdb")
+        self._path = Path(path)
+        self._store = self._executor.submit(DuckStore, self._path).result()
+        self._broker = BrokerClient(broker) if broker is not None else None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start consuming the status topic (idempotent)."""
+        if self._broker is not None and not self._tasks:
+            self._tasks.append(
+                asyncio.create_task(self._broker.pump(TOPIC_STATUS, "database", self._log, self._stop))
+            )
+
+    async def _log(self, message: Any) -> None:
+        entry = log_entry(message)
+        if entry is not None:
+            await self._call(self._store.add_logs, [entry])
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def ping(self) -> str:
+        return "ok"
+
+    async def path(self) -> str:
+        return str(self._path)
+
+    async def close(self) -> None:
+        """Stop consuming, checkpoint and close the file. Safe to call twice."""
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await self._call(self._store.close)
+
+
+def _delegate(name: str) -> Callable[..., Any]:
+    async def method(self: Database, *args: Any, **kwargs: Any) -> Any:
+        return await self._call(getattr(self._store, name), *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = getattr(DuckStore, name).__doc__
+    return method
+
+
+for _name in STORE_METHODS:
+    setattr(Database, _name, _delegate(_name))

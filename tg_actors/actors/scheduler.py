@@ -1,0 +1,297 @@
+"""Scheduler actor: trigger mechanism, TaskQueue and StateManager wired to the broker.
+
+Each tick: for every enabled, unpaused job, the ticks due since its watermark (core.schedule,
+with the catch-up policy) become runs in `tg.runs` (unique on job + scheduled_for) and enter
+the TaskQueue; then queued runs are dispatched on the `triggers` topic while engines are free.
+Engine events on `status` drive the run states. Truth is DuckDB: a restart reloads jobs and
+open runs from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tg_actors.broker_client import BrokerClient
+from tg_actors.core.runstate import RunState
+from tg_actors.core.schedule import due_ticks, next_fire
+from tg_actors.core.taskqueue import QueuedRun, TaskQueue
+from tg_actors.errors import JobNotFound, RunNotFound
+from tg_actors.jobs import JobSpec, Overlap
+from tg_actors.messages import (
+    TOPIC_CONFIG,
+    TOPIC_STATUS,
+    TOPIC_TRIGGERS,
+    JobDeleted,
+    JobPauseChanged,
+    JobUpserted,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TriggerRun,
+    utcnow,
+)
+from tg_actors.actors.state_manager import StateManager
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobEntry:
+    spec: JobSpec
+    stored: dict[str, Any]
+    paused: bool
+    watermark: datetime
+
+    @property
+    def schedulable(self) -> bool:
+        return self.spec.enabled and not self.paused and self.spec.schedule is not None
+
+
+class Scheduler:
+    def __init__(
+        self,
+        db: Any,
+        broker: Any,
+        engines: int,
+        tick_seconds: float = 0.2,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._db = db
+        self._broker = BrokerClient(broker)
+        self._capacity = engines
+        self._tick_seconds = tick_seconds
+        self._now = clock
+        self._jobs: dict[str, JobEntry] = {}
+        self._queue = TaskQueue()
+        self._states = StateManager(db, self._broker)
+        self._in_flight: dict[str, str] = {}  # run_id -> job
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._schedules = True
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, schedules: bool = True) -> dict[str, int]:
+        """Reload jobs and open runs from DuckDB, subscribe, start ticking. Idempotent."""
+        if self._tasks:
+            return {"jobs": len(self._jobs), "queued": len(self._queue)}
+        self._schedules = schedules
+        for topic in (TOPIC_CONFIG, TOPIC_STATUS):
+            await self._broker.subscribe(topic, "scheduler")
+        async with self._lock:
+            for row in await self._db.list_jobs.remote():
+                await self._load_job(row["name"], row["spec"], bool(row["paused"]))
+            await self._recover_open_runs()
+        self._tasks = [
+            asyncio.create_task(self._broker.pump(TOPIC_CONFIG, "scheduler", self._on_config, self._stop)),
+            asyncio.create_task(self._broker.pump(TOPIC_STATUS, "scheduler", self._on_status, self._stop)),
+            asyncio.create_task(self._tick_loop()),
+        ]
+        return {"jobs": len(self._jobs), "queued": len(self._queue)}
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+
+    async def ping(self) -> str:
+        return "ok"
+
+    # -- scheduler API ----------------------------------------------------------------------
+
+    async def trigger(self, job: str, priority: int | None = None, trigger: str = "manual") -> str:
+        """Queue a run of `job` now (external trigger). Returns its run_id."""
+        async with self._lock:
+            entry = self._jobs.get(job)
+            if entry is None:
+                raise JobNotFound(job)
+            run = await self._enqueue(entry, self._now(), trigger, priority, check_overlap=False)
+            assert run is not None  # manual runs are keyed on now(): no collision
+            await self._dispatch()
+            return run
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "engines": self._capacity,
+            "busy_engines": len(self._in_flight),
+            "queue_depth": len(self._queue),
+            "jobs": len(self._jobs),
+        }
+
+    async def job_status(self, name: str | None = None) -> dict[str, dict[str, Any]]:
+        """{job: {paused, next_run_at, active_runs}} for one job or all."""
+        now = self._now()
+        out = {}
+        for job, entry in self._jobs.items():
+            if name not in (None, job):
+                continue
+            upcoming = (
+                next_fire(entry.spec.schedule, max(entry.watermark, now))
+                if entry.schedulable and entry.spec.schedule
+                else None
+            )
+            out[job] = {
+                "paused": entry.paused,
+                "next_run_at": upcoming.isoformat() if upcoming else None,
+                "active_runs": len(self._states.active(job)),
+            }
+        if name is not None and name not in out:
+            raise JobNotFound(name)
+        return out
+
+    async def cancel(self, run_id: str) -> str:
+        """Cancel a queued run. Running runs cannot be cancelled yet (a later issue)."""
+        async with self._lock:
+            run = self._states.get(run_id)
+            if run is None or run_id not in self._queue:
+                raise RunNotFound(run_id)
+            self._queue.remove(run_id)
+            await self._states.move(run_id, RunState.CANCELLED, finished_at=self._now())
+            return run_id
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _load_job(self, name: str, stored: dict[str, Any], paused: bool) -> None:
+        spec = JobSpec.model_validate(stored)
+        previous = self._jobs.get(name)
+        if previous is not None:
+            watermark = previous.watermark  # an edit must not re-fire ticks already run
+        else:
+            watermark = await self._db.last_tick.remote(name) or self._now()
+        self._jobs[name] = JobEntry(spec, stored, paused, watermark)
+
+    async def _recover_open_runs(self) -> None:
+        for row in await self._db.open_runs.remote():
+            run = self._states.adopt(row)
+            if run.state is not RunState.QUEUED:  # its engine is gone with the old session
+                await self._states.move(run.run_id, RunState.QUEUED)
+            self._queue.push(run.run_id, run.job, run.priority, run.scheduled_for)
+        if len(self._queue):
+            log.info("recovered %d open runs from the database", len(self._queue))
+
+    async def _tick_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                async with self._lock:
+                    if self._schedules:
+                        await self._fire_due()
+                    await self._dispatch()
+            except Exception:
+                log.exception("scheduler tick failed; next tick continues")
+            await asyncio.sleep(self._tick_seconds)
+
+    async def _fire_due(self) -> None:
+        now = self._now()
+        for entry in list(self._jobs.values()):
+            if not entry.schedulable or entry.spec.schedule is None:
+                continue
+            due = due_ticks(entry.spec.schedule, entry.watermark, now)
+            if due.cut:
+                log.warning("job %s: catch-up bounded, older missed ticks dropped", entry.spec.name)
+            for tick, trigger in due.ticks:
+                await self._enqueue(entry, tick, trigger, None, check_overlap=True)
+            entry.watermark = due.next_after
+
+    async def _enqueue(
+        self,
+        entry: JobEntry,
+        when: datetime,
+        trigger: str,
+        priority: int | None,
+        check_overlap: bool,
+    ) -> str | None:
+        spec = entry.spec
+        prio = spec.priority if priority is None else priority
+        skip = (
+            check_overlap
+            and spec.schedule is not None
+            and spec.schedule.overlap is Overlap.SKIP
+            and bool(self._states.active(spec.name))
+        )
+        state = RunState.SKIPPED if skip else RunState.QUEUED
+        run = await self._states.create(spec.name, when, trigger, prio, state)
+        if run is None or skip:
+            return run.run_id if run else None
+        self._queue.push(run.run_id, spec.name, prio, when)
+        return run.run_id
+
+    def _can_run(self, item: QueuedRun) -> bool:
+        entry = self._jobs.get(item.job)
+        if entry is None:
+            return False
+        running = sum(1 for job in self._in_flight.values() if job == item.job)
+        return running < entry.spec.max_active_runs
+
+    async def _dispatch(self) -> None:
+        while len(self._in_flight) < self._capacity:
+            item = self._queue.pop_ready(self._now(), self._can_run)
+            if item is None:
+                return
+            entry = self._jobs[item.job]
+            run = self._states.get(item.run_id)
+            self._in_flight[item.run_id] = item.job
+            await self._broker.publish(
+                TOPIC_TRIGGERS,
+                TriggerRun(
+                    run_id=item.run_id,
+                    job=item.job,
+                    spec=entry.stored,
+                    attempt=run.attempt if run else 1,
+                    trigger=run.trigger if run else "schedule",
+                ),
+            )
+
+    async def _on_config(self, message: Any) -> None:
+        async with self._lock:
+            match message:
+                case JobUpserted():
+                    await self._load_job(message.name, message.spec, message.paused)
+                case JobPauseChanged() if message.name in self._jobs:
+                    self._jobs[message.name].paused = message.paused
+                case JobDeleted():
+                    self._jobs.pop(message.name, None)
+                    for run in self._states.active(message.name):
+                        if self._queue.remove(run.run_id):
+                            await self._states.move(run.run_id, RunState.CANCELLED, error="job deleted")
+
+    async def _on_status(self, message: Any) -> None:
+        async with self._lock:
+            run = self._states.get(getattr(message, "run_id", ""))
+            if run is None:
+                return
+            match message:
+                case RunStarted() if run.state is RunState.QUEUED:
+                    await self._states.move(
+                        run.run_id, RunState.RUNNING, started_at=message.ts, engine=message.engine
+                    )
+                case RunFinished():
+                    if run.state is RunState.QUEUED:
+                        await self._states.move(run.run_id, RunState.RUNNING)
+                    # the Database committed rows and `succeeded` in one transaction already
+                    await self._states.move(run.run_id, RunState.SUCCEEDED, persist=False)
+                    self._in_flight.pop(run.run_id, None)
+                    await self._fire_dependents(run.job)
+                case RunFailed():
+                    if run.state is RunState.QUEUED:
+                        await self._states.move(run.run_id, RunState.RUNNING)
+                    await self._states.move(
+                        run.run_id,
+                        RunState.FAILED,
+                        error=message.error,
+                        finished_at=message.ts,
+                        rows_loaded=0,
+                        pages=message.pages,
+                    )
+                    self._in_flight.pop(run.run_id, None)
+            await self._dispatch()
+
+    async def _fire_dependents(self, job: str) -> None:
+        for entry in self._jobs.values():
+            if job in entry.spec.triggers.after and entry.spec.enabled and not entry.paused:
+                await self._enqueue(entry, self._now(), f"after:{job}", None, check_overlap=True)

@@ -1,0 +1,124 @@
+"""SyncEngine actor: takes TriggerRun messages from the shared work queue, one at a time.
+
+Batches go to the Database actor as Arrow tables by ObjectRef (zero-copy through the object
+store); the final commit (rows + cursor + `succeeded`) is one Database transaction. Events
+(started, progressed, finished, failed) go to the `status` topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pyarrow as pa
+import ray
+from ray.util.queue import Empty
+
+from tg_actors.broker_client import BrokerClient
+from tg_actors.jobs import JobSpec
+from tg_actors.messages import (
+    TOPIC_STATUS,
+    TOPIC_TRIGGERS,
+    RunFailed,
+    RunFinished,
+    RunProgressed,
+    RunStarted,
+    TriggerRun,
+)
+from tg_actors.sync import SyncResult, extract_and_stage
+
+log = logging.getLogger(__name__)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "attempt timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class SyncEngine:
+    def __init__(self, engine_id: str, db: Any, broker: Any) -> None:
+        self._id = engine_id
+        self._db = db
+        self._broker = BrokerClient(broker)
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._current: str | None = None
+        self._done = 0
+
+    async def start(self) -> None:
+        """Join the engines' group on `triggers` and start taking work (idempotent)."""
+        if self._task is None:
+            queue = await self._broker.subscribe(TOPIC_TRIGGERS, "engines", shared=True)
+            self._task = asyncio.create_task(self._work(queue))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+
+    async def stats(self) -> dict[str, Any]:
+        return {"engine": self._id, "current_run": self._current, "runs_done": self._done}
+
+    async def ping(self) -> str:
+        return "ok"
+
+    async def _work(self, queue: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                message = await queue.get_async(timeout=0.5)
+            except Empty:
+                continue
+            except Exception:  # the queue actor restarting
+                log.warning("engine %s: work queue unavailable", self._id, exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            self._current = message.run_id
+            try:
+                await self.run(message)
+            finally:
+                self._current = None
+                self._done += 1
+
+    async def run(self, message: TriggerRun) -> SyncResult | None:
+        """One attempt; never raises: the outcome is an event on `status`."""
+        run_id, job = message.run_id, message.job
+        await self._broker.publish(TOPIC_STATUS, RunStarted(run_id=run_id, job=job, engine=self._id))
+        pages_seen = 0
+
+        async def stage(table: pa.Table) -> None:
+            await self._db.stage_batch.remote(run_id, ray.put(table))
+
+        async def progress(rows: int, pages: int) -> None:
+            nonlocal pages_seen
+            pages_seen = pages
+            await self._broker.publish(
+                TOPIC_STATUS, RunProgressed(run_id=run_id, job=job, rows=rows, pages=pages)
+            )
+
+        try:
+            spec = JobSpec.model_validate(message.spec)
+            result = await asyncio.wait_for(
+                extract_and_stage(spec, stage, progress), spec.timeout.total_seconds()
+            )
+            dest = spec.destination
+            rows = await self._db.commit_run.remote(
+                run_id,
+                table=dest.table,
+                write=dest.write.value,
+                primary_key=list(dest.primary_key),
+                pages=result.pages,
+            )
+        except Exception as exc:
+            log.warning("run %s of %s failed: %s", run_id, job, describe(exc))
+            await self._db.discard_run.remote(run_id)
+            await self._broker.publish(
+                TOPIC_STATUS, RunFailed(run_id=run_id, job=job, error=describe(exc), pages=pages_seen)
+            )
+            return None
+        await self._broker.publish(
+            TOPIC_STATUS,
+            RunFinished(run_id=run_id, job=job, rows=rows, pages=result.pages, seconds=result.seconds),
+        )
+        return SyncResult(rows, result.pages, result.seconds)

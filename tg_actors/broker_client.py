@@ -1,0 +1,51 @@
+"""Typed helpers around the broker actor handle, shared by every actor and the Serve app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tg_actors.messages import Message
+
+log = logging.getLogger(__name__)
+
+
+class BrokerClient:
+    def __init__(self, broker: Any) -> None:
+        self.handle = broker
+
+    async def subscribe(self, topic: str, group: str, *, shared: bool = False) -> Any:
+        return await self.handle.subscribe.remote(topic, group, shared=shared)
+
+    async def publish(self, topic: str, *messages: Message) -> int:
+        return int(await self.handle.publish.remote(topic, list(messages)))
+
+    async def consume(
+        self, topic: str, group: str, max_items: int = 100, timeout: float = 1.0
+    ) -> list[Any]:
+        return list(await self.handle.consume.remote(topic, group, max_items, timeout))
+
+    async def pump(
+        self,
+        topic: str,
+        group: str,
+        handler: Callable[[Any], Awaitable[None]],
+        stop: asyncio.Event,
+    ) -> None:
+        """Feed every message of `group` to `handler` until `stop`; a failing handler is logged
+        and the loop keeps going (one bad message must not stall a subscriber)."""
+        await self.subscribe(topic, group)
+        while not stop.is_set():
+            try:
+                batch = await self.consume(topic, group, 200, 0.5)
+            except Exception:  # broker restarting: back off and retry
+                log.warning("consume %s/%s failed; retrying", topic, group, exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            for message in batch:
+                try:
+                    await handler(message)
+                except Exception:
+                    log.exception("handler for %s/%s failed on %r", topic, group, message)

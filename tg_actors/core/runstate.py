@@ -1,0 +1,100 @@
+"""Run states (CONTRACT §4) and the one table of legal moves between them.
+
+    queued ──► running ──► succeeded
+      │  ▲        │  │
+      │  └────────┘  ├──► retrying ──► queued
+      │ (engine died)└──► failed / cancelled
+      └──► skipped / failed / cancelled
+
+A run is created `queued` (to be dispatched) or `skipped` (an overlap policy said no). Every
+state change goes through `check_transition`, so a late or duplicated message (a `running`
+report after the user cancelled) is refused instead of resurrecting a finished run.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from tg_actors.errors import IllegalTransition
+
+__all__ = [
+    "ACTIVE",
+    "INITIAL",
+    "TERMINAL",
+    "TRANSITIONS",
+    "RunState",
+    "can_transition",
+    "check_transition",
+]
+
+
+class RunState(enum.StrEnum):
+    """Where a run is in its life. The values are the strings users see in the API and DB."""
+
+    QUEUED = "queued"
+    """Waiting in the task queue for a free engine (and for its `due` time)."""
+    RUNNING = "running"
+    """An engine is executing the current attempt."""
+    RETRYING = "retrying"
+    """An attempt failed and another is allowed; waiting out the backoff before re-queueing."""
+    SUCCEEDED = "succeeded"
+    """Finished: rows and cursor committed in one transaction."""
+    FAILED = "failed"
+    """Finished: attempts exhausted or a non-retryable error; nothing of the run committed."""
+    CANCELLED = "cancelled"
+    """Finished: stopped by a user or by shutdown; nothing of the run committed."""
+    SKIPPED = "skipped"
+    """Finished without running: recorded so a tick refused by `overlap: skip` stays visible."""
+
+
+INITIAL: frozenset[RunState] = frozenset({RunState.QUEUED, RunState.SKIPPED})
+"""States a run may be created in."""
+
+TERMINAL: frozenset[RunState] = frozenset(
+    {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.SKIPPED}
+)
+"""States a run never leaves."""
+
+ACTIVE: frozenset[RunState] = frozenset({RunState.QUEUED, RunState.RUNNING, RunState.RETRYING})
+"""States that count against `max_active_runs` and `overlap`."""
+
+_S = RunState
+TRANSITIONS: Mapping[RunState, frozenset[RunState]] = MappingProxyType(
+    {
+        # failed: e.g. its job was deleted or its secret is missing before it could start
+        _S.QUEUED: frozenset({_S.RUNNING, _S.CANCELLED, _S.FAILED, _S.SKIPPED}),
+        # queued: its engine died mid-attempt, so the scheduler dispatches it again
+        _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.RETRYING, _S.QUEUED}),
+        _S.RETRYING: frozenset({_S.QUEUED, _S.CANCELLED, _S.FAILED}),
+        _S.SUCCEEDED: frozenset(),
+        _S.FAILED: frozenset(),
+        _S.CANCELLED: frozenset(),
+        _S.SKIPPED: frozenset(),
+    }
+)
+"""Every legal move: TRANSITIONS[current] holds the states `current` may go to."""
+
+
+def _parse(state: RunState | str) -> RunState | None:
+    try:
+        return RunState(state)
+    except ValueError:
+        return None
+
+
+def can_transition(current: RunState | str, target: RunState | str) -> bool:
+    """True when the table allows `current` -> `target`; unknown names and staying put are not."""
+    cur, tgt = _parse(current), _parse(target)
+    return cur is not None and tgt is not None and tgt in TRANSITIONS[cur]
+
+
+def check_transition(run_id: str, current: RunState | str, target: RunState | str) -> RunState:
+    """Return `target` as a RunState, or raise IllegalTransition for a move not in the table.
+
+    Staying in the same state is illegal too: a repeated event must not be applied twice.
+    """
+    if not can_transition(current, target):
+        raise IllegalTransition(run_id, str(current), str(target))
+    return RunState(target)

@@ -1,0 +1,48 @@
+"""`tg run JOB`: trigger one run through the real actors and wait for its end state."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray
+
+from tg_actors.core.runstate import TERMINAL
+from tg_actors.local_server import ThreadedServer, port_is_free
+from tg_actors.messages import TOPIC_STATUS, RunStateChanged
+from tg_actors.runtime import Runtime
+from tg_actors.settings import Settings
+
+GROUP = "cli"
+
+
+def serve_demo_if_free(settings: Settings) -> ThreadedServer | None:
+    """Serve the offline demo source at the address the shipped jobs use, if nothing is there."""
+    if not port_is_free(settings.host, settings.port):
+        return None
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from serve.demo import build_demo_app
+
+    app = Starlette(routes=[Mount("/demo", app=build_demo_app())])
+    return ThreadedServer(app, settings.host, settings.port).start()
+
+
+def run_once(rt: Runtime, job: str, timeout: float = 3600.0) -> dict[str, Any] | None:
+    """Run `job` once; the final run row, or None when there is no such job."""
+    names = {j["name"] for j in ray.get(rt.db.list_jobs.remote())}
+    if job not in names:
+        return None
+    ray.get(rt.broker.subscribe.remote(TOPIC_STATUS, GROUP))
+    run_id = ray.get(rt.scheduler.trigger.remote(job))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in ray.get(rt.broker.consume.remote(TOPIC_STATUS, GROUP, 500, 1.0)):
+            if (
+                isinstance(message, RunStateChanged)
+                and message.run_id == run_id
+                and message.state in TERMINAL
+            ):
+                return ray.get(rt.db.get_run.remote(run_id))  # type: ignore[no-any-return]
+    raise TimeoutError(f"run {run_id} of {job} did not finish within {timeout:g}s")

@@ -1,0 +1,137 @@
+"""The one place Ray options live: start Ray, create every actor, start Serve, stop it all.
+
+Actors are named in one namespace so the Serve app (and a restarted actor's peers) find
+them by name. Control-plane actors ask for no CPU: on a 2-core machine an actor that needs a
+whole CPU when none is free waits forever without a word.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from tg_actors.actors.broker import Broker
+from tg_actors.actors.config_manager import ConfigManager
+from tg_actors.actors.database import Database
+from tg_actors.actors.scheduler import Scheduler
+from tg_actors.actors.sync_engine import SyncEngine
+from tg_actors.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DB_RESOURCE = "db"  # declared only on the node that holds the DuckDB file
+BROKER, DATABASE, CONFIG, SCHEDULER = "tg_broker", "tg_database", "tg_config", "tg_scheduler"
+SERVE_APP = "turbo_giggle"
+_CONTROL = {"num_cpus": 0, "max_restarts": -1, "lifetime": None}
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    broker: Any
+    db: Any
+    config: Any
+    scheduler: Any
+    engines: list[Any] = field(default_factory=list)
+    serving: bool = False
+    token_file: str | None = None
+
+    def components(self) -> dict[str, Any]:
+        named = {"broker": self.broker, "database": self.db, "config_manager": self.config}
+        named["scheduler"] = self.scheduler
+        named.update({f"engine_{i}": e for i, e in enumerate(self.engines)})
+        return named
+
+
+def init_ray(settings: Settings) -> None:
+    """Laptop mode (no address): our own local Ray on loopback. Otherwise join a cluster."""
+    if ray.is_initialized():
+        return
+    common: dict[str, Any] = {
+        "namespace": settings.namespace,
+        "include_dashboard": False,
+        "logging_level": logging.WARNING,
+        "runtime_env": {"worker_process_setup_hook": "tg_actors.logs.setup"},
+    }
+    if settings.address is None:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # bind 127.0.0.1
+        cpus = max(2, os.cpu_count() or 2)
+        ray.init(address="local", num_cpus=cpus, resources={DB_RESOURCE: 1}, **common)
+    else:
+        ray.init(address=settings.address, **common)
+
+
+def _actor(cls: type, name: str, namespace: str, **options: Any) -> Any:
+    opts = {**_CONTROL, **options}
+    opts = {k: v for k, v in opts.items() if v is not None}
+    return ray.remote(cls).options(name=name, namespace=namespace, get_if_exists=True, **opts)
+
+
+def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True) -> Runtime:
+    """Create every actor (and the Serve app), load job files, start the scheduler."""
+    began = time.perf_counter()
+    ns = settings.namespace
+    broker = _actor(Broker, BROKER, ns).remote(settings.queue_maxsize)
+    db = _actor(Database, DATABASE, ns, resources={DB_RESOURCE: 0.01}).remote(
+        str(settings.db_path), broker
+    )
+    ray.get(db.start.remote())
+    engines = [
+        _actor(
+            SyncEngine,
+            f"tg_engine_{i}",
+            ns,
+            num_cpus=settings.engine_num_cpus,
+            scheduling_strategy="SPREAD",
+        ).remote(f"engine-{i}", db, broker)
+        for i in range(settings.engines)
+    ]
+    ray.get([e.start.remote() for e in engines])
+    config = _actor(ConfigManager, CONFIG, ns).remote(settings.model_dump(mode="json"), db, broker)
+    report = ray.get(config.load_dir.remote())
+    for error in report["errors"]:
+        print(error)
+    scheduler = _actor(Scheduler, SCHEDULER, ns).remote(
+        db, broker, settings.engines, settings.tick_seconds
+    )
+    rt = Runtime(settings, broker, db, config, scheduler, engines)
+    if serve_app:
+        start_serve(rt)
+    ray.get(scheduler.start.remote(schedules))
+    log.info("runtime up in %.1fs: jobs %s", time.perf_counter() - began, report["loaded"])
+    return rt
+
+
+def start_serve(rt: Runtime) -> None:
+    from ray import serve
+
+    from serve.app import build_app
+    from serve.auth import ensure_token
+
+    s = rt.settings
+    token, token_file = ensure_token(s)
+    serve.start(http_options={"host": s.host, "port": s.port})
+    serve.run(build_app(s, token), name=SERVE_APP, route_prefix="/", blocking=False)
+    rt.serving = True
+    rt.token_file = str(token_file) if token_file else None
+
+
+def stop(rt: Runtime) -> None:
+    """Stop ticking and working, close DuckDB cleanly (checkpoint), stop Serve."""
+    for handle, method in [(rt.scheduler, "stop"), *((e, "stop") for e in rt.engines)]:
+        try:
+            ray.get(getattr(handle, method).remote(), timeout=10)
+        except Exception:
+            log.warning("could not stop %s cleanly", handle, exc_info=True)
+    if rt.serving:
+        from ray import serve
+
+        serve.shutdown()
+    ray.get(rt.db.close.remote(), timeout=60)
+    for handle in rt.components().values():
+        ray.kill(handle, no_restart=True)

@@ -1,0 +1,66 @@
+"""Records -> Arrow, and `transform.sql` over them in a throwaway, sandboxed DuckDB."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from tg_actors.errors import TransformError
+
+# transform SQL comes from job files and the API: no files, no network, no extensions, and
+# no way for the SQL to switch that back on
+_SANDBOX: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
+
+def records_to_arrow(records: list[dict[str, Any]]) -> pa.Table:
+    """One column per key seen in any record (first-seen order), missing values null.
+
+    Types are inferred per column over all rows (not from the first row, as
+    `pa.Table.from_pylist` does): objects become STRUCT, lists LIST, int mixed with float
+    DOUBLE, an all-null column stays NULL. A column whose values Arrow cannot unify (int and
+    str, say) becomes strings, non-strings as JSON text, rather than failing the page.
+    """
+    names = list(dict.fromkeys(key for record in records for key in record))
+    return pa.table({name: _column([r.get(name) for r in records]) for name in names})
+
+
+def _column(values: list[Any]) -> pa.Array:
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([_text(v) for v in values], type=pa.string())
+    # never string_view: Ray's Arrow serializer falls back to a slow path on it
+    return array.cast(pa.string()) if pa.types.is_string_view(array.type) else array
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def apply_transform(table: pa.Table, sql: str) -> pa.Table:
+    """Run `sql` over `table`, known to it as the relation `records`. Raises TransformError."""
+    if table.num_columns == 0:
+        return table  # no records (DuckDB cannot register a table without columns)
+    con = duckdb.connect(config=_SANDBOX)
+    try:
+        con.register("records", table)
+        relation = con.sql(sql)
+        if relation is None:
+            raise TransformError("transform.sql must be a query over `records` (SELECT ...)")
+        # to_arrow_table: .arrow() is a RecordBatchReader in duckdb 2, fetch_arrow_table()
+        # is deprecated
+        return relation.to_arrow_table()
+    except duckdb.Error as exc:
+        raise TransformError(f"transform.sql failed: {exc}") from exc
+    finally:
+        con.close()

@@ -1,0 +1,386 @@
+"""DuckStore: the one read-write handle on the DuckDB file, owned by the Database actor.
+
+Call it from one thread, serially: a DuckDB connection is not safe for concurrent use, and only
+this process may open the file read-write. Metadata lives in schema `tg`, data tables in
+`main` (CONTRACT §6). Every timestamp goes in and comes out timezone-aware, in UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import duckdb
+import pyarrow as pa
+
+from tg_actors.errors import ConfigError, JobNotFound, RunNotFound, TableNotFound
+from tg_actors.jobs import WriteMode
+from tg_actors.store import writes
+from tg_actors.store.schema import (
+    JOB_FIELDS,
+    OPEN_STATES,
+    RUN_FIELDS,
+    RUN_STATES,
+    TIMESTAMP_RUN_FIELDS,
+    UPDATABLE_RUN_FIELDS,
+    create_schema,
+    quote,
+)
+
+_RUN_COLUMNS = ", ".join(RUN_FIELDS)
+_JOB_COLUMNS = ", ".join(JOB_FIELDS)
+_ORIGINS = ("file", "api")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DuckStore:
+    """Jobs, runs, logs, cursors and data tables in one DuckDB file.
+
+    `clock` returns the aware "now" used for created/queued/updated/finished stamps.
+    """
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], datetime] = _utc_now) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            # DuckDB names the catalog after the file: `tg.runs` would be ambiguous
+            if Path(path).stem.lower() == "tg":
+                raise ConfigError(f"{path}: a DuckDB file named 'tg' clashes with schema tg")
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(self.path)
+        self._con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ values come back in UTC
+        create_schema(self._con)
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise RuntimeError(f"DuckStore({self.path!r}) is closed")
+        return self._con
+
+    def close(self) -> None:
+        """CHECKPOINT (fold the WAL into the file) and close; idempotent."""
+        if self._con is None:
+            return
+        con, self._con = self._con, None
+        try:
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+
+    def __enter__(self) -> DuckStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _now(self) -> datetime:
+        return _aware(self._clock(), "clock()")
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def upsert_job(self, name: str, spec: dict[str, Any], origin: str) -> bool:
+        """Store the job's stored form; True if created. A replace keeps paused and created_at."""
+        if origin not in _ORIGINS:
+            raise ValueError(f"origin must be one of {_ORIGINS}, not {origin!r}")
+        now, text = self._now(), json.dumps(spec)
+        with writes.transaction(self.con):
+            exists = self.con.execute("SELECT 1 FROM tg.jobs WHERE name = ?", [name]).fetchone()
+            if exists:
+                self.con.execute(
+                    "UPDATE tg.jobs SET spec = ?, origin = ?, updated_at = ? WHERE name = ?",
+                    [text, origin, now, name],
+                )
+            else:
+                self.con.execute(
+                    "INSERT INTO tg.jobs VALUES (?, ?, false, ?, ?, ?)",
+                    [name, text, origin, now, now],
+                )
+        return exists is None
+
+    def delete_job(self, name: str) -> bool:
+        """Remove the job; its runs (and its cursor in tg.state) stay. True if it existed."""
+        rows = self.con.execute("DELETE FROM tg.jobs WHERE name = ? RETURNING name", [name])
+        return bool(rows.fetchall())
+
+    def get_job(self, name: str) -> dict[str, Any] | None:
+        row = self.con.execute(f"SELECT {_JOB_COLUMNS} FROM tg.jobs WHERE name = ?", [name])
+        found = row.fetchone()
+        return _job(found) if found else None
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        rows = self.con.execute(f"SELECT {_JOB_COLUMNS} FROM tg.jobs ORDER BY name").fetchall()
+        return [_job(row) for row in rows]
+
+    def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        """Set the flag and return the job; raises JobNotFound."""
+        row = self.con.execute(
+            f"UPDATE tg.jobs SET paused = ?, updated_at = ? WHERE name = ? RETURNING {_JOB_COLUMNS}",
+            [paused, self._now(), name],
+        ).fetchone()
+        if row is None:
+            raise JobNotFound(name)
+        return _job(row)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        job: str,
+        scheduled_for: datetime,
+        trigger: str,
+        *,
+        state: str = "queued",
+        attempt: int = 1,
+        priority: int = 50,
+        error: str | None = None,
+    ) -> str | None:
+        """Write a new run; its run_id, or None when (job, scheduled_for) already has one."""
+        run_id = uuid.uuid4().hex
+        # the UNIQUE constraint decides; RETURNING yields no row for a skipped duplicate
+        row = self.con.execute(
+            "INSERT INTO tg.runs (run_id, job, state, trigger, attempt, priority, scheduled_for,"
+            " queued_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING RETURNING run_id",
+            [run_id, job, state, trigger, attempt, priority, _aware(scheduled_for), self._now(), error],
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def update_run(self, run_id: str, **fields: Any) -> dict[str, Any]:
+        """Change only the given fields; return the run. ValueError / RunNotFound."""
+        unknown = set(fields) - UPDATABLE_RUN_FIELDS
+        if unknown:
+            raise ValueError(f"cannot update run field(s) {sorted(unknown)}")
+        values = [
+            _aware(v, k) if k in TIMESTAMP_RUN_FIELDS and v is not None else v
+            for k, v in fields.items()
+        ]
+        if not fields:
+            found = self.get_run(run_id)
+            if found is None:
+                raise RunNotFound(run_id)
+            return found
+        assignments = ", ".join(f"{quote(k)} = ?" for k in fields)
+        row = self.con.execute(
+            f"UPDATE tg.runs SET {assignments} WHERE run_id = ? RETURNING {_RUN_COLUMNS}",
+            [*values, run_id],
+        ).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return _run(row)
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        row = self.con.execute(f"SELECT {_RUN_COLUMNS} FROM tg.runs WHERE run_id = ?", [run_id])
+        found = row.fetchone()
+        return _run(found) if found else None
+
+    def list_runs(
+        self, job: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Newest first (queued_at DESC, then run_id DESC); filters are optional."""
+        if limit < 0:
+            raise ValueError("limit must be >= 0")
+        rows = self.con.execute(
+            f"SELECT {_RUN_COLUMNS} FROM tg.runs WHERE (? IS NULL OR job = ?)"
+            " AND (? IS NULL OR state = ?) ORDER BY queued_at DESC, run_id DESC LIMIT ?",
+            [job, job, state, state, limit],
+        ).fetchall()
+        return [_run(row) for row in rows]
+
+    def open_runs(self) -> list[dict[str, Any]]:
+        """Runs queued, running or retrying, oldest first: what a restarted Scheduler resumes."""
+        rows = self.con.execute(
+            f"SELECT {_RUN_COLUMNS} FROM tg.runs WHERE state IN (?, ?, ?)"
+            " ORDER BY queued_at, run_id",
+            list(OPEN_STATES),
+        ).fetchall()
+        return [_run(row) for row in rows]
+
+    def last_tick(self, job: str) -> datetime | None:
+        """The latest scheduled_for of the job's schedule/catchup runs."""
+        row = self.con.execute(
+            "SELECT max(scheduled_for) FROM tg.runs WHERE job = ?"
+            " AND trigger IN ('schedule', 'catchup')",
+            [job],
+        ).fetchone()
+        return _utc(row[0]) if row and row[0] is not None else None
+
+    def run_counts(self) -> dict[str, int]:
+        """Runs per state; every state of CONTRACT §4 is present, 0 when none."""
+        counts = dict.fromkeys(RUN_STATES, 0)
+        rows = self.con.execute("SELECT state, count(*) FROM tg.runs GROUP BY state").fetchall()
+        counts.update({str(state): int(n) for state, n in rows})
+        return counts
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def add_logs(self, entries: Sequence[tuple[str, datetime, str, str]]) -> None:
+        """Append (run_id, ts, level, message) entries in one statement (via Arrow)."""
+        if not entries:
+            return
+        run_ids, stamps, levels, messages = zip(*entries, strict=True)
+        batch = pa.table(
+            {
+                "run_id": pa.array(run_ids, pa.string()),
+                "ts": pa.array([_aware(ts, "ts") for ts in stamps], pa.timestamp("us", tz="UTC")),
+                "level": pa.array(levels, pa.string()),
+                "message": pa.array(messages, pa.string()),
+            }
+        )
+        self.con.register("_tg_logs", batch)
+        try:
+            self.con.execute("INSERT INTO tg.run_logs BY NAME SELECT * FROM _tg_logs")
+        finally:
+            self.con.unregister("_tg_logs")
+
+    def get_logs(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's log lines in ts order (insertion order among equal ts)."""
+        rows = self.con.execute(
+            "SELECT ts, level, message FROM tg.run_logs WHERE run_id = ? ORDER BY ts, rowid",
+            [run_id],
+        ).fetchall()
+        return [{"ts": _utc(ts), "level": level, "message": message} for ts, level, message in rows]
+
+    # -- data path (writes.py) -------------------------------------------------------------
+
+    def stage_batch(self, run_id: str, table: pa.Table) -> int:
+        """Append an Arrow batch to the run's staging table; rows staged so far.
+
+        New columns are added; RunNotFound, IllegalTransition (run no longer open),
+        DestinationError (DuckDB refused the batch; nothing of it staged).
+        """
+        return writes.stage_batch(self.con, run_id, table)
+
+    def commit_run(
+        self,
+        run_id: str,
+        *,
+        table: str,
+        write: WriteMode | str,
+        primary_key: Sequence[str] = (),
+        pages: int,
+        cursor: tuple[str, str] | None = None,
+    ) -> int:
+        """Commit the run's staged rows, its cursor (job, value) and `succeeded`; rows written.
+
+        One transaction: on DestinationError nothing changed. Idempotent: a run already
+        `succeeded` returns its rows_loaded. A run with nothing staged commits 0 rows and leaves
+        the target untouched (a replace with nothing staged does not empty the table). Merge
+        writes rows inserted + updated, the last staged row per key winning.
+        """
+        return writes.commit_run(
+            self.con,
+            run_id,
+            table=table,
+            write=write,
+            primary_key=primary_key,
+            pages=pages,
+            cursor=cursor,
+            now=self._now(),
+        )
+
+    def discard_run(self, run_id: str) -> None:
+        """Drop the run's staging table; no-op when there is none. Call it before a retry."""
+        writes.discard(self.con, run_id)
+
+    def staged_rows(self, run_id: str) -> int:
+        return writes.staged_rows(self.con, run_id)
+
+    def staged_run_ids(self) -> list[str]:
+        """Runs that have a staging table (leftovers to discard after a crash)."""
+        return writes.staged_run_ids(self.con)
+
+    def cursor(self, job: str) -> str | None:
+        row = self.con.execute("SELECT cursor FROM tg.state WHERE job = ?", [job]).fetchone()
+        return str(row[0]) if row and row[0] is not None else None
+
+    # -- tables ----------------------------------------------------------------------------
+
+    def list_tables(self) -> list[dict[str, Any]]:
+        """Data tables of schema main: [{name, rows, columns: [{name, type}]}] by name."""
+        rows = self.con.execute(
+            "SELECT t.table_name, list({'name': c.column_name, 'type': c.data_type}"
+            " ORDER BY c.column_index) FROM duckdb_tables() t JOIN duckdb_columns() c"
+            " USING (database_name, schema_name, table_name)"
+            " WHERE t.database_name = current_database() AND t.schema_name = 'main'"
+            " GROUP BY t.table_name ORDER BY t.table_name"
+        ).fetchall()
+        return [
+            {"name": name, "rows": self._count(name), "columns": columns} for name, columns in rows
+        ]
+
+    def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
+        """First `limit` rows as JSON-ready values: {columns: [names], rows: [[values]]}."""
+        if limit < 0:
+            raise ValueError("limit must be >= 0")
+        found = self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            " AND schema_name = 'main' AND lower(table_name) = lower(?)",
+            [name],
+        ).fetchone()
+        if found is None:
+            raise TableNotFound(name)
+        rel = self.con.sql(f"SELECT * FROM main.{quote(found[0])} LIMIT {int(limit)}")
+        return {"columns": list(rel.columns), "rows": [jsonable(list(r)) for r in rel.fetchall()]}
+
+    def _count(self, table: str) -> int:
+        row = self.con.execute(f"SELECT count(*) FROM main.{quote(table)}").fetchone()
+        return int(row[0]) if row else 0
+
+
+def _job(row: tuple[Any, ...]) -> dict[str, Any]:
+    job = dict(zip(JOB_FIELDS, row, strict=True))
+    job["spec"] = json.loads(job["spec"])
+    job["created_at"], job["updated_at"] = _utc(job["created_at"]), _utc(job["updated_at"])
+    return job
+
+
+def _run(row: tuple[Any, ...]) -> dict[str, Any]:
+    run = dict(zip(RUN_FIELDS, row, strict=True))
+    for key in TIMESTAMP_RUN_FIELDS:
+        if run[key] is not None:
+            run[key] = _utc(run[key])
+    return run
+
+
+def _utc(value: datetime) -> datetime:
+    """DuckDB hands back ZoneInfo('UTC'); normalise to datetime.UTC."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _aware(value: datetime, name: str = "scheduled_for") -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(UTC)
+
+
+def jsonable(value: Any) -> Any:
+    """A DuckDB value as JSON-ready Python: str for times/uuids, float for decimals, dicts."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # JSON has no NaN/Infinity
+    if isinstance(value, Decimal):
+        return float(value) if value.is_finite() else None
+    if isinstance(value, datetime):
+        return (_utc(value) if value.tzinfo else value).isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta | UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, dict):  # STRUCT and MAP
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return str(value)

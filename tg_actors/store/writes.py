@@ -1,0 +1,280 @@
+"""The exactly-once data path: stage a run's batches, then commit them in one transaction.
+
+A run's batches land in its own staging table `tg."stage_<run_id>"`, so memory stays bounded
+and nothing reaches the data tables before the run succeeds. `commit_run` moves the staged rows
+into `main.<table>`, writes the cursor and marks the run `succeeded` in ONE transaction keyed by
+run_id: a second commit of the same run finds it `succeeded` and changes nothing.
+
+Schema evolution, the dlt way: a batch may bring new columns (added to staging and target);
+all-null columns (Arrow type `null`) wait until a batch gives them a type; a column whose
+inferred type varies between pages is widened in staging to the type DuckDB's UNION ALL would
+pick (BIGINT then DOUBLE -> DOUBLE), so no page is silently rounded. An existing target column is
+only widened between numeric types; any other mismatch is left to DuckDB's INSERT cast, which
+fails (DestinationError) when a value does not fit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+
+import duckdb
+from duckdb.sqltypes import DuckDBPyType
+import pyarrow as pa
+
+from tg_actors.errors import DestinationError, IllegalTransition, RunNotFound
+from tg_actors.jobs import WriteMode
+from tg_actors.store.schema import OPEN_STATES, quote
+
+SEQ = "__tg_seq"  # staging order: for merge, the row with the highest SEQ per key wins
+TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_BATCH = "_tg_incoming_batch"  # name the Arrow batch is registered under, connection-local
+_NUMERIC = frozenset(
+    {"tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint", "uinteger"}
+    | {"ubigint", "uhugeint", "float", "double", "decimal"}
+)
+
+Columns = dict[str, tuple[str, DuckDBPyType]]  # lower(name) -> (name, type)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN … COMMIT; ROLLBACK on any error (DuckDB aborts the transaction on a failed statement)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:  # pragma: no cover - never hide the original error
+            pass
+        raise
+    con.execute("COMMIT")
+
+
+def stage_table(run_id: str) -> str:
+    if not _RUN_ID.fullmatch(run_id):  # it becomes part of an identifier
+        raise ValueError(f"invalid run id {run_id!r}")
+    return "tg." + quote(f"stage_{run_id}")
+
+
+def staged_rows(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """Rows staged for the run so far; 0 when nothing is staged."""
+    if not _exists(con, "tg", f"stage_{run_id}"):
+        return 0
+    return _count(con, stage_table(run_id))
+
+
+def staged_run_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        " AND schema_name = 'tg' AND starts_with(table_name, 'stage_') ORDER BY table_name"
+    ).fetchall()
+    return [str(name).removeprefix("stage_") for (name,) in rows]
+
+
+def discard(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    con.execute(f"DROP TABLE IF EXISTS {stage_table(run_id)}")
+
+
+def stage_batch(con: duckdb.DuckDBPyConnection, run_id: str, batch: pa.Table) -> int:
+    """Append `batch` to the run's staging table; return the rows staged so far."""
+    stage = stage_table(run_id)
+    _require_open(con, run_id, "staged")
+    # a null-typed column carries no type to create; BY NAME fills missing columns with NULL
+    keep = [i for i, f in enumerate(batch.schema) if not pa.types.is_null(f.type)]
+    batch = batch.select(keep)
+    if any(name.lower() == SEQ for name in batch.column_names):
+        raise DestinationError(f"run {run_id}: column name {SEQ!r} is reserved")
+    existing = _exists(con, "tg", f"stage_{run_id}")
+    offset = _count(con, stage) if existing else 0
+    seq = pa.array(range(offset, offset + batch.num_rows), type=pa.int64())
+    con.register(_BATCH, batch.append_column(SEQ, seq))
+    try:
+        with transaction(con):
+            if not existing:
+                con.execute(f"CREATE TABLE {stage} AS SELECT * FROM {_BATCH}")
+            else:
+                _evolve_stage(con, stage)
+                con.execute(f"INSERT INTO {stage} BY NAME SELECT * FROM {_BATCH}")
+    except duckdb.Error as exc:
+        raise DestinationError(f"run {run_id}: cannot stage batch: {exc}") from exc
+    finally:
+        con.unregister(_BATCH)
+    return offset + int(batch.num_rows)
+
+
+def _evolve_stage(con: duckdb.DuckDBPyConnection, stage: str) -> None:
+    have = _describe(con, stage)
+    for key, (name, incoming) in _describe(con, _BATCH).items():
+        if key not in have:
+            con.execute(f"ALTER TABLE {stage} ADD COLUMN {quote(name)} {incoming}")
+            continue
+        current = have[key][1]
+        if str(current) != str(incoming):
+            wider = _union_type(con, have[key][0], stage, _BATCH)
+            if wider is not None and str(wider) != str(current):
+                con.execute(f"ALTER TABLE {stage} ALTER COLUMN {quote(have[key][0])} TYPE {wider}")
+
+
+def commit_run(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    *,
+    table: str,
+    write: WriteMode | str,
+    primary_key: Sequence[str],
+    pages: int,
+    cursor: tuple[str, str] | None,
+    now: datetime,
+) -> int:
+    """Move the staged rows into `main.<table>`, write the cursor, mark the run succeeded."""
+    mode = WriteMode(write)
+    if not TABLE_NAME.fullmatch(table):
+        raise DestinationError(f"invalid table name {table!r} (letters, digits, _; max 63)")
+    stage = stage_table(run_id)
+    try:
+        with transaction(con):
+            row = con.execute(
+                "SELECT state, rows_loaded FROM tg.runs WHERE run_id = ?", [run_id]
+            ).fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            if row[0] == "succeeded":  # a retried commit: already done, only tidy up
+                con.execute(f"DROP TABLE IF EXISTS {stage}")
+                return int(row[1])
+            if row[0] not in OPEN_STATES:  # e.g. cancelled meanwhile: commit nothing
+                raise IllegalTransition(run_id, str(row[0]), "succeeded")
+            rows = _write(con, run_id, table, mode, list(primary_key))
+            if cursor is not None:
+                con.execute(
+                    "INSERT INTO tg.state VALUES (?, ?, ?, ?) ON CONFLICT (job) DO UPDATE"
+                    " SET cursor = excluded.cursor, updated_at = excluded.updated_at,"
+                    " run_id = excluded.run_id",
+                    [cursor[0], cursor[1], now, run_id],
+                )
+            con.execute(
+                "UPDATE tg.runs SET state = 'succeeded', finished_at = ?, rows_loaded = ?,"
+                " pages = ? WHERE run_id = ?",
+                [now, rows, pages, run_id],
+            )
+            con.execute(f"DROP TABLE IF EXISTS {stage}")
+            return rows
+    except duckdb.Error as exc:
+        raise DestinationError(f"table {table!r}: {exc}") from exc
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection, run_id: str, table: str, mode: WriteMode, key: list[str]
+) -> int:
+    """Apply the staged rows to the target; return rows written. Runs inside the commit txn."""
+    stage = stage_table(run_id)
+    n = staged_rows(con, run_id)
+    if n == 0:  # nothing staged: the target is left as it is, even for replace
+        return 0
+    cols = {k: v for k, v in _describe(con, stage).items() if k != SEQ}
+    names = ", ".join(quote(name) for name, _ in cols.values())
+    if mode is WriteMode.MERGE:
+        _check_key(con, stage, table, cols, key)
+    target = "main." + quote(table)
+    if _exists(con, "main", table):
+        _evolve_target(con, target, stage, cols)
+    else:
+        # no PRIMARY KEY constraint, even for merge: MERGE INTO needs none (ON CONFLICT
+        # would), and a table first filled by append can later be merged into
+        con.execute(f"CREATE TABLE {target} AS SELECT {names} FROM {stage} LIMIT 0")
+    if mode is WriteMode.REPLACE:  # truncate-and-insert: keeps the table's columns and types
+        con.execute(f"DELETE FROM {target}")
+    if mode is not WriteMode.MERGE:
+        con.execute(f"INSERT INTO {target} BY NAME SELECT {names} FROM {stage}")
+        return n
+    keys = [cols[k.lower()][0] for k in key]
+    on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
+    rest = [name for k, (name, _) in cols.items() if k not in {x.lower() for x in key}]
+    matched = (
+        "UPDATE SET " + ", ".join(f"{quote(c)} = s.{quote(c)}" for c in rest)
+        if rest
+        else "DO NOTHING"
+    )
+    partition = ", ".join(quote(k) for k in keys)
+    result = con.execute(
+        f"MERGE INTO {target} AS t USING (SELECT {names} FROM {stage} QUALIFY row_number()"
+        f" OVER (PARTITION BY {partition} ORDER BY {SEQ} DESC) = 1) AS s ON ({on})"
+        f" WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT BY NAME"
+    ).fetchone()
+    return int(result[0]) if result else 0
+
+
+def _check_key(
+    con: duckdb.DuckDBPyConnection, stage: str, table: str, cols: Columns, key: list[str]
+) -> None:
+    if not key:
+        raise DestinationError(f"table {table!r}: merge needs a primary_key")
+    missing = [k for k in key if k.lower() not in cols]
+    if missing:
+        raise DestinationError(
+            f"table {table!r}: primary key column(s) {missing} not in the run's columns"
+            f" {[name for name, _ in cols.values()]}"
+        )
+    # a NULL key never matches in MERGE: each run would insert that row again
+    nulls = " OR ".join(f"{quote(cols[k.lower()][0])} IS NULL" for k in key)
+    (count,) = con.execute(f"SELECT count(*) FROM {stage} WHERE {nulls}").fetchone() or (0,)
+    if count:
+        raise DestinationError(f"table {table!r}: {count} staged row(s) have a NULL primary key")
+
+
+def _evolve_target(con: duckdb.DuckDBPyConnection, target: str, stage: str, cols: Columns) -> None:
+    have = _describe(con, target)
+    for key, (name, incoming) in cols.items():
+        if key not in have:
+            con.execute(f"ALTER TABLE {target} ADD COLUMN {quote(name)} {incoming}")
+            continue
+        current = have[key][1]
+        if str(current) != str(incoming) and {current.id, incoming.id} <= _NUMERIC:
+            wider = _union_type(con, have[key][0], target, stage)
+            if wider is not None and str(wider) != str(current):
+                con.execute(f"ALTER TABLE {target} ALTER COLUMN {quote(have[key][0])} TYPE {wider}")
+
+
+def _union_type(
+    con: duckdb.DuckDBPyConnection, column: str, left: str, right: str
+) -> DuckDBPyType | None:
+    """The type DuckDB gives `column` in `left UNION ALL right`; None if they do not unify."""
+    try:
+        rel = con.sql(f"SELECT {quote(column)} FROM {left} UNION ALL SELECT {quote(column)} FROM {right}")
+        return rel.types[0]  # binding only: nothing is read
+    except duckdb.Error:
+        return None
+
+
+def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> Columns:
+    rel = con.sql(f"SELECT * FROM {relation}")  # lazy: binds, reads nothing
+    return {name.lower(): (name, ty) for name, ty in zip(rel.columns, rel.types, strict=True)}
+
+
+def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    # identifiers are case-insensitive in DuckDB, quoted or not
+    return (
+        con.execute(
+            "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database()"
+            " AND schema_name = ? AND lower(table_name) = lower(?)",
+            [schema, table],
+        ).fetchone()
+        is not None
+    )
+
+
+def _count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {relation}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _require_open(con: duckdb.DuckDBPyConnection, run_id: str, target: str) -> None:
+    row = con.execute("SELECT state FROM tg.runs WHERE run_id = ?", [run_id]).fetchone()
+    if row is None:
+        raise RunNotFound(run_id)
+    if row[0] not in OPEN_STATES:  # a late batch of a cancelled run must not recreate staging
+        raise IllegalTransition(run_id, str(row[0]), target)
