@@ -19,10 +19,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+
+def _rebuild(cls: type[TGError], args: tuple[Any, ...], state: dict[str, Any]) -> TGError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class TGError(Exception):
     """Base of every error turbo-giggle raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # our __init__s take data, not the message: pickle (Ray) must not call them again
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class ConfigError(TGError):

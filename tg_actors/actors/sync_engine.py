@@ -99,6 +99,7 @@ class SyncEngine:
 
         try:
             spec = JobSpec.model_validate(message.spec)
+            await self._db.discard_run.remote(run_id)  # a re-dispatched run starts clean
             result = await asyncio.wait_for(
                 extract_and_stage(spec, stage, progress), spec.timeout.total_seconds()
             )

@@ -168,7 +168,7 @@ class BasePaginator:
         return base
 
     def _next(self, prev: RequestSpec, response: ResponseView, records: Records) -> Next:
-        raise NotImplementedError
+        return None  # one page: what `none` is; every other type overrides this
 
     def _describe(self, request: RequestSpec) -> str:
         return sanitize_url(full_url(request))
@@ -177,9 +177,6 @@ class BasePaginator:
 @dataclass
 class NoPaginator(BasePaginator):
     type = "none"
-
-    def _next(self, prev: RequestSpec, response: ResponseView, records: Records) -> Next:
-        return None
 
 
 def _follow(prev: RequestSpec, response: ResponseView, link: str) -> RequestSpec:

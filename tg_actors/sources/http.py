@@ -121,6 +121,8 @@ class HttpSourceClient:
         }
         if isinstance(auth, jobs.ApiKeyAuth):
             secrets.add(auth.value)
+        if self._token is not None:  # an oauth2 token kept from an earlier run
+            secrets.add(self._token.value)
         self._secrets = tuple(sorted(secrets - {""}, key=len, reverse=True))
         self._auth = auth
         return spec

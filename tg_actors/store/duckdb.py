@@ -8,14 +8,11 @@ this process may open the file read-write. Metadata lives in schema `tg`, data t
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import duckdb
 import pyarrow as pa
@@ -30,8 +27,12 @@ from tg_actors.store.schema import (
     RUN_STATES,
     TIMESTAMP_RUN_FIELDS,
     UPDATABLE_RUN_FIELDS,
+    aware,
     create_schema,
+    jsonable,
+    one,
     quote,
+    utc,
 )
 
 _RUN_COLUMNS = ", ".join(RUN_FIELDS)
@@ -84,7 +85,7 @@ class DuckStore:
         self.close()
 
     def _now(self) -> datetime:
-        return _aware(self._clock(), "clock()")
+        return aware(self._clock(), "clock()")
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -94,7 +95,7 @@ class DuckStore:
             raise ValueError(f"origin must be one of {_ORIGINS}, not {origin!r}")
         now, text = self._now(), json.dumps(spec)
         with writes.transaction(self.con):
-            exists = self.con.execute("SELECT 1 FROM tg.jobs WHERE name = ?", [name]).fetchone()
+            exists = one(self.con, "SELECT 1 FROM tg.jobs WHERE name = ?", [name])
             if exists:
                 self.con.execute(
                     "UPDATE tg.jobs SET spec = ?, origin = ?, updated_at = ? WHERE name = ?",
@@ -113,8 +114,7 @@ class DuckStore:
         return bool(rows.fetchall())
 
     def get_job(self, name: str) -> dict[str, Any] | None:
-        row = self.con.execute(f"SELECT {_JOB_COLUMNS} FROM tg.jobs WHERE name = ?", [name])
-        found = row.fetchone()
+        found = one(self.con, f"SELECT {_JOB_COLUMNS} FROM tg.jobs WHERE name = ?", [name])
         return _job(found) if found else None
 
     def list_jobs(self) -> list[dict[str, Any]]:
@@ -123,10 +123,11 @@ class DuckStore:
 
     def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
         """Set the flag and return the job; raises JobNotFound."""
-        row = self.con.execute(
+        row = one(
+            self.con,
             f"UPDATE tg.jobs SET paused = ?, updated_at = ? WHERE name = ? RETURNING {_JOB_COLUMNS}",
             [paused, self._now(), name],
-        ).fetchone()
+        )
         if row is None:
             raise JobNotFound(name)
         return _job(row)
@@ -145,14 +146,16 @@ class DuckStore:
         error: str | None = None,
     ) -> str | None:
         """Write a new run; its run_id, or None when (job, scheduled_for) already has one."""
-        run_id = uuid.uuid4().hex
+        values = [uuid.uuid4().hex, job, state, trigger, attempt, priority]
+        values += [aware(scheduled_for), self._now(), error]
         # the UNIQUE constraint decides; RETURNING yields no row for a skipped duplicate
-        row = self.con.execute(
+        row = one(
+            self.con,
             "INSERT INTO tg.runs (run_id, job, state, trigger, attempt, priority, scheduled_for,"
             " queued_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT DO NOTHING RETURNING run_id",
-            [run_id, job, state, trigger, attempt, priority, _aware(scheduled_for), self._now(), error],
-        ).fetchone()
+            values,
+        )
         return str(row[0]) if row else None
 
     def update_run(self, run_id: str, **fields: Any) -> dict[str, Any]:
@@ -161,7 +164,7 @@ class DuckStore:
         if unknown:
             raise ValueError(f"cannot update run field(s) {sorted(unknown)}")
         values = [
-            _aware(v, k) if k in TIMESTAMP_RUN_FIELDS and v is not None else v
+            aware(v, k) if k in TIMESTAMP_RUN_FIELDS and v is not None else v
             for k, v in fields.items()
         ]
         if not fields:
@@ -170,17 +173,17 @@ class DuckStore:
                 raise RunNotFound(run_id)
             return found
         assignments = ", ".join(f"{quote(k)} = ?" for k in fields)
-        row = self.con.execute(
+        row = one(
+            self.con,
             f"UPDATE tg.runs SET {assignments} WHERE run_id = ? RETURNING {_RUN_COLUMNS}",
             [*values, run_id],
-        ).fetchone()
+        )
         if row is None:
             raise RunNotFound(run_id)
         return _run(row)
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        row = self.con.execute(f"SELECT {_RUN_COLUMNS} FROM tg.runs WHERE run_id = ?", [run_id])
-        found = row.fetchone()
+        found = one(self.con, f"SELECT {_RUN_COLUMNS} FROM tg.runs WHERE run_id = ?", [run_id])
         return _run(found) if found else None
 
     def list_runs(
@@ -207,12 +210,13 @@ class DuckStore:
 
     def last_tick(self, job: str) -> datetime | None:
         """The latest scheduled_for of the job's schedule/catchup runs."""
-        row = self.con.execute(
+        row = one(
+            self.con,
             "SELECT max(scheduled_for) FROM tg.runs WHERE job = ?"
             " AND trigger IN ('schedule', 'catchup')",
             [job],
-        ).fetchone()
-        return _utc(row[0]) if row and row[0] is not None else None
+        )
+        return utc(row[0]) if row and row[0] is not None else None
 
     def run_counts(self) -> dict[str, int]:
         """Runs per state; every state of CONTRACT §4 is present, 0 when none."""
@@ -231,7 +235,7 @@ class DuckStore:
         batch = pa.table(
             {
                 "run_id": pa.array(run_ids, pa.string()),
-                "ts": pa.array([_aware(ts, "ts") for ts in stamps], pa.timestamp("us", tz="UTC")),
+                "ts": pa.array([aware(ts, "ts") for ts in stamps], pa.timestamp("us", tz="UTC")),
                 "level": pa.array(levels, pa.string()),
                 "message": pa.array(messages, pa.string()),
             }
@@ -248,11 +252,11 @@ class DuckStore:
             "SELECT ts, level, message FROM tg.run_logs WHERE run_id = ? ORDER BY ts, rowid",
             [run_id],
         ).fetchall()
-        return [{"ts": _utc(ts), "level": level, "message": message} for ts, level, message in rows]
+        return [{"ts": utc(ts), "level": level, "message": message} for ts, level, message in rows]
 
     # -- data path (writes.py) -------------------------------------------------------------
 
-    def stage_batch(self, run_id: str, table: pa.Table) -> int:
+    def stage_batch(self, run_id: str, table: pa.Table | pa.RecordBatch) -> int:
         """Append an Arrow batch to the run's staging table; rows staged so far.
 
         New columns are added; RunNotFound, IllegalTransition (run no longer open),
@@ -300,7 +304,7 @@ class DuckStore:
         return writes.staged_run_ids(self.con)
 
     def cursor(self, job: str) -> str | None:
-        row = self.con.execute("SELECT cursor FROM tg.state WHERE job = ?", [job]).fetchone()
+        row = one(self.con, "SELECT cursor FROM tg.state WHERE job = ?", [job])
         return str(row[0]) if row and row[0] is not None else None
 
     # -- tables ----------------------------------------------------------------------------
@@ -322,25 +326,26 @@ class DuckStore:
         """First `limit` rows as JSON-ready values: {columns: [names], rows: [[values]]}."""
         if limit < 0:
             raise ValueError("limit must be >= 0")
-        found = self.con.execute(
+        found = one(
+            self.con,
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
             " AND schema_name = 'main' AND lower(table_name) = lower(?)",
             [name],
-        ).fetchone()
+        )
         if found is None:
             raise TableNotFound(name)
         rel = self.con.sql(f"SELECT * FROM main.{quote(found[0])} LIMIT {int(limit)}")
         return {"columns": list(rel.columns), "rows": [jsonable(list(r)) for r in rel.fetchall()]}
 
     def _count(self, table: str) -> int:
-        row = self.con.execute(f"SELECT count(*) FROM main.{quote(table)}").fetchone()
+        row = one(self.con, f"SELECT count(*) FROM main.{quote(table)}")
         return int(row[0]) if row else 0
 
 
 def _job(row: tuple[Any, ...]) -> dict[str, Any]:
     job = dict(zip(JOB_FIELDS, row, strict=True))
     job["spec"] = json.loads(job["spec"])
-    job["created_at"], job["updated_at"] = _utc(job["created_at"]), _utc(job["updated_at"])
+    job["created_at"], job["updated_at"] = utc(job["created_at"]), utc(job["updated_at"])
     return job
 
 
@@ -348,39 +353,5 @@ def _run(row: tuple[Any, ...]) -> dict[str, Any]:
     run = dict(zip(RUN_FIELDS, row, strict=True))
     for key in TIMESTAMP_RUN_FIELDS:
         if run[key] is not None:
-            run[key] = _utc(run[key])
+            run[key] = utc(run[key])
     return run
-
-
-def _utc(value: datetime) -> datetime:
-    """DuckDB hands back ZoneInfo('UTC'); normalise to datetime.UTC."""
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _aware(value: datetime, name: str = "scheduled_for") -> datetime:
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
-    return value.astimezone(UTC)
-
-
-def jsonable(value: Any) -> Any:
-    """A DuckDB value as JSON-ready Python: str for times/uuids, float for decimals, dicts."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None  # JSON has no NaN/Infinity
-    if isinstance(value, Decimal):
-        return float(value) if value.is_finite() else None
-    if isinstance(value, datetime):
-        return (_utc(value) if value.tzinfo else value).isoformat()
-    if isinstance(value, date | time):
-        return value.isoformat()
-    if isinstance(value, timedelta | UUID):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    if isinstance(value, dict):  # STRUCT and MAP
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return str(value)

@@ -1,10 +1,17 @@
-"""The metadata schema `tg` (CONTRACT §6) and the names the store's modules share.
+"""The metadata schema `tg` (CONTRACT §6), its value conventions, and shared SQL helpers.
 
 Every statement is idempotent (`IF NOT EXISTS`), so opening an existing file is the same call as
-creating a new one. Timestamps are TIMESTAMPTZ; the store's connection runs with TimeZone=UTC.
+creating a new one. Timestamps are TIMESTAMPTZ; the store's connection runs with TimeZone=UTC,
+takes only aware datetimes and hands back datetimes with tzinfo=datetime.UTC.
 """
 
 from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
 
 import duckdb
 
@@ -97,3 +104,44 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
 def quote(name: str) -> str:
     """A SQL identifier in double quotes: `order` and `Total Amount` are columns like any other."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def one(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> tuple[Any, ...] | None:
+    """The first row, or None. Fetches to the end: duckdb 2 refuses register()/sql() while an
+    execute() result is only partly read ("connection has an unfinished result")."""
+    rows = con.execute(sql, params).fetchall()
+    return rows[0] if rows else None
+
+
+def utc(value: datetime) -> datetime:
+    """DuckDB hands back ZoneInfo('UTC'); normalise to datetime.UTC."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def aware(value: datetime, name: str = "scheduled_for") -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(UTC)
+
+
+def jsonable(value: Any) -> Any:
+    """A DuckDB value as JSON-ready Python: str for times/uuids, float for decimals, dicts."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # JSON has no NaN/Infinity
+    if isinstance(value, Decimal):
+        return float(value) if value.is_finite() else None
+    if isinstance(value, datetime):
+        return (utc(value) if value.tzinfo else value).isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta | UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, dict):  # STRUCT and MAP
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return str(value)

@@ -21,12 +21,12 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import duckdb
-from duckdb.sqltypes import DuckDBPyType
 import pyarrow as pa
+from duckdb.sqltypes import DuckDBPyType
 
 from tg_actors.errors import DestinationError, IllegalTransition, RunNotFound
 from tg_actors.jobs import WriteMode
-from tg_actors.store.schema import OPEN_STATES, quote
+from tg_actors.store.schema import OPEN_STATES, one, quote
 
 SEQ = "__tg_seq"  # staging order: for merge, the row with the highest SEQ per key wins
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -46,24 +46,24 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("BEGIN TRANSACTION")
     try:
         yield
+        con.execute("COMMIT")
     except BaseException:
         try:
             con.execute("ROLLBACK")
-        except duckdb.Error:  # pragma: no cover - never hide the original error
+        except duckdb.Error:  # none active (a failed COMMIT ends it): keep the first error
             pass
         raise
-    con.execute("COMMIT")
 
 
 def stage_table(run_id: str) -> str:
-    if not _RUN_ID.fullmatch(run_id):  # it becomes part of an identifier
-        raise ValueError(f"invalid run id {run_id!r}")
+    if not _RUN_ID.fullmatch(run_id):  # it becomes part of an identifier; we mint uuid hex
+        raise RunNotFound(run_id)
     return "tg." + quote(f"stage_{run_id}")
 
 
 def staged_rows(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
     """Rows staged for the run so far; 0 when nothing is staged."""
-    if not _exists(con, "tg", f"stage_{run_id}"):
+    if not _RUN_ID.fullmatch(run_id) or not _exists(con, "tg", f"stage_{run_id}"):
         return 0
     return _count(con, stage_table(run_id))
 
@@ -71,19 +71,24 @@ def staged_rows(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
 def staged_run_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
     rows = con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
-        " AND schema_name = 'tg' AND starts_with(table_name, 'stage_') ORDER BY table_name"
+        " AND schema_name = 'tg' AND starts_with(table_name, 'stage_') ORDER BY table_name",
     ).fetchall()
     return [str(name).removeprefix("stage_") for (name,) in rows]
 
 
 def discard(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
-    con.execute(f"DROP TABLE IF EXISTS {stage_table(run_id)}")
+    if _RUN_ID.fullmatch(run_id):  # no other id can have a staging table
+        con.execute(f"DROP TABLE IF EXISTS {stage_table(run_id)}")
 
 
-def stage_batch(con: duckdb.DuckDBPyConnection, run_id: str, batch: pa.Table) -> int:
+def stage_batch(
+    con: duckdb.DuckDBPyConnection, run_id: str, batch: pa.Table | pa.RecordBatch
+) -> int:
     """Append `batch` to the run's staging table; return the rows staged so far."""
     stage = stage_table(run_id)
     _require_open(con, run_id, "staged")
+    if isinstance(batch, pa.RecordBatch):
+        batch = pa.Table.from_batches([batch])
     # a null-typed column carries no type to create; BY NAME fills missing columns with NULL
     keep = [i for i, f in enumerate(batch.schema) if not pa.types.is_null(f.type)]
     batch = batch.select(keep)
@@ -138,9 +143,7 @@ def commit_run(
     stage = stage_table(run_id)
     try:
         with transaction(con):
-            row = con.execute(
-                "SELECT state, rows_loaded FROM tg.runs WHERE run_id = ?", [run_id]
-            ).fetchone()
+            row = one(con, "SELECT state, rows_loaded FROM tg.runs WHERE run_id = ?", [run_id])
             if row is None:
                 raise RunNotFound(run_id)
             if row[0] == "succeeded":  # a retried commit: already done, only tidy up
@@ -176,6 +179,8 @@ def _write(
     if n == 0:  # nothing staged: the target is left as it is, even for replace
         return 0
     cols = {k: v for k, v in _describe(con, stage).items() if k != SEQ}
+    if not cols:  # every column was all-null: there is no type to create a table from
+        raise DestinationError(f"table {table!r}: the run's rows have no typed column")
     names = ", ".join(quote(name) for name, _ in cols.values())
     if mode is WriteMode.MERGE:
         _check_key(con, stage, table, cols, key)
@@ -200,11 +205,12 @@ def _write(
         else "DO NOTHING"
     )
     partition = ", ".join(quote(k) for k in keys)
-    result = con.execute(
+    result = one(
+        con,
         f"MERGE INTO {target} AS t USING (SELECT {names} FROM {stage} QUALIFY row_number()"
         f" OVER (PARTITION BY {partition} ORDER BY {SEQ} DESC) = 1) AS s ON ({on})"
-        f" WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT BY NAME"
-    ).fetchone()
+        f" WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT BY NAME",
+    )
     return int(result[0]) if result else 0
 
 
@@ -221,7 +227,7 @@ def _check_key(
         )
     # a NULL key never matches in MERGE: each run would insert that row again
     nulls = " OR ".join(f"{quote(cols[k.lower()][0])} IS NULL" for k in key)
-    (count,) = con.execute(f"SELECT count(*) FROM {stage} WHERE {nulls}").fetchone() or (0,)
+    (count,) = one(con, f"SELECT count(*) FROM {stage} WHERE {nulls}") or (0,)
     if count:
         raise DestinationError(f"table {table!r}: {count} staged row(s) have a NULL primary key")
 
@@ -244,7 +250,9 @@ def _union_type(
 ) -> DuckDBPyType | None:
     """The type DuckDB gives `column` in `left UNION ALL right`; None if they do not unify."""
     try:
-        rel = con.sql(f"SELECT {quote(column)} FROM {left} UNION ALL SELECT {quote(column)} FROM {right}")
+        rel = con.sql(
+            f"SELECT {quote(column)} FROM {left} UNION ALL SELECT {quote(column)} FROM {right}"
+        )
         return rel.types[0]  # binding only: nothing is read
     except duckdb.Error:
         return None
@@ -258,22 +266,23 @@ def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> Columns:
 def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     # identifiers are case-insensitive in DuckDB, quoted or not
     return (
-        con.execute(
+        one(
+            con,
             "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database()"
             " AND schema_name = ? AND lower(table_name) = lower(?)",
             [schema, table],
-        ).fetchone()
+        )
         is not None
     )
 
 
 def _count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
-    row = con.execute(f"SELECT count(*) FROM {relation}").fetchone()
+    row = one(con, f"SELECT count(*) FROM {relation}")
     return int(row[0]) if row else 0
 
 
 def _require_open(con: duckdb.DuckDBPyConnection, run_id: str, target: str) -> None:
-    row = con.execute("SELECT state FROM tg.runs WHERE run_id = ?", [run_id]).fetchone()
+    row = one(con, "SELECT state FROM tg.runs WHERE run_id = ?", [run_id])
     if row is None:
         raise RunNotFound(run_id)
     if row[0] not in OPEN_STATES:  # a late batch of a cancelled run must not recreate staging

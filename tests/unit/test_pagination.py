@@ -1,0 +1,334 @@
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import pytest
+
+from tg_actors import jobs
+from tg_actors.core.pagination import (
+    PAGINATORS,
+    BasePaginator,
+    CursorPaginator,
+    LinkHeaderPaginator,
+    NextUrlPaginator,
+    NoPaginator,
+    OffsetPaginator,
+    PagePaginator,
+    RequestSpec,
+    ResponseView,
+    full_url,
+    make_paginator,
+    merge_query,
+    parse_link_header,
+)
+from tg_actors.errors import PaginationLoop, SourceError
+
+BASE = RequestSpec("http://api.test/orders", {"status": "paid"}, {"Accept": "x"}, None)
+URL = "http://api.test/orders?status=paid"
+
+# one scripted answer: (records, body, headers)
+Answer = tuple[list[dict[str, Any]], Any, dict[str, str]]
+
+
+def rows(*ids: int) -> list[dict[str, Any]]:
+    return [{"id": i} for i in ids]
+
+
+def drive(paginator: BasePaginator, answers: list[Answer]) -> list[RequestSpec]:
+    """Feed answers in order; return every request made. Fails if it asks past the script."""
+    request: RequestSpec | None = paginator.first(BASE)
+    made: list[RequestSpec] = []
+    for records, body, headers in answers:
+        assert request is not None, f"stopped early after {len(made)} requests"
+        made.append(request)
+        response = ResponseView(200, headers, body, full_url(request))
+        request = paginator.next(request, response, records)
+    assert request is None, f"wants more than the {len(answers)} scripted pages: {request}"
+    return made
+
+
+def link(url: str, rel: str = "next") -> dict[str, str]:
+    return {"Link": f'<{url}>; rel="{rel}"'}
+
+
+# (paginator, scripted answers, the params of each request made)
+CASES: list[tuple[str, BasePaginator, list[Answer], list[dict[str, Any]]]] = [
+    ("none", NoPaginator(), [(rows(1), {}, {})], [{"status": "paid"}]),
+    (
+        "page: stops on an empty page",
+        PagePaginator(),
+        [(rows(1), {}, {}), (rows(2), {}, {}), ([], {}, {})],
+        [{"status": "paid", "page": p} for p in (1, 2, 3)],
+    ),
+    (
+        "page: short page is last when size is given; size sent as size_param",
+        PagePaginator(param="p", start=0, size_param="per_page", size=2),
+        [(rows(1, 2), {}, {}), (rows(3), {}, {})],
+        [{"status": "paid", "p": p, "per_page": 2} for p in (0, 1)],
+    ),
+    (
+        "page: without size a short page is not the last",
+        PagePaginator(),
+        [(rows(1, 2), {}, {}), (rows(3), {}, {}), ([], {}, {})],
+        [{"status": "paid", "page": p} for p in (1, 2, 3)],
+    ),
+    (
+        "offset: short page is last",
+        OffsetPaginator(limit=2),
+        [(rows(1, 2), {}, {}), (rows(3), {}, {})],
+        [{"status": "paid", "offset": o, "limit": 2} for o in (0, 2)],
+    ),
+    (
+        "offset: empty page is last",
+        OffsetPaginator(param="skip", limit_param="take", limit=2),
+        [(rows(1, 2), {}, {}), ([], {}, {})],
+        [{"status": "paid", "skip": o, "take": 2} for o in (0, 2)],
+    ),
+    (
+        "offset: stops when offset reaches total",
+        OffsetPaginator(limit=2, total_path="$.total"),
+        [(rows(1, 2), {"total": 4}, {}), (rows(3, 4), {"total": 4}, {})],
+        [{"status": "paid", "offset": o, "limit": 2} for o in (0, 2)],
+    ),
+    (
+        "offset: with a total, short pages (a capped limit) are not the last",
+        OffsetPaginator(limit=3, total_path="$.meta.total"),
+        [(rows(1, 2), {"meta": {"total": 4}}, {}), (rows(3, 4), {"meta": {"total": 4}}, {})],
+        [{"status": "paid", "offset": o, "limit": 3} for o in (0, 2)],
+    ),
+    (
+        "cursor: until the cursor is null",
+        CursorPaginator(),
+        [(rows(1), {"next_cursor": "a"}, {}), (rows(2), {"next_cursor": 7}, {}), (rows(3), {}, {})],
+        [{"status": "paid"}, {"status": "paid", "cursor": "a"}, {"status": "paid", "cursor": "7"}],
+    ),
+    (
+        "cursor: an empty string ends it, a custom param and path",
+        CursorPaginator(param="after", path="$.meta.next"),
+        [(rows(1), {"meta": {"next": "x"}}, {}), (rows(2), {"meta": {"next": ""}}, {})],
+        [{"status": "paid"}, {"status": "paid", "after": "x"}],
+    ),
+    (
+        "cursor: an empty page with a cursor goes on",
+        CursorPaginator(),
+        [([], {"next_cursor": "a"}, {}), ([], {"next_cursor": "b"}, {}), (rows(1), {}, {})],
+        [{"status": "paid"}, {"status": "paid", "cursor": "a"}, {"status": "paid", "cursor": "b"}],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "paginator", "answers", "params"), CASES, ids=[c[0] for c in CASES]
+)
+def test_stop_conditions(
+    name: str, paginator: BasePaginator, answers: list[Answer], params: list[dict[str, Any]]
+) -> None:
+    made = drive(paginator, answers)
+    assert [r.params for r in made] == params
+    assert all(r.url == BASE.url and r.headers == BASE.headers for r in made)
+
+
+LINK_CASES: list[tuple[str, BasePaginator, list[Answer], list[str]]] = [
+    (
+        "link_header: absolute, then relative, then none",
+        LinkHeaderPaginator(),
+        [
+            (rows(1), {}, link("http://api.test/orders?page=2")),
+            (rows(2), {}, link("/orders?page=3")),
+            (rows(3), {}, {}),
+        ],
+        [URL, "http://api.test/orders?page=2", "http://api.test/orders?page=3"],
+    ),
+    (
+        "link_header: only rel=last is no next; header name in any case",
+        LinkHeaderPaginator(),
+        [(rows(1), {}, {"LINK": '<http://api.test/orders?page=9>; rel="last"'})],
+        [URL],
+    ),
+    (
+        "next_url: absolute, relative query, then null",
+        NextUrlPaginator(),
+        [
+            (rows(1), {"next": "http://other.test/v2/orders?p=2"}, {}),
+            (rows(2), {"next": "?p=3"}, {}),
+            (rows(3), {"next": None}, {}),
+        ],
+        [URL, "http://other.test/v2/orders?p=2", "http://other.test/v2/orders?p=3"],
+    ),
+    (
+        "next_url: custom path, empty string ends it",
+        NextUrlPaginator(path="$.links.next"),
+        [(rows(1), {"links": {"next": "page2"}}, {}), (rows(2), {"links": {"next": ""}}, {})],
+        [URL, "http://api.test/page2"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "paginator", "answers", "urls"), LINK_CASES, ids=[c[0] for c in LINK_CASES]
+)
+def test_link_following(
+    name: str, paginator: BasePaginator, answers: list[Answer], urls: list[str]
+) -> None:
+    made = drive(paginator, answers)
+    # a followed link carries the whole query: the first request's params are not re-added
+    assert [full_url(r) for r in made] == urls
+
+
+# each script makes the paginator repeat itself on its last answer
+LOOPS: list[tuple[str, BasePaginator, list[Answer], str]] = [
+    (
+        "link back to the first URL",
+        LinkHeaderPaginator(),
+        [(rows(1), {}, link("http://api.test/orders?page=2")), (rows(2), {}, link(URL))],
+        "points back to http://api.test/orders",
+    ),
+    (
+        "next_url A -> B -> A",
+        NextUrlPaginator(),
+        [
+            (rows(1), {"next": "/b"}, {}),
+            (rows(2), {"next": "/a"}, {}),
+            (rows(3), {"next": "/b"}, {}),
+        ],
+        "already requested",
+    ),
+    (
+        "cursor repeats",
+        CursorPaginator(),
+        [(rows(1), {"next_cursor": "abc"}, {}), (rows(2), {"next_cursor": "abc"}, {})],
+        "cursor 'abc'",
+    ),
+    (
+        "page parameter ignored: same records again",
+        PagePaginator(),
+        [(rows(1, 2), {}, {}), (rows(1, 2), {}, {})],
+        "page 2 has the same 2 records as page 1",
+    ),
+    (
+        "offset ignored",
+        OffsetPaginator(limit=2),
+        [(rows(1, 2), {}, {}), (rows(1, 2), {}, {})],
+        "same 2 records",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "paginator", "answers", "message"), LOOPS, ids=[c[0] for c in LOOPS]
+)
+def test_loop_guards(
+    name: str, paginator: BasePaginator, answers: list[Answer], message: str
+) -> None:
+    with pytest.raises(PaginationLoop, match=message):
+        drive(paginator, answers + [([], {}, {})])
+
+
+def test_loop_guard_can_be_turned_off() -> None:
+    paginator = PagePaginator(loop_guard=False)
+    drive(paginator, [(rows(1), {}, {}), (rows(1), {}, {}), ([], {}, {})])
+
+
+def test_first_resets_the_memory_of_a_run() -> None:
+    paginator = CursorPaginator()
+    script: list[Answer] = [(rows(1), {"next_cursor": "a"}, {}), (rows(2), {}, {})]
+    drive(paginator, script)
+    drive(paginator, script)  # a second run may see the same cursors
+
+
+def test_loop_message_masks_secrets_in_urls() -> None:
+    secret_link = link("http://api.test/orders?access_token=s3cr3t-value")
+    with pytest.raises(PaginationLoop) as caught:
+        drive(LinkHeaderPaginator(), [(rows(1), {}, secret_link), (rows(2), {}, secret_link)])
+    assert "s3cr3t-value" not in str(caught.value)
+    assert "s3cr3t-value" not in caught.value.url
+
+
+@pytest.mark.parametrize(
+    ("paginator", "body", "message"),
+    [
+        (NextUrlPaginator(), {"next": {"href": "x"}}, "expected a URL string"),
+        (CursorPaginator(), {"next_cursor": ["x"]}, "expected a token"),
+        (OffsetPaginator(limit=1, total_path="$.total"), {"total": "many"}, "expected an integer"),
+    ],
+)
+def test_malformed_answers(paginator: BasePaginator, body: Any, message: str) -> None:
+    with pytest.raises(SourceError, match=message):
+        drive(paginator, [(rows(1), body, {})])
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ('<http://x/2>; rel="next"', {"next": "http://x/2"}),
+        (
+            '<http://x/2>; rel=next, <http://x/9>; rel="last"',
+            {"next": "http://x/2", "last": "http://x/9"},
+        ),
+        ('<http://x/9>; rel="last next"', {"last": "http://x/9", "next": "http://x/9"}),
+        ('<http://x/2?a=1;b=2>; title="t"; rel="next"', {"next": "http://x/2?a=1;b=2"}),
+        ("", {}),
+    ],
+)
+def test_parse_link_header(header: str, expected: dict[str, str]) -> None:
+    assert parse_link_header(header) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "pairs"),
+    [
+        ("http://h/p?a=1&b=2", {}, [("a", "1"), ("b", "2")]),
+        ("http://h/p?a=1&b=2", {"a": 3}, [("b", "2"), ("a", "3")]),  # params win
+        ("http://h/p?a=1&a=2", {"c": True}, [("a", "1"), ("a", "2"), ("c", "true")]),
+        ("http://h/p?a=1", {"a": None}, []),  # None removes
+        ("http://h/p", {"ids": [1, 2]}, [("ids", "1"), ("ids", "2")]),
+        ("http://h/p?x=#frag", {}, [("x", "")]),
+    ],
+)
+def test_merge_query(url: str, params: dict[str, Any], pairs: list[tuple[str, str]]) -> None:
+    assert merge_query(url, params) == ("http://h/p", pairs)
+
+
+def test_response_headers_are_case_insensitive() -> None:
+    view = ResponseView(200, {"X-Total": "5"}, None, "http://h/")
+    assert view.headers["x-total"] == view.headers.get("X-TOTAL") == "5"
+
+
+def paginate_types() -> set[str]:
+    union = typing.get_args(jobs.Paginate)[0]
+    return {typing.get_args(m.model_fields["type"].annotation)[0] for m in typing.get_args(union)}
+
+
+def test_registry_covers_the_job_file() -> None:
+    assert set(PAGINATORS) == paginate_types()
+
+
+@pytest.mark.parametrize(
+    "paginate",
+    [
+        {"type": "none"},
+        {"type": "link_header"},
+        {"type": "next_url", "path": "$.links.next"},
+        {"type": "page", "param": "p", "start": 0, "size_param": "n", "size": 50},
+        {"type": "offset", "limit": 25, "total_path": "$.total"},
+        {"type": "cursor", "param": "after", "path": "$.cursor"},
+    ],
+)
+def test_make_paginator_from_job_spec(paginate: dict[str, Any]) -> None:
+    spec = jobs.HttpSource.model_validate({"url": "http://h/", "paginate": paginate})
+    paginator = make_paginator(spec.paginate)
+    assert isinstance(paginator, PAGINATORS[paginate["type"]])
+    for key, value in paginate.items():
+        if key != "type":
+            assert getattr(paginator, key) == value
+
+
+def test_make_paginator_unknown_type_lists_valid_ones() -> None:
+    class Fake:
+        type = "sideways"
+
+    with pytest.raises(
+        ValueError, match="unknown paginate type 'sideways'; valid: none, link_header"
+    ):
+        make_paginator(Fake())

@@ -1,0 +1,560 @@
+"""DuckStore against real DuckDB files: metadata, the staging/commit path, exactly-once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from tg_actors.errors import (
+    ConfigError,
+    DestinationError,
+    IllegalTransition,
+    JobNotFound,
+    RunNotFound,
+    TableNotFound,
+)
+from tg_actors.store.duckdb import DuckStore
+from tg_actors.store.schema import jsonable
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    """Advances one second per reading, so queued_at orders runs deterministically."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "turbo_giggle.duckdb"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[DuckStore]:
+    s = DuckStore(db_path, clock=Clock())
+    yield s
+    s.close()
+
+
+def new_run(store: DuckStore, job: str = "orders", offset: int = 0, **kw: Any) -> str:
+    run_id = store.create_run(job, T0 + timedelta(minutes=offset), "schedule", **kw)
+    assert run_id is not None
+    return run_id
+
+
+def rows(path: Path | DuckStore, sql: str) -> list[tuple[Any, ...]]:
+    if isinstance(path, DuckStore):
+        return path.con.execute(sql).fetchall()
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+# -- schema and jobs ---------------------------------------------------------------------
+
+
+def test_schema_created_with_parent_dir(store: DuckStore, db_path: Path) -> None:
+    assert db_path.exists()
+    tables = rows(
+        store, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'tg' ORDER BY 1"
+    )
+    assert [t for (t,) in tables] == ["jobs", "run_logs", "runs", "state"]
+    assert store.list_tables() == []
+
+
+def test_reopen_is_idempotent_and_close_twice(db_path: Path) -> None:
+    s = DuckStore(db_path)
+    s.upsert_job("a", {"name": "a"}, "file")
+    s.close()
+    s.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        s.list_jobs()
+    with DuckStore(db_path) as again:
+        assert [j["name"] for j in again.list_jobs()] == ["a"]
+
+
+def test_file_named_tg_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="tg"):
+        DuckStore(tmp_path / "tg.duckdb")
+
+
+def test_jobs_upsert_list_pause_delete(store: DuckStore) -> None:
+    spec = {"name": "orders", "source": {"auth": {"token": "${SHOP_TOKEN}"}}}
+    assert store.upsert_job("orders", spec, "file") is True
+    assert store.upsert_job("alpha", {"name": "alpha"}, "api") is True
+    job = store.get_job("orders")
+    assert job is not None
+    assert job["spec"] == spec and job["paused"] is False and job["origin"] == "file"
+    assert job["created_at"].tzinfo is UTC and job["created_at"] == job["updated_at"]
+
+    paused = store.set_paused("orders", True)
+    assert paused["paused"] is True
+    assert store.upsert_job("orders", {"name": "orders", "v": 2}, "api") is False
+    replaced = store.get_job("orders")
+    assert replaced is not None
+    assert replaced["paused"] is True  # kept on replace
+    assert replaced["created_at"] == job["created_at"]
+    assert replaced["updated_at"] > job["updated_at"]
+    assert replaced["spec"] == {"name": "orders", "v": 2} and replaced["origin"] == "api"
+
+    assert [j["name"] for j in store.list_jobs()] == ["alpha", "orders"]
+    assert store.delete_job("orders") is True
+    assert store.delete_job("orders") is False
+    assert store.get_job("orders") is None
+    with pytest.raises(JobNotFound):
+        store.set_paused("orders", False)
+    with pytest.raises(ValueError, match="origin"):
+        store.upsert_job("x", {}, "web")
+
+
+# -- runs and logs -----------------------------------------------------------------------
+
+
+def test_create_run_dedupes_on_job_and_scheduled_for(store: DuckStore) -> None:
+    first = store.create_run("orders", T0, "schedule")
+    assert first is not None and len(first) == 32
+    assert store.create_run("orders", T0, "catchup") is None  # same tick: not a second run
+    assert store.create_run("other", T0, "schedule") is not None
+    assert store.create_run("orders", T0 + timedelta(seconds=1), "manual") is not None
+    # the same instant in another zone is the same tick
+    berlin = T0.astimezone(datetime.now().astimezone().tzinfo)
+    assert store.create_run("orders", berlin, "schedule") is None
+    assert len(store.list_runs(job="orders")) == 2
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.create_run("orders", T0.replace(tzinfo=None), "schedule")
+
+
+def test_run_fields_update_get_and_order(store: DuckStore) -> None:
+    a = new_run(store, offset=0, priority=70)
+    b = new_run(store, offset=1)
+    c = new_run(store, job="customers", offset=0)
+    run = store.get_run(a)
+    assert run is not None
+    assert set(run) == {
+        "run_id", "job", "state", "trigger", "attempt", "scheduled_for", "queued_at",
+        "started_at", "finished_at", "rows_loaded", "pages", "error", "priority", "engine",
+    }  # fmt: skip
+    assert run["state"] == "queued" and run["attempt"] == 1 and run["priority"] == 70
+    assert run["scheduled_for"] == T0 and run["scheduled_for"].tzinfo is UTC
+    assert run["started_at"] is None and run["rows_loaded"] == 0
+
+    started = T0 + timedelta(hours=1)
+    updated = store.update_run(a, state="running", started_at=started, engine="engine-1")
+    assert updated["state"] == "running" and updated["started_at"] == started
+    assert updated["engine"] == "engine-1" and updated["priority"] == 70  # others unchanged
+    store.update_run(b, state="failed", error="boom", attempt=3)
+    assert store.get_run(b)["error"] == "boom"  # type: ignore[index]
+
+    assert [r["run_id"] for r in store.list_runs()] == [c, b, a]  # newest first
+    assert [r["run_id"] for r in store.list_runs(limit=2)] == [c, b]
+    assert [r["run_id"] for r in store.list_runs(job="orders")] == [b, a]
+    assert [r["run_id"] for r in store.list_runs(state="failed")] == [b]
+    assert [r["run_id"] for r in store.list_runs(job="orders", state="queued")] == []
+    assert [r["run_id"] for r in store.open_runs()] == [a, c]  # oldest first
+    assert store.run_counts() == {
+        "queued": 1, "running": 1, "retrying": 0, "succeeded": 0,
+        "failed": 1, "cancelled": 0, "skipped": 0,
+    }  # fmt: skip
+
+    with pytest.raises(ValueError, match="job"):
+        store.update_run(a, job="x")
+    with pytest.raises(RunNotFound):
+        store.update_run("nope", state="running")
+    with pytest.raises(RunNotFound):
+        store.update_run("nope")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.update_run(a, finished_at=datetime(2026, 1, 1))
+    assert store.get_run("nope") is None
+
+
+def test_last_tick_counts_only_schedule_and_catchup(store: DuckStore) -> None:
+    assert store.last_tick("orders") is None
+    store.create_run("orders", T0, "schedule")
+    store.create_run("orders", T0 + timedelta(hours=1), "catchup")
+    store.create_run("orders", T0 + timedelta(hours=5), "manual")
+    store.create_run("orders", T0 + timedelta(hours=6), "after:customers")
+    assert store.last_tick("orders") == T0 + timedelta(hours=1)
+
+
+def test_logs_in_ts_order(store: DuckStore) -> None:
+    a, b = new_run(store), new_run(store, offset=1)
+    store.add_logs(
+        [
+            (a, T0 + timedelta(seconds=2), "INFO", "second"),
+            (a, T0 + timedelta(seconds=1), "INFO", "first"),
+            (b, T0, "ERROR", "other run"),
+            (a, T0 + timedelta(seconds=2), "WARNING", "third, same ts"),
+        ]
+    )
+    store.add_logs([])
+    logs = store.get_logs(a)
+    assert [entry["message"] for entry in logs] == ["first", "second", "third, same ts"]
+    assert logs[0] == {"ts": T0 + timedelta(seconds=1), "level": "INFO", "message": "first"}
+    assert logs[0]["ts"].tzinfo is UTC
+    assert store.get_logs("none") == []
+
+
+# -- staging and commit ------------------------------------------------------------------
+
+
+def table(**columns: list[Any]) -> pa.Table:
+    return pa.table(columns)
+
+
+def test_stage_batches_with_new_column_then_append(store: DuckStore) -> None:
+    run = new_run(store)
+    assert store.staged_rows(run) == 0
+    assert store.stage_batch(run, table(id=[1, 2], name=["a", "b"])) == 2
+    assert store.stage_batch(run, table(id=[3], name=["c"], extra=[True])) == 3
+    assert store.stage_batch(run, table(name=["d"], id=[4])) == 4  # other column order
+    assert store.staged_rows(run) == 4
+    assert store.staged_run_ids() == [run]
+
+    assert store.commit_run(run, table="orders", write="append", primary_key=[], pages=3) == 4
+    assert rows(store, "SELECT id, name, extra FROM orders ORDER BY id") == [
+        (1, "a", None), (2, "b", None), (3, "c", True), (4, "d", None),
+    ]  # fmt: skip
+    done = store.get_run(run)
+    assert done is not None
+    assert (done["state"], done["rows_loaded"], done["pages"]) == ("succeeded", 4, 3)
+    assert done["finished_at"] is not None and done["finished_at"].tzinfo is UTC
+    assert store.staged_rows(run) == 0 and store.staged_run_ids() == []
+
+    # a second run appends; a column missing in the target is added
+    run2 = new_run(store, offset=1)
+    store.stage_batch(run2, table(id=[5], note=["new"]))
+    assert store.commit_run(run2, table="orders", write="append", pages=1) == 1
+    assert rows(store, "SELECT count(*), count(note) FROM orders") == [(5, 1)]
+    assert [c["name"] for c in store.list_tables()[0]["columns"]] == [
+        "id", "name", "extra", "note",
+    ]  # fmt: skip
+
+
+def test_commit_twice_is_a_no_op(store: DuckStore) -> None:
+    run = new_run(store)
+    store.stage_batch(run, table(id=[1, 2, 3]))
+    kwargs: dict[str, Any] = {
+        "table": "t",
+        "write": "append",
+        "pages": 1,
+        "cursor": ("orders", "c1"),
+    }
+    assert store.commit_run(run, **kwargs) == 3
+    # a retried call, even with a batch re-staged in between, must not double rows
+    with pytest.raises(IllegalTransition):
+        store.stage_batch(run, table(id=[9]))
+    assert store.commit_run(run, **kwargs) == 3
+    assert store.commit_run(run, **{**kwargs, "cursor": ("orders", "c2")}) == 3
+    assert rows(store, "SELECT count(*) FROM t") == [(3,)]
+    assert store.cursor("orders") == "c1"
+
+
+def test_merge_across_runs_last_row_wins(store: DuckStore) -> None:
+    run1 = new_run(store)
+    store.stage_batch(run1, table(id=[1, 2, 3], v=["a", "b", "c"], n=[1, 1, 1]))
+    assert store.commit_run(run1, table="m", write="merge", primary_key=["id"], pages=1) == 3
+
+    run2 = new_run(store, offset=1)
+    # id 2 appears three times in this run, across batches: the last staged row wins
+    store.stage_batch(run2, table(id=[2, 4, 2], v=["b1", "d", "b2"], n=[2, 2, 2]))
+    store.stage_batch(run2, table(id=[5, 2], v=["e", "b3"], n=[3, 3]))
+    assert store.commit_run(run2, table="m", write="merge", primary_key=["id"], pages=2) == 3
+    assert rows(store, "SELECT id, v, n FROM m ORDER BY id") == [
+        (1, "a", 1), (2, "b3", 3), (3, "c", 1), (4, "d", 2), (5, "e", 3),
+    ]  # fmt: skip
+
+    # composite key; a column absent from this run keeps its value on update
+    run3 = new_run(store, offset=2)
+    store.stage_batch(run3, table(id=[1, 6], v=["a", "f"], w=[10, 60]))
+    store.commit_run(run3, table="m", write="merge", primary_key=["id", "v"], pages=1)
+    assert rows(store, "SELECT id, v, n, w FROM m WHERE id IN (1, 6) ORDER BY id") == [
+        (1, "a", 1, 10), (6, "f", None, 60),
+    ]  # fmt: skip
+
+
+def test_merge_key_errors(store: DuckStore) -> None:
+    run = new_run(store)
+    store.stage_batch(run, table(id=[1, None], v=["a", "b"]))
+    with pytest.raises(DestinationError, match="NULL primary key"):
+        store.commit_run(run, table="m", write="merge", primary_key=["id"], pages=1)
+    with pytest.raises(DestinationError, match=r"'m'.*\['nope'\]"):
+        store.commit_run(run, table="m", write="merge", primary_key=["nope"], pages=1)
+    with pytest.raises(DestinationError, match="primary_key"):
+        store.commit_run(run, table="m", write="merge", primary_key=[], pages=1)
+    assert store.get_run(run)["state"] == "queued"  # type: ignore[index]
+    assert store.staged_rows(run) == 2 and store.list_tables() == []
+
+
+def test_replace(store: DuckStore) -> None:
+    run1 = new_run(store)
+    store.stage_batch(run1, table(id=[1, 2, 3], old=["x", "y", "z"]))
+    store.commit_run(run1, table="r", write="replace", pages=1)
+    run2 = new_run(store, offset=1)
+    store.stage_batch(run2, table(id=[7, 8]))
+    assert store.commit_run(run2, table="r", write="replace", pages=1) == 2
+    # exactly the run's rows; the table keeps its columns (old is NULL now)
+    assert rows(store, "SELECT id, old FROM r ORDER BY id") == [(7, None), (8, None)]
+
+    # nothing staged: the table is left as it is
+    run3 = new_run(store, offset=2)
+    assert store.commit_run(run3, table="r", write="replace", pages=0) == 0
+    assert rows(store, "SELECT count(*) FROM r") == [(2,)]
+    assert store.get_run(run3)["state"] == "succeeded"  # type: ignore[index]
+    # nothing staged and no table yet: no table is created
+    run4 = new_run(store, offset=3)
+    assert store.commit_run(run4, table="fresh", write="append", pages=0) == 0
+    assert [t["name"] for t in store.list_tables()] == ["r"]
+
+
+def test_failing_commit_changes_nothing(store: DuckStore) -> None:
+    run1 = new_run(store)
+    store.stage_batch(run1, table(id=[1], amount=[10]))
+    store.commit_run(run1, table="t", write="append", pages=1, cursor=("orders", "c1"))
+
+    run2 = new_run(store, offset=1)
+    store.update_run(run2, state="running")
+    store.stage_batch(run2, table(id=[2], amount=["not a number"], extra=[1.5]))
+    with pytest.raises(DestinationError, match="'t'.*not a number") as info:
+        store.commit_run(run2, table="t", write="append", pages=1, cursor=("orders", "c2"))
+    assert isinstance(info.value.__cause__, duckdb.Error)
+    assert rows(store, "SELECT id, amount FROM t") == [(1, 10)]
+    assert [c["name"] for c in store.list_tables()[0]["columns"]] == ["id", "amount"]  # no extra
+    assert store.cursor("orders") == "c1"
+    run = store.get_run(run2)
+    assert run is not None and (run["state"], run["rows_loaded"]) == ("running", 0)
+    assert store.staged_rows(run2) == 1  # kept, so the caller can inspect or discard it
+
+    # the store stays usable after the rollback
+    store.discard_run(run2)
+    store.discard_run(run2)  # no-op
+    assert store.staged_rows(run2) == 0
+    assert store.commit_run(run2, table="t", write="append", pages=0) == 0
+
+
+def test_commit_guards(store: DuckStore) -> None:
+    with pytest.raises(RunNotFound):
+        store.commit_run("0" * 32, table="t", write="append", pages=0)
+    with pytest.raises(RunNotFound):
+        store.stage_batch("0" * 32, table(id=[1]))
+    run = new_run(store)
+    for bad in ["1abc", "a-b", "x" * 64, "main.t", 't"; DROP TABLE tg.runs; --', "t\n"]:
+        with pytest.raises(DestinationError, match="invalid table name"):
+            store.commit_run(run, table=bad, write="append", pages=0)
+    with pytest.raises(ValueError):
+        store.commit_run(run, table="t", write="upsert", pages=0)
+    store.stage_batch(run, table(id=[1]))
+    store.update_run(run, state="cancelled")
+    with pytest.raises(IllegalTransition):
+        store.commit_run(run, table="t", write="append", pages=1)
+    assert store.list_tables() == []
+    with pytest.raises(DestinationError, match="reserved"):
+        store.stage_batch(new_run(store, offset=1), table(__tg_seq=[1]))
+
+
+def test_cursor_written_with_the_commit(store: DuckStore) -> None:
+    assert store.cursor("orders") is None
+    run = new_run(store)
+    store.stage_batch(run, table(id=[1]))
+    store.commit_run(run, table="t", write="append", pages=1, cursor=("orders", "2026-01-01"))
+    assert store.cursor("orders") == "2026-01-01"
+    assert rows(store, "SELECT run_id FROM tg.state") == [(run,)]
+
+
+def test_types_widen_across_pages_and_runs(store: DuckStore) -> None:
+    run = new_run(store)
+    store.stage_batch(run, table(id=[1], amount=[10], tag=[None]))  # tag: Arrow null type
+    store.stage_batch(run, table(id=[2], amount=[10.5], tag=["x"]))  # no rounding to 11
+    store.commit_run(run, table="w", write="append", pages=2)
+    assert rows(store, "SELECT id, amount, tag FROM w ORDER BY id") == [
+        (1, 10.0, None), (2, 10.5, "x"),
+    ]  # fmt: skip
+
+    run2 = new_run(store, offset=1)
+    store.stage_batch(run2, table(id=[3.25], amount=[1]))  # BIGINT target id widens to DOUBLE
+    store.commit_run(run2, table="w", write="append", pages=1)
+    assert rows(store, "SELECT id FROM w ORDER BY id") == [(1.0,), (2.0,), (3.25,)]
+
+
+def test_odd_column_names(store: DuckStore) -> None:
+    run = new_run(store)
+    odd: dict[str, list[Any]] = {
+        "order": [1, 2, 1],
+        "Total Amount": [1.5, 2.5, 9.0],
+        'say "hi"': ["a", "b", "c"],
+    }
+    store.stage_batch(run, table(**odd))
+    assert store.commit_run(run, table="Odd_1", write="merge", primary_key=["order"], pages=1) == 2
+    assert rows(store, 'SELECT "order", "Total Amount", "say ""hi""" FROM "Odd_1" ORDER BY 1') == [
+        (1, 9.0, "c"), (2, 2.5, "b"),
+    ]  # fmt: skip
+    preview = store.preview_table("odd_1")
+    assert preview["columns"] == ["order", "Total Amount", 'say "hi"']
+
+
+def test_reopen_after_close_shows_committed_rows(db_path: Path) -> None:
+    store = DuckStore(db_path)
+    done, pending = new_run(store), new_run(store, offset=1)
+    store.stage_batch(done, table(id=[1, 2]))
+    store.commit_run(done, table="kept", write="append", pages=1, cursor=("orders", "c"))
+    store.stage_batch(pending, table(id=[3]))  # staged, never committed
+    store.close()
+
+    assert rows(db_path, "SELECT id FROM kept ORDER BY id") == [(1,), (2,)]
+    assert rows(db_path, "SELECT cursor FROM tg.state") == [("c",)]
+    assert rows(db_path, f"SELECT state FROM tg.runs WHERE run_id = '{done}'") == [("succeeded",)]
+    with DuckStore(db_path) as again:
+        assert again.list_tables()[0] == {
+            "name": "kept", "rows": 2, "columns": [{"name": "id", "type": "BIGINT"}],
+        }  # fmt: skip
+        assert again.staged_run_ids() == [pending]  # survives, for the actor to discard
+        again.discard_run(pending)
+
+
+def test_large_commit(store: DuckStore) -> None:
+    n = 100_000
+    run = new_run(store)
+    for start in range(0, n, 25_000):
+        ids = list(range(start, start + 25_000))
+        store.stage_batch(run, table(id=ids, v=[i * 2 for i in ids], s=[str(i) for i in ids]))
+    assert store.commit_run(run, table="big", write="merge", primary_key=["id"], pages=4) == n
+    assert rows(store, "SELECT count(*), count(DISTINCT id), sum(v) FROM big") == [
+        (n, n, n * (n - 1))
+    ]
+
+
+def test_list_and_preview_tables(store: DuckStore) -> None:
+    run = new_run(store)
+    batch = pa.table(
+        {
+            "id": [1],
+            "ts": pa.array([T0], pa.timestamp("us", tz="UTC")),
+            "price": pa.array([Decimal("1.25")], pa.decimal128(10, 2)),
+            "info": [{"a": 1, "b": "x"}],
+            "tags": [["p", "q"]],
+            "ratio": [float("nan")],
+        }
+    )
+    store.stage_batch(run, batch)
+    store.commit_run(run, table="p", write="append", pages=1)
+    [listed] = store.list_tables()
+    assert listed["rows"] == 1
+    assert [c["type"] for c in listed["columns"]] == [
+        "BIGINT", "TIMESTAMP WITH TIME ZONE", "DECIMAL(10,2)",
+        "STRUCT(a BIGINT, b VARCHAR)", "VARCHAR[]", "DOUBLE",
+    ]  # fmt: skip
+    preview = store.preview_table("p", limit=5)
+    assert preview == {
+        "columns": ["id", "ts", "price", "info", "tags", "ratio"],
+        "rows": [[1, "2026-03-01T12:00:00+00:00", 1.25, {"a": 1, "b": "x"}, ["p", "q"], None]],
+    }
+    assert store.preview_table("p", limit=0)["rows"] == []
+    with pytest.raises(TableNotFound):
+        store.preview_table("missing")
+    with pytest.raises(TableNotFound):
+        store.preview_table("runs")  # tg tables are not data tables
+
+
+def test_failed_batch_leaves_staging_unchanged(store: DuckStore) -> None:
+    run = new_run(store)
+    store.stage_batch(run, table(id=[1], info=[{"a": 1}]))
+    with pytest.raises(DestinationError, match=run):
+        store.stage_batch(run, table(id=[2], info=[5], extra=["x"]))  # STRUCT vs BIGINT
+    assert store.staged_rows(run) == 1
+    store.stage_batch(run, table(id=[3]))
+    store.commit_run(run, table="s", write="append", pages=2)
+    assert [c["name"] for c in store.list_tables()[0]["columns"]] == ["id", "info"]  # no extra
+
+
+def test_arrow_flavours_stage_as_plain_types(store: DuckStore) -> None:
+    run = new_run(store)
+    batch = pa.table(
+        {
+            "id": pa.array([1, 2], pa.int32()),
+            "sv": pa.array(["a", "b"], pa.string_view()),  # what polars emits
+            "cat": pa.array(["x", "x"]).dictionary_encode(),  # polars Categorical
+        }
+    )
+    store.stage_batch(run, batch.to_batches()[0])  # a RecordBatch is accepted too
+    store.stage_batch(run, pa.table({"id": [3], "sv": ["c"], "cat": ["new value"]}))
+    store.commit_run(run, table="f", write="append", pages=2)
+    [listed] = store.list_tables()
+    assert [c["type"] for c in listed["columns"]] == ["BIGINT", "VARCHAR", "VARCHAR"]
+    assert rows(store, "SELECT cat FROM f ORDER BY id") == [("x",), ("x",), ("new value",)]
+
+
+def test_committed_rows_survive_a_crash(db_path: Path) -> None:
+    """Killed without close(): the WAL replays the commit; the staged run is still pending."""
+    script = f"""
+import os, pyarrow as pa
+from datetime import UTC, datetime
+from tg_actors.store.duckdb import DuckStore
+from tg_actors.store.schema import jsonable
+s = DuckStore({str(db_path)!r})
+done = s.create_run("orders", datetime(2026, 1, 1, tzinfo=UTC), "schedule")
+s.stage_batch(done, pa.table({{"id": [1, 2]}}))
+s.commit_run(done, table="t", write="append", pages=1, cursor=("orders", "c9"))
+pending = s.create_run("orders", datetime(2026, 1, 2, tzinfo=UTC), "schedule")
+s.stage_batch(pending, pa.table({{"id": [3]}}))
+os._exit(0)
+"""
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, cwd=root)
+    with DuckStore(db_path) as store:
+        assert rows(store, "SELECT id FROM t ORDER BY id") == [(1,), (2,)]
+        assert store.cursor("orders") == "c9"
+        assert store.run_counts()["succeeded"] == 1
+        assert len(store.staged_run_ids()) == 1
+
+
+def test_unknown_or_malformed_run_ids(store: DuckStore) -> None:
+    for bad in ["nope", 'x"; DROP TABLE tg.runs; --']:
+        assert store.staged_rows(bad) == 0
+        store.discard_run(bad)
+        with pytest.raises(RunNotFound):
+            store.stage_batch(bad, table(id=[1]))
+        with pytest.raises(RunNotFound):
+            store.commit_run(bad, table="t", write="append", pages=0)
+
+
+def test_jsonable_values() -> None:
+    value = jsonable(
+        [
+            Decimal("2.50"),
+            datetime(2026, 1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+            datetime(2026, 1, 1),
+            date(2026, 1, 2),
+            time(3, 4),
+            timedelta(days=1, seconds=5),
+            UUID(int=1),
+            b"\x00\xff",
+            {1: float("inf"), "k": (True, None)},
+        ]
+    )
+    assert value == [
+        2.5,
+        "2026-01-01T00:00:00+00:00",
+        "2026-01-01T00:00:00",
+        "2026-01-02",
+        "03:04:00",
+        "1 day, 0:00:05",
+        "00000000-0000-0000-0000-000000000001",
+        "00ff",
+        {"1": None, "k": [True, None]},
+    ]
+    assert json.loads(json.dumps(value, allow_nan=False)) == value
