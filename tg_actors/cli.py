@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -138,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tg_actors.logs import setup
 
     args = build_parser().parse_args(argv)
+    if args.command in ("up", "run") and not (args.__dict__.get("address") or os.environ.get("TG_ADDRESS")):
+        # read by Ray at import time: a single-node Ray then binds 127.0.0.1 only
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     setup()
     try:
         if args.command == "validate":

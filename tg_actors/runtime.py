@@ -59,7 +59,9 @@ def init_ray(settings: Settings) -> None:
         "runtime_env": {"worker_process_setup_hook": "tg_actors.logs.setup"},
     }
     if settings.address is None:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # bind 127.0.0.1
+        # Ray reads this at import: callers set it before importing ray (cli.main, conftest);
+        # here it still reaches the worker processes
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         cpus = max(2, os.cpu_count() or 2)
         ray.init(address="local", num_cpus=cpus, resources={DB_RESOURCE: 1}, **common)
     else:
@@ -115,8 +117,11 @@ def start_serve(rt: Runtime) -> None:
 
     s = rt.settings
     token, token_file = ensure_token(s)
-    serve.start(http_options={"host": s.host, "port": s.port})
-    serve.run(build_app(s, token), name=SERVE_APP, route_prefix="/", blocking=False)
+    quiet = {"log_level": "WARNING", "enable_access_log": False}
+    serve.start(http_options={"host": s.host, "port": s.port}, logging_config=quiet)
+    serve.run(
+        build_app(s, token), name=SERVE_APP, route_prefix="/", blocking=False, logging_config=quiet
+    )
     rt.serving = True
     rt.token_file = str(token_file) if token_file else None
 

@@ -1,0 +1,197 @@
+"""The Serve app over real HTTP: every route of the backbone, auth, errors, masking."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import write_job
+from tests.integration.helpers import running_system
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
+TOKEN = "test-token-123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    import uuid
+
+    from tg_actors import runtime
+
+    tmp = tmp_path_factory.mktemp("api")
+    port = free_port()
+    # the job reads the demo source the Serve app itself mounts at /demo
+    write_job(
+        tmp / "configs",
+        "demo",
+        f"""
+name: demo
+source:
+  url: http://127.0.0.1:{port}/demo/orders
+  params: {{per_page: 1000}}
+  records: "$.data"
+  paginate: {{type: page}}
+destination: {{table: demo, write: merge, primary_key: [id]}}
+""",
+    )
+    with running_system(tmp, f"t_{uuid.uuid4().hex[:8]}", engines=1) as rt:
+        rt.settings = rt.settings.model_copy(update={"port": port, "api_token": TOKEN})
+        runtime.start_serve(rt)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+
+
+def wait_run(api: httpx.Client, run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        run = api.get(f"/api/runs/{run_id}", headers=AUTH).json()
+        if run["state"] in ("succeeded", "failed", "cancelled"):
+            return run  # type: ignore[no-any-return]
+        time.sleep(0.2)
+    raise TimeoutError(run_id)
+
+
+def test_health_is_public(api: httpx.Client) -> None:
+    body = api.get("/api/health").json()
+    assert body["status"] == "ok"
+    assert body["components"] == {
+        "broker": "alive",
+        "database": "alive",
+        "config_manager": "alive",
+        "scheduler": "alive",
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/jobs"),
+        ("GET", "/api/jobs/demo"),
+        ("PUT", "/api/jobs/x"),
+        ("DELETE", "/api/jobs/demo"),
+        ("POST", "/api/jobs/demo/pause"),
+        ("POST", "/api/jobs/demo/runs"),
+        ("GET", "/api/runs"),
+        ("GET", "/api/tables"),
+    ],
+)
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}])
+def test_token_required(api: httpx.Client, method: str, path: str, headers: dict[str, str]) -> None:
+    response = api.request(method, path, headers=headers)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "missing or invalid bearer token"}
+    assert api.get("/api/jobs/demo", headers=AUTH).status_code == 200  # nothing changed
+
+
+def test_trigger_run_and_read_it_back(api: httpx.Client) -> None:
+    response = api.post("/api/jobs/demo/runs", headers=AUTH)
+    assert response.status_code == 202
+    run = wait_run(api, response.json()["run_id"])
+    assert run["state"] == "succeeded" and run["rows_loaded"] == 2500 and run["trigger"] == "manual"
+    assert set(run) == {
+        "run_id", "job", "state", "trigger", "attempt", "scheduled_for", "queued_at",
+        "started_at", "finished_at", "rows_loaded", "pages", "error",
+    }  # fmt: skip
+    runs = api.get("/api/runs", params={"job": "demo", "limit": 5}, headers=AUTH).json()
+    assert runs[0]["run_id"] == run["run_id"]
+    assert api.get("/api/runs", params={"state": "failed"}, headers=AUTH).json() == []
+    logs = api.get(f"/api/runs/{run['run_id']}/logs", headers=AUTH).json()
+    assert logs and {"ts", "level", "message"} <= set(logs[0])
+    tables = api.get("/api/tables", headers=AUTH).json()
+    assert [t["name"] for t in tables] == ["demo"] and tables[0]["rows"] == 2500
+    preview = api.get("/api/tables/demo", params={"limit": 3}, headers=AUTH).json()
+    assert preview["columns"][0] == "id" and len(preview["rows"]) == 3
+    jobs = api.get("/api/jobs", headers=AUTH).json()
+    demo = next(j for j in jobs if j["name"] == "demo")
+    assert set(demo) == {"name", "enabled", "paused", "schedule", "next_run_at", "last_run"}
+    assert demo["last_run"]["state"] == "succeeded"
+
+
+def test_put_get_pause_resume_delete(api: httpx.Client) -> None:
+    job = {
+        "name": "secretive",
+        "schedule": {"interval": "1h"},
+        "source": {
+            "url": "http://127.0.0.1:9/x",
+            "auth": {"type": "bearer", "token": "${SOME_TOKEN}"},
+        },
+        "destination": {"table": "secretive"},
+    }
+    created = api.put("/api/jobs/secretive", json=job, headers=AUTH)
+    assert created.status_code == 201, created.text
+    assert created.json()["source"]["auth"]["token"] == "***"
+    assert api.put("/api/jobs/secretive", json=job, headers=AUTH).status_code == 200
+    got = api.get("/api/jobs/secretive", headers=AUTH).json()
+    assert got["source"]["auth"]["token"] == "***" and "SOME_TOKEN" not in str(got)
+    assert got["status"]["next_run_at"] is not None
+    paused = api.post("/api/jobs/secretive/pause", headers=AUTH)
+    assert paused.status_code == 200 and paused.json()["paused"] is True
+    assert api.get("/api/jobs/secretive", headers=AUTH).json()["paused"] is True
+    assert api.post("/api/jobs/secretive/resume", headers=AUTH).json()["paused"] is False
+    assert api.delete("/api/jobs/secretive", headers=AUTH).status_code == 204
+    assert api.get("/api/jobs/secretive", headers=AUTH).status_code == 404
+
+
+def test_put_yaml_body(api: httpx.Client) -> None:
+    text = "name: from_yaml\nsource: {url: 'http://127.0.0.1:9/x'}\ndestination: {table: t}\n"
+    response = api.put(
+        "/api/jobs/from_yaml",
+        content=text,
+        headers={**AUTH, "Content-Type": "application/yaml"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == "from_yaml"
+    api.delete("/api/jobs/from_yaml", headers=AUTH)
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "fragment"),
+    [
+        ({"source": {"url": "http://x", "methd": "GET"}, "destination": {"table": "t"}}, ["body", "source", "methd"], "unknown field"),
+        ({"source": {"url": "http://x"}, "destination": {"table": "t", "write": "merge"}}, ["body", "destination"], "primary_key"),
+        ({"name": "other", "source": {"url": "http://x"}, "destination": {"table": "t"}}, ["body", "name"], "does not match"),
+    ],
+)  # fmt: skip
+def test_invalid_job_is_422_with_field_path_and_nothing_stored(
+    api: httpx.Client, body: dict[str, Any], loc: list[str], fragment: str
+) -> None:
+    response = api.put("/api/jobs/bad_job", json=body, headers=AUTH)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert any(d["loc"] == loc and fragment in d["msg"] for d in detail), detail
+    assert api.get("/api/jobs/bad_job", headers=AUTH).status_code == 404
+
+
+def test_not_found(api: httpx.Client) -> None:
+    for method, path in [
+        ("GET", "/api/jobs/nope"),
+        ("DELETE", "/api/jobs/nope"),
+        ("POST", "/api/jobs/nope/pause"),
+        ("POST", "/api/jobs/nope/runs"),
+        ("GET", "/api/runs/nope"),
+        ("GET", "/api/runs/nope/logs"),
+        ("GET", "/api/tables/nope"),
+    ]:
+        response = api.request(method, path, headers=AUTH)
+        assert response.status_code == 404, (method, path, response.text)
+        assert "nope" in response.json()["detail"]
+
+
+def test_openapi_and_ui_are_served(api: httpx.Client) -> None:
+    spec = api.get("/api/openapi.json").json()
+    assert "/api/jobs/{name}" in spec["paths"]
+    page = api.get("/")
+    assert page.status_code == 200 and "gradio" in page.text.lower()
