@@ -69,3 +69,30 @@ def demo_server() -> Iterator[str]:
     app = Starlette(routes=[Mount("/demo", app=build_demo_app(DEMO_ROWS))])
     with serve_app(app) as base_url:
         yield f"{base_url}/demo"
+
+
+def slow_pages_app(pages: int, rows_per_page: int, delay: float) -> Starlette:
+    """`GET /items?page=N` (1-based): `rows_per_page` rows after `delay` seconds; empty after
+    the last page. For runs that must still be running while a test acts on them."""
+    import asyncio
+
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def items(request: Request) -> JSONResponse:
+        page = int(request.query_params.get("page", "1"))
+        await asyncio.sleep(delay)
+        if page > pages:
+            return JSONResponse([])
+        first = (page - 1) * rows_per_page
+        return JSONResponse([{"id": first + i, "page": page} for i in range(1, rows_per_page + 1)])
+
+    return Starlette(routes=[Route("/items", items)])
+
+
+@pytest.fixture(scope="session")
+def slow_server() -> Iterator[str]:
+    """10 pages x 100 rows, 0.4 s a page (~4 s a run)."""
+    with serve_app(slow_pages_app(10, 100, 0.4)) as base_url:
+        yield base_url

@@ -82,7 +82,6 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
     db = _actor(Database, DATABASE, ns, resources={DB_RESOURCE: 0.01}).remote(
         str(settings.db_path), broker
     )
-    ray.get(db.start.remote())
     engines = [
         _actor(
             SyncEngine,
@@ -93,18 +92,20 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
         ).remote(f"engine-{i}", db, broker)
         for i in range(settings.engines)
     ]
-    ray.get([e.start.remote() for e in engines])
     config = _actor(ConfigManager, CONFIG, ns).remote(settings.model_dump(mode="json"), db, broker)
+    # the actor processes start in parallel; wait for all before loading jobs
+    ray.get([db.start.remote(), config.ping.remote(), *(e.start.remote() for e in engines)])
     report = ray.get(config.load_dir.remote())
     for error in report["errors"]:
         print(error)
-    scheduler = _actor(Scheduler, SCHEDULER, ns).remote(
-        db, broker, settings.engines, settings.tick_seconds
-    )
-    rt = Runtime(settings, broker, db, config, scheduler, engines)
+    rt = Runtime(settings, broker, db, config, None, engines)  # scheduler comes last
     if serve_app:
-        start_serve(rt)
-    ray.get(scheduler.start.remote(schedules))
+        start_serve(rt)  # before the first tick: the demo source lives in the Serve app
+    # the Scheduler boots by itself (also after a restart): reloads jobs and open runs
+    rt.scheduler = _actor(Scheduler, SCHEDULER, ns).remote(
+        db, broker, engines, settings.tick_seconds, schedules
+    )
+    ray.get(rt.scheduler.start.remote())
     log.info("runtime up in %.1fs: jobs %s", time.perf_counter() - began, report["loaded"])
     return rt
 

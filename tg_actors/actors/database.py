@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from tg_actors.actors.lifecycle import Boot
 from tg_actors.broker_client import BrokerClient
 from tg_actors.messages import (
     TOPIC_STATUS,
@@ -78,13 +79,17 @@ class Database:
         self._broker = BrokerClient(broker) if broker is not None else None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._boot = Boot(self._start)
 
     async def start(self) -> None:
-        """Start consuming the status topic (idempotent)."""
-        if self._broker is not None and not self._tasks:
-            self._tasks.append(
-                asyncio.create_task(self._broker.pump(TOPIC_STATUS, "database", self._log, self._stop))
-            )
+        """Wait until the status subscription runs (it starts by itself, also after a restart)."""
+        await self._boot.wait()
+
+    async def _start(self) -> None:
+        if self._broker is not None:
+            await self._broker.subscribe(TOPIC_STATUS, "database")
+            pump = self._broker.pump(TOPIC_STATUS, "database", self._log, self._stop)
+            self._tasks.append(asyncio.create_task(pump))
 
     async def _log(self, message: Any) -> None:
         entry = log_entry(message)

@@ -35,6 +35,7 @@ from tg_actors.messages import (
     TriggerRun,
     utcnow,
 )
+from tg_actors.actors.lifecycle import Boot
 from tg_actors.actors.state_manager import StateManager
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,15 @@ class Scheduler:
         self,
         db: Any,
         broker: Any,
-        engines: int,
+        engines: list[Any],
         tick_seconds: float = 0.2,
+        schedules: bool = True,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
         self._broker = BrokerClient(broker)
-        self._capacity = engines
+        self._engines = engines
+        self._capacity = len(engines)
         self._tick_seconds = tick_seconds
         self._now = clock
         self._jobs: dict[str, JobEntry] = {}
@@ -73,15 +76,18 @@ class Scheduler:
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._schedules = True
+        self._schedules = schedules
+        self._boot = Boot(self._start)
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self, schedules: bool = True) -> dict[str, int]:
-        """Reload jobs and open runs from DuckDB, subscribe, start ticking. Idempotent."""
-        if self._tasks:
-            return {"jobs": len(self._jobs), "queued": len(self._queue)}
-        self._schedules = schedules
+    async def start(self) -> dict[str, int]:
+        """Wait until jobs and open runs are reloaded and the loops run. Idempotent."""
+        await self._boot.wait()
+        return {"jobs": len(self._jobs), "queued": len(self._queue)}
+
+    async def _start(self) -> None:
+        """Reload jobs and open runs from DuckDB, subscribe, start ticking (also after a restart)."""
         for topic in (TOPIC_CONFIG, TOPIC_STATUS):
             await self._broker.subscribe(topic, "scheduler")
         async with self._lock:
@@ -93,7 +99,6 @@ class Scheduler:
             asyncio.create_task(self._broker.pump(TOPIC_STATUS, "scheduler", self._on_status, self._stop)),
             asyncio.create_task(self._tick_loop()),
         ]
-        return {"jobs": len(self._jobs), "queued": len(self._queue)}
 
     async def stop(self) -> None:
         self._stop.set()
@@ -166,14 +171,34 @@ class Scheduler:
             watermark = await self._db.last_tick.remote(name) or self._now()
         self._jobs[name] = JobEntry(spec, stored, paused, watermark)
 
+    async def _busy_engines(self) -> dict[str, str]:
+        """run_id -> job for runs an engine is working on right now (after our own restart)."""
+        busy: dict[str, str] = {}
+        for engine in self._engines:
+            try:
+                stats = await asyncio.wait_for(engine.stats.remote(), 5)
+            except Exception:
+                continue
+            if stats.get("current_run"):
+                busy[stats["current_run"]] = stats["current_job"]
+        return busy
+
     async def _recover_open_runs(self) -> None:
+        busy = await self._busy_engines()
         for row in await self._db.open_runs.remote():
             run = self._states.adopt(row)
+            if run.run_id in busy:  # still being worked on: its events will arrive
+                self._in_flight[run.run_id] = run.job
+                continue
             if run.state is not RunState.QUEUED:  # its engine is gone with the old session
                 await self._states.move(run.run_id, RunState.QUEUED)
             self._queue.push(run.run_id, run.job, run.priority, run.scheduled_for)
-        if len(self._queue):
-            log.info("recovered %d open runs from the database", len(self._queue))
+        if len(self._queue) or self._in_flight:
+            log.info(
+                "recovered %d queued and %d running runs from the database",
+                len(self._queue),
+                len(self._in_flight),
+            )
 
     async def _tick_loop(self) -> None:
         while not self._stop.is_set():

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import pyarrow as pa
 import ray
 from ray.util.queue import Empty
 
+from tg_actors.actors.lifecycle import Boot
 from tg_actors.broker_client import BrokerClient
 from tg_actors.jobs import JobSpec
 from tg_actors.messages import (
@@ -29,6 +31,7 @@ from tg_actors.messages import (
 from tg_actors.sync import SyncResult, extract_and_stage
 
 log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 0.5  # at most two progress events a second per run
 
 
 def describe(exc: BaseException) -> str:
@@ -44,14 +47,17 @@ class SyncEngine:
         self._broker = BrokerClient(broker)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._current: str | None = None
+        self._current: TriggerRun | None = None
         self._done = 0
+        self._boot = Boot(self._start)
 
     async def start(self) -> None:
-        """Join the engines' group on `triggers` and start taking work (idempotent)."""
-        if self._task is None:
-            queue = await self._broker.subscribe(TOPIC_TRIGGERS, "engines", shared=True)
-            self._task = asyncio.create_task(self._work(queue))
+        """Wait until the engine has joined the engines' group on `triggers` (idempotent)."""
+        await self._boot.wait()
+
+    async def _start(self) -> None:
+        queue = await self._broker.subscribe(TOPIC_TRIGGERS, "engines", shared=True)
+        self._task = asyncio.create_task(self._work(queue))
 
     async def stop(self) -> None:
         self._stop.set()
@@ -59,7 +65,13 @@ class SyncEngine:
             self._task.cancel()
 
     async def stats(self) -> dict[str, Any]:
-        return {"engine": self._id, "current_run": self._current, "runs_done": self._done}
+        current = self._current
+        return {
+            "engine": self._id,
+            "current_run": current.run_id if current else None,
+            "current_job": current.job if current else None,
+            "runs_done": self._done,
+        }
 
     async def ping(self) -> str:
         return "ok"
@@ -74,7 +86,7 @@ class SyncEngine:
                 log.warning("engine %s: work queue unavailable", self._id, exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
-            self._current = message.run_id
+            self._current = message
             try:
                 await self.run(message)
             finally:
@@ -86,13 +98,17 @@ class SyncEngine:
         run_id, job = message.run_id, message.job
         await self._broker.publish(TOPIC_STATUS, RunStarted(run_id=run_id, job=job, engine=self._id))
         pages_seen = 0
+        last_progress = 0.0
 
         async def stage(table: pa.Table) -> None:
             await self._db.stage_batch.remote(run_id, ray.put(table))
 
         async def progress(rows: int, pages: int) -> None:
-            nonlocal pages_seen
+            nonlocal pages_seen, last_progress
             pages_seen = pages
+            if time.monotonic() - last_progress < PROGRESS_EVERY_S:
+                return
+            last_progress = time.monotonic()
             await self._broker.publish(
                 TOPIC_STATUS, RunProgressed(run_id=run_id, job=job, rows=rows, pages=pages)
             )

@@ -1,0 +1,105 @@
+"""The Scheduler on a real Ray: restart in the middle of a run, `after` triggers, priorities."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from tests.conftest import write_job
+from tests.integration.helpers import running_system, wait_for_run
+from tests.servers import demo_server, slow_server  # noqa: F401
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
+
+SLOW_JOB = """
+name: {name}
+priority: {priority}
+source:
+  url: {url}/items
+  paginate: {{type: page}}
+destination: {{table: {name}, write: merge, primary_key: [id]}}
+"""
+
+
+def wait_state(rt: object, run_id: str, state: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = ray.get(rt.db.get_run.remote(run_id))  # type: ignore[attr-defined]
+        if run and run["state"] == state:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{run_id} never {state}")
+
+
+def test_scheduler_restart_mid_run_neither_loses_nor_doubles_it(
+    tmp_path: Path, namespace: str, slow_server: str  # noqa: F811
+) -> None:
+    write_job(tmp_path / "configs", "slow", SLOW_JOB.format(name="slow", priority=50, url=slow_server))
+    with running_system(tmp_path, namespace, engines=1) as rt:
+        run_id = ray.get(rt.scheduler.trigger.remote("slow"))
+        wait_state(rt, run_id, "running")
+        ray.kill(rt.scheduler, no_restart=False)  # a crash: Ray restarts it, __init__ reboots it
+        time.sleep(1.0)
+        finished = wait_for_run(rt, run_id, timeout=60)
+        assert finished["state"] == "succeeded", finished["error"]
+        assert finished["rows_loaded"] == 1000 and finished["attempt"] == 1
+        # the restarted scheduler is live: it takes new triggers and tracks their end
+        again = wait_for_run(rt, ray.get(rt.scheduler.trigger.remote("slow"), timeout=60))
+        assert again["state"] == "succeeded"
+        runs = ray.get(rt.db.list_runs.remote(job="slow"))
+        assert sorted(r["run_id"] for r in runs) == sorted([run_id, again["run_id"]])
+        deadline = time.monotonic() + 10  # the RunFinished event follows the commit closely
+        while time.monotonic() < deadline:
+            status = ray.get(rt.scheduler.status.remote())
+            if status["busy_engines"] == 0:
+                break
+            time.sleep(0.05)
+        assert status["busy_engines"] == 0 and status["queue_depth"] == 0
+
+
+def test_higher_priority_dispatched_first_when_engines_are_busy(
+    tmp_path: Path, namespace: str, slow_server: str  # noqa: F811
+) -> None:
+    for name, prio in (("blocker", 50), ("low", 10), ("high", 90), ("mid", 50)):
+        write_job(tmp_path / "configs", name, SLOW_JOB.format(name=name, priority=prio, url=slow_server))
+    with running_system(tmp_path, namespace, engines=1) as rt:
+        blocker = ray.get(rt.scheduler.trigger.remote("blocker"))
+        wait_state(rt, blocker, "running")
+        ids = {name: ray.get(rt.scheduler.trigger.remote(name)) for name in ("low", "high", "mid")}
+        assert ray.get(rt.scheduler.status.remote())["queue_depth"] == 3
+        runs = {name: wait_for_run(rt, run_id, timeout=90) for name, run_id in ids.items()}
+    order = sorted(runs, key=lambda name: runs[name]["started_at"])
+    assert order == ["high", "mid", "low"]
+
+
+def test_after_trigger_runs_dependent_job(
+    tmp_path: Path, namespace: str, demo_server: str  # noqa: F811
+) -> None:
+    write_job(
+        tmp_path / "configs",
+        "upstream",
+        f"name: upstream\nsource: {{url: '{demo_server}/orders.json'}}\n"
+        "destination: {table: upstream, write: replace}\n",
+    )
+    write_job(
+        tmp_path / "configs",
+        "downstream",
+        f"name: downstream\ntriggers: {{after: [upstream]}}\n"
+        f"source: {{url: '{demo_server}/orders.json'}}\n"
+        "transform: {sql: \"SELECT status, count(*) AS n FROM records GROUP BY status\"}\n"
+        "destination: {table: downstream, write: replace}\n",
+    )
+    with running_system(tmp_path, namespace) as rt:
+        first = wait_for_run(rt, ray.get(rt.scheduler.trigger.remote("upstream")))
+        assert first["state"] == "succeeded"
+        deadline = time.monotonic() + 30
+        runs: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not runs:
+            runs = ray.get(rt.db.list_runs.remote(job="downstream"))
+            time.sleep(0.1)
+        assert runs and runs[0]["trigger"] == "after:upstream"
+        done = wait_for_run(rt, str(runs[0]["run_id"]))
+        assert done["state"] == "succeeded" and done["rows_loaded"] == 3
