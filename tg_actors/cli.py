@@ -30,11 +30,15 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--configs", type=Path, help="configs folder (default: configs)")
-    parser.add_argument("--db", dest="db_path", type=Path, help="DuckDB file (default: data/turbo_giggle.duckdb)")
+    parser.add_argument(
+        "--db", dest="db_path", type=Path, help="DuckDB file (default: data/turbo_giggle.duckdb)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tg", description="Sync HTTP APIs into DuckDB on a schedule.")
+    parser = argparse.ArgumentParser(
+        prog="tg", description="Sync HTTP APIs into DuckDB on a schedule."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start everything: actors, scheduler, API and UI")
     _common(up)
@@ -43,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--address", help="join a Ray cluster ('auto' or ray://HOST:10001)")
     up.add_argument("--engines", type=int, help="number of SyncEngine actors (default: 2)")
     validate = sub.add_parser("validate", help="validate job files")
-    validate.add_argument("paths", nargs="*", type=Path, help="files or folders (default: configs/jobs)")
+    validate.add_argument(
+        "paths", nargs="*", type=Path, help="files or folders (default: configs/jobs)"
+    )
     run = sub.add_parser("run", help="run one job once on a local Ray and print a summary")
     run.add_argument("job")
     _common(run)
@@ -139,7 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tg_actors.logs import setup
 
     args = build_parser().parse_args(argv)
-    if args.command in ("up", "run") and not (args.__dict__.get("address") or os.environ.get("TG_ADDRESS")):
+    if args.command in ("up", "run") and not (
+        args.__dict__.get("address") or os.environ.get("TG_ADDRESS")
+    ):
         # read by Ray at import time: a single-node Ray then binds 127.0.0.1 only
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     setup()

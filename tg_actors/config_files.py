@@ -62,7 +62,9 @@ def load_jobs(paths: list[Path]) -> LoadReport:
         if spec.name in report.jobs:
             first = report.jobs[spec.name][0]
             report.errors.append(
-                JobValidationError(str(path), [("name", f"job {spec.name!r} is already defined in {first}")])
+                JobValidationError(
+                    str(path), [("name", f"job {spec.name!r} is already defined in {first}")]
+                )
             )
             continue
         report.jobs[spec.name] = (path, spec)

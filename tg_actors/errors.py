@@ -1,19 +1,19 @@
 """The error tree. Messages are built from data; foreign errors are translated at one boundary.
 
-    TGError
-    ├── ConfigError                 a job file or setting is wrong
-    │   ├── JobValidationError      pydantic errors, as (loc, msg) pairs
-    │   └── MissingSecret           `${NAME}` with no such environment variable
-    ├── NotFound
-    │   ├── JobNotFound
-    │   └── RunNotFound
-    ├── IllegalTransition           a run state change not in the table
-    ├── SourceError                 the HTTP source failed (URL sanitized)
-    │   └── PaginationLoop          a paginator would repeat itself
-    ├── TransformError              transform.sql failed
-    ├── DestinationError            the DuckDB write failed (schema, primary key)
-    └── BrokerError
-        └── BrokerFull              a bounded queue stayed full past the publish timeout
+TGError
+├── ConfigError                 a job file or setting is wrong
+│   ├── JobValidationError      pydantic errors, as (loc, msg) pairs
+│   └── MissingSecret           `${NAME}` with no such environment variable
+├── NotFound
+│   ├── JobNotFound
+│   └── RunNotFound
+├── IllegalTransition           a run state change not in the table
+├── SourceError                 the HTTP source failed (URL sanitized)
+│   └── PaginationLoop          a paginator would repeat itself
+├── TransformError              transform.sql failed
+├── DestinationError            the DuckDB write failed (schema, primary key)
+└── BrokerError
+    └── BrokerFull              a bounded queue stayed full past the publish timeout
 """
 
 from __future__ import annotations

@@ -82,9 +82,12 @@ class Schedule(Strict):
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is not None and (
-            len(value.split()) not in (5, 6) or not croniter.is_valid(value, second_at_beginning=True)
+            len(value.split()) not in (5, 6)
+            or not croniter.is_valid(value, second_at_beginning=True)
         ):
-            raise ValueError(f"invalid cron expression {value!r} (5 fields, or 6 with seconds first)")
+            raise ValueError(
+                f"invalid cron expression {value!r} (5 fields, or 6 with seconds first)"
+            )
         return value
 
     @field_validator("interval")
@@ -299,7 +302,11 @@ def validation_errors(exc: ValidationError) -> list[tuple[str, str]]:
     for err in exc.errors(include_url=False):
         loc = [str(p) for p in err["loc"]]
         # pydantic puts the union tag in the path (source.auth.bearer.token): drop it
-        loc = [p for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] in _UNION_FIELDS and p in _TAGS)]
+        loc = [
+            p
+            for i, p in enumerate(loc)
+            if not (i > 0 and loc[i - 1] in _UNION_FIELDS and p in _TAGS)
+        ]
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"

@@ -137,7 +137,7 @@ def stop(rt: Runtime) -> None:
     if rt.serving:
         from ray import serve
 
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
     ray.get(rt.db.close.remote(), timeout=60)
     for handle in rt.components().values():
         ray.kill(handle, no_restart=True)

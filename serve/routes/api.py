@@ -32,11 +32,21 @@ async def job_body(request: Request) -> dict[str, Any] | str:
 
 def build_api_router(service: ApiService, token: str) -> APIRouter:
     public = APIRouter(prefix="/api")
-    secured = APIRouter(prefix="/api", dependencies=[Depends(bearer_dependency(token))])
 
     @public.get("/health")
     async def health() -> dict[str, Any]:
         return await service.health()
+
+    secured = [Depends(bearer_dependency(token))]
+    router = APIRouter()
+    router.include_router(public)
+    router.include_router(jobs_router(service), prefix="/api", dependencies=secured)
+    router.include_router(runs_router(service), prefix="/api", dependencies=secured)
+    return router
+
+
+def jobs_router(service: ApiService) -> APIRouter:
+    secured = APIRouter()
 
     @secured.get("/jobs")
     async def list_jobs() -> list[dict[str, Any]]:
@@ -65,8 +75,16 @@ def build_api_router(service: ApiService, token: str) -> APIRouter:
         return await service.set_paused(name, False)
 
     @secured.post("/jobs/{name}/runs", status_code=202)
-    async def trigger(name: str, priority: int | None = Query(None, ge=0, le=100)) -> dict[str, str]:
+    async def trigger(
+        name: str, priority: int | None = Query(None, ge=0, le=100)
+    ) -> dict[str, str]:
         return {"run_id": await service.trigger(name, priority)}
+
+    return secured
+
+
+def runs_router(service: ApiService) -> APIRouter:
+    secured = APIRouter()
 
     @secured.get("/runs")
     async def list_runs(
@@ -98,10 +116,7 @@ def build_api_router(service: ApiService, token: str) -> APIRouter:
     async def preview_table(name: str, limit: int = Query(50, ge=1, le=10_000)) -> dict[str, Any]:
         return await service.preview_table(name, limit)
 
-    router = APIRouter()
-    router.include_router(public)
-    router.include_router(secured)
-    return router
+    return secured
 
 
 def build_api(service: ApiService, token: str) -> FastAPI:

@@ -7,6 +7,7 @@ killed by PID / process group if the test fails; nothing is ever killed by name.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import queue
 import re
@@ -195,6 +196,40 @@ def alive(proc: psutil.Process) -> bool:
         return False
 
 
+def loopback(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip)
+    mapped = getattr(addr, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return addr.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def upstream_exception(proc: psutil.Process, ip: str) -> bool:
+    """Ray Serve 2.60 binds each replica's inter-deployment gRPC server to "[::]:0"
+    (ray/serve/_private/replica.py, `_on_initialized`), with no setting to change it; that
+    server checks Ray's cluster auth token. Tolerated here; anything else must be loopback."""
+    with suppress(psutil.Error):
+        return ip == "::" and proc.cmdline()[0].startswith("ray::ServeReplica:")
+    return False
+
+
+def non_loopback_listeners(procs: list[psutil.Process]) -> list[tuple[int, str, int, str]]:
+    """(pid, ip, port, command) of each listening socket of `procs` beyond loopback."""
+    found = []
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="inet")
+            name = proc.name()
+        except psutil.Error:
+            continue
+        found += [
+            (proc.pid, c.laddr.ip, c.laddr.port, name)
+            for c in conns
+            if c.status == psutil.CONN_LISTEN
+            and not loopback(c.laddr.ip)
+            and not upstream_exception(proc, c.laddr.ip)
+        ]
+    return found
+
+
 def poll(what: str, check: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
     """Call `check` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -256,6 +291,8 @@ def test_up_serves_syncs_and_stops_cleanly(tmp_path: Path, signum: signal.Signal
 
         proc.record_descendants()
         assert proc.descendants, "tg up started no child processes (no Ray?)"
+        exposed = non_loopback_listeners([psutil.Process(proc.pid), *proc.descendants.values()])
+        assert not exposed, f"listening beyond loopback: {exposed}"
         began = time.monotonic()
         proc.popen.send_signal(signum)
         rc = proc.wait(EXIT_TIMEOUT)

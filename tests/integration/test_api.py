@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -88,7 +87,9 @@ def test_health_is_public(api: httpx.Client) -> None:
         ("GET", "/api/tables"),
     ],
 )
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}]
+)
 def test_token_required(api: httpx.Client, method: str, path: str, headers: dict[str, str]) -> None:
     response = api.request(method, path, headers=headers)
     assert response.status_code == 401
@@ -195,3 +196,15 @@ def test_openapi_and_ui_are_served(api: httpx.Client) -> None:
     assert "/api/jobs/{name}" in spec["paths"]
     page = api.get("/")
     assert page.status_code == 200 and "gradio" in page.text.lower()
+
+
+def test_ui_refresh_shows_jobs_and_runs_through_gradio_client(api: httpx.Client) -> None:
+    from gradio_client import Client
+
+    run_id = api.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"]
+    wait_run(api, run_id)
+    client = Client(str(api.base_url), verbose=False)
+    jobs, runs = client.predict(api_name="/refresh")
+    job_rows = {row[0]: row for row in jobs["data"]}
+    assert job_rows["demo"][5] == "succeeded"  # last state column
+    assert any(row[1] == "demo" and row[2] == "succeeded" for row in runs["data"])

@@ -35,9 +35,13 @@ def wait_state(rt: object, run_id: str, state: str, timeout: float = 30) -> None
 
 
 def test_scheduler_restart_mid_run_neither_loses_nor_doubles_it(
-    tmp_path: Path, namespace: str, slow_server: str  # noqa: F811
+    tmp_path: Path,
+    namespace: str,
+    slow_server: str,  # noqa: F811
 ) -> None:
-    write_job(tmp_path / "configs", "slow", SLOW_JOB.format(name="slow", priority=50, url=slow_server))
+    write_job(
+        tmp_path / "configs", "slow", SLOW_JOB.format(name="slow", priority=50, url=slow_server)
+    )
     with running_system(tmp_path, namespace, engines=1) as rt:
         run_id = ray.get(rt.scheduler.trigger.remote("slow"))
         wait_state(rt, run_id, "running")
@@ -61,10 +65,14 @@ def test_scheduler_restart_mid_run_neither_loses_nor_doubles_it(
 
 
 def test_higher_priority_dispatched_first_when_engines_are_busy(
-    tmp_path: Path, namespace: str, slow_server: str  # noqa: F811
+    tmp_path: Path,
+    namespace: str,
+    slow_server: str,  # noqa: F811
 ) -> None:
     for name, prio in (("blocker", 50), ("low", 10), ("high", 90), ("mid", 50)):
-        write_job(tmp_path / "configs", name, SLOW_JOB.format(name=name, priority=prio, url=slow_server))
+        write_job(
+            tmp_path / "configs", name, SLOW_JOB.format(name=name, priority=prio, url=slow_server)
+        )
     with running_system(tmp_path, namespace, engines=1) as rt:
         blocker = ray.get(rt.scheduler.trigger.remote("blocker"))
         wait_state(rt, blocker, "running")
@@ -76,7 +84,9 @@ def test_higher_priority_dispatched_first_when_engines_are_busy(
 
 
 def test_after_trigger_runs_dependent_job(
-    tmp_path: Path, namespace: str, demo_server: str  # noqa: F811
+    tmp_path: Path,
+    namespace: str,
+    demo_server: str,  # noqa: F811
 ) -> None:
     write_job(
         tmp_path / "configs",
@@ -89,7 +99,7 @@ def test_after_trigger_runs_dependent_job(
         "downstream",
         f"name: downstream\ntriggers: {{after: [upstream]}}\n"
         f"source: {{url: '{demo_server}/orders.json'}}\n"
-        "transform: {sql: \"SELECT status, count(*) AS n FROM records GROUP BY status\"}\n"
+        'transform: {sql: "SELECT status, count(*) AS n FROM records GROUP BY status"}\n'
         "destination: {table: downstream, write: replace}\n",
     )
     with running_system(tmp_path, namespace) as rt:

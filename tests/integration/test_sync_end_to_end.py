@@ -28,7 +28,9 @@ destination: {{table: orders, write: merge, primary_key: [id]}}
 
 
 def test_paginated_source_lands_exactly_and_merge_adds_no_duplicates(
-    tmp_path: Path, namespace: str, demo_server: str  # noqa: F811
+    tmp_path: Path,
+    namespace: str,
+    demo_server: str,  # noqa: F811
 ) -> None:
     write_job(tmp_path / "configs", "orders", ORDERS_JOB.format(url=demo_server))
     expected_sum = round(sum(o["amount"] for o in demo_orders(DEMO_ROWS)), 2)
@@ -63,12 +65,15 @@ def test_paginated_source_lands_exactly_and_merge_adds_no_duplicates(
 
 
 def test_failed_run_leaves_the_table_untouched(
-    tmp_path: Path, namespace: str, demo_server: str  # noqa: F811
+    tmp_path: Path,
+    namespace: str,
+    demo_server: str,  # noqa: F811
 ) -> None:
     write_job(
         tmp_path / "configs",
         "broken",
-        ORDERS_JOB.format(url=demo_server).replace("name: orders", "name: broken")
+        ORDERS_JOB.format(url=demo_server)
+        .replace("name: orders", "name: broken")
         .replace("/orders", "/no_such_route"),
     )
     with running_system(tmp_path, namespace, engines=1) as rt:
@@ -91,7 +96,9 @@ destination: {{table: ticks, write: append}}
 
 
 def test_interval_job_fires_once_per_tick_in_a_window(
-    tmp_path: Path, namespace: str, demo_server: str  # noqa: F811
+    tmp_path: Path,
+    namespace: str,
+    demo_server: str,  # noqa: F811
 ) -> None:
     write_job(tmp_path / "configs", "ticker", INTERVAL_JOB.format(url=demo_server))
     with running_system(tmp_path, namespace) as rt:

@@ -146,7 +146,7 @@ def test_full_contract_example_parses() -> None:
 )
 def test_errors_name_the_field(data: dict[str, Any], loc: str, fragment: str) -> None:
     found = errors_of(data)
-    assert any(l == loc and fragment in m for l, m in found), found
+    assert any(at == loc and fragment in m for at, m in found), found
 
 
 def test_error_message_format_is_file_path_message() -> None:

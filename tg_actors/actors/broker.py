@@ -57,7 +57,8 @@ class Broker:
         out: dict[str, Any] = self._topics.stats()
         for topic, queues in self._shared.items():
             for group, queue in queues.items():
-                depth = await queue.actor.qsize.remote()
+                actor: Any = queue.actor
+                depth = await actor.qsize.remote()
                 out.setdefault(topic, {})[group] = {"depth": depth, "shared": True}
         return out
 
@@ -70,7 +71,8 @@ class Broker:
     ) -> None:
         deadline = time.monotonic() + timeout
         try:  # the common case: one call for the whole batch
-            await queue.actor.put_nowait_batch.remote(messages)
+            actor: Any = queue.actor
+            await actor.put_nowait_batch.remote(messages)
             return
         except Full:
             pass

@@ -4,7 +4,6 @@ every change on the `config` topic. Files in the jobs folder win over the databa
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from tg_actors.broker_client import BrokerClient

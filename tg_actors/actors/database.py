@@ -61,7 +61,9 @@ def log_entry(message: Any) -> tuple[str, Any, str, str] | None:
             text = f"page {message.pages}: {message.rows} rows so far"
             return (message.run_id, message.ts, "DEBUG", text)
         case RunFinished():
-            text = f"loaded {message.rows} rows from {message.pages} pages in {message.seconds:.2f}s"
+            text = (
+                f"loaded {message.rows} rows from {message.pages} pages in {message.seconds:.2f}s"
+            )
             return (message.run_id, message.ts, "INFO", text)
         case RunFailed():
             return (message.run_id, message.ts, "ERROR", message.error)

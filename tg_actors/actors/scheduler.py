@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tg_actors.actors.lifecycle import Boot
+from tg_actors.actors.state_manager import StateManager
 from tg_actors.broker_client import BrokerClient
 from tg_actors.core.runstate import RunState
 from tg_actors.core.schedule import due_ticks, next_fire
@@ -35,8 +37,6 @@ from tg_actors.messages import (
     TriggerRun,
     utcnow,
 )
-from tg_actors.actors.lifecycle import Boot
-from tg_actors.actors.state_manager import StateManager
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,12 @@ class Scheduler:
                 await self._load_job(row["name"], row["spec"], bool(row["paused"]))
             await self._recover_open_runs()
         self._tasks = [
-            asyncio.create_task(self._broker.pump(TOPIC_CONFIG, "scheduler", self._on_config, self._stop)),
-            asyncio.create_task(self._broker.pump(TOPIC_STATUS, "scheduler", self._on_status, self._stop)),
+            asyncio.create_task(
+                self._broker.pump(TOPIC_CONFIG, "scheduler", self._on_config, self._stop)
+            ),
+            asyncio.create_task(
+                self._broker.pump(TOPIC_STATUS, "scheduler", self._on_status, self._stop)
+            ),
             asyncio.create_task(self._tick_loop()),
         ]
 
@@ -283,7 +287,9 @@ class Scheduler:
                     self._jobs.pop(message.name, None)
                     for run in self._states.active(message.name):
                         if self._queue.remove(run.run_id):
-                            await self._states.move(run.run_id, RunState.CANCELLED, error="job deleted")
+                            await self._states.move(
+                                run.run_id, RunState.CANCELLED, error="job deleted"
+                            )
 
     async def _on_status(self, message: Any) -> None:
         async with self._lock:

@@ -94,7 +94,9 @@ class StateManager:
         await self._publish(run, previous, fields.get("error"))
         return run
 
-    async def _publish(self, run: TrackedRun, previous: RunState | None, error: str | None = None) -> None:
+    async def _publish(
+        self, run: TrackedRun, previous: RunState | None, error: str | None = None
+    ) -> None:
         await self._broker.publish(
             TOPIC_STATUS,
             RunStateChanged(

@@ -96,7 +96,9 @@ class SyncEngine:
     async def run(self, message: TriggerRun) -> SyncResult | None:
         """One attempt; never raises: the outcome is an event on `status`."""
         run_id, job = message.run_id, message.job
-        await self._broker.publish(TOPIC_STATUS, RunStarted(run_id=run_id, job=job, engine=self._id))
+        await self._broker.publish(
+            TOPIC_STATUS, RunStarted(run_id=run_id, job=job, engine=self._id)
+        )
         pages_seen = 0
         last_progress = 0.0
 
@@ -131,11 +133,14 @@ class SyncEngine:
             log.warning("run %s of %s failed: %s", run_id, job, describe(exc))
             await self._db.discard_run.remote(run_id)
             await self._broker.publish(
-                TOPIC_STATUS, RunFailed(run_id=run_id, job=job, error=describe(exc), pages=pages_seen)
+                TOPIC_STATUS,
+                RunFailed(run_id=run_id, job=job, error=describe(exc), pages=pages_seen),
             )
             return None
         await self._broker.publish(
             TOPIC_STATUS,
-            RunFinished(run_id=run_id, job=job, rows=rows, pages=result.pages, seconds=result.seconds),
+            RunFinished(
+                run_id=run_id, job=job, rows=rows, pages=result.pages, seconds=result.seconds
+            ),
         )
         return SyncResult(rows, result.pages, result.seconds)
