@@ -41,6 +41,9 @@ class FanOutConsumer:
 
 @ray.remote(num_cpus=0)
 class QueueConsumer:
+    async def ready(self) -> bool:
+        return True
+
     async def drain(self, queue: object, stop_after: float) -> list[float]:
         lat: list[float] = []
         idle_since = time.monotonic()
@@ -90,6 +93,7 @@ def main() -> None:
 
     queue = ray.get(broker.subscribe.remote("work", "engines", shared=True))
     workers = [QueueConsumer.remote() for _ in range(args.workers)]
+    ray.get([w.ready.remote() for w in workers])  # processes up before the clock starts
     pending = [w.drain.remote(queue, 2.0) for w in workers]
     time.sleep(1.0)  # let the workers start polling
     began = time.perf_counter()
