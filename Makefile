@@ -10,8 +10,9 @@ PYTEST_ARGS ?=
 
 .PHONY: up test venv lint bench clean
 
+# bytecode compiled at install: first imports (pandas via pyarrow, ray) are much faster
 venv: $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 
 # uv is pip-installed into a bootstrap venv when the machine has none
 .bootstrap/bin/uv:

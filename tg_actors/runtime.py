@@ -18,6 +18,7 @@ import ray
 from tg_actors.actors.broker import Broker
 from tg_actors.actors.config_manager import ConfigManager
 from tg_actors.actors.database import Database
+from tg_actors.actors.peer import Peer
 from tg_actors.actors.scheduler import Scheduler
 from tg_actors.actors.sync_engine import SyncEngine
 from tg_actors.settings import Settings
@@ -78,23 +79,24 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
     """Create every actor (and the Serve app), load job files, start the scheduler."""
     began = time.perf_counter()
     ns = settings.namespace
+    # actors know each other by name (Peer), never by a handle passed to the constructor
     broker = _actor(Broker, BROKER, ns).remote(settings.queue_maxsize)
     db = _actor(Database, DATABASE, ns, resources={DB_RESOURCE: 0.01}).remote(
-        str(settings.db_path), broker
+        str(settings.db_path), Peer(BROKER, ns)
     )
+    names = [f"tg_engine_{i}" for i in range(settings.engines)]
     engines = [
         _actor(
-            SyncEngine,
-            f"tg_engine_{i}",
-            ns,
-            num_cpus=settings.engine_num_cpus,
-            scheduling_strategy="SPREAD",
-        ).remote(f"engine-{i}", db, broker)
-        for i in range(settings.engines)
+            SyncEngine, name, ns, num_cpus=settings.engine_num_cpus, scheduling_strategy="SPREAD"
+        ).remote(f"engine-{i}", Peer(DATABASE, ns), Peer(BROKER, ns))
+        for i, name in enumerate(names)
     ]
-    config = _actor(ConfigManager, CONFIG, ns).remote(settings.model_dump(mode="json"), db, broker)
-    # the actor processes start in parallel; wait for all before loading jobs
-    ray.get([db.start.remote(), config.ping.remote(), *(e.start.remote() for e in engines)])
+    config = _actor(ConfigManager, CONFIG, ns).remote(
+        settings.model_dump(mode="json"), Peer(DATABASE, ns), Peer(BROKER, ns)
+    )
+    # the processes start in parallel; wait for all before loading jobs
+    ray.get([broker.ping.remote(), db.start.remote(), config.ping.remote()])
+    ray.get([e.start.remote() for e in engines])
     report = ray.get(config.load_dir.remote())
     for error in report["errors"]:
         print(error)
@@ -103,7 +105,11 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
         start_serve(rt)  # before the first tick: the demo source lives in the Serve app
     # the Scheduler boots by itself (also after a restart): reloads jobs and open runs
     rt.scheduler = _actor(Scheduler, SCHEDULER, ns).remote(
-        db, broker, engines, settings.tick_seconds, schedules
+        Peer(DATABASE, ns),
+        Peer(BROKER, ns),
+        [Peer(name, ns) for name in names],
+        settings.tick_seconds,
+        schedules,
     )
     ray.get(rt.scheduler.start.remote())
     log.info("runtime up in %.1fs: jobs %s", time.perf_counter() - began, report["loaded"])

@@ -196,6 +196,13 @@ def alive(proc: psutil.Process) -> bool:
         return False
 
 
+def describe(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())[:200]
+    except psutil.Error as exc:
+        return repr(exc)
+
+
 def loopback(ip: str) -> bool:
     addr = ipaddress.ip_address(ip)
     mapped = getattr(addr, "ipv4_mapped", None)  # ::ffff:127.0.0.1
@@ -237,7 +244,7 @@ def poll(what: str, check: Callable[[], Any], timeout: float, every: float = 1.0
     while True:
         try:
             last = check()
-        except httpx.HTTPError as exc:  # not serving yet, or a slow answer
+        except (httpx.HTTPError, ValueError) as exc:  # not serving yet, a slow or non-JSON answer
             last = exc
         else:
             if last:
@@ -306,7 +313,7 @@ def test_up_serves_syncs_and_stops_cleanly(tmp_path: Path, signum: signal.Signal
         leftover = "Ray processes left behind"
         with suppress(AssertionError):
             poll(leftover, none_left, 10, every=0.25)
-        left = {pid: p.cmdline() for pid, p in proc.descendants.items() if alive(p)}
+        left = {pid: describe(p) for pid, p in proc.descendants.items() if alive(p)}
         assert not left, f"{leftover}: {left}"
 
     con = duckdb.connect(str(db), read_only=True)

@@ -28,6 +28,7 @@ from tg_actors.messages import (
     RunStarted,
     TriggerRun,
 )
+from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sync import SyncResult, extract_and_stage
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class SyncEngine:
         await self._boot.wait()
 
     async def _start(self) -> None:
+        records_to_arrow([{"warm_up": 1}])  # pays pyarrow's lazy imports before the first run
         queue = await self._broker.subscribe(TOPIC_TRIGGERS, "engines", shared=True)
         self._task = asyncio.create_task(self._work(queue))
 
