@@ -41,6 +41,7 @@ class Runtime:
     engines: list[Any] = field(default_factory=list)
     serving: bool = False
     token_file: str | None = None
+    stopped: bool = False
 
     def components(self) -> dict[str, Any]:
         named = {"broker": self.broker, "database": self.db, "config_manager": self.config}
@@ -133,13 +134,24 @@ def start_serve(rt: Runtime) -> None:
     rt.token_file = str(token_file) if token_file else None
 
 
-def stop(rt: Runtime) -> None:
-    """Stop ticking and working, close DuckDB cleanly (checkpoint), stop Serve."""
-    for handle, method in [(rt.scheduler, "stop"), *((e, "stop") for e in rt.engines)]:
+def stop(rt: Runtime, grace: float | None = None) -> None:
+    """Stop dispatching, let running runs finish (up to the grace period; the rest go back to
+    `queued`), stop the engines and Serve, close DuckDB cleanly (checkpoint)."""
+    if rt.stopped:
+        return
+    rt.stopped = True
+    wait = rt.settings.stop_grace_seconds if grace is None else grace
+    try:
+        outcome = ray.get(rt.scheduler.stop.remote(wait), timeout=wait + 30)
+        if outcome["requeued"]:
+            print(f"{outcome['requeued']} unfinished run(s) left queued for the next start")
+    except Exception:
+        log.warning("scheduler did not stop cleanly", exc_info=True)
+    for engine in rt.engines:
         try:
-            ray.get(getattr(handle, method).remote(), timeout=10)
+            ray.get(engine.stop.remote(), timeout=10)
         except Exception:
-            log.warning("could not stop %s cleanly", handle, exc_info=True)
+            log.warning("engine did not stop cleanly", exc_info=True)
     if rt.serving:
         from ray import serve
 

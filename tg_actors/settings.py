@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     namespace: str = NAMESPACE
     tick_seconds: float = Field(0.2, gt=0)
     queue_maxsize: int = Field(10_000, ge=1)
+    stop_grace_seconds: float = Field(10.0, ge=0)
 
     @field_validator("db_path")
     @classmethod

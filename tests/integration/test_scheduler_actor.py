@@ -113,3 +113,28 @@ def test_after_trigger_runs_dependent_job(
         assert runs and runs[0]["trigger"] == "after:upstream"
         done = wait_for_run(rt, str(runs[0]["run_id"]))
         assert done["state"] == "succeeded" and done["rows_loaded"] == 3
+
+
+def test_graceful_stop_requeues_a_run_that_outlives_the_grace_period(
+    tmp_path: Path,
+    namespace: str,
+    slow_server: str,  # noqa: F811
+) -> None:
+    import duckdb
+
+    from tg_actors import runtime
+
+    write_job(
+        tmp_path / "configs", "slow", SLOW_JOB.format(name="slow", priority=50, url=slow_server)
+    )
+    with running_system(tmp_path, namespace, engines=1) as rt:
+        run_id = ray.get(rt.scheduler.trigger.remote("slow"))
+        wait_state(rt, run_id, "running")
+        db_path = ray.get(rt.db.path.remote())
+        runtime.stop(rt, grace=0.5)  # the run needs ~4 s: it is cut
+    with duckdb.connect(db_path, read_only=True) as con:
+        state = con.execute("SELECT state FROM tg.runs WHERE run_id = ?", [run_id]).fetchone()
+        assert state == ("queued",)  # truthful: it will run again at the next start
+        assert con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'slow'"
+        ).fetchone() == (0,)

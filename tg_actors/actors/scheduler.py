@@ -104,10 +104,28 @@ class Scheduler:
             asyncio.create_task(self._tick_loop()),
         ]
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> dict[str, int]:
+        """Graceful stop: dispatch nothing more, give running runs `grace` seconds to end,
+        then put the ones still running back to `queued` (they run again at the next start,
+        and nothing of them was committed). Returns {"finished": n, "requeued": n}."""
+        self._schedules = False
+        self._capacity = 0  # no more dispatches; events of running runs are still handled
+        deadline = asyncio.get_running_loop().time() + grace
+        before = len(self._in_flight)
+        while self._in_flight and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        async with self._lock:
+            requeued = list(self._in_flight)
+            for run_id in requeued:
+                run = self._states.get(run_id)
+                if run is not None and run.state is RunState.RUNNING:
+                    await self._states.move(run_id, RunState.QUEUED)
+                log.info("run %s interrupted by shutdown: queued for the next start", run_id)
+            self._in_flight.clear()
         self._stop.set()
         for task in self._tasks:
             task.cancel()
+        return {"finished": before - len(requeued), "requeued": len(requeued)}
 
     async def ping(self) -> str:
         return "ok"
