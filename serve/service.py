@@ -7,44 +7,18 @@ sees exactly what the API returns (secrets masked).
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Any
 
 import ray
 from ray.exceptions import RayTaskError
 
 from tg_actors.runtime import BROKER, CONFIG, DATABASE, SCHEDULER
+from tg_actors.store.schema import RUN_FIELDS, jsonable
 
 
 def unwrap(exc: BaseException) -> BaseException:
     """The error an actor raised, out of Ray's wrapper."""
     return exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
-
-
-RUN_FIELDS = (
-    "run_id",
-    "job",
-    "state",
-    "trigger",
-    "attempt",
-    "scheduled_for",
-    "queued_at",
-    "started_at",
-    "finished_at",
-    "rows_loaded",
-    "pages",
-    "error",
-)
 
 
 def public_run(row: dict[str, Any]) -> dict[str, Any]:

@@ -138,3 +138,51 @@ def test_graceful_stop_requeues_a_run_that_outlives_the_grace_period(
         assert con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'slow'"
         ).fetchone() == (0,)
+
+
+OVERLAP_JOB = """
+name: {name}
+max_active_runs: 3
+schedule: {{interval: 1s, overlap: {overlap}, catchup: none}}
+source:
+  url: {url}/items
+  paginate: {{type: page}}
+  max_pages: 3
+destination: {{table: {name}, write: append}}
+"""
+
+
+def spans(runs: list[dict[str, object]]) -> list[tuple[float, float]]:
+    return sorted(
+        (r["started_at"].timestamp(), r["finished_at"].timestamp())  # type: ignore[attr-defined]
+        for r in runs
+        if r["state"] == "succeeded"
+    )
+
+
+@pytest.mark.parametrize("overlap", ["queue", "allow"])
+def test_overlap_queue_waits_and_allow_runs_alongside(
+    tmp_path: Path,
+    namespace: str,
+    overlap: str,
+    slow_server: str,  # noqa: F811
+) -> None:
+    # each run takes ~1.6 s (4 requests x 0.4 s) and ticks come every second
+    name = f"overlap_{overlap}"
+    write_job(
+        tmp_path / "configs",
+        name,
+        OVERLAP_JOB.format(name=name, overlap=overlap, url=slow_server),
+    )
+    with running_system(tmp_path, namespace, engines=3) as rt:
+        time.sleep(6)
+        ray.get(rt.config.set_paused.remote(name, True))
+        time.sleep(4)
+        runs = ray.get(rt.db.list_runs.remote(job=name, limit=100))
+    assert "skipped" not in {r["state"] for r in runs}  # neither policy skips a tick
+    done = spans(runs)
+    assert len(done) >= 3
+    overlapping = any(
+        b_start < a_end for (_, a_end), (b_start, _) in zip(done, done[1:], strict=False)
+    )
+    assert overlapping is (overlap == "allow")

@@ -273,6 +273,9 @@ class Scheduler:
         if entry is None:
             return False
         running = sum(1 for job in self._in_flight.values() if job == item.job)
+        schedule = entry.spec.schedule
+        if schedule is not None and schedule.overlap is Overlap.QUEUE and running:
+            return False  # queue: wait until the active run ends
         return running < entry.spec.max_active_runs
 
     async def _dispatch(self) -> None:
