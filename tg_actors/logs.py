@@ -14,5 +14,5 @@ def setup() -> None:
         datefmt="%H:%M:%S",
     )
     logging.getLogger("tg_actors").setLevel(level)
-    for noisy in ("httpx", "httpcore", "uvicorn.access"):
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "ray.serve"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
