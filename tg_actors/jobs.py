@@ -188,6 +188,7 @@ class PagePaginate(Strict):
     start: int = 1
     size_param: str | None = None
     size: int | None = Field(None, ge=1)
+    total_path: str | None = None  # JSONPath to the total number of records: enables parallel fetch
 
 
 class OffsetPaginate(Strict):
@@ -240,6 +241,11 @@ class HttpSource(Strict):
     rate_limit: RateLimit | None = None
     timeout: Duration = timedelta(seconds=30)
     max_pages: int | None = Field(None, ge=1)
+    # each request: tries on connection errors, timeouts, 429 and 5xx before the attempt fails
+    max_tries: int = Field(5, ge=1, le=50)
+    backoff: Duration = timedelta(milliseconds=500)  # first retry delay, doubled each try, jittered
+    max_backoff: Duration = timedelta(seconds=30)
+    concurrency: int = Field(4, ge=1, le=32)  # pages fetched at once when addressable in advance
 
     @field_validator("method", mode="before")
     @classmethod
@@ -255,6 +261,9 @@ class Destination(Strict):
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     write: WriteMode = WriteMode.APPEND
     primary_key: list[str] = []
+    # a column whose type changes incompatibly (e.g. BIGINT then VARCHAR) fails the run unless
+    # this is set: then the column becomes VARCHAR
+    widen_to_varchar: bool = False
 
     @model_validator(mode="after")
     def _merge_needs_key(self) -> Destination:
