@@ -1,56 +1,472 @@
-"""End-to-end sync throughput: demo source on 127.0.0.1 -> engine -> Database actor -> DuckDB.
+"""Sync throughput on a local paginated JSON API: the fetch+parse limit, turbo-giggle, dlt.
 
-    .venv/bin/python bench/sync_bench.py [--rows 10000] [--per-page 500] [--runs 3]
+    .venv/bin/python bench/sync_bench.py [--rows 1000000] [--page-size 1000] [--skip-dlt]
+    .venv/bin/python bench/sync_bench.py --in-process --rows 100000   # Ray in this process
 
-Prints, per run, rows/s over the run's started_at..finished_at (what tg.runs records), and
-the wall time from trigger to `succeeded`.
+Run by hand, never by the tests. One run:
+
+1. serves `--rows` records of 12 fields (a nested object, a list) `--page-size` a page from
+   pre-serialised bytes, by uvicorn in a separate process on 127.0.0.1 (`/items?page=N`,
+   `next` links in the body), and checks it serves well above the client's rate;
+2. (a) the limit: fetch + orjson only (httpx, sequential and 4 requests at once), and fetch +
+   parse + `records_to_arrow` (the engine's own CPU per page, no Ray, no DuckDB);
+3. (b) `tg run` as a subprocess (its own local Ray), an append run into a fresh table, then a
+   merge run of the same rows into it (every key matched: 1M updates);
+4. (c) dlt's `rest_api` source into DuckDB the same two ways, in a subprocess
+   (`uv sync --group bench` installs dlt).
+
+Peak memory: RSS of the measured process and all its descendants (Ray's GCS, raylet, workers),
+sampled every 0.2 s; "sum" counts pages shared between processes (Ray's object store, shared
+libraries) once per process, so it overstates the total. `--profile DIR` records py-spy
+profiles (collapsed stacks) of the SyncEngine and Database worker processes during tg's runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib.util
+import json
 import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import threading
 import time
-import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+import httpx
+import orjson
 
-import ray  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.routing import Mount  # noqa: E402
+try:
+    import psutil
+except ImportError:  # Ray vendors it
+    spec = importlib.util.find_spec("ray")
+    assert spec is not None and spec.submodule_search_locations, "neither psutil nor ray found"
+    sys.path.append(str(Path(spec.submodule_search_locations[0]) / "thirdparty_files"))
+    import psutil
 
-from serve.demo import build_demo_app  # noqa: E402
-from tg_actors import runtime  # noqa: E402
-from tg_actors.local_server import ThreadedServer  # noqa: E402
-from tg_actors.settings import Settings  # noqa: E402
+HERE = Path(__file__).resolve()
+ROOT = HERE.parents[1]
+MIB = 1024 * 1024
+TG_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_DEDUP_LOGS": "0"}
+DLT_ENV = {"RUNTIME__DLTHUB_TELEMETRY": "false", "RUNTIME__LOG_LEVEL": "WARNING"}
 
-JOB = """name: bench
-source:
-  url: {url}/demo/orders
-  params: {{per_page: {per_page}}}
-  records: "$.data"
-  paginate: {{type: page}}
-destination: {{table: bench, write: {write}, primary_key: [id]}}
-"""
+# --- the source: records, pages, the server process -------------------------------------
+
+_STATUSES = ("paid", "pending", "refunded", "cancelled")
+_PLACES = (("Berlin", "DE"), ("Paris", "FR"), ("Lisbon", "PT"), ("Osaka", "JP"), ("Lima", "PE"))
+_TAGS = ("gift", "express", "bulk", "returning")
+_EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=10_000)
-    parser.add_argument("--per-page", type=int, default=500)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--write", default="merge", choices=["append", "replace", "merge"])
-    args = parser.parse_args()
-    server = ThreadedServer(Starlette(routes=[Mount("/demo", app=build_demo_app(args.rows))]))
-    server.start()
-    tmp = Path(tempfile.mkdtemp(prefix="tg_bench_"))
-    jobs = tmp / "configs" / "jobs"
-    jobs.mkdir(parents=True)
-    (jobs / "bench.yaml").write_text(
-        JOB.format(url=server.url, per_page=args.per_page, write=args.write)
+def record(i: int) -> dict[str, Any]:
+    """Record i (1-based) of 12 fields: an object (`address`) and a list (`tags`) among them."""
+    city, country = _PLACES[i % len(_PLACES)]
+    created = _EPOCH + 61 * i
+    return {
+        "id": i,
+        "name": f"Customer {i % 5000:04d}",
+        "email": f"customer{i % 5000:04d}@example.com",
+        "amount": round((i * 37 % 100_000) / 100, 2),
+        "quantity": i % 17,
+        "discount": (i % 9) / 10 if i % 4 == 0 else None,
+        "status": _STATUSES[i % len(_STATUSES)],
+        "active": i % 3 != 0,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+        "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created + 3600 * (i % 48))),
+        "address": {"city": city, "country": country, "zip": f"{i % 100_000:05d}"},
+        "tags": [tag for k, tag in enumerate(_TAGS) if i % (k + 2) == 0],
+    }
+
+
+def build_pages(rows: int, size: int, base_url: str) -> list[bytes]:
+    """Every page's body, serialised once: `{"data", "page", "total", "total_pages", "next"}`."""
+    count = max(1, -(-rows // size))
+    pages = []
+    for n in range(1, count + 1):
+        data = [record(i) for i in range((n - 1) * size + 1, min(n * size, rows) + 1)]
+        nxt = f"{base_url}/items?page={n + 1}" if n < count else None
+        body = {"data": data, "page": n, "total": rows, "total_pages": count, "next": nxt}
+        pages.append(orjson.dumps(body))
+    return pages
+
+
+def serve(rows: int, size: int) -> None:
+    """The server process: bind, print the port, build the pages, serve until terminated."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    print(f"port {port}", flush=True)
+    pages = build_pages(rows, size, f"http://127.0.0.1:{port}")
+    empty = orjson.dumps({"data": [], "page": None, "total": rows, "next": None})
+    headers = [(b"content-type", b"application/json")]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        query = dict(p.split(b"=", 1) for p in scope["query_string"].split(b"&") if b"=" in p)
+        if scope["path"] == "/items":
+            n = int(query.get(b"page", b"1"))
+            body, status = (pages[n - 1] if 1 <= n <= len(pages) else empty), 200
+        elif scope["path"] == "/health":
+            body, status = b'{"status":"ok"}', 200
+        else:
+            body, status = b'{"detail":"not found"}', 404
+        length = (b"content-length", str(len(body)).encode())
+        await send({"type": "http.response.start", "status": status, "headers": [*headers, length]})
+        await send({"type": "http.response.body", "body": body})
+
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=30,
     )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+class ServerProcess:
+    def __init__(self, rows: int, size: int) -> None:
+        command = [sys.executable, str(HERE), "--role", "server"]
+        command += ["--rows", str(rows), "--page-size", str(size)]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("port "):
+            raise RuntimeError(f"server did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+        deadline = time.monotonic() + 300
+        while True:  # it builds every page before it listens
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server did not become ready")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    what: str
+    rows: int
+    seconds: float  # the work itself
+    wall: float | None = None  # whole process, start-up included
+    peak_sum: float | None = None  # MiB
+    peak_proc: float | None = None  # MiB
+    peak_name: str = ""
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    @property
+    def wall_rate(self) -> float | None:
+        return self.rows / self.wall if self.wall else None
+
+
+@dataclass
+class MemorySampler:
+    """Peak RSS of a process tree, sampled on a thread every `every` seconds."""
+
+    pid: int
+    every: float = 0.2
+    peak_sum: int = 0
+    peak: dict[int, tuple[int, str]] = field(default_factory=dict)  # pid -> (rss, name)
+    on_sample: Callable[[list[psutil.Process]], None] | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not self._stop.is_set():
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            total = 0
+            for proc in procs:
+                try:
+                    rss = proc.memory_info().rss
+                    name = self.peak.get(proc.pid, (0, ""))[1] or _proc_name(proc)
+                except psutil.Error:
+                    continue
+                total += rss
+                if rss > self.peak.get(proc.pid, (0, ""))[0]:
+                    self.peak[proc.pid] = (rss, name)
+            self.peak_sum = max(self.peak_sum, total)
+            if self.on_sample is not None:
+                self.on_sample(procs)
+            self._stop.wait(self.every)
+
+    def fill(self, result: Result) -> Result:
+        result.peak_sum = self.peak_sum / MIB
+        if self.peak:
+            rss, name = max(self.peak.values())
+            result.peak_proc, result.peak_name = rss / MIB, name
+        return result
+
+    def top(self, n: int = 6) -> str:
+        biggest = sorted(self.peak.values(), reverse=True)[:n]
+        return ", ".join(f"{name} {rss / MIB:.0f}" for rss, name in biggest)
+
+
+def _proc_name(proc: psutil.Process) -> str:
+    cmd = proc.cmdline()
+    if not cmd:
+        return proc.name()
+    if cmd[0].startswith("ray::"):  # Ray workers retitle themselves after the actor
+        return cmd[0]
+    names = [Path(c).name for c in cmd[:3] if not c.startswith("-")]
+    return " ".join(names)[:40]
+
+
+# --- (a) the limit --------------------------------------------------------------------------
+
+
+async def fetch_pages(
+    url: str, pages: int, concurrency: int, handle: Callable[[bytes], int]
+) -> tuple[int, float]:
+    """GET every page with `concurrency` requests in flight; `handle(body)` returns its rows."""
+    numbers = iter(range(1, pages + 1))
+    rows = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal rows
+        for n in numbers:
+            response = await client.get(f"{url}/items", params={"page": n})
+            response.raise_for_status()
+            rows += handle(response.content)
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        return rows, time.perf_counter() - started
+
+
+def measure_limit(url: str, rows: int, size: int) -> list[Result]:
+    from tg_actors.sources.batches import records_to_arrow
+
+    records_to_arrow([{"warm_up": 1}])
+    pages = max(1, -(-rows // size))
+
+    def parse(body: bytes) -> int:
+        return len(orjson.loads(body)["data"])
+
+    def to_arrow(body: bytes) -> int:
+        return int(records_to_arrow(orjson.loads(body)["data"]).num_rows)
+
+    runs = [
+        ("server: fetch only, 4 at once", 4, lambda body: size),
+        ("limit: fetch + orjson, sequential", 1, parse),
+        ("limit: fetch + orjson, 4 at once", 4, parse),
+        ("tg data path: + records_to_arrow, seq.", 1, to_arrow),
+    ]
+    results = []
+    for what, concurrency, handle in runs:
+        got, seconds = asyncio.run(fetch_pages(url, pages, concurrency, handle))
+        note = "rows = pages x page size" if handle is runs[0][2] else ""
+        results.append(Result(what, min(got, rows), seconds, note=note))
+        print(f"  {what}: {results[-1].rate:,.0f} rows/s", flush=True)
+    return results
+
+
+# --- (b) turbo-giggle through its CLI --------------------------------------------------------
+
+JOB = """name: {name}
+source:
+  url: {url}/items
+  records: "$.data"
+  paginate: {paginate}
+  timeout: 120s
+destination: {{table: items, write: {write}, primary_key: [id]}}
+timeout: 60m
+"""
+PAGINATE = {
+    "next_url": '{type: next_url, path: "$.next"}',
+    "page": '{{type: page, size_param: per_page, size: {size}, total_path: "$.total"}}',
+}
+SUMMARY = re.compile(r"(\d+) rows, (\d+) pages, ([\d.]+)s")
+
+
+def write_jobs(configs: Path, url: str, paginate: str, size: int) -> None:
+    jobs = configs / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    for write in ("append", "merge"):
+        text = JOB.format(
+            name=f"bench_{write}",
+            url=url,
+            write=write,
+            paginate=PAGINATE[paginate].format(size=size),
+        )
+        (jobs / f"bench_{write}.yaml").write_text(text)
+
+
+class Profiler:
+    """py-spy on the SyncEngine and Database workers, attached as soon as they show up."""
+
+    WANT = ("ray::SyncEngine", "ray::Database")
+
+    def __init__(self, folder: Path | None, label: str) -> None:
+        self.folder, self.label = folder, label
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
+
+    def __call__(self, procs: list[psutil.Process]) -> None:
+        if self.folder is None or self.py_spy is None or len(self.procs) == len(self.WANT):
+            return
+        for proc in procs:
+            try:
+                title = proc.cmdline()[0] if proc.cmdline() else ""
+            except psutil.Error:
+                continue
+            want = next((w for w in self.WANT if title.startswith(w)), None)
+            if want is None or want in self.procs:
+                continue
+            out = self.folder / f"{self.label}_{want.removeprefix('ray::')}.txt"
+            command = [self.py_spy, "record", "-p", str(proc.pid), "-o", str(out)]
+            command += ["--format", "raw", "--rate", "200", "--nonblocking"]
+            self.procs[want] = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.wait(30)  # py-spy writes its file when the target exits
+
+
+def run_tg(job: str, tmp: Path, rows: int, profile: Path | None) -> Result:
+    command = [str(Path(sys.executable).parent / "tg"), "run", job]
+    command += ["--configs", str(tmp / "configs"), "--db", str(tmp / "bench.duckdb"), "--no-demo"]
+    env = {**os.environ, **TG_ENV}
+    profiler = Profiler(profile, job)
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, cwd=tmp, stdout=subprocess.PIPE, text=True)
+    with MemorySampler(proc.pid, on_sample=profiler) as sampler:
+        out, _ = proc.communicate()
+    wall = time.perf_counter() - started
+    profiler.stop()
+    match = SUMMARY.search(out)
+    if proc.returncode != 0 or match is None:
+        raise RuntimeError(f"tg run {job} failed ({proc.returncode}):\n{out}")
+    loaded, _pages, seconds = int(match[1]), int(match[2]), float(match[3])
+    if loaded != rows:
+        print(f"  warning: {job} loaded {loaded} rows, expected {rows}")
+    result = sampler.fill(Result(f"tg {job.removeprefix('bench_')} (tg run)", loaded, seconds))
+    result.wall = wall
+    print(f"  {out.strip()}\n  peak RSS by process (MiB): {sampler.top()}", flush=True)
+    return result
+
+
+# --- (c) dlt --------------------------------------------------------------------------------
+
+
+def dlt_child(url: str, write: str, db: str, workdir: str, paginate: str) -> None:
+    """In the dlt subprocess: one pipeline run, timed per step; prints a JSON line."""
+    import dlt
+    from dlt.sources.rest_api import rest_api_source
+
+    paginator: dict[str, Any] = {"type": "json_link", "next_url_path": "next"}
+    if paginate == "page":
+        paginator = {"type": "page_number", "base_page": 1, "total_path": "total_pages"}
+    endpoint = {"path": "items", "params": {"page": 1}, "data_selector": "data"}
+    source = rest_api_source(
+        {
+            "client": {"base_url": url, "paginator": paginator},
+            "resources": [
+                {"name": "items", "endpoint": endpoint, "write_disposition": write}
+                | {"primary_key": "id"}
+            ],
+        }
+    )
+    pipeline = dlt.pipeline(
+        pipeline_name="tg_bench",
+        destination=dlt.destinations.duckdb(db),
+        dataset_name="bench",
+        pipelines_dir=workdir,
+    )
+    steps = {}
+    started = time.perf_counter()
+    pipeline.extract(source)
+    steps["extract"] = time.perf_counter() - started
+    info = pipeline.normalize()
+    steps["normalize"] = time.perf_counter() - started - steps["extract"]
+    pipeline.load()
+    seconds = time.perf_counter() - started
+    steps["load"] = seconds - steps["extract"] - steps["normalize"]
+    counts = info.row_counts if info is not None else {}
+    print(json.dumps({"rows": counts.get("items", 0), "seconds": seconds, "steps": steps}))
+
+
+def run_dlt(url: str, write: str, tmp: Path, paginate: str) -> Result:
+    work = tmp / "dlt"
+    work.mkdir(exist_ok=True)
+    command = [sys.executable, str(HERE), "--role", "dlt", "--url", url, "--write", write]
+    command += ["--db", str(tmp / "dlt.duckdb"), "--workdir", str(work), "--paginate", paginate]
+    env = {**os.environ, **DLT_ENV, "DLT_DATA_DIR": str(work / "data")}
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, cwd=work, stdout=subprocess.PIPE, text=True)
+    with MemorySampler(proc.pid) as sampler:
+        out, _ = proc.communicate()
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"dlt {write} failed ({proc.returncode}):\n{out}")
+    report = json.loads(out.strip().splitlines()[-1])
+    steps = ", ".join(f"{k} {v:.1f}s" for k, v in report["steps"].items())
+    result = sampler.fill(Result(f"dlt {write}", report["rows"], report["seconds"], wall))
+    result.note = steps
+    print(f"  dlt {write}: {report['rows']} rows in {report['seconds']:.1f}s ({steps})", flush=True)
+    return result
+
+
+def have_dlt() -> bool:
+    return importlib.util.find_spec("dlt") is not None
+
+
+# --- the in-process mode (Ray in this process, no CLI) ---------------------------------------
+
+
+def run_in_process(url: str, tmp: Path, rows: int) -> list[Result]:
+    import uuid
+
+    import ray
+
+    from tg_actors import runtime
+    from tg_actors.settings import Settings
+
+    os.environ.update(TG_ENV)
     settings = Settings(
         configs=tmp / "configs",
         db_path=tmp / "bench.duckdb",
@@ -61,25 +477,109 @@ def main() -> None:
     began = time.perf_counter()
     runtime.init_ray(settings)
     rt = runtime.start(settings, schedules=False, serve_app=False)
-    print(f"start-up (ray.init + actors, no Serve): {time.perf_counter() - began:.1f}s")
-    for i in range(1, args.runs + 1):
-        t0 = time.perf_counter()
-        run_id = ray.get(rt.scheduler.trigger.remote("bench"))
-        while (run := ray.get(rt.db.get_run.remote(run_id)))["state"] not in (
-            "succeeded",
-            "failed",
-        ):
-            time.sleep(0.01)
-        wall = time.perf_counter() - t0
-        seconds = (run["finished_at"] - run["started_at"]).total_seconds()
-        print(
-            f"run {i}: {run['state']} {run['rows_loaded']} rows, {run['pages']} pages, "
-            f"{seconds:.2f}s -> {run['rows_loaded'] / seconds:,.0f} rows/s "
-            f"(trigger to succeeded {wall:.2f}s)"
-        )
-    runtime.stop(rt)
-    ray.shutdown()
-    server.stop()
+    print(f"  start-up (ray.init + actors): {time.perf_counter() - began:.1f}s", flush=True)
+    results = []
+    try:
+        for job in ("bench_append", "bench_merge"):
+            t0 = time.perf_counter()
+            run_id = ray.get(rt.scheduler.trigger.remote(job))
+            while (run := ray.get(rt.db.get_run.remote(run_id)))["state"] not in (
+                "succeeded",
+                "failed",
+            ):
+                time.sleep(0.02)
+            wall = time.perf_counter() - t0
+            if run["state"] != "succeeded":
+                raise RuntimeError(f"{job}: {run['state']}: {run.get('error')}")
+            seconds = (run["finished_at"] - run["started_at"]).total_seconds()
+            what = f"tg {job.removeprefix('bench_')} (in-process)"
+            results.append(Result(what, run["rows_loaded"], seconds, wall))
+            print(f"  {what}: {run['rows_loaded']} rows, {seconds:.2f}s", flush=True)
+    finally:
+        runtime.stop(rt)
+        ray.shutdown()
+    return results
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def report(results: Sequence[Result]) -> None:
+    head = f"{'':40} {'rows':>9} {'s':>7} {'rows/s':>10} {'wall s':>7} {'rows/s':>9}"
+    print(f"\n{head} {'peak MiB: sum':>14} {'max proc':>9}")
+    for r in results:
+        wall = f"{r.wall:7.1f} {r.wall_rate:9,.0f}" if r.wall and r.wall_rate else " " * 17
+        mem = f"{r.peak_sum:14,.0f} {r.peak_proc:9,.0f}" if r.peak_sum else ""
+        print(f"{r.what:40} {r.rows:9,} {r.seconds:7.2f} {r.rate:10,.0f} {wall} {mem}")
+    by = {r.what: r for r in results}
+
+    def ratio(a: str, b: str, walls: bool = False) -> None:
+        if a in by and b in by:
+            x, y = by[a], by[b]
+            if walls and x.wall_rate and y.wall_rate:
+                print(
+                    f"  {a} / {b}: {x.rate / y.rate:.2f}x (wall: {x.wall_rate / y.wall_rate:.2f}x)"
+                )
+            else:
+                print(f"  {a} / {b}: {x.rate / y.rate:.2f}x")
+
+    print("\nratios (rows/s over the run; wall includes process and Ray start-up):")
+    for write in ("append", "merge"):
+        ratio(f"tg {write} (tg run)", f"dlt {write}", walls=True)
+    for write in ("append", "merge"):
+        ratio(f"tg {write} (tg run)", "limit: fetch + orjson, sequential")
+        ratio(f"tg {write} (tg run)", "limit: fetch + orjson, 4 at once")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--skip-dlt", action="store_true")
+    parser.add_argument("--in-process", action="store_true", help="Ray in this process, no CLI")
+    parser.add_argument("--paginate", choices=sorted(PAGINATE), default="next_url")
+    parser.add_argument("--profile", type=Path, help="write py-spy profiles of tg's runs here")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--role", default="bench", help=argparse.SUPPRESS)
+    for hidden in ("--url", "--write", "--db", "--workdir"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.role == "server":
+        return serve(args.rows, args.page_size)
+    if args.role == "dlt":
+        return dlt_child(args.url, args.write, args.db, args.workdir, args.paginate)
+
+    tmp = Path(tempfile.mkdtemp(prefix="tg_sync_bench_"))
+    t0 = time.perf_counter()
+    server = ServerProcess(args.rows, args.page_size)
+    print(f"{args.rows:,} rows, {args.page_size} a page, served at {server.url}", flush=True)
+    print(f"  pages built and served in {time.perf_counter() - t0:.1f}s", flush=True)
+    write_jobs(tmp / "configs", server.url, args.paginate, args.page_size)
+    results: list[Result] = []
+    try:
+        print("(a) the limit", flush=True)
+        results += measure_limit(server.url, args.rows, args.page_size)
+        if args.in_process:
+            print("(b) turbo-giggle, Ray in this process", flush=True)
+            results += run_in_process(server.url, tmp, args.rows)
+        else:
+            print("(b) turbo-giggle: tg run", flush=True)
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+            for job in ("bench_append", "bench_merge"):
+                results.append(run_tg(job, tmp, args.rows, args.profile))
+        if not args.skip_dlt:
+            if have_dlt():
+                print("(c) dlt rest_api -> duckdb", flush=True)
+                for write in ("append", "merge"):
+                    results.append(run_dlt(server.url, write, tmp, args.paginate))
+            else:
+                print("(c) dlt skipped: not installed (uv sync --group bench)")
+    finally:
+        server.stop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    report(results)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ class BrokerClient:
             try:
                 batch = await self.consume(topic, group, 200, 0.5)
             except Exception:  # broker restarting: back off and retry
+                if stop.is_set():
+                    return
                 log.warning("consume %s/%s failed; retrying", topic, group, exc_info=True)
                 await asyncio.sleep(0.5)
                 continue

@@ -19,6 +19,7 @@ from tg_actors.actors.broker import Broker
 from tg_actors.actors.config_manager import ConfigManager
 from tg_actors.actors.database import Database
 from tg_actors.actors.peer import Peer
+from tg_actors.actors.rate_limiter import RateLimiter
 from tg_actors.actors.scheduler import Scheduler
 from tg_actors.actors.sync_engine import SyncEngine
 from tg_actors.settings import Settings
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 DB_RESOURCE = "db"  # declared only on the node that holds the DuckDB file
 BROKER, DATABASE, CONFIG, SCHEDULER = "tg_broker", "tg_database", "tg_config", "tg_scheduler"
+LIMITER = "tg_rate_limiter"
 SERVE_APP = "turbo_giggle"
 _CONTROL = {"num_cpus": 0, "max_restarts": -1, "lifetime": None}
 
@@ -39,6 +41,7 @@ class Runtime:
     config: Any
     scheduler: Any
     engines: list[Any] = field(default_factory=list)
+    limiter: Any = None
     serving: bool = False
     token_file: str | None = None
     stopped: bool = False
@@ -46,6 +49,7 @@ class Runtime:
     def components(self) -> dict[str, Any]:
         named = {"broker": self.broker, "database": self.db, "config_manager": self.config}
         named["scheduler"] = self.scheduler
+        named["rate_limiter"] = self.limiter
         named.update({f"engine_{i}": e for i, e in enumerate(self.engines)})
         return named
 
@@ -82,6 +86,7 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
     ns = settings.namespace
     # actors know each other by name (Peer), never by a handle passed to the constructor
     broker = _actor(Broker, BROKER, ns).remote(settings.queue_maxsize)
+    limiter = _actor(RateLimiter, LIMITER, ns).remote()
     db = _actor(Database, DATABASE, ns, resources={DB_RESOURCE: 0.01}).remote(
         str(settings.db_path), Peer(BROKER, ns)
     )
@@ -89,19 +94,19 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
     engines = [
         _actor(
             SyncEngine, name, ns, num_cpus=settings.engine_num_cpus, scheduling_strategy="SPREAD"
-        ).remote(f"engine-{i}", Peer(DATABASE, ns), Peer(BROKER, ns))
+        ).remote(f"engine-{i}", Peer(DATABASE, ns), Peer(BROKER, ns), Peer(LIMITER, ns))
         for i, name in enumerate(names)
     ]
     config = _actor(ConfigManager, CONFIG, ns).remote(
         settings.model_dump(mode="json"), Peer(DATABASE, ns), Peer(BROKER, ns)
     )
     # the processes start in parallel; wait for all before loading jobs
-    ray.get([broker.ping.remote(), db.start.remote(), config.ping.remote()])
+    ray.get([broker.ping.remote(), db.start.remote(), config.ping.remote(), limiter.ping.remote()])
     ray.get([e.start.remote() for e in engines])
     report = ray.get(config.load_dir.remote())
     for error in report["errors"]:
         print(error)
-    rt = Runtime(settings, broker, db, config, None, engines)  # scheduler comes last
+    rt = Runtime(settings, broker, db, config, None, engines, limiter)  # scheduler comes last
     if serve_app:
         start_serve(rt)  # before the first tick: the demo source lives in the Serve app
     # the Scheduler boots by itself (also after a restart): reloads jobs and open runs

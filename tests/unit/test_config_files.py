@@ -16,7 +16,7 @@ destination: {table: good}
 
 def test_shipped_configs_are_valid() -> None:
     root = Path(__file__).resolve().parents[2] / "configs"
-    report = load_jobs([root / "jobs", root / "examples" / "online"])
+    report = load_jobs([root / "jobs", root / "examples" / "online", root / "examples" / "auth"])
     assert not report.errors, report.errors
     assert "demo_orders" in report.jobs
 

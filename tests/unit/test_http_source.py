@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from serve.demo import demo_orders
-from tests.servers import DEMO_ROWS, demo_server  # noqa: F401  (fixture)
+from tests.servers import DEMO_ROWS, demo_server, oauth_app, serve_app  # noqa: F401
 from tg_actors.errors import MissingSecret, PaginationLoop, SourceError
 from tg_actors.jobs import HttpSource
 from tg_actors.sources.http import HttpSourceClient, Page
@@ -23,11 +23,18 @@ def source(**fields: Any) -> HttpSource:
     return HttpSource.model_validate({"url": "http://api.test/orders", **fields})
 
 
+async def no_wait(seconds: float) -> None:
+    """Injected as the client's sleep: retries happen at once."""
+
+
 async def collect(
     spec: HttpSource, handler: Handler, env: dict[str, str] | None = None
 ) -> list[Page]:
     client = HttpSourceClient(
-        spec, env=ENV if env is None else env, transport=httpx.MockTransport(handler)
+        spec,
+        env=ENV if env is None else env,
+        transport=httpx.MockTransport(handler),
+        sleep=no_wait,
     )
     return [page async for page in client.pages()]
 
@@ -120,6 +127,71 @@ async def test_oauth2_client_credentials_token_is_cached_until_shortly_before_ex
     assert len(token_requests) == 2 and seen[-1] == "Bearer at-second-token"
 
 
+OAUTH = {
+    "type": "oauth2_client_credentials",
+    "token_url": "http://auth.test/token",
+    "client_id": "client-1",
+    "client_secret": "${TOKEN}",
+}
+
+
+async def test_oauth2_a_401_gets_one_fresh_token_and_the_request_again() -> None:
+    issued: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            issued.append(f"tok-{len(issued) + 1}")
+            return httpx.Response(200, json={"access_token": issued[-1], "expires_in": 3600})
+        if request.headers["Authorization"] != f"Bearer {issued[-1]}" or len(issued) < 2:
+            return httpx.Response(401, json={"error": "revoked"})  # tok-1 is revoked
+        return httpx.Response(200, json={"data": [{"id": 1}]})
+
+    pages = await collect(source(auth=OAUTH, records="$.data"), handler)
+    assert [p.records for p in pages] == [[{"id": 1}]]
+    assert issued == ["tok-1", "tok-2"]
+
+
+async def test_oauth2_a_second_401_fails_and_the_token_is_not_kept() -> None:
+    issued: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            issued.append(f"tok-{len(issued) + 1}")
+            return httpx.Response(200, json={"access_token": issued[-1]})
+        return httpx.Response(401, json={"error": f"no: {request.headers['Authorization']}"})
+
+    client = HttpSourceClient(
+        source(auth=OAUTH), env=ENV, transport=httpx.MockTransport(handler), sleep=no_wait
+    )
+    with pytest.raises(
+        SourceError, match=r"returned HTTP 401: \{\"error\":\"no: Bearer \*\*\*"
+    ) as caught:
+        await anext(client.pages())
+    assert caught.value.status == 401 and issued == ["tok-1", "tok-2"]
+    with pytest.raises(SourceError):
+        await anext(client.pages())
+    assert issued == ["tok-1", "tok-2", "tok-3", "tok-4"]  # the next run asks afresh
+
+
+async def test_oauth2_token_refresh_over_real_http() -> None:
+    """A real token server revokes each token after two pages: every revocation costs one
+    401 and one token request, and the run still gets every row."""
+    app = oauth_app(rows=500, per_page=100, revoke_after=2)
+    with serve_app(app) as base_url:
+        spec = source(
+            url=f"{base_url}/items",
+            auth={**OAUTH, "token_url": f"{base_url}/token"},
+            paginate={"type": "page", "size": 100},
+            records="$.data",
+        )
+        client = HttpSourceClient(spec, env=ENV)
+        records = [r async for page in client.pages() for r in page.records]
+    assert [r["id"] for r in records] == list(range(1, 501))
+    # pages 1-2 with tok-1, 401, pages 3-4 with tok-2, 401, page 5 (short: the last) with tok-3
+    assert app.state.counts["issued"] == 3
+    assert app.state.counts["unauthorized"] == 2
+
+
 async def test_post_sends_the_json_body_and_params_in_the_query() -> None:
     recorder = Recorder()
     body = {"filter": {"status": "paid"}, "fields": ["id"]}
@@ -164,11 +236,14 @@ async def test_http_error_names_method_sanitized_url_status_and_excerpt() -> Non
         await collect(spec, recorder)
     message = str(caught.value)
     assert SECRET not in message and SECRET not in caught.value.url
-    assert message.startswith("GET http://api.test/orders?token=***&q=a+b returned HTTP 503: ")
+    assert message.startswith(
+        "GET http://api.test/orders?token=***&q=a+b returned HTTP 503 after 5 tries: "
+    )
     assert "upstream says no; your token was ***" in message
-    excerpt = message.split("HTTP 503: ", 1)[1]
+    excerpt = message.split("after 5 tries: ", 1)[1]
     assert len(excerpt) == 300
     assert caught.value.status == 503
+    assert len(recorder.requests) == 5  # 503 is retried: max_tries (5) tries in all
 
 
 async def test_api_key_in_query_never_shows_in_errors() -> None:
@@ -182,12 +257,19 @@ async def test_api_key_in_query_never_shows_in_errors() -> None:
 @pytest.mark.parametrize(
     ("error", "message"),
     [
-        (httpx.ConnectError("connection refused"), "failed: ConnectError: connection refused"),
-        (httpx.ReadTimeout("read timed out"), "timed out after 30s"),
+        (
+            httpx.ConnectError("connection refused"),
+            "failed after 5 tries: ConnectError: connection refused",
+        ),
+        (httpx.ReadTimeout("read timed out"), "timed out after 30s, after 5 tries"),
+        (httpx.UnsupportedProtocol("no such scheme"), "failed: UnsupportedProtocol"),
     ],
 )
 async def test_transport_errors_become_source_errors(error: Exception, message: str) -> None:
+    calls = []
+
     def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
         raise error
 
     spec = source(url="http://api.test/orders?secret=${TOKEN}")
@@ -195,6 +277,8 @@ async def test_transport_errors_become_source_errors(error: Exception, message: 
         await collect(spec, handler)
     assert caught.value.__cause__ is error
     assert SECRET not in str(caught.value)
+    # the network and timeouts get every try; a request that cannot work, one
+    assert len(calls) == (1 if isinstance(error, httpx.UnsupportedProtocol) else 5)
 
 
 async def test_a_body_that_is_not_json() -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import typing
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -96,6 +98,28 @@ CASES: list[tuple[str, BasePaginator, list[Answer], list[dict[str, Any]]]] = [
         OffsetPaginator(limit=3, total_path="$.meta.total"),
         [(rows(1, 2), {"meta": {"total": 4}}, {}), (rows(3, 4), {"meta": {"total": 4}}, {})],
         [{"status": "paid", "offset": o, "limit": 3} for o in (0, 2)],
+    ),
+    (
+        "page: with a total, ceil(total / size) pages and no empty page after them",
+        PagePaginator(total_path="$.total"),
+        [
+            (rows(1, 2), {"total": 5}, {}),
+            (rows(3, 4), {"total": 5}, {}),
+            (rows(5), {"total": 5}, {}),
+        ],
+        [{"status": "paid", "page": p} for p in (1, 2, 3)],
+    ),
+    (
+        "page: a total beats the short-page rule (the API caps the size at 2)",
+        PagePaginator(size_param="n", size=3, total_path="$.meta.total"),
+        [(rows(1, 2), {"meta": {"total": 4}}, {}), (rows(3, 4), {"meta": {"total": 4}}, {})],
+        [{"status": "paid", "page": p, "n": 3} for p in (1, 2)],
+    ),
+    (
+        "page: without a total in the body the old rules hold",
+        PagePaginator(size=2, total_path="$.total"),
+        [(rows(1, 2), {}, {}), (rows(3), {}, {})],
+        [{"status": "paid", "page": p} for p in (1, 2)],
     ),
     (
         "cursor: until the cursor is null",
@@ -311,6 +335,7 @@ def test_registry_covers_the_job_file() -> None:
         {"type": "link_header"},
         {"type": "next_url", "path": "$.links.next"},
         {"type": "page", "param": "p", "start": 0, "size_param": "n", "size": 50},
+        {"type": "page", "total_path": "$.meta.total"},
         {"type": "offset", "limit": 25, "total_path": "$.total"},
         {"type": "cursor", "param": "after", "path": "$.cursor"},
     ],
@@ -332,3 +357,99 @@ def test_make_paginator_unknown_type_lists_valid_ones() -> None:
         ValueError, match="unknown paginate type 'sideways'; valid: none, link_header"
     ):
         make_paginator(Fake())
+
+
+def feed(paginator: BasePaginator, request: RequestSpec, answers: list[Answer]) -> RequestSpec:
+    for records, body, headers in answers:
+        response = ResponseView(200, headers, body, full_url(request))
+        following = paginator.next(request, response, records)
+        assert following is not None
+        request = following
+    return request
+
+
+ALL_CASES = [(c[0], c[1], c[2]) for c in CASES + LINK_CASES if len(c[2]) > 1]
+
+
+@pytest.mark.parametrize(("name", "paginator", "answers"), ALL_CASES, ids=[c[0] for c in ALL_CASES])
+def test_a_snapshot_lets_a_new_paginator_continue(
+    name: str, paginator: BasePaginator, answers: list[Answer]
+) -> None:
+    full = drive(replace(paginator), answers)
+    for k in range(1, len(answers)):
+        before = replace(paginator)
+        request = feed(before, before.first(BASE), answers[:k])
+        state = json.loads(json.dumps(before.snapshot()))  # JSON-ready
+        after = replace(paginator)
+        after.restore(state)
+        assert after.snapshot() == state
+        made = [request]
+        for records, body, headers in answers[k:]:
+            response = ResponseView(200, headers, body, full_url(made[-1]))
+            following = after.next(made[-1], response, records)
+            if following is None:
+                break
+            made.append(following)
+        assert made == full[k:], f"resumed after answer {k}"
+
+
+def test_snapshots_hold_no_urls() -> None:
+    paginator = LinkHeaderPaginator()
+    request = paginator.first(BASE)
+    feed(paginator, request, [(rows(1), {}, link("http://api.test/o?access_token=s3cr3t-value"))])
+    assert "s3cr3t" not in json.dumps(paginator.snapshot())
+
+
+def test_restore_checks_the_type_and_the_shape() -> None:
+    state = PagePaginator().snapshot()
+    with pytest.raises(SourceError, match="cannot resume offset pagination from .* 'page'"):
+        OffsetPaginator().restore(state)
+    with pytest.raises(SourceError, match="page pagination: the checkpoint is malformed"):
+        PagePaginator().restore({**state, "number": "3"})
+    with pytest.raises(SourceError, match="malformed"):
+        PagePaginator().restore({"type": "page"})
+
+
+@pytest.mark.parametrize(
+    ("paginator", "body", "records", "upcoming"),
+    [
+        (PagePaginator(total_path="$.total"), {"total": 7}, rows(1, 2), [3, 4]),
+        (PagePaginator(start=0, total_path="$.total"), {"total": 6}, rows(1, 2), [2]),
+        (OffsetPaginator(limit=2, total_path="$.total"), {"total": 7}, rows(1, 2), [4, 6]),
+        # an API that caps the limit: the step is what the first page held
+        (OffsetPaginator(limit=5, total_path="$.total"), {"total": 7}, rows(1, 2), [4, 6]),
+    ],
+)
+def test_addressable_paginators_list_the_requests_ahead(
+    paginator: BasePaginator, body: Any, records: list[dict[str, Any]], upcoming: list[int]
+) -> None:
+    first = paginator.first(BASE)
+    assert not paginator.addressable and list(paginator.upcoming(first)) == []
+    second = paginator.next(first, ResponseView(200, {}, body, URL), records)
+    assert second is not None and paginator.addressable
+    param = "page" if isinstance(paginator, PagePaginator) else "offset"
+    assert [r.params[param] for r in paginator.upcoming(second)] == upcoming
+    assert all(r.url == BASE.url and r.headers == BASE.headers for r in paginator.upcoming(second))
+
+
+@pytest.mark.parametrize(
+    "paginator",
+    [NoPaginator(), LinkHeaderPaginator(), NextUrlPaginator(), CursorPaginator(), PagePaginator()],
+)
+def test_others_are_never_addressable(paginator: BasePaginator) -> None:
+    first = paginator.first(BASE)
+    paginator.next(first, ResponseView(200, {}, {"total": 9, "next": "/x"}, URL), rows(1))
+    assert not paginator.addressable
+
+
+@pytest.mark.parametrize(
+    "paginator", [PagePaginator(), OffsetPaginator(limit=1)], ids=["page", "offset"]
+)
+def test_paginators_that_only_move_forward_keep_no_memory_of_urls(
+    paginator: BasePaginator,
+) -> None:
+    request = paginator.first(BASE)
+    request = feed(paginator, request, [(rows(i), {}, {}) for i in range(1, 500)])
+    state = paginator.snapshot()
+    assert state["seen"] == [] and state["page"] == 500
+    assert len(json.dumps(state)) < 200  # a checkpoint stays small however long the run

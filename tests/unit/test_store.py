@@ -24,6 +24,7 @@ from tg_actors.errors import (
     RunNotFound,
     TableNotFound,
 )
+from tg_actors.store import progress
 from tg_actors.store.duckdb import DuckStore
 from tg_actors.store.schema import jsonable
 
@@ -74,7 +75,7 @@ def test_schema_created_with_parent_dir(store: DuckStore, db_path: Path) -> None
     tables = rows(
         store, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'tg' ORDER BY 1"
     )
-    assert [t for (t,) in tables] == ["jobs", "run_logs", "runs", "state"]
+    assert [t for (t,) in tables] == ["jobs", "run_checkpoints", "run_logs", "runs", "state"]
     assert store.list_tables() == []
 
 
@@ -293,7 +294,7 @@ def test_merge_key_errors(store: DuckStore) -> None:
     store.stage_batch(run, table(id=[1, None], v=["a", "b"]))
     with pytest.raises(DestinationError, match="NULL primary key"):
         store.commit_run(run, table="m", write="merge", primary_key=["id"], pages=1)
-    with pytest.raises(DestinationError, match=r"'m'.*\['nope'\]"):
+    with pytest.raises(DestinationError, match=r"table m: .*\['nope'\]"):
         store.commit_run(run, table="m", write="merge", primary_key=["nope"], pages=1)
     with pytest.raises(DestinationError, match="primary_key"):
         store.commit_run(run, table="m", write="merge", primary_key=[], pages=1)
@@ -326,15 +327,17 @@ def test_failing_commit_changes_nothing(store: DuckStore) -> None:
     run1 = new_run(store)
     store.stage_batch(run1, table(id=[1], amount=[10]))
     store.commit_run(run1, table="t", write="append", pages=1, cursor=("orders", "c1"))
+    # a constraint of the user's own: DuckDB refuses the insert itself
+    store.con.execute("CREATE TABLE c (id BIGINT, amount BIGINT CHECK (amount > 0))")
 
     run2 = new_run(store, offset=1)
     store.update_run(run2, state="running")
-    store.stage_batch(run2, table(id=[2], amount=["not a number"], extra=[1.5]))
-    with pytest.raises(DestinationError, match="'t'.*not a number") as info:
-        store.commit_run(run2, table="t", write="append", pages=1, cursor=("orders", "c2"))
+    store.stage_batch(run2, table(id=[2], amount=[-5], more=[1.5]))
+    with pytest.raises(DestinationError, match="table c: .*CHECK") as info:
+        store.commit_run(run2, table="c", write="append", pages=1, cursor=("orders", "c2"))
     assert isinstance(info.value.__cause__, duckdb.Error)
-    assert rows(store, "SELECT id, amount FROM t") == [(1, 10)]
-    assert [c["name"] for c in store.list_tables()[0]["columns"]] == ["id", "amount"]  # no extra
+    assert rows(store, "SELECT count(*) FROM c") == [(0,)]
+    assert [c["name"] for c in store.list_tables()[0]["columns"]] == ["id", "amount"]  # no more
     assert store.cursor("orders") == "c1"
     run = store.get_run(run2)
     assert run is not None and (run["state"], run["rows_loaded"]) == ("running", 0)
@@ -510,7 +513,8 @@ done = s.create_run("orders", datetime(2026, 1, 1, tzinfo=UTC), "schedule")
 s.stage_batch(done, pa.table({{"id": [1, 2]}}))
 s.commit_run(done, table="t", write="append", pages=1, cursor=("orders", "c9"))
 pending = s.create_run("orders", datetime(2026, 1, 2, tzinfo=UTC), "schedule")
-s.stage_batch(pending, pa.table({{"id": [3]}}))
+s.stage_batch(pending, pa.table({{"id": [3]}}), {{"next": "/p2"}}, 1)
+s.stage_batch(pending, pa.table({{"id": [4, 5]}}), {{"next": "/p3"}}, 2)
 os._exit(0)
 """
     root = Path(__file__).resolve().parents[2]
@@ -519,7 +523,9 @@ os._exit(0)
         assert rows(store, "SELECT id FROM t ORDER BY id") == [(1,), (2,)]
         assert store.cursor("orders") == "c9"
         assert store.run_counts()["succeeded"] == 1
-        assert len(store.staged_run_ids()) == 1
+        [pending] = store.staged_run_ids()
+        assert store.staged_rows(pending) == 3
+        assert store.checkpoint(pending) == {"checkpoint": {"next": "/p3"}, "pages": 2, "rows": 3}
 
 
 def test_unknown_or_malformed_run_ids(store: DuckStore) -> None:
@@ -558,3 +564,322 @@ def test_jsonable_values() -> None:
         {"1": None, "k": [True, None]},
     ]
     assert json.loads(json.dumps(value, allow_nan=False)) == value
+
+
+# -- checkpoints -------------------------------------------------------------------------
+
+
+def test_checkpoint_saved_with_the_batch(store: DuckStore) -> None:
+    run = new_run(store)
+    assert store.checkpoint(run) is None
+    assert store.stage_batch(run, table(id=[1, 2]), {"next": "/p2"}, 1) == 2
+    assert store.checkpoint(run) == {"checkpoint": {"next": "/p2"}, "pages": 1, "rows": 2}
+    # a batch without a checkpoint keeps the stored one and its row count true
+    store.stage_batch(run, table(id=[3]))
+    assert store.checkpoint(run) == {"checkpoint": {"next": "/p2"}, "pages": 1, "rows": 3}
+    # a page that produced no rows
+    store.save_checkpoint(run, {"next": "/p4", "seen": [1, None]}, 3)
+    assert store.checkpoint(run) == {
+        "checkpoint": {"next": "/p4", "seen": [1, None]}, "pages": 3, "rows": 3,
+    }  # fmt: skip
+    store.stage_batch(run, table(id=[4, 5]), checkpoint={"next": None}, pages=4)
+    assert store.checkpoint(run) == {"checkpoint": {"next": None}, "pages": 4, "rows": 5}
+
+    # a bad checkpoint is refused before anything is staged
+    bad: list[tuple[Any, Any]] = [
+        ({"a": 1}, None), (None, 2), ({"a": 1}, -1), (["x"], 1), ({"t": T0}, 1),
+        ({"f": float("nan")}, 1),
+    ]  # fmt: skip
+    for checkpoint, pages in bad:
+        with pytest.raises((ValueError, TypeError)):
+            store.stage_batch(run, table(id=[9]), checkpoint, pages)
+    assert store.staged_rows(run) == 5
+    assert store.checkpoint(run) == {"checkpoint": {"next": None}, "pages": 4, "rows": 5}
+
+    # a run with nothing staged yet can have a checkpoint too
+    other = new_run(store, offset=1)
+    store.save_checkpoint(other, {"offset": 100}, 1)
+    assert store.checkpoint(other) == {"checkpoint": {"offset": 100}, "pages": 1, "rows": 0}
+
+
+def test_commit_and_discard_clear_the_checkpoint(store: DuckStore) -> None:
+    done, dropped = new_run(store), new_run(store, offset=1)
+    store.stage_batch(done, table(id=[1]), {"page": 2}, 1)
+    store.stage_batch(dropped, table(id=[2]), {"page": 2}, 1)
+    assert store.commit_run(done, table="t", write="append", pages=1) == 1
+    assert store.checkpoint(done) is None
+    store.discard_run(dropped)
+    assert store.checkpoint(dropped) is None and store.staged_rows(dropped) == 0
+    assert rows(store, "SELECT count(*) FROM tg.run_checkpoints") == [(0,)]
+
+    # a failed commit keeps both: the run can still be resumed or discarded
+    run = new_run(store, offset=2)
+    store.stage_batch(run, table(id=["x"]), {"page": 2}, 1)
+    with pytest.raises(DestinationError, match="column id is BIGINT"):
+        store.commit_run(run, table="t", write="append", pages=1)
+    assert store.checkpoint(run) == {"checkpoint": {"page": 2}, "pages": 1, "rows": 1}
+
+    # only open runs are staged or checkpointed
+    store.update_run(run, state="cancelled")
+    with pytest.raises(IllegalTransition):
+        store.save_checkpoint(run, {"page": 3}, 2)
+    with pytest.raises(IllegalTransition):
+        store.stage_batch(run, table(id=[3]), {"page": 3}, 2)
+    assert store.checkpoint(run) == {"checkpoint": {"page": 2}, "pages": 1, "rows": 1}
+    for missing in ["0" * 32, 'x"; --']:
+        with pytest.raises(RunNotFound):
+            store.save_checkpoint(missing, {}, 0)
+        assert store.checkpoint(missing) is None
+
+
+def test_batch_and_checkpoint_are_one_transaction(
+    store: DuckStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = new_run(store)
+    store.stage_batch(run, table(id=[1]), {"page": 2}, 1)
+
+    def fail(*args: Any) -> None:
+        raise duckdb.IOException("disk gone")
+
+    monkeypatch.setattr(progress, "save", fail)  # dies after the rows went in
+    with pytest.raises(DestinationError, match="disk gone"):
+        store.stage_batch(run, table(id=[2, 3], new=["x", "y"]), {"page": 3}, 2)
+    monkeypatch.undo()
+    assert store.staged_rows(run) == 1
+    assert store.checkpoint(run) == {"checkpoint": {"page": 2}, "pages": 1, "rows": 1}
+    assert rows(store, f'SELECT * FROM tg."stage_{run}"') == [(1, 0)]  # no column `new`
+
+
+def test_closed_without_commit_resumes_from_the_checkpoint(db_path: Path) -> None:
+    store = DuckStore(db_path)
+    run = new_run(store)
+    store.update_run(run, state="running")
+    store.stage_batch(run, table(id=[1, 2]), {"next": "/p2"}, 1)
+    store.stage_batch(run, table(id=[3]), {"next": "/p3"}, 2)
+    store.close()  # the actor died before the commit
+    with DuckStore(db_path) as again:
+        assert again.staged_run_ids() == [run] and again.staged_rows(run) == 3
+        assert again.checkpoint(run) == {"checkpoint": {"next": "/p3"}, "pages": 2, "rows": 3}
+        again.stage_batch(run, table(id=[4]), {"next": None}, 3)  # the resumed page
+        assert again.commit_run(run, table="t", write="append", pages=3) == 4
+        assert again.checkpoint(run) is None and again.staged_run_ids() == []
+        assert rows(again, "SELECT list(id ORDER BY id) FROM t") == [([1, 2, 3, 4],)]
+
+
+def test_discard_orphans(store: DuckStore) -> None:
+    kept, gone, bare = new_run(store), new_run(store, offset=1), new_run(store, offset=2)
+    store.stage_batch(kept, table(id=[1]), {"p": 1}, 1)
+    store.stage_batch(gone, table(id=[2]), {"p": 1}, 1)
+    store.save_checkpoint(bare, {"p": 1}, 1)  # a checkpoint and no staging
+    store.update_run(gone, state="failed")
+    store.update_run(bare, state="cancelled")
+    still_open = {r["run_id"] for r in store.open_runs()}
+    assert store.discard_orphans(still_open) == 2
+    assert store.staged_run_ids() == [kept] and store.checkpoint(kept) is not None
+    assert store.checkpoint(gone) is None and store.checkpoint(bare) is None
+    assert store.discard_orphans(still_open) == 0
+    assert store.discard_orphans(set()) == 1
+    assert store.staged_run_ids() == [] and store.checkpoint(kept) is None
+
+
+# -- cursor ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stored", "new", "moves"),
+    [
+        ("2026-01-02T00:00:00Z", "2026-01-01T23:00:00-02:00", True),  # later, though "smaller"
+        ("2026-01-02T00:00:00+00:00", "2026-01-01T23:59:59Z", False),
+        ("2026-01-02T00:00:00", "2026-01-01T12:00:00+00:00", False),  # no offset: UTC
+        ("2026-01-02", "2026-01-02T00:00:00Z", True),  # equal is not behind
+        ("9", "10", True),  # as numbers, not strings
+        ("10", "9", False),
+        ("1.5", "1.25", False),
+        ("1e3", "999", False),
+        ("b", "a", False),
+        ("a", "b", True),
+        ("2026-01-02T00:00:00Z", "later", True),  # one is not a timestamp: as strings
+    ],
+)
+def test_cursor_only_moves_forward(store: DuckStore, stored: str, new: str, moves: bool) -> None:
+    first, second = new_run(store), new_run(store, offset=1)
+    store.commit_run(first, table="t", write="append", pages=0, cursor=("orders", stored))
+    store.commit_run(second, table="t", write="append", pages=0, cursor=("orders", new))
+    assert store.cursor("orders") == (new if moves else stored)
+    assert rows(store, "SELECT run_id FROM tg.state") == [(second if moves else first,)]
+    assert store.get_run(second)["state"] == "succeeded"  # type: ignore[index]
+
+
+# -- schema evolution --------------------------------------------------------------------
+
+
+def commit(store: DuckStore, offset: int, *batches: pa.Table, **kw: Any) -> str:
+    """Stage `batches` as one new run and commit it into table w (kw: commit_run's)."""
+    run = new_run(store, offset=offset)
+    widen = kw.get("widen_to_varchar", False)
+    for batch in batches:
+        store.stage_batch(run, batch, widen_to_varchar=widen)
+    kw = {"table": "w", "write": "append", "pages": len(batches), **kw}
+    store.commit_run(run, **kw)
+    return run
+
+
+def types_of(store: DuckStore, name: str = "w") -> dict[str, str]:
+    [found] = [t for t in store.list_tables() if t["name"] == name]
+    return {c["name"]: c["type"] for c in found["columns"]}
+
+
+TZ = pa.timestamp("us", tz="UTC")
+NAIVE = datetime(2026, 1, 3, 4, 5)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "widened", "values"),
+    [
+        (pa.array([1], pa.int32()), pa.array([2**40]), "BIGINT", [1, 2**40]),
+        (pa.array([1]), pa.array([2.5]), "DOUBLE", [1.0, 2.5]),
+        (pa.array([1], pa.int32()), pa.array([2.5]), "DOUBLE", [1.0, 2.5]),
+        (pa.array([1.5], pa.float32()), pa.array([3]), "DOUBLE", [1.5, 3.0]),
+        (
+            pa.array([7]),
+            pa.array([Decimal("1.25")], pa.decimal128(10, 2)),
+            "DECIMAL(21,2)",
+            [Decimal(7), Decimal("1.25")],
+        ),
+        (
+            pa.array([Decimal("1.25")], pa.decimal128(10, 2)),
+            pa.array([7], pa.int32()),
+            "DECIMAL(12,2)",
+            [Decimal("1.25"), Decimal(7)],
+        ),
+        (pa.array([Decimal("1.25")], pa.decimal128(10, 2)), pa.array([0.5]), "DOUBLE", [1.25, 0.5]),
+        (
+            pa.array([date(2026, 1, 2)]),
+            pa.array([NAIVE]),
+            "TIMESTAMP",
+            [datetime(2026, 1, 2), NAIVE],
+        ),
+        (
+            pa.array([date(2026, 1, 2)]),
+            pa.array([T0], TZ),
+            "TIMESTAMP WITH TIME ZONE",
+            [datetime(2026, 1, 2, tzinfo=UTC), T0],
+        ),
+        (
+            pa.array([{"a": 1}]),
+            pa.array([{"b": "x", "a": 2}]),
+            "STRUCT(a BIGINT, b VARCHAR)",
+            [{"a": 1, "b": None}, {"a": 2, "b": "x"}],
+        ),
+        (
+            pa.array([{"a": 1, "s": {"x": 1}}]),
+            pa.array([{"s": {"x": 2.5, "y": True}}]),
+            "STRUCT(a BIGINT, s STRUCT(x DOUBLE, y BOOLEAN))",
+            [{"a": 1, "s": {"x": 1.0, "y": None}}, {"a": None, "s": {"x": 2.5, "y": True}}],
+        ),
+        (pa.array([[1]]), pa.array([[2.5]]), "DOUBLE[]", [[1.0], [2.5]]),
+        (pa.array([[]], pa.list_(pa.null())), pa.array([["x"]]), "VARCHAR[]", [[], ["x"]]),
+    ],
+)
+def test_compatible_types_widen(
+    store: DuckStore, first: pa.Array, second: pa.Array, widened: str, values: list[Any]
+) -> None:
+    one_then_two = [pa.table({"id": [1], "v": first}), pa.table({"id": [2], "v": second})]
+    # across runs: the table's column is altered in place, its values kept
+    commit(store, 0, one_then_two[0])
+    commit(store, 1, one_then_two[1])
+    assert types_of(store)["v"] == widened
+    assert rows(store, "SELECT v FROM w ORDER BY id") == [(v,) for v in values]
+    # within a run, between batches: the staging widens the same way
+    commit(store, 2, *one_then_two, table="r")
+    assert types_of(store, "r")["v"] == widened
+    assert rows(store, "SELECT v FROM r ORDER BY id") == [(v,) for v in values]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "old", "new"),
+    [
+        (pa.array([1.5]), pa.array(["n/a"]), "DOUBLE", "VARCHAR"),
+        (pa.array(["x"]), pa.array([5]), "VARCHAR", "BIGINT"),
+        (pa.array([1]), pa.array([True]), "BIGINT", "BOOLEAN"),
+        (pa.array([date(2026, 1, 1)]), pa.array([5]), "DATE", "BIGINT"),
+        (pa.array([NAIVE]), pa.array([T0], TZ), "TIMESTAMP", "TIMESTAMP WITH TIME ZONE"),
+        (pa.array([{"a": 1}]), pa.array([5]), "STRUCT(a BIGINT)", "BIGINT"),
+        (pa.array([{"a": 1}]), pa.array([{"a": "x"}]), "STRUCT(a BIGINT)", "STRUCT(a VARCHAR)"),
+        (pa.array([[1]]), pa.array([["x"]]), "BIGINT[]", "VARCHAR[]"),
+    ],
+)
+def test_incompatible_type_fails_and_changes_nothing(
+    store: DuckStore, first: pa.Array, second: pa.Array, old: str, new: str
+) -> None:
+    commit(store, 0, pa.table({"id": [1], "v": first}), cursor=("orders", "5"))
+    run = new_run(store, offset=1)
+    store.update_run(run, state="running")
+    store.stage_batch(run, pa.table({"id": [2], "v": second, "extra": [1]}), {"page": 2}, 1)
+    hint = "; set destination.widen_to_varchar: true to store it as VARCHAR"
+    with pytest.raises(DestinationError) as info:
+        store.commit_run(run, table="w", write="append", pages=1, cursor=("orders", "6"))
+    assert (
+        str(info.value)
+        == f"table w: column v is {old} in the table but {new} in the new rows{hint}"
+    )
+    assert types_of(store) == {"id": "BIGINT", "v": old}  # not altered, no column extra
+    assert rows(store, "SELECT count(*) FROM w") == [(1,)]
+    assert store.cursor("orders") == "5"
+    after = store.get_run(run)
+    assert after is not None and (after["state"], after["rows_loaded"]) == ("running", 0)
+    assert store.staged_rows(run) == 1 and store.checkpoint(run) is not None
+
+    # within one run: the batch that changes the type is refused, the earlier ones kept
+    other = new_run(store, offset=2)
+    store.stage_batch(other, pa.table({"id": [3], "v": first}), {"page": 2}, 1)
+    with pytest.raises(DestinationError) as info:
+        store.stage_batch(
+            other, pa.table({"id": [4], "v": second}), {"page": 3}, 2, destination="w"
+        )
+    assert str(info.value) == (
+        f"table w (run {other}): column v is {old} in the run's earlier batches"
+        f" but {new} in this batch{hint}"
+    )
+    assert store.staged_rows(other) == 1
+    assert store.checkpoint(other) == {"checkpoint": {"page": 2}, "pages": 1, "rows": 1}
+
+
+def test_widen_to_varchar(store: DuckStore) -> None:
+    first = {"id": [1, 2], "amount": [1.5, 2.0], "info": [{"a": 1}, None], "n": [1, 2]}
+    commit(store, 0, pa.table(first))
+    # between batches: amount text then numbers, info a number then a STRUCT
+    commit(
+        store,
+        1,
+        pa.table({"id": [3], "amount": ["n/a"], "info": [5], "n": [2.5]}),
+        pa.table({"id": [4], "amount": [7], "info": [{"b": "x"}], "n": [3]}),
+        widen_to_varchar=True,
+    )
+    # n only widened (BIGINT -> DOUBLE); amount's doubles and info's STRUCTs became text
+    assert types_of(store) == {
+        "id": "BIGINT",
+        "amount": "VARCHAR",
+        "info": "VARCHAR",
+        "n": "DOUBLE",
+    }
+    assert rows(store, "SELECT * FROM w ORDER BY id") == [
+        (1, "1.5", '{"a":1}', 1.0), (2, "2.0", None, 2.0),
+        (3, "n/a", "5", 2.5), (4, "7", '{"b":"x"}', 3.0),
+    ]  # fmt: skip
+    # later numbers go into the VARCHAR column as text; without the flag they fail
+    commit(store, 2, pa.table({"id": [5], "amount": [8.25]}), widen_to_varchar=True)
+    assert rows(store, "SELECT amount FROM w WHERE id = 5") == [("8.25",)]
+    with pytest.raises(DestinationError, match="amount is VARCHAR in the table but DOUBLE"):
+        commit(store, 3, pa.table({"id": [6], "amount": [9.5]}))
+
+
+def test_widen_to_varchar_with_merge_on_the_key(store: DuckStore) -> None:
+    merge: dict[str, Any] = {"table": "m", "write": "merge", "primary_key": ["id"]}
+    commit(store, 0, pa.table({"id": [1, 2], "v": ["a", "b"]}), **merge)
+    # the key itself turns to text: existing keys match their text form
+    commit(
+        store, 1, pa.table({"id": ["1", "A1"], "v": ["a2", "z"]}), widen_to_varchar=True, **merge
+    )
+    assert types_of(store, "m") == {"id": "VARCHAR", "v": "VARCHAR"}
+    assert rows(store, "SELECT id, v FROM m ORDER BY id") == [("1", "a2"), ("2", "b"), ("A1", "z")]

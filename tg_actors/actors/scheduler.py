@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tg_actors.actors.error_handler import ErrorHandler
 from tg_actors.actors.lifecycle import Boot
 from tg_actors.actors.state_manager import StateManager
 from tg_actors.broker_client import BrokerClient
@@ -72,6 +73,7 @@ class Scheduler:
         self._jobs: dict[str, JobEntry] = {}
         self._queue = TaskQueue()
         self._states = StateManager(db, self._broker)
+        self._errors = ErrorHandler(self._states)
         self._in_flight: dict[str, str] = {}  # run_id -> job
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -212,7 +214,12 @@ class Scheduler:
             if run.run_id in busy:  # still being worked on: its events will arrive
                 self._in_flight[run.run_id] = run.job
                 continue
-            if run.state is not RunState.QUEUED:  # its engine is gone with the old session
+            if run.state is RunState.RETRYING:  # its backoff timer died with the old session
+                run.attempt += 1
+                await self._states.move(
+                    run.run_id, RunState.QUEUED, attempt=run.attempt, error=None
+                )
+            elif run.state is not RunState.QUEUED:  # its engine is gone with the old session
                 await self._states.move(run.run_id, RunState.QUEUED)
             self._queue.push(run.run_id, run.job, run.priority, run.scheduled_for)
         if len(self._queue) or self._in_flight:
@@ -228,6 +235,8 @@ class Scheduler:
                 async with self._lock:
                     if self._schedules:
                         await self._fire_due()
+                    for run in await self._errors.release_due(self._now()):
+                        self._queue.push(run.run_id, run.job, run.priority, self._now())
                     await self._dispatch()
             except Exception:
                 log.exception("scheduler tick failed; next tick continues")
@@ -330,17 +339,10 @@ class Scheduler:
                     self._in_flight.pop(run.run_id, None)
                     await self._fire_dependents(run.job)
                 case RunFailed():
-                    if run.state is RunState.QUEUED:
-                        await self._states.move(run.run_id, RunState.RUNNING)
-                    await self._states.move(
-                        run.run_id,
-                        RunState.FAILED,
-                        error=message.error,
-                        finished_at=message.ts,
-                        rows_loaded=0,
-                        pages=message.pages,
-                    )
                     self._in_flight.pop(run.run_id, None)
+                    entry = self._jobs.get(run.job)
+                    spec = entry.spec if entry else None
+                    await self._errors.failed(run, spec, message.error, message.pages, self._now())
             await self._dispatch()
 
     async def _fire_dependents(self, job: str) -> None:

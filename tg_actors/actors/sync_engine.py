@@ -29,7 +29,7 @@ from tg_actors.messages import (
     TriggerRun,
 )
 from tg_actors.sources.batches import records_to_arrow
-from tg_actors.sync import SyncResult, extract_and_stage
+from tg_actors.sync import Stage, SyncResult, extract_and_stage
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5  # at most two progress events a second per run
@@ -42,9 +42,10 @@ def describe(exc: BaseException) -> str:
 
 
 class SyncEngine:
-    def __init__(self, engine_id: str, db: Any, broker: Any) -> None:
+    def __init__(self, engine_id: str, db: Any, broker: Any, limiter: Any = None) -> None:
         self._id = engine_id
         self._db = db
+        self._limiter = limiter
         self._broker = BrokerClient(broker)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -104,9 +105,6 @@ class SyncEngine:
         pages_seen = 0
         last_progress = 0.0
 
-        async def stage(table: pa.Table) -> None:
-            await self._db.stage_batch.remote(run_id, ray.put(table))
-
         async def progress(rows: int, pages: int) -> None:
             nonlocal pages_seen, last_progress
             pages_seen = pages
@@ -119,9 +117,9 @@ class SyncEngine:
 
         try:
             spec = JobSpec.model_validate(message.spec)
-            await self._db.discard_run.remote(run_id)  # a re-dispatched run starts clean
             result = await asyncio.wait_for(
-                extract_and_stage(spec, stage, progress), spec.timeout.total_seconds()
+                self._attempt(run_id, spec, self._stager(run_id, spec), progress),
+                spec.timeout.total_seconds(),
             )
             dest = spec.destination
             rows = await self._db.commit_run.remote(
@@ -130,10 +128,12 @@ class SyncEngine:
                 write=dest.write.value,
                 primary_key=list(dest.primary_key),
                 pages=result.pages,
+                cursor=(job, result.cursor) if result.cursor else None,
+                widen_to_varchar=dest.widen_to_varchar,
             )
         except Exception as exc:
+            # staging and checkpoint stay: a retry of this run continues from the last page
             log.warning("run %s of %s failed: %s", run_id, job, describe(exc))
-            await self._db.discard_run.remote(run_id)
             await self._broker.publish(
                 TOPIC_STATUS,
                 RunFailed(run_id=run_id, job=job, error=describe(exc), pages=pages_seen),
@@ -145,4 +145,45 @@ class SyncEngine:
                 run_id=run_id, job=job, rows=rows, pages=result.pages, seconds=result.seconds
             ),
         )
-        return SyncResult(rows, result.pages, result.seconds)
+        return SyncResult(rows, result.pages, result.seconds, result.cursor)
+
+    def _stager(self, run_id: str, spec: JobSpec) -> Stage:
+        """Each batch goes to the Database actor with its checkpoint, the table by ObjectRef."""
+        dest = spec.destination
+
+        async def stage(table: pa.Table | None, checkpoint: dict[str, Any], pages: int) -> None:
+            if table is None:
+                await self._db.save_checkpoint.remote(run_id, checkpoint, pages)
+            else:
+                await self._db.stage_batch.remote(
+                    run_id,
+                    ray.put(table),
+                    checkpoint=checkpoint,
+                    pages=pages,
+                    widen_to_varchar=dest.widen_to_varchar,
+                    destination=dest.table,
+                )
+
+        return stage
+
+    async def _attempt(self, run_id: str, spec: JobSpec, stage: Any, progress: Any) -> SyncResult:
+        resume = await self._db.checkpoint.remote(run_id)
+        if resume is None:
+            await self._db.discard_run.remote(run_id)  # staging without checkpoint: start clean
+        else:
+            log.info("run %s resumes after page %s", run_id, resume["pages"])
+        cursor = None
+        if spec.source.incremental is not None:
+            cursor = await self._db.cursor.remote(spec.name)
+        acquire = None
+        if spec.source.rate_limit is not None and self._limiter is not None:
+            per_second = spec.source.rate_limit.per_second
+
+            async def acquire() -> None:
+                delay = await self._limiter.reserve.remote(spec.name, per_second)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+
+        return await extract_and_stage(
+            spec, stage, progress, resume=resume, cursor=cursor, acquire=acquire
+        )

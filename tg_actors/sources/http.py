@@ -2,59 +2,70 @@
 
 Secrets (`${NAME}`) are resolved here, when a run starts, and nowhere else. Every URL or body
 excerpt that leaves this module (errors, `Page.url`) is sanitized and scrubbed of the resolved
-secret values. httpx errors become `SourceError` in `_call`, the one place requests are sent.
+secret values; checkpoints carry `${NAME}` references instead of them. Requests go through
+`requester.Requester` (auth, rate limit, retries); pages addressable in advance are fetched
+several at once through `parallel.Window` and yielded in order.
 """
 
 from __future__ import annotations
 
-import base64
-import math
+import asyncio
 import os
+import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import httpx
 import orjson
+from aiolimiter import AsyncLimiter
 
 from tg_actors import jobs
-from tg_actors.core.pagination import RequestSpec, ResponseView, make_paginator, merge_query
+from tg_actors.core.pagination import Paginator, RequestSpec, ResponseView, make_paginator
 from tg_actors.core.records import select_records
-from tg_actors.core.redaction import resolve_value, sanitize_url, scrub
+from tg_actors.core.redaction import resolve_value
+from tg_actors.core.retry import RetryPolicy
 from tg_actors.errors import SourceError
+from tg_actors.sources.parallel import Window
+from tg_actors.sources.requester import Acquire, Redactor, Requester, Sleep, TokenCache
 
 USER_AGENT = "turbo-giggle/0.1"
-EXCERPT_CHARS = 300
+CHECKPOINT_VERSION = 1
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # the `${NAME}` syntax of redaction.py
 
 
 @dataclass(frozen=True)
 class Page:
-    number: int  # 1-based
+    number: int  # 1-based; continues across a resume
     records: list[dict[str, Any]]
     url: str  # as requested, sanitized: safe to log
     bytes: int  # size of the response body
-
-
-_AuthSpec = (
-    jobs.NoAuth | jobs.BearerAuth | jobs.BasicAuth | jobs.ApiKeyAuth | jobs.OAuth2ClientCredentials
-)
+    # JSON-ready: `pages(resume=checkpoint)` on a new client continues right after this page;
+    # None on the last page. Holds `${NAME}` references, never secret values.
+    checkpoint: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
-class _Token:
-    value: str
-    renew_at: float  # on the client's clock
+class _Run:
+    spec: jobs.HttpSource  # secrets resolved
+    redact: Redactor
+    refs: dict[str, str]  # `${NAME}` -> value, for checkpoints
 
 
 class HttpSourceClient:
     """Reads an `HttpSource` spec. One `httpx.AsyncClient` per `pages()` run.
 
-    Iterate with `contextlib.aclosing(client.pages())` when you may stop early, so the
-    connection pool closes at once rather than when the generator is collected.
+    `acquire` is awaited before every API request (each try, not token requests): the
+    engine's shared rate limit. Without it, `spec.rate_limit` is applied per run, locally.
+    `extra_params` (the incremental filter) join `spec.params` on the first request and stay
+    on every request built from params; a next link from the API is followed as given.
+
+    Iterate with `contextlib.aclosing(client.pages())` when you may stop early, so requests
+    in flight are cancelled and the connection pool closes at once.
     """
 
     def __init__(
@@ -64,114 +75,143 @@ class HttpSourceClient:
         env: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        acquire: Acquire | None = None,
+        extra_params: Mapping[str, str] | None = None,
     ) -> None:
         self.spec = spec
         self._env = env
         self._transport = transport
-        self._clock = clock
-        self._secrets: tuple[str, ...] = ()
-        self._auth: _AuthSpec = jobs.NoAuth()  # resolved at each run start
-        self._token: _Token | None = None  # oauth2 access token, reused across runs until due
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._acquire = acquire
+        self._extra = dict(extra_params or {})
+        self._tokens = TokenCache(clock)  # oauth2 access token, reused across runs until due
 
-    async def pages(self) -> AsyncIterator[Page]:
-        """Pages in order. Raises SourceError (PaginationLoop), MissingSecret."""
-        spec = self._resolve()
+    async def pages(self, resume: dict[str, Any] | None = None) -> AsyncIterator[Page]:
+        """Pages in order, each with the checkpoint to resume after it.
+
+        With `resume` (a `Page.checkpoint` of an earlier run of this spec) the run starts with
+        the request after that page and numbers pages on from it; the checkpoint's query
+        (incremental filter included) is used as saved, `extra_params` are not re-applied.
+        Raises SourceError (PaginationLoop, a checkpoint that does not fit), MissingSecret.
+        """
+        run = self._resolve()
+        spec = run.spec
         paginator = make_paginator(spec.paginate)
-        request: RequestSpec | None = paginator.first(
-            RequestSpec(spec.url, dict(spec.params), dict(spec.headers), spec.body)
-        )
-        timeout = spec.timeout.total_seconds()
+        base = RequestSpec(spec.url, {**spec.params, **self._extra}, dict(spec.headers), spec.body)
+        request: RequestSpec | None
+        request, number = self._start(run, paginator, base, resume)
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         async with httpx.AsyncClient(
-            transport=self._transport, timeout=timeout, headers=headers, follow_redirects=True
+            transport=self._transport,
+            timeout=spec.timeout.total_seconds(),
+            headers=headers,
+            follow_redirects=True,
         ) as client:
-            number = 0
-            while request is not None:
-                number += 1
-                response = await self._send(client, request)
-                url = self._safe(str(response.request.url))
-                with self._about(spec.method, url):
-                    body = self._parse(response, url)
-                    records = select_records(body, spec.records)
-                yield Page(number, records, url, len(response.content))
-                if spec.max_pages is not None and number >= spec.max_pages:
-                    return
-                view = ResponseView(response.status_code, response.headers, body, str(response.url))
-                with self._about(spec.method, url):
-                    request = paginator.next(request, view, records)
+            requester = Requester(
+                client,
+                method=spec.method,
+                auth=spec.auth,
+                policy=RetryPolicy(
+                    spec.max_tries, spec.backoff.total_seconds(), spec.max_backoff.total_seconds()
+                ),
+                redactor=run.redact,
+                tokens=self._tokens,
+                sleep=self._sleep,
+                rng=self._rng,
+                acquire=self._acquire or _local_limit(spec.rate_limit),
+            )
+            window: Window[RequestSpec, httpx.Response] = Window(requester.send, spec.concurrency)
+            try:
+                while request is not None:
+                    _fill(window, paginator, request, number, spec.max_pages)
+                    sent, response = await window.pop()
+                    number += 1
+                    url = run.redact.url(str(response.request.url))
+                    with self._about(run, spec.method, url):
+                        body = self._parse(run, response, url)
+                        records = select_records(body, spec.records)
+                        view = ResponseView(
+                            response.status_code, response.headers, body, str(response.url)
+                        )
+                        done = spec.max_pages is not None and number >= spec.max_pages
+                        request = None if done else paginator.next(sent, view, records)
+                    if request is None or (len(window) and window.keys()[0] != request):
+                        window.clear()  # the end, or the API moved off the plan: re-plan
+                    checkpoint = None
+                    if request is not None:
+                        checkpoint = self._checkpoint(run, paginator, request, number)
+                        _fill(window, paginator, request, number, spec.max_pages)
+                    yield Page(number, records, url, len(response.content), checkpoint)
+            finally:
+                await window.aclose()
+
+    def _start(
+        self, run: _Run, paginator: Paginator, base: RequestSpec, resume: dict[str, Any] | None
+    ) -> tuple[RequestSpec, int]:
+        """(first request, pages already done) for a fresh run or from a checkpoint."""
+        if resume is None:
+            return paginator.first(base), 0
+        saved = _untemplate(resume, run.refs)
+        try:
+            version, number, request = saved["version"], saved["page"], saved["request"]
+            url, params = request["url"], request["params"]
+            if version != CHECKPOINT_VERSION or not isinstance(number, int):
+                raise TypeError(version)
+            if not isinstance(url, str) or not isinstance(params, dict):
+                raise TypeError(url)
+            state = saved["paginator"]
+        except (KeyError, TypeError):
+            raise SourceError("cannot resume: the checkpoint is malformed") from None
+        paginator.restore(state)
+        return RequestSpec(url, dict(params), base.headers, base.json), number
+
+    @staticmethod
+    def _checkpoint(
+        run: _Run, paginator: Paginator, request: RequestSpec, number: int
+    ) -> dict[str, Any]:
+        # headers and body come from the spec on resume: only what pagination changes is kept
+        # the paginator's memory holds digests and numbers, never URLs: only the request may
+        # hold a secret value, written back as its `${NAME}` reference
+        saved = {"url": request.url, "params": dict(request.params)}
+        return {
+            "version": CHECKPOINT_VERSION,
+            "page": number,
+            "request": _template(saved, run.refs),
+            "paginator": paginator.snapshot(),
+        }
 
     @contextmanager
-    def _about(self, method: str, url: str) -> Iterator[None]:
+    def _about(self, run: _Run, method: str, url: str) -> Iterator[None]:
         """Name the request in SourceErrors from the core, and scrub what the core wrote."""
         try:
             yield
         except SourceError as exc:
-            message = self._scrub(f"{method} {url}: {exc}")
+            message = run.redact.text(f"{method} {url}: {exc}")
             raise type(exc)(message, url=url, status=exc.status) from None
 
-    def _resolve(self) -> jobs.HttpSource:
+    def _resolve(self) -> _Run:
         """The spec with secrets resolved (never stored beyond this run, never shown)."""
         raw = self.spec.model_dump(by_alias=True)
         spec = jobs.HttpSource.model_validate(resolve_value(raw, self._env))
         env = os.environ if self._env is None else self._env
-        secrets = {env[name] for name in _REF.findall(orjson.dumps(raw, default=str).decode())}
+        names = set(_REF.findall(orjson.dumps(raw, default=str).decode()))
+        refs = {name: env[name] for name in names}
+        secrets = set(refs.values())
         auth = spec.auth
         secrets |= {
             getattr(auth, field, None) or "" for field in ("token", "password", "client_secret")
         }
         if isinstance(auth, jobs.ApiKeyAuth):
             secrets.add(auth.value)
-        if self._token is not None:  # an oauth2 token kept from an earlier run
-            secrets.add(self._token.value)
-        self._secrets = tuple(sorted(secrets - {""}, key=len, reverse=True))
-        self._auth = auth
-        return spec
+        if self._tokens.token is not None:  # an oauth2 token kept from an earlier run
+            secrets.add(self._tokens.token.value)
+        return _Run(spec, Redactor(secrets), refs)
 
-    async def _send(self, client: httpx.AsyncClient, request: RequestSpec) -> httpx.Response:
-        """One page request with auth; the place for retries, backoff and rate limits."""
-        auth_headers, auth_params = await self._auth_for(client)
-        url, params = merge_query(request.url, {**request.params, **auth_params})
-        post = self.spec.method == "POST"
-        response = await self._call(
-            client,
-            self.spec.method,
-            url,
-            params=params,
-            headers={**request.headers, **auth_headers},
-            json=request.json if post else None,
-        )
-        if response.status_code == 401:
-            self._token = None  # the next run asks for a fresh one
-        return self._check(response)
-
-    async def _call(
-        self, client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
-    ) -> httpx.Response:
-        """Send; every httpx failure becomes a SourceError here, and only here."""
-        shown = self._safe(url)
-        try:
-            request = client.build_request(method, url, **kwargs)
-            shown = self._safe(str(request.url))
-            return await client.send(request)
-        except httpx.TimeoutException as exc:
-            seconds = client.timeout.read or 0
-            raise SourceError(f"{method} {shown} timed out after {seconds:g}s", url=shown) from exc
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            detail = self._scrub(f"{type(exc).__name__}: {exc}")
-            raise SourceError(f"{method} {shown} failed: {detail}", url=shown) from exc
-
-    def _check(self, response: httpx.Response) -> httpx.Response:
-        if response.is_success:
-            return response
-        method, url = response.request.method, self._safe(str(response.request.url))
-        status = response.status_code
-        raise SourceError(
-            f"{method} {url} returned HTTP {status}: {self._excerpt(response)}",
-            url=url,
-            status=status,
-        )
-
-    def _parse(self, response: httpx.Response, url: str) -> Any:
+    @staticmethod
+    def _parse(run: _Run, response: httpx.Response, url: str) -> Any:
         if not response.content.strip():
             return None  # 204 or an empty body: a page without records
         try:
@@ -179,62 +219,61 @@ class HttpSourceClient:
         except orjson.JSONDecodeError:
             kind = response.headers.get("content-type", "no content-type")
             raise SourceError(
-                f"response is not JSON ({kind}): {self._excerpt(response)}", url=url
+                f"response is not JSON ({kind}): {run.redact.excerpt(response)}", url=url
             ) from None
 
-    async def _auth_for(self, client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, str]]:
-        """(headers, query params) that authenticate one request."""
-        auth = self._auth
-        if isinstance(auth, jobs.BearerAuth):
-            return {"Authorization": f"Bearer {auth.token}"}, {}
-        if isinstance(auth, jobs.BasicAuth):
-            return {"Authorization": _basic(auth.username, auth.password)}, {}
-        if isinstance(auth, jobs.ApiKeyAuth):
-            pair = {auth.name: auth.value}
-            return (pair, {}) if auth.in_ == "header" else ({}, pair)
-        if isinstance(auth, jobs.OAuth2ClientCredentials):
-            return {"Authorization": f"Bearer {await self._oauth_token(client, auth)}"}, {}
-        return {}, {}
 
-    async def _oauth_token(
-        self, client: httpx.AsyncClient, auth: jobs.OAuth2ClientCredentials
-    ) -> str:
-        """Client-credentials grant (RFC 6749 §4.4), client authenticated by HTTP Basic."""
-        now = self._clock()
-        if self._token is not None and now < self._token.renew_at:
-            return self._token.value
-        form = {"grant_type": "client_credentials"}
-        if auth.scope:
-            form["scope"] = auth.scope
-        headers = {"Authorization": _basic(auth.client_id, auth.client_secret)}
-        response = self._check(
-            await self._call(client, "POST", auth.token_url, data=form, headers=headers)
-        )
-        try:
-            answer = orjson.loads(response.content)
-            token, expires_in = str(answer["access_token"]), answer.get("expires_in")
-            lifetime = math.inf if expires_in is None else float(expires_in)
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
-            raise SourceError(
-                f"POST {self._safe(auth.token_url)}: the token response has no access_token",
-                url=self._safe(auth.token_url),
-            ) from None
-        # renew shortly before expiry so a token never lapses between check and use
-        self._token = _Token(token, now + lifetime - min(60.0, lifetime * 0.1))
-        self._secrets = tuple(sorted({*self._secrets, token}, key=len, reverse=True))
-        return token
-
-    def _safe(self, url: str) -> str:
-        return sanitize_url(url, self._secrets)
-
-    def _scrub(self, text: str) -> str:
-        return scrub(text, self._secrets)
-
-    def _excerpt(self, response: httpx.Response) -> str:
-        # scrub before cutting, so a secret split by the cut cannot leak half of itself
-        text = " ".join(response.text[: EXCERPT_CHARS * 8].split())
-        return self._scrub(text)[:EXCERPT_CHARS]
+def _fill(
+    window: Window[RequestSpec, httpx.Response],
+    paginator: Paginator,
+    request: RequestSpec,
+    done: int,
+    max_pages: int | None,
+) -> None:
+    """Put `request` in flight, and the planned requests after it while there is room."""
+    if not len(window):
+        window.push(request)
+    room = window.free
+    if max_pages is not None:  # window entries are pages done+1, done+2, ...
+        room = min(room, max_pages - done - len(window))
+    if room > 0 and paginator.addressable:
+        planned = islice(paginator.upcoming(request), len(window) - 1, None)
+        for following in islice(planned, room):
+            window.push(following)
 
 
-def _basic(username: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+def _local_limit(rate_limit: jobs.RateLimit | None) -> Acquire | None:
+    """`rate_limit` for this run alone: one request every 1/per_second seconds, no burst."""
+    if rate_limit is None:
+        return None
+    limiter = AsyncLimiter(1, 1.0 / rate_limit.per_second)
+
+    async def acquire() -> None:
+        await limiter.acquire()
+
+    return acquire
+
+
+def _template(value: Any, refs: dict[str, str]) -> Any:
+    """`value` with each resolved secret written back as its `${NAME}` reference."""
+    if isinstance(value, str):
+        for name, secret in sorted(refs.items(), key=lambda item: len(item[1]), reverse=True):
+            if len(secret) >= 4:  # as redaction.scrub: shorter values would hit by chance
+                value = value.replace(secret, f"${{{name}}}")
+        return value
+    if isinstance(value, dict):
+        return {k: _template(v, refs) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_template(v, refs) for v in value]
+    return value
+
+
+def _untemplate(value: Any, refs: dict[str, str]) -> Any:
+    """The inverse of `_template` for the references this run knows."""
+    if isinstance(value, str):
+        return _REF.sub(lambda m: refs.get(m.group(1), m.group(0)), value)
+    if isinstance(value, dict):
+        return {k: _untemplate(v, refs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_untemplate(v, refs) for v in value]
+    return value

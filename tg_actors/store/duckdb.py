@@ -17,9 +17,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tg_actors.errors import ConfigError, JobNotFound, RunNotFound, TableNotFound
+from tg_actors.errors import ConfigError, JobNotFound, RunNotFound
 from tg_actors.jobs import WriteMode
-from tg_actors.store import writes
+from tg_actors.store import progress, tables, writes
 from tg_actors.store.schema import (
     JOB_FIELDS,
     OPEN_STATES,
@@ -29,9 +29,10 @@ from tg_actors.store.schema import (
     UPDATABLE_RUN_FIELDS,
     aware,
     create_schema,
-    jsonable,
+    job_row,
     one,
     quote,
+    run_row,
     utc,
 )
 
@@ -115,11 +116,11 @@ class DuckStore:
 
     def get_job(self, name: str) -> dict[str, Any] | None:
         found = one(self.con, f"SELECT {_JOB_COLUMNS} FROM tg.jobs WHERE name = ?", [name])
-        return _job(found) if found else None
+        return job_row(found) if found else None
 
     def list_jobs(self) -> list[dict[str, Any]]:
         rows = self.con.execute(f"SELECT {_JOB_COLUMNS} FROM tg.jobs ORDER BY name").fetchall()
-        return [_job(row) for row in rows]
+        return [job_row(row) for row in rows]
 
     def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
         """Set the flag and return the job; raises JobNotFound."""
@@ -130,7 +131,7 @@ class DuckStore:
         )
         if row is None:
             raise JobNotFound(name)
-        return _job(row)
+        return job_row(row)
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -180,11 +181,11 @@ class DuckStore:
         )
         if row is None:
             raise RunNotFound(run_id)
-        return _run(row)
+        return run_row(row)
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         found = one(self.con, f"SELECT {_RUN_COLUMNS} FROM tg.runs WHERE run_id = ?", [run_id])
-        return _run(found) if found else None
+        return run_row(found) if found else None
 
     def list_runs(
         self, job: str | None = None, state: str | None = None, limit: int = 100
@@ -197,7 +198,7 @@ class DuckStore:
             " AND (? IS NULL OR state = ?) ORDER BY queued_at DESC, run_id DESC LIMIT ?",
             [job, job, state, state, limit],
         ).fetchall()
-        return [_run(row) for row in rows]
+        return [run_row(row) for row in rows]
 
     def open_runs(self) -> list[dict[str, Any]]:
         """Runs queued, running or retrying, oldest first: what a restarted Scheduler resumes."""
@@ -206,7 +207,7 @@ class DuckStore:
             " ORDER BY queued_at, run_id",
             list(OPEN_STATES),
         ).fetchall()
-        return [_run(row) for row in rows]
+        return [run_row(row) for row in rows]
 
     def last_tick(self, job: str) -> datetime | None:
         """The latest scheduled_for of the job's schedule/catchup runs."""
@@ -256,13 +257,43 @@ class DuckStore:
 
     # -- data path (writes.py) -------------------------------------------------------------
 
-    def stage_batch(self, run_id: str, table: pa.Table | pa.RecordBatch) -> int:
+    def stage_batch(
+        self,
+        run_id: str,
+        table: pa.Table | pa.RecordBatch,
+        checkpoint: dict[str, Any] | None = None,
+        pages: int | None = None,
+        *,
+        widen_to_varchar: bool = False,
+        destination: str | None = None,
+    ) -> int:
         """Append an Arrow batch to the run's staging table; rows staged so far.
 
-        New columns are added; RunNotFound, IllegalTransition (run no longer open),
-        DestinationError (DuckDB refused the batch; nothing of it staged).
+        With `checkpoint` (JSON-able dict) and `pages` (pages fetched so far; pass both or
+        neither, else ValueError) the run's checkpoint is saved in the same transaction, with
+        the rows staged so far. Column types are evolved as in evolve.py; `destination` (the
+        target table's name) only labels errors. RunNotFound, IllegalTransition (run no
+        longer open), DestinationError (incompatible type change, or DuckDB refused the
+        batch): then nothing of the batch or its checkpoint is stored.
         """
-        return writes.stage_batch(self.con, run_id, table)
+        return writes.stage_batch(
+            self.con,
+            run_id,
+            table,
+            checkpoint=checkpoint,
+            pages=pages,
+            widen_to_varchar=widen_to_varchar,
+            destination=destination,
+            now=self._now(),
+        )
+
+    def save_checkpoint(self, run_id: str, checkpoint: dict[str, Any], pages: int) -> None:
+        """Save the checkpoint after a page that staged no rows (rows: those staged so far)."""
+        writes.save_checkpoint(self.con, run_id, checkpoint, pages, self._now())
+
+    def checkpoint(self, run_id: str) -> dict[str, Any] | None:
+        """{"checkpoint": dict, "pages": int, "rows": int} of an uncommitted run, or None."""
+        return progress.load(self.con, run_id)
 
     def commit_run(
         self,
@@ -273,13 +304,16 @@ class DuckStore:
         primary_key: Sequence[str] = (),
         pages: int,
         cursor: tuple[str, str] | None = None,
+        widen_to_varchar: bool = False,
     ) -> int:
         """Commit the run's staged rows, its cursor (job, value) and `succeeded`; rows written.
 
-        One transaction: on DestinationError nothing changed. Idempotent: a run already
-        `succeeded` returns its rows_loaded. A run with nothing staged commits 0 rows and leaves
-        the target untouched (a replace with nothing staged does not empty the table). Merge
-        writes rows inserted + updated, the last staged row per key winning.
+        One transaction, which also drops the staging and the checkpoint: on DestinationError
+        (e.g. an incompatible column type, see evolve.py) nothing changed. Idempotent: a run
+        already `succeeded` returns its rows_loaded. A run with nothing staged commits 0 rows
+        and leaves the target untouched (a replace with nothing staged does not empty the
+        table). Merge writes rows inserted + updated, the last staged row per key winning.
+        The cursor only moves forward (progress.py): a value behind the stored one is ignored.
         """
         return writes.commit_run(
             self.con,
@@ -289,12 +323,17 @@ class DuckStore:
             primary_key=primary_key,
             pages=pages,
             cursor=cursor,
+            widen_to_varchar=widen_to_varchar,
             now=self._now(),
         )
 
     def discard_run(self, run_id: str) -> None:
-        """Drop the run's staging table; no-op when there is none. Call it before a retry."""
+        """Drop the run's staging and checkpoint (no-op when none): the run restarts afresh."""
         writes.discard(self.con, run_id)
+
+    def discard_orphans(self, open_run_ids: set[str]) -> int:
+        """Drop staging and checkpoints of runs not in `open_run_ids`; how many runs."""
+        return writes.discard_orphans(self.con, set(open_run_ids))
 
     def staged_rows(self, run_id: str) -> int:
         return writes.staged_rows(self.con, run_id)
@@ -307,51 +346,17 @@ class DuckStore:
         row = one(self.con, "SELECT cursor FROM tg.state WHERE job = ?", [job])
         return str(row[0]) if row and row[0] is not None else None
 
-    # -- tables ----------------------------------------------------------------------------
+    # -- tables (tables.py) -----------------------------------------------------------------
 
     def list_tables(self) -> list[dict[str, Any]]:
         """Data tables of schema main: [{name, rows, columns: [{name, type}]}] by name."""
-        rows = self.con.execute(
-            "SELECT t.table_name, list({'name': c.column_name, 'type': c.data_type}"
-            " ORDER BY c.column_index) FROM duckdb_tables() t JOIN duckdb_columns() c"
-            " USING (database_name, schema_name, table_name)"
-            " WHERE t.database_name = current_database() AND t.schema_name = 'main'"
-            " GROUP BY t.table_name ORDER BY t.table_name"
-        ).fetchall()
-        return [
-            {"name": name, "rows": self._count(name), "columns": columns} for name, columns in rows
-        ]
+        return tables.list_tables(self.con)
 
     def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
         """First `limit` rows as JSON-ready values: {columns: [names], rows: [[values]]}."""
-        if limit < 0:
-            raise ValueError("limit must be >= 0")
-        found = one(
-            self.con,
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
-            " AND schema_name = 'main' AND lower(table_name) = lower(?)",
-            [name],
-        )
-        if found is None:
-            raise TableNotFound(name)
-        rel = self.con.sql(f"SELECT * FROM main.{quote(found[0])} LIMIT {int(limit)}")
-        return {"columns": list(rel.columns), "rows": [jsonable(list(r)) for r in rel.fetchall()]}
+        return tables.preview_table(self.con, name, limit)
 
-    def _count(self, table: str) -> int:
-        row = one(self.con, f"SELECT count(*) FROM main.{quote(table)}")
-        return int(row[0]) if row else 0
-
-
-def _job(row: tuple[Any, ...]) -> dict[str, Any]:
-    job = dict(zip(JOB_FIELDS, row, strict=True))
-    job["spec"] = json.loads(job["spec"])
-    job["created_at"], job["updated_at"] = utc(job["created_at"]), utc(job["updated_at"])
-    return job
-
-
-def _run(row: tuple[Any, ...]) -> dict[str, Any]:
-    run = dict(zip(RUN_FIELDS, row, strict=True))
-    for key in TIMESTAMP_RUN_FIELDS:
-        if run[key] is not None:
-            run[key] = utc(run[key])
-    return run
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Rows of one SQL statement: for tests, benchmarks and diagnostics inside the
+        process that owns the file (never exposed over HTTP)."""
+        return self.con.execute(sql, params or []).fetchall()

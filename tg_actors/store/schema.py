@@ -7,6 +7,7 @@ takes only aware datetimes and hands back datetimes with tzinfo=datetime.UTC.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -86,6 +87,15 @@ _DDL = (
         updated_at TIMESTAMPTZ NOT NULL,
         run_id VARCHAR
     )""",
+    # where an open run resumes: written in the transaction that stages the batch it follows,
+    # deleted in the one that commits or discards the run (store/progress.py)
+    """CREATE TABLE IF NOT EXISTS tg.run_checkpoints (
+        run_id VARCHAR PRIMARY KEY,
+        checkpoint VARCHAR NOT NULL,     -- JSON text of the engine's resume point
+        pages INTEGER NOT NULL,          -- pages fetched so far
+        rows BIGINT NOT NULL,            -- rows staged so far
+        updated_at TIMESTAMPTZ NOT NULL
+    )""",
 )
 
 
@@ -99,6 +109,21 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+def job_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    job = dict(zip(JOB_FIELDS, row, strict=True))
+    job["spec"] = json.loads(job["spec"])
+    job["created_at"], job["updated_at"] = utc(job["created_at"]), utc(job["updated_at"])
+    return job
+
+
+def run_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    run = dict(zip(RUN_FIELDS, row, strict=True))
+    for key in TIMESTAMP_RUN_FIELDS:
+        if run[key] is not None:
+            run[key] = utc(run[key])
+    return run
 
 
 def quote(name: str) -> str:

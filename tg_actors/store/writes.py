@@ -5,12 +5,15 @@ and nothing reaches the data tables before the run succeeds. `commit_run` moves 
 into `main.<table>`, writes the cursor and marks the run `succeeded` in ONE transaction keyed by
 run_id: a second commit of the same run finds it `succeeded` and changes nothing.
 
-Schema evolution, the dlt way: a batch may bring new columns (added to staging and target);
-all-null columns (Arrow type `null`) wait until a batch gives them a type; a column whose
-inferred type varies between pages is widened in staging to the type DuckDB's UNION ALL would
-pick (BIGINT then DOUBLE -> DOUBLE), so no page is silently rounded. An existing target column is
-only widened between numeric types; any other mismatch is left to DuckDB's INSERT cast, which
-fails (DestinationError) when a value does not fit.
+A run's checkpoint (where it resumes) is written in the transaction that stages the batch it
+follows, and removed in the one that commits or discards the run (progress.py); the cursor only
+moves forward.
+
+Schema evolution (evolve.py): a batch may bring new columns (added to staging and target);
+all-null columns (Arrow type `null`) wait until a batch gives them a type; a compatible type
+change between batches, or between the run and the target table, widens the column in place;
+an incompatible one fails the batch or the commit, unless `widen_to_varchar` turns the column
+into VARCHAR.
 """
 
 from __future__ import annotations
@@ -19,25 +22,21 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 import duckdb
 import pyarrow as pa
-from duckdb.sqltypes import DuckDBPyType
 
 from tg_actors.errors import DestinationError, IllegalTransition, RunNotFound
 from tg_actors.jobs import WriteMode
+from tg_actors.store import progress
+from tg_actors.store.evolve import Columns, evolve, select_list
 from tg_actors.store.schema import OPEN_STATES, one, quote
 
 SEQ = "__tg_seq"  # staging order: for merge, the row with the highest SEQ per key wins
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BATCH = "_tg_incoming_batch"  # name the Arrow batch is registered under, connection-local
-_NUMERIC = frozenset(
-    {"tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint", "uinteger"}
-    | {"ubigint", "uhugeint", "float", "double", "decimal"}
-)
-
-Columns = dict[str, tuple[str, DuckDBPyType]]  # lower(name) -> (name, type)
 
 
 @contextmanager
@@ -77,15 +76,59 @@ def staged_run_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def discard(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
-    if _RUN_ID.fullmatch(run_id):  # no other id can have a staging table
+    """Drop the run's staging table and checkpoint, in one transaction."""
+    if not _RUN_ID.fullmatch(run_id):  # no other id can have a staging table or checkpoint
+        return
+    with transaction(con):
         con.execute(f"DROP TABLE IF EXISTS {stage_table(run_id)}")
+        progress.forget(con, run_id)
+
+
+def discard_orphans(con: duckdb.DuckDBPyConnection, open_run_ids: set[str]) -> int:
+    """Discard the staging and checkpoints of every run not in `open_run_ids`; runs discarded."""
+    orphans = set(staged_run_ids(con)) | set(progress.run_ids(con))
+    orphans -= open_run_ids
+    with transaction(con):
+        for run_id in sorted(orphans):
+            if _RUN_ID.fullmatch(run_id):
+                con.execute(f"DROP TABLE IF EXISTS {stage_table(run_id)}")
+            progress.forget(con, run_id)
+    return len(orphans)
+
+
+def save_checkpoint(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    checkpoint: dict[str, Any],
+    pages: int,
+    now: datetime,
+) -> None:
+    """Record the run's checkpoint after a page that staged no rows."""
+    text = progress.encode(checkpoint, pages)
+    assert text is not None
+    stage_table(run_id)  # RunNotFound for an id that cannot be a run's
+    with transaction(con):
+        _require_open(con, run_id, "checkpointed")
+        progress.save(con, run_id, text, pages, staged_rows(con, run_id), now)
 
 
 def stage_batch(
-    con: duckdb.DuckDBPyConnection, run_id: str, batch: pa.Table | pa.RecordBatch
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    batch: pa.Table | pa.RecordBatch,
+    *,
+    checkpoint: dict[str, Any] | None,
+    pages: int | None,
+    widen_to_varchar: bool,
+    destination: str | None,
+    now: datetime,
 ) -> int:
-    """Append `batch` to the run's staging table; return the rows staged so far."""
+    """Append `batch` to the run's staging table and record the checkpoint, in one transaction.
+
+    Returns the rows staged so far.
+    """
     stage = stage_table(run_id)
+    text = progress.encode(checkpoint, pages)
     _require_open(con, run_id, "staged")
     if isinstance(batch, pa.RecordBatch):
         batch = pa.Table.from_batches([batch])
@@ -96,33 +139,39 @@ def stage_batch(
         raise DestinationError(f"run {run_id}: column name {SEQ!r} is reserved")
     existing = _exists(con, "tg", f"stage_{run_id}")
     offset = _count(con, stage) if existing else 0
-    seq = pa.array(range(offset, offset + batch.num_rows), type=pa.int64())
+    total = offset + int(batch.num_rows)
+    seq = pa.array(range(offset, total), type=pa.int64())
     con.register(_BATCH, batch.append_column(SEQ, seq))
+    where = f"table {destination} (run {run_id})" if destination else f"run {run_id}"
     try:
         with transaction(con):
             if not existing:
                 con.execute(f"CREATE TABLE {stage} AS SELECT * FROM {_BATCH}")
             else:
-                _evolve_stage(con, stage)
-                con.execute(f"INSERT INTO {stage} BY NAME SELECT * FROM {_BATCH}")
+                incoming = _describe(con, _BATCH)
+                columns = evolve(
+                    con,
+                    stage,
+                    _describe(con, stage),
+                    incoming,
+                    widen_to_varchar=widen_to_varchar,
+                    where=where,
+                    old_label="in the run's earlier batches",
+                    new_label="in this batch",
+                )
+                con.execute(
+                    f"INSERT INTO {stage} BY NAME SELECT {select_list(incoming, columns)}"
+                    f" FROM {_BATCH}"
+                )
+            if text is not None and pages is not None:
+                progress.save(con, run_id, text, pages, total, now)
+            else:
+                progress.touch_rows(con, run_id, total, now)
     except duckdb.Error as exc:
-        raise DestinationError(f"run {run_id}: cannot stage batch: {exc}") from exc
+        raise DestinationError(f"{where}: cannot stage batch: {exc}") from exc
     finally:
         con.unregister(_BATCH)
-    return offset + int(batch.num_rows)
-
-
-def _evolve_stage(con: duckdb.DuckDBPyConnection, stage: str) -> None:
-    have = _describe(con, stage)
-    for key, (name, incoming) in _describe(con, _BATCH).items():
-        if key not in have:
-            con.execute(f"ALTER TABLE {stage} ADD COLUMN {quote(name)} {incoming}")
-            continue
-        current = have[key][1]
-        if str(current) != str(incoming):
-            wider = _union_type(con, have[key][0], stage, _BATCH)
-            if wider is not None and str(wider) != str(current):
-                con.execute(f"ALTER TABLE {stage} ALTER COLUMN {quote(have[key][0])} TYPE {wider}")
+    return total
 
 
 def commit_run(
@@ -134,6 +183,7 @@ def commit_run(
     primary_key: Sequence[str],
     pages: int,
     cursor: tuple[str, str] | None,
+    widen_to_varchar: bool,
     now: datetime,
 ) -> int:
     """Move the staged rows into `main.<table>`, write the cursor, mark the run succeeded."""
@@ -148,30 +198,32 @@ def commit_run(
                 raise RunNotFound(run_id)
             if row[0] == "succeeded":  # a retried commit: already done, only tidy up
                 con.execute(f"DROP TABLE IF EXISTS {stage}")
+                progress.forget(con, run_id)
                 return int(row[1])
             if row[0] not in OPEN_STATES:  # e.g. cancelled meanwhile: commit nothing
                 raise IllegalTransition(run_id, str(row[0]), "succeeded")
-            rows = _write(con, run_id, table, mode, list(primary_key))
+            rows = _write(con, run_id, table, mode, list(primary_key), widen_to_varchar)
             if cursor is not None:
-                con.execute(
-                    "INSERT INTO tg.state VALUES (?, ?, ?, ?) ON CONFLICT (job) DO UPDATE"
-                    " SET cursor = excluded.cursor, updated_at = excluded.updated_at,"
-                    " run_id = excluded.run_id",
-                    [cursor[0], cursor[1], now, run_id],
-                )
+                progress.write_cursor(con, cursor[0], cursor[1], run_id, now)
             con.execute(
                 "UPDATE tg.runs SET state = 'succeeded', finished_at = ?, rows_loaded = ?,"
                 " pages = ? WHERE run_id = ?",
                 [now, rows, pages, run_id],
             )
             con.execute(f"DROP TABLE IF EXISTS {stage}")
+            progress.forget(con, run_id)
             return rows
     except duckdb.Error as exc:
-        raise DestinationError(f"table {table!r}: {exc}") from exc
+        raise DestinationError(f"table {table}: {exc}") from exc
 
 
 def _write(
-    con: duckdb.DuckDBPyConnection, run_id: str, table: str, mode: WriteMode, key: list[str]
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    table: str,
+    mode: WriteMode,
+    key: list[str],
+    widen_to_varchar: bool,
 ) -> int:
     """Apply the staged rows to the target; return rows written. Runs inside the commit txn."""
     stage = stage_table(run_id)
@@ -180,21 +232,33 @@ def _write(
         return 0
     cols = {k: v for k, v in _describe(con, stage).items() if k != SEQ}
     if not cols:  # every column was all-null: there is no type to create a table from
-        raise DestinationError(f"table {table!r}: the run's rows have no typed column")
-    names = ", ".join(quote(name) for name, _ in cols.values())
+        raise DestinationError(f"table {table}: the run's rows have no typed column")
     if mode is WriteMode.MERGE:
         _check_key(con, stage, table, cols, key)
     target = "main." + quote(table)
     if _exists(con, "main", table):
-        _evolve_target(con, target, stage, cols)
+        have = _describe(con, target)
+        into = evolve(
+            con,
+            target,
+            have,
+            cols,
+            widen_to_varchar=widen_to_varchar,
+            where=f"table {table}",
+            old_label="in the table",
+            new_label="in the new rows",
+        )
     else:
         # no PRIMARY KEY constraint, even for merge: MERGE INTO needs none (ON CONFLICT
         # would), and a table first filled by append can later be merged into
+        names = ", ".join(quote(name) for name, _ in cols.values())
         con.execute(f"CREATE TABLE {target} AS SELECT {names} FROM {stage} LIMIT 0")
+        into = cols
+    values = select_list(cols, into)  # `expr AS name`: text for a column turned VARCHAR
     if mode is WriteMode.REPLACE:  # truncate-and-insert: keeps the table's columns and types
         con.execute(f"DELETE FROM {target}")
     if mode is not WriteMode.MERGE:
-        con.execute(f"INSERT INTO {target} BY NAME SELECT {names} FROM {stage}")
+        con.execute(f"INSERT INTO {target} BY NAME SELECT {values} FROM {stage}")
         return n
     keys = [cols[k.lower()][0] for k in key]
     on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
@@ -207,7 +271,7 @@ def _write(
     partition = ", ".join(quote(k) for k in keys)
     result = one(
         con,
-        f"MERGE INTO {target} AS t USING (SELECT {names} FROM {stage} QUALIFY row_number()"
+        f"MERGE INTO {target} AS t USING (SELECT {values} FROM {stage} QUALIFY row_number()"
         f" OVER (PARTITION BY {partition} ORDER BY {SEQ} DESC) = 1) AS s ON ({on})"
         f" WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT BY NAME",
     )
@@ -218,44 +282,18 @@ def _check_key(
     con: duckdb.DuckDBPyConnection, stage: str, table: str, cols: Columns, key: list[str]
 ) -> None:
     if not key:
-        raise DestinationError(f"table {table!r}: merge needs a primary_key")
+        raise DestinationError(f"table {table}: merge needs a primary_key")
     missing = [k for k in key if k.lower() not in cols]
     if missing:
         raise DestinationError(
-            f"table {table!r}: primary key column(s) {missing} not in the run's columns"
+            f"table {table}: primary key column(s) {missing} not in the run's columns"
             f" {[name for name, _ in cols.values()]}"
         )
     # a NULL key never matches in MERGE: each run would insert that row again
     nulls = " OR ".join(f"{quote(cols[k.lower()][0])} IS NULL" for k in key)
     (count,) = one(con, f"SELECT count(*) FROM {stage} WHERE {nulls}") or (0,)
     if count:
-        raise DestinationError(f"table {table!r}: {count} staged row(s) have a NULL primary key")
-
-
-def _evolve_target(con: duckdb.DuckDBPyConnection, target: str, stage: str, cols: Columns) -> None:
-    have = _describe(con, target)
-    for key, (name, incoming) in cols.items():
-        if key not in have:
-            con.execute(f"ALTER TABLE {target} ADD COLUMN {quote(name)} {incoming}")
-            continue
-        current = have[key][1]
-        if str(current) != str(incoming) and {current.id, incoming.id} <= _NUMERIC:
-            wider = _union_type(con, have[key][0], target, stage)
-            if wider is not None and str(wider) != str(current):
-                con.execute(f"ALTER TABLE {target} ALTER COLUMN {quote(have[key][0])} TYPE {wider}")
-
-
-def _union_type(
-    con: duckdb.DuckDBPyConnection, column: str, left: str, right: str
-) -> DuckDBPyType | None:
-    """The type DuckDB gives `column` in `left UNION ALL right`; None if they do not unify."""
-    try:
-        rel = con.sql(
-            f"SELECT {quote(column)} FROM {left} UNION ALL SELECT {quote(column)} FROM {right}"
-        )
-        return rel.types[0]  # binding only: nothing is read
-    except duckdb.Error:
-        return None
+        raise DestinationError(f"table {table}: {count} staged row(s) have a NULL primary key")
 
 
 def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> Columns:

@@ -1,0 +1,82 @@
+"""ErrorHandler: a failed attempt is retried (`retrying`, then `queued` again with the next
+attempt number) after an exponential backoff with full jitter, until the job's
+`retries.max_attempts`; then the run fails for good."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+
+from tg_actors.actors.state_manager import StateManager, TrackedRun
+from tg_actors.core.retry import RetryPolicy
+from tg_actors.core.runstate import RunState
+from tg_actors.jobs import JobSpec
+
+log = logging.getLogger(__name__)
+
+
+class ErrorHandler:
+    def __init__(self, states: StateManager, rng: random.Random | None = None) -> None:
+        self._states = states
+        self._rng = rng or random.Random()
+        self._due: dict[str, datetime] = {}  # run_id -> when it goes back to the queue
+
+    def waiting(self) -> int:
+        return len(self._due)
+
+    async def failed(
+        self, run: TrackedRun, spec: JobSpec | None, error: str, pages: int, now: datetime
+    ) -> bool:
+        """Record a failed attempt. True when a retry is scheduled, False when it failed for good."""
+        if run.state is RunState.QUEUED:  # its RunStarted was never seen
+            await self._states.move(run.run_id, RunState.RUNNING)
+        retries = spec.retries if spec is not None else None
+        if retries is not None and run.attempt < retries.max_attempts:
+            policy = RetryPolicy(
+                retries.max_attempts,
+                retries.backoff.total_seconds(),
+                retries.max_backoff.total_seconds(),
+            )
+            delay = policy.delay(run.attempt, self._rng)
+            await self._states.move(run.run_id, RunState.RETRYING, error=error, pages=pages)
+            self._due[run.run_id] = now + timedelta(seconds=delay)
+            log.info(
+                "run %s attempt %d failed; retry in %.1fs: %s",
+                run.run_id,
+                run.attempt,
+                delay,
+                error,
+            )
+            return True
+        await self._states.move(
+            run.run_id, RunState.FAILED, error=error, finished_at=now, rows_loaded=0, pages=pages
+        )
+        log.error(
+            "run %s of %s failed for good after %d attempt(s): %s",
+            run.run_id,
+            run.job,
+            run.attempt,
+            error,
+        )
+        return False
+
+    async def release_due(self, now: datetime) -> list[TrackedRun]:
+        """Runs whose backoff is over, moved back to `queued` with the next attempt number."""
+        released = []
+        for run_id, when in list(self._due.items()):
+            if when > now:
+                continue
+            del self._due[run_id]
+            run = self._states.get(run_id)
+            if run is None or run.state is not RunState.RETRYING:
+                continue  # cancelled meanwhile
+            run.attempt += 1
+            # the failed attempt's error stays in tg.run_logs; the run row shows the current one
+            released.append(
+                await self._states.move(run_id, RunState.QUEUED, attempt=run.attempt, error=None)
+            )
+        return released
+
+    def forget(self, run_id: str) -> None:
+        self._due.pop(run_id, None)

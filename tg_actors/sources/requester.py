@@ -1,0 +1,240 @@
+"""One HTTP request, done properly: auth, the shared rate limit, retries with backoff.
+
+`Requester` is built per run (it holds the run's httpx client and asyncio lock); what must
+outlive a run (the oauth2 token) lives in a `TokenCache` owned by the source client.
+Every httpx failure becomes a `SourceError` in `Requester._try_once`, and only there.
+A request's tries, for an API request:
+
+    acquire() -> send -> 2xx: done
+                      -> 401 with oauth2: new token, send again (once; not a try)
+                      -> connection error, timeout, 408, 429, 5xx: wait (Retry-After, else
+                         jittered backoff), next try; after max_tries: SourceError
+                      -> any other status: SourceError at once
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from tg_actors import jobs
+from tg_actors.core.pagination import RequestSpec, merge_query
+from tg_actors.core.redaction import sanitize_url, scrub
+from tg_actors.core.retry import RetryPolicy, is_retryable_status, retry_after_seconds
+from tg_actors.errors import SourceError
+
+EXCERPT_CHARS = 300
+Acquire = Callable[[], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[None]]
+AuthSpec = (
+    jobs.NoAuth | jobs.BearerAuth | jobs.BasicAuth | jobs.ApiKeyAuth | jobs.OAuth2ClientCredentials
+)
+# worth another try: the network failed or the server did not answer in time
+_TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+class Redactor:
+    """Masks a run's secret values (longest first) in URLs and free text."""
+
+    def __init__(self, secrets: set[str]) -> None:
+        self.secrets: tuple[str, ...] = ()
+        self.add(*secrets)
+
+    def add(self, *secrets: str) -> None:
+        every = {*self.secrets, *secrets} - {""}
+        self.secrets = tuple(sorted(every, key=len, reverse=True))
+
+    def url(self, url: str) -> str:
+        return sanitize_url(url, self.secrets)
+
+    def text(self, text: str) -> str:
+        return scrub(text, self.secrets)
+
+    def excerpt(self, response: httpx.Response) -> str:
+        # scrub before cutting, so a secret split by the cut cannot leak half of itself
+        text = " ".join(response.text[: EXCERPT_CHARS * 8].split())
+        return self.text(text)[:EXCERPT_CHARS]
+
+
+@dataclass(frozen=True)
+class Token:
+    value: str
+    renew_at: float  # on the client's clock
+
+
+@dataclass
+class TokenCache:
+    """The oauth2 access token, kept across runs until shortly before it expires."""
+
+    clock: Callable[[], float]
+    token: Token | None = None
+
+
+class Requester:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        method: str,
+        auth: AuthSpec,
+        policy: RetryPolicy,
+        redactor: Redactor,
+        tokens: TokenCache,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        acquire: Acquire | None = None,
+    ) -> None:
+        self.client, self.method, self.auth, self.policy = client, method, auth, policy
+        self.redact, self.tokens, self.sleep = redactor, tokens, sleep
+        self.rng = rng or random.Random()
+        self.acquire = acquire
+        self._token_lock = asyncio.Lock()
+
+    async def send(self, request: RequestSpec) -> httpx.Response:
+        """One API request with auth and retries; a 2xx response or SourceError."""
+        refreshed = False
+        while True:
+            auth_headers, auth_params, token = await self._auth_for()
+            url, params = merge_query(request.url, {**request.params, **auth_params})
+            response = await self._tries(
+                self.method,
+                url,
+                rate_limited=True,
+                params=params,
+                headers={**request.headers, **auth_headers},
+                json=request.json if self.method == "POST" else None,
+            )
+            if response.status_code == 401 and token is not None:
+                self._drop_token(token)  # expired or revoked early: a fresh token, once
+                if not refreshed:
+                    refreshed = True
+                    continue
+            return self._check(response, tries=None)
+
+    async def _tries(
+        self, method: str, url: str, *, rate_limited: bool, **kwargs: Any
+    ) -> httpx.Response:
+        """Up to max_tries tries; the last response (2xx, not retryable, or out of tries)."""
+        for number in range(1, self.policy.max_tries + 1):
+            if rate_limited and self.acquire is not None:
+                await self.acquire()
+            last = self.policy.gives_up_after(number)
+            try:
+                response = await self._try_once(method, url, number, last, **kwargs)
+            except _Retry:
+                await self.sleep(self.policy.wait(number, self.rng))
+                continue
+            if not is_retryable_status(response.status_code):
+                return response  # a success, or an error no later try can fix
+            if last:
+                return self._check(response, tries=number)  # raises: out of tries
+            after = retry_after_seconds(response.headers.get("retry-after"), datetime.now(UTC))
+            await self.sleep(self.policy.wait(number, self.rng, after))
+        raise AssertionError("unreachable: the last try returns or raises")
+
+    async def _try_once(
+        self, method: str, url: str, number: int, last: bool, **kwargs: Any
+    ) -> httpx.Response:
+        """Send once; every httpx failure becomes a SourceError (or a _Retry) here, only here."""
+        shown = self.redact.url(url)
+        try:
+            request = self.client.build_request(method, url, **kwargs)
+            shown = self.redact.url(str(request.url))
+            return await self.client.send(request)
+        except _TRANSIENT as exc:
+            if not last:
+                raise _Retry() from exc
+            tries = _tries_text(number)
+            if isinstance(exc, httpx.TimeoutException):
+                seconds = self.client.timeout.read or 0
+                message = f"{method} {shown} timed out after {seconds:g}s, {tries}"
+            else:
+                detail = self.redact.text(f"{type(exc).__name__}: {exc}")
+                message = f"{method} {shown} failed {tries}: {detail}"
+            raise SourceError(message, url=shown) from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            detail = self.redact.text(f"{type(exc).__name__}: {exc}")
+            raise SourceError(f"{method} {shown} failed: {detail}", url=shown) from exc
+
+    def _check(self, response: httpx.Response, *, tries: int | None) -> httpx.Response:
+        if response.is_success:
+            return response
+        method, url = response.request.method, self.redact.url(str(response.request.url))
+        status = response.status_code
+        tried = f" {_tries_text(tries)}" if tries is not None and tries > 1 else ""
+        raise SourceError(
+            f"{method} {url} returned HTTP {status}{tried}: {self.redact.excerpt(response)}",
+            url=url,
+            status=status,
+        )
+
+    async def _auth_for(self) -> tuple[dict[str, str], dict[str, str], str | None]:
+        """(headers, query params, the oauth2 token used or None) for one request."""
+        auth = self.auth
+        if isinstance(auth, jobs.BearerAuth):
+            return {"Authorization": f"Bearer {auth.token}"}, {}, None
+        if isinstance(auth, jobs.BasicAuth):
+            return {"Authorization": basic(auth.username, auth.password)}, {}, None
+        if isinstance(auth, jobs.ApiKeyAuth):
+            pair = {auth.name: auth.value}
+            return (pair, {}, None) if auth.in_ == "header" else ({}, pair, None)
+        if isinstance(auth, jobs.OAuth2ClientCredentials):
+            token = await self._oauth_token(auth)
+            return {"Authorization": f"Bearer {token}"}, {}, token
+        return {}, {}, None
+
+    def _drop_token(self, used: str) -> None:
+        # requests in flight together may all see 401: only the first drops the token
+        current = self.tokens.token
+        if current is not None and current.value == used:
+            self.tokens.token = None
+
+    async def _oauth_token(self, auth: jobs.OAuth2ClientCredentials) -> str:
+        """Client-credentials grant (RFC 6749 §4.4), client authenticated by HTTP Basic."""
+        async with self._token_lock:  # one token request at a time, shared by all in flight
+            now = self.tokens.clock()
+            cached = self.tokens.token
+            if cached is not None and now < cached.renew_at:
+                return cached.value
+            form = {"grant_type": "client_credentials"}
+            if auth.scope:
+                form["scope"] = auth.scope
+            headers = {"Authorization": basic(auth.client_id, auth.client_secret)}
+            response = await self._tries(
+                "POST", auth.token_url, rate_limited=False, data=form, headers=headers
+            )
+            self._check(response, tries=None)
+            try:
+                answer = orjson.loads(response.content)
+                token, expires_in = str(answer["access_token"]), answer.get("expires_in")
+                lifetime = math.inf if expires_in is None else float(expires_in)
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
+                shown = self.redact.url(auth.token_url)
+                raise SourceError(
+                    f"POST {shown}: the token response has no access_token", url=shown
+                ) from None
+            # renew shortly before expiry so a token never lapses between check and use
+            self.tokens.token = Token(token, now + lifetime - min(60.0, lifetime * 0.1))
+            self.redact.add(token)
+            return token
+
+
+class _Retry(Exception):
+    """A transient failure that has tries left (never leaves this module)."""
+
+
+def _tries_text(tries: int) -> str:
+    return f"after {tries} {'try' if tries == 1 else 'tries'}"
+
+
+def basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")

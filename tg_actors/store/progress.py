@@ -1,0 +1,116 @@
+"""A run's progress: its checkpoint (tg.run_checkpoints) and a job's cursor (tg.state).
+
+These helpers run inside the caller's transaction (writes.py): a checkpoint is written with
+the batch it follows and removed with the run's commit or discard; the cursor is written with
+the commit.
+
+A cursor only moves forward: a stored cursor is replaced only by a value that is not smaller.
+Two values compare as timestamps when both parse as ISO-8601 (`datetime.fromisoformat`; a
+value without an offset counts as UTC), else as numbers when both are finite decimals, else as
+strings. A run that ends behind the stored cursor (e.g. an older page replayed) leaves it as
+it is, so the next run never re-reads from further back than before.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import duckdb
+
+from tg_actors.store.schema import one
+
+
+def encode(checkpoint: dict[str, Any] | None, pages: int | None) -> str | None:
+    """Check the pair before anything is written; the checkpoint's JSON text, or None."""
+    if checkpoint is None and pages is None:
+        return None
+    if checkpoint is None or pages is None:
+        raise ValueError("checkpoint and pages go together: pass both or neither")
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"checkpoint must be a dict, not {type(checkpoint).__name__}")
+    if isinstance(pages, bool) or not isinstance(pages, int) or pages < 0:
+        raise ValueError(f"pages must be an int >= 0, not {pages!r}")
+    return json.dumps(checkpoint, allow_nan=False)  # TypeError/ValueError if not JSON
+
+
+def save(
+    con: duckdb.DuckDBPyConnection, run_id: str, text: str, pages: int, rows: int, now: datetime
+) -> None:
+    con.execute(
+        "INSERT INTO tg.run_checkpoints VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE"
+        " SET checkpoint = excluded.checkpoint, pages = excluded.pages, rows = excluded.rows,"
+        " updated_at = excluded.updated_at",
+        [run_id, text, pages, rows, now],
+    )
+
+
+def touch_rows(con: duckdb.DuckDBPyConnection, run_id: str, rows: int, now: datetime) -> None:
+    """A batch staged without a checkpoint: keep the stored one's row count true."""
+    con.execute(
+        "UPDATE tg.run_checkpoints SET rows = ?, updated_at = ? WHERE run_id = ?",
+        [rows, now, run_id],
+    )
+
+
+def load(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any] | None:
+    row = one(
+        con, "SELECT checkpoint, pages, rows FROM tg.run_checkpoints WHERE run_id = ?", [run_id]
+    )
+    if row is None:
+        return None
+    return {"checkpoint": json.loads(row[0]), "pages": int(row[1]), "rows": int(row[2])}
+
+
+def forget(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    con.execute("DELETE FROM tg.run_checkpoints WHERE run_id = ?", [run_id])
+
+
+def run_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute("SELECT run_id FROM tg.run_checkpoints ORDER BY run_id").fetchall()
+    return [str(run_id) for (run_id,) in rows]
+
+
+def write_cursor(
+    con: duckdb.DuckDBPyConnection, job: str, value: str, run_id: str, now: datetime
+) -> bool:
+    """Store the job's cursor unless the stored one is ahead; True if written."""
+    row = one(con, "SELECT cursor FROM tg.state WHERE job = ?", [job])
+    if row is not None and row[0] is not None and behind(value, str(row[0])):
+        return False
+    con.execute(
+        "INSERT INTO tg.state VALUES (?, ?, ?, ?) ON CONFLICT (job) DO UPDATE"
+        " SET cursor = excluded.cursor, updated_at = excluded.updated_at,"
+        " run_id = excluded.run_id",
+        [job, value, now, run_id],
+    )
+    return True
+
+
+def behind(new: str, stored: str) -> bool:
+    """True when cursor `new` is smaller than `stored` (see the module docstring)."""
+    new_ts, stored_ts = _timestamp(new), _timestamp(stored)
+    if new_ts is not None and stored_ts is not None:
+        return new_ts < stored_ts
+    new_n, stored_n = _number(new), _number(stored)
+    if new_n is not None and stored_n is not None:
+        return new_n < stored_n
+    return new < stored
+
+
+def _timestamp(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _number(value: str) -> Decimal | None:
+    try:
+        parsed = Decimal(value.strip())
+    except InvalidOperation:
+        return None
+    return parsed if parsed.is_finite() else None
