@@ -83,6 +83,15 @@ class IllegalTransition(TGError):
         super().__init__(f"run {run_id}: cannot go from {current!r} to {target!r}")
 
 
+class StaleAttempt(TGError):
+    """The attempt number is the fencing token: an engine presumed dead (lease expired) that
+    is in fact still running must not write next to the attempt that replaced it."""
+
+    def __init__(self, run_id: str, attempt: int, current: int) -> None:
+        self.run_id, self.attempt, self.current = run_id, attempt, current
+        super().__init__(f"run {run_id}: attempt {attempt} was superseded by attempt {current}")
+
+
 class SourceError(TGError):
     def __init__(self, message: str, *, url: str = "", status: int | None = None) -> None:
         self.url, self.status = url, status

@@ -3,8 +3,9 @@
 Commands are imperative (TriggerRun), events past tense (RunStarted). Data rows never travel
 here: batches go to the Database actor as Arrow tables by ObjectRef.
 
-Topics: `config` (JobUpserted, JobDeleted), `triggers` (TriggerRun; the engines compete for
-them), `status` (RunStarted, RunProgressed, RunFinished, RunFailed from engines;
+Topics: `config` (JobUpserted, JobDeleted, JobPauseChanged), `triggers` (TriggerRun; the
+engines compete for them), `control` (CancelRun; every engine sees it), `status`
+(RunStarted, RunHeartbeat, RunProgressed, RunFinished, RunFailed, RunCancelled from engines;
 RunStateChanged from the Scheduler's StateManager) fanned out to every group.
 """
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 TOPIC_CONFIG = "config"
 TOPIC_TRIGGERS = "triggers"
 TOPIC_STATUS = "status"
+TOPIC_CONTROL = "control"  # commands to every engine (each engine is its own group)
 
 
 def utcnow() -> datetime:
@@ -55,6 +57,24 @@ class TriggerRun(Message):
     spec: dict[str, Any]
     attempt: int = 1
     trigger: str = "schedule"
+
+
+class CancelRun(Message):
+    kind: Literal["cancel_run"] = "cancel_run"
+    run_id: str
+
+
+class RunHeartbeat(Message):
+    kind: Literal["run_heartbeat"] = "run_heartbeat"
+    run_id: str
+    job: str
+    engine: str
+
+
+class RunCancelled(Message):
+    kind: Literal["run_cancelled"] = "run_cancelled"
+    run_id: str
+    job: str
 
 
 class RunStarted(Message):
@@ -105,6 +125,9 @@ AnyMessage = Annotated[
     | JobDeleted
     | JobPauseChanged
     | TriggerRun
+    | CancelRun
+    | RunHeartbeat
+    | RunCancelled
     | RunStarted
     | RunProgressed
     | RunFinished

@@ -116,6 +116,7 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
         [Peer(name, ns) for name in names],
         settings.tick_seconds,
         schedules,
+        settings.lease_seconds,
     )
     ray.get(rt.scheduler.start.remote())
     log.info("runtime up in %.1fs: jobs %s", time.perf_counter() - began, report["loaded"])

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     tick_seconds: float = Field(0.2, gt=0)
     queue_maxsize: int = Field(10_000, ge=1)
     stop_grace_seconds: float = Field(10.0, ge=0)
+    # a running run whose engine sent no heartbeat (every 2 s) for this long is retried
+    lease_seconds: float = Field(30.0, ge=3)
+    alert_webhook_url: str | None = None  # POSTed a JSON alert when a run fails for good
 
     @field_validator("db_path")
     @classmethod

@@ -17,7 +17,12 @@ from tg_actors.settings import Settings
 
 @contextmanager
 def running_system(
-    tmp_path: Path, namespace: str, *, engines: int = 2, schedules: bool = True
+    tmp_path: Path,
+    namespace: str,
+    *,
+    engines: int = 2,
+    schedules: bool = True,
+    **overrides: Any,
 ) -> Iterator[runtime.Runtime]:
     settings = Settings(
         configs=tmp_path / "configs",
@@ -25,6 +30,7 @@ def running_system(
         namespace=namespace,
         engines=engines,
         tick_seconds=0.05,
+        **overrides,
     )
     rt = runtime.start(settings, schedules=schedules, serve_app=False)
     try:

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from serve.demo import demo_orders
 from tg_actors.errors import TransformError
@@ -57,6 +62,69 @@ def test_no_records_no_columns() -> None:
     table = records_to_arrow([])
     assert (table.num_rows, table.num_columns) == (0, 0)
     assert apply_transform(table, "SELECT id FROM records").num_rows == 0
+
+
+def test_only_empty_records_no_columns() -> None:
+    assert records_to_arrow([{}, {}]).num_columns == 0
+
+
+@pytest.mark.parametrize(
+    ("records", "names"),
+    [
+        # the first record has every key (the fast path): later ones may lack some
+        ([{"b": 1, "a": 2}, {"a": 3}, {}], ["b", "a"]),
+        # a key only in a later record, and one record with the keys in another order
+        ([{"a": 1}, {}, {"c": 2, "b": 3}, {"b": 4, "a": 5}], ["a", "c", "b"]),
+        # as many keys as the first record, but not the same ones
+        ([{"a": 1, "b": 2}, {"c": 3}], ["a", "b", "c"]),
+    ],
+)
+def test_first_seen_order_and_missing_keys(records: list[dict[str, Any]], names: list[str]) -> None:
+    table = records_to_arrow(records)
+    assert table.column_names == names
+    assert table.to_pylist() == [{n: r.get(n) for n in names} for r in records]
+
+
+def reference(records: list[dict[str, Any]]) -> pa.Table:
+    """The row-by-row implementation records_to_arrow replaced: the semantics to keep."""
+
+    def column(values: list[Any]) -> pa.Array:
+        try:
+            array = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            return pa.array([text(v) for v in values], type=pa.string())
+        return array.cast(pa.string()) if pa.types.is_string_view(array.type) else array
+
+    def text(value: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+    names = list(dict.fromkeys(key for record in records for key in record))
+    return pa.table({name: column([r.get(name) for r in records]) for name in names})
+
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=5)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("xyz"), inner),
+    max_leaves=6,
+)
+keys = st.sampled_from(["id", "name", "n", "o", "l", "z"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(keys, json_values, max_size=6), max_size=8))
+def test_same_table_as_the_row_by_row_reference(records: list[dict[str, Any]]) -> None:
+    got, want = records_to_arrow(records), reference(records)
+    assert got.schema == want.schema
+    assert got.equals(want)
 
 
 def test_demo_orders_and_the_example_transform() -> None:

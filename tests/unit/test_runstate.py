@@ -22,7 +22,7 @@ S, F, C, K = RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.S
 LEGAL = {
     (Q, R), (Q, C), (Q, F), (Q, K),
     (R, S), (R, F), (R, C), (R, RT), (R, Q),
-    (RT, Q), (RT, C), (RT, F),
+    (RT, Q), (RT, C), (RT, F), (RT, S),
 }  # fmt: skip
 
 ALL_PAIRS = list(itertools.product(RunState, RunState))

@@ -883,3 +883,28 @@ def test_widen_to_varchar_with_merge_on_the_key(store: DuckStore) -> None:
     )
     assert types_of(store, "m") == {"id": "VARCHAR", "v": "VARCHAR"}
     assert rows(store, "SELECT id, v FROM m ORDER BY id") == [("1", "a2"), ("2", "b"), ("A1", "z")]
+
+
+def test_attempt_fences_off_a_superseded_engine(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from tg_actors.errors import StaleAttempt
+    from tg_actors.store.duckdb import DuckStore
+
+    store = DuckStore(tmp_path / "fence.duckdb")
+    run_id = store.create_run("job", datetime(2026, 1, 1, tzinfo=UTC), "manual")
+    assert run_id is not None
+    batch = pa.table({"id": [1, 2]})
+    store.stage_batch(run_id, batch, {"p": 1}, 1, attempt=1)
+    store.update_run(run_id, attempt=2)  # the scheduler re-dispatched the run
+    with pytest.raises(StaleAttempt, match="attempt 1 was superseded by attempt 2"):
+        store.stage_batch(run_id, batch, {"p": 2}, 2, attempt=1)
+    with pytest.raises(StaleAttempt):
+        store.save_checkpoint(run_id, {"p": 2}, 2, attempt=1)
+    with pytest.raises(StaleAttempt):
+        store.commit_run(run_id, table="t", write="append", pages=2, attempt=1)
+    assert store.checkpoint(run_id) == {"checkpoint": {"p": 1}, "pages": 1, "rows": 2}
+    assert store.commit_run(run_id, table="t", write="append", pages=2, attempt=2) == 2
+    store.close()

@@ -131,3 +131,35 @@ def test_pop_ready_returns_first_due_in_order(runs: list[tuple[int, int, str]], 
     got = q.pop_ready(at(now), lambda r: r.job != "b")
     assert got == (ready[0] if ready else None)
     assert q.items() == [r for r in order if r != got]
+
+
+def test_aging_lets_a_starved_low_priority_run_overtake() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    queue = TaskQueue()
+    queue.push("low", "j", 10, t0)
+    # high-priority runs keep arriving; without aging "low" would never be chosen
+    for minute in range(1, 6):
+        now = t0 + timedelta(minutes=minute)
+        queue.push(f"high{minute}", "j", 60, now)
+        queue.age(now, every=timedelta(seconds=5))
+        first = queue.pop_ready(now)
+        assert first is not None
+        if first.run_id == "low":
+            assert first.priority >= 60
+            assert first.base == 10
+            break
+    else:
+        raise AssertionError("the low-priority run starved")
+
+
+def test_aging_is_capped_and_leaves_not_yet_due_runs_alone() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    queue = TaskQueue()
+    queue.push("old", "j", 95, t0)
+    queue.push("future", "j", 5, t0 + timedelta(hours=1))
+    assert queue.age(t0 + timedelta(minutes=10), every=timedelta(seconds=1)) == 1
+    assert [(r.run_id, r.priority) for r in queue.items()] == [("old", 100), ("future", 5)]

@@ -51,6 +51,7 @@ STORE_METHODS = (
     "discard_orphans",
     "staged_run_ids",
     "query",
+    "cancel_run",
     "list_tables",
     "preview_table",
     "cursor",
@@ -74,7 +75,10 @@ def log_entry(message: Any) -> tuple[str, Any, str, str] | None:
             return (message.run_id, message.ts, "ERROR", message.error)
         case RunStateChanged():
             text = f"state {message.previous or '-'} -> {message.state} ({message.trigger})"
-            return (message.run_id, message.ts, "INFO", text)
+            level = {"failed": "ERROR", "retrying": "WARNING"}.get(message.state, "INFO")
+            if message.error:
+                text += f": {message.error}"
+            return (message.run_id, message.ts, level, text)
     return None
 
 

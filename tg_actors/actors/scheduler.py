@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tg_actors.actors.error_handler import ErrorHandler
@@ -21,25 +24,31 @@ from tg_actors.actors.lifecycle import Boot
 from tg_actors.actors.state_manager import StateManager
 from tg_actors.broker_client import BrokerClient
 from tg_actors.core.runstate import RunState
-from tg_actors.core.schedule import due_ticks, next_fire
+from tg_actors.core.schedule import apply_jitter, due_ticks, next_fire
 from tg_actors.core.taskqueue import QueuedRun, TaskQueue
-from tg_actors.errors import JobNotFound, RunNotFound
+from tg_actors.errors import IllegalTransition, JobNotFound, RunNotFound
 from tg_actors.jobs import JobSpec, Overlap
 from tg_actors.messages import (
     TOPIC_CONFIG,
+    TOPIC_CONTROL,
     TOPIC_STATUS,
     TOPIC_TRIGGERS,
+    CancelRun,
     JobDeleted,
     JobPauseChanged,
     JobUpserted,
+    RunCancelled,
     RunFailed,
     RunFinished,
+    RunHeartbeat,
+    RunProgressed,
     RunStarted,
     TriggerRun,
     utcnow,
 )
 
 log = logging.getLogger(__name__)
+AGING_EVERY = timedelta(seconds=5)  # a waiting run gains a priority point every 5 s
 
 
 @dataclass
@@ -62,6 +71,7 @@ class Scheduler:
         engines: list[Any],
         tick_seconds: float = 0.2,
         schedules: bool = True,
+        lease_seconds: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
@@ -74,7 +84,11 @@ class Scheduler:
         self._queue = TaskQueue()
         self._states = StateManager(db, self._broker)
         self._errors = ErrorHandler(self._states)
+        self._rng = random.Random()
         self._in_flight: dict[str, str] = {}  # run_id -> job
+        self._last_seen: dict[str, float] = {}  # run_id -> monotonic time of its last sign of life
+        self._lease = lease_seconds
+        self._lateness: deque[float] = deque(maxlen=10_000)  # started - scheduled_for, seconds
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -175,13 +189,25 @@ class Scheduler:
         return out
 
     async def cancel(self, run_id: str) -> str:
-        """Cancel a queued run. Running runs cannot be cancelled yet (a later issue)."""
+        """Cancel a queued, retrying or running run: it ends `cancelled` and nothing of it is
+        committed. The DuckDB state changes first, atomically, so a commit racing the cancel
+        either wins (IllegalTransition here: the run had ended) or is refused."""
         async with self._lock:
             run = self._states.get(run_id)
-            if run is None or run_id not in self._queue:
-                raise RunNotFound(run_id)
+            if run is None:
+                row = await self._db.get_run.remote(run_id)
+                if row is None:
+                    raise RunNotFound(run_id)
+                raise IllegalTransition(run_id, row["state"], RunState.CANCELLED.value)
+            if not await self._db.cancel_run.remote(run_id):
+                raise IllegalTransition(run_id, run.state.value, RunState.CANCELLED.value)
             self._queue.remove(run_id)
-            await self._states.move(run_id, RunState.CANCELLED, finished_at=self._now())
+            self._errors.forget(run_id)
+            await self._states.move(run_id, RunState.CANCELLED, persist=False)
+            if run_id in self._in_flight:  # the engine stops it and drops its staging
+                await self._broker.publish(TOPIC_CONTROL, CancelRun(run_id=run_id))
+            else:
+                await self._db.discard_run.remote(run_id)
             return run_id
 
     # -- internals --------------------------------------------------------------------------
@@ -230,6 +256,7 @@ class Scheduler:
             )
 
     async def _tick_loop(self) -> None:
+        aged_at = 0.0
         while not self._stop.is_set():
             try:
                 async with self._lock:
@@ -237,6 +264,10 @@ class Scheduler:
                         await self._fire_due()
                     for run in await self._errors.release_due(self._now()):
                         self._queue.push(run.run_id, run.job, run.priority, self._now())
+                    await self._expire_leases()
+                    if time.monotonic() - aged_at >= 1.0:
+                        self._queue.age(self._now(), AGING_EVERY)
+                        aged_at = time.monotonic()
                     await self._dispatch()
             except Exception:
                 log.exception("scheduler tick failed; next tick continues")
@@ -274,7 +305,12 @@ class Scheduler:
         run = await self._states.create(spec.name, when, trigger, prio, state)
         if run is None or skip:
             return run.run_id if run else None
-        self._queue.push(run.run_id, spec.name, prio, when)
+        due = when
+        if spec.schedule is not None and spec.schedule.jitter and trigger == "schedule":
+            due = apply_jitter(
+                when, spec.schedule.jitter, self._rng
+            )  # scheduled_for stays the tick
+        self._queue.push(run.run_id, spec.name, prio, due)
         return run.run_id
 
     def _can_run(self, item: QueuedRun) -> bool:
@@ -295,6 +331,7 @@ class Scheduler:
             entry = self._jobs[item.job]
             run = self._states.get(item.run_id)
             self._in_flight[item.run_id] = item.job
+            self._last_seen[item.run_id] = time.monotonic()
             await self._broker.publish(
                 TOPIC_TRIGGERS,
                 TriggerRun(
@@ -323,27 +360,61 @@ class Scheduler:
 
     async def _on_status(self, message: Any) -> None:
         async with self._lock:
-            run = self._states.get(getattr(message, "run_id", ""))
-            if run is None:
+            run_id = getattr(message, "run_id", "")
+            if isinstance(message, RunStarted | RunHeartbeat | RunProgressed):
+                self._last_seen[run_id] = time.monotonic()
+            run = self._states.get(run_id)
+            if run is None:  # ended here already (cancelled): the engine is free again
+                if isinstance(message, RunCancelled | RunFinished | RunFailed):
+                    self._release(run_id)
+                    await self._dispatch()
                 return
             match message:
                 case RunStarted() if run.state is RunState.QUEUED:
                     await self._states.move(
                         run.run_id, RunState.RUNNING, started_at=message.ts, engine=message.engine
                     )
+                    self._lateness.append((message.ts - run.scheduled_for).total_seconds())
                 case RunFinished():
                     if run.state is RunState.QUEUED:
                         await self._states.move(run.run_id, RunState.RUNNING)
+                    self._errors.forget(run.run_id)  # a presumed-lost attempt that made it
                     # the Database committed rows and `succeeded` in one transaction already
                     await self._states.move(run.run_id, RunState.SUCCEEDED, persist=False)
-                    self._in_flight.pop(run.run_id, None)
+                    self._release(run.run_id)
                     await self._fire_dependents(run.job)
-                case RunFailed():
-                    self._in_flight.pop(run.run_id, None)
+                case RunFailed() if run.state is not RunState.RETRYING:
+                    self._release(run.run_id)
                     entry = self._jobs.get(run.job)
                     spec = entry.spec if entry else None
                     await self._errors.failed(run, spec, message.error, message.pages, self._now())
             await self._dispatch()
+
+    def _release(self, run_id: str) -> None:
+        self._in_flight.pop(run_id, None)
+        self._last_seen.pop(run_id, None)
+
+    async def _expire_leases(self) -> None:
+        """A run whose engine has been silent longer than the lease: its engine is presumed
+        dead. Never started: dispatch it again. Running: a failed attempt (retried per the
+        job's policy; the attempt number fences off the old engine if it was alive)."""
+        now = time.monotonic()
+        for run_id in list(self._in_flight):
+            if now - self._last_seen.get(run_id, now) <= self._lease:
+                continue
+            run = self._states.get(run_id)
+            self._release(run_id)
+            if run is None:
+                continue
+            if run.state is RunState.QUEUED:
+                log.warning(
+                    "run %s was not picked up within %.0fs: dispatching again", run_id, self._lease
+                )
+                self._queue.push(run.run_id, run.job, run.priority, self._now())
+                continue
+            entry = self._jobs.get(run.job)
+            error = f"engine lost: no heartbeat for {self._lease:.0f}s"
+            await self._errors.failed(run, entry.spec if entry else None, error, 0, self._now())
 
     async def _fire_dependents(self, job: str) -> None:
         for entry in self._jobs.values():

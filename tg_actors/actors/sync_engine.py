@@ -2,7 +2,8 @@
 
 Batches go to the Database actor as Arrow tables by ObjectRef (zero-copy through the object
 store); the final commit (rows + cursor + `succeeded`) is one Database transaction. Events
-(started, progressed, finished, failed) go to the `status` topic.
+(started, heartbeat, progressed, finished, failed, cancelled) go to the `status` topic; a
+CancelRun on `control` stops the run and drops what it staged.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import pyarrow as pa
@@ -18,21 +20,28 @@ from ray.util.queue import Empty
 
 from tg_actors.actors.lifecycle import Boot
 from tg_actors.broker_client import BrokerClient
+from tg_actors.errors import StaleAttempt
 from tg_actors.jobs import JobSpec
 from tg_actors.messages import (
+    TOPIC_CONTROL,
     TOPIC_STATUS,
     TOPIC_TRIGGERS,
+    CancelRun,
+    RunCancelled,
     RunFailed,
     RunFinished,
+    RunHeartbeat,
     RunProgressed,
     RunStarted,
     TriggerRun,
+    utcnow,
 )
 from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sync import Stage, SyncResult, extract_and_stage
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5  # at most two progress events a second per run
+HEARTBEAT_S = 2.0  # the Scheduler's lease is several heartbeats long
 
 
 def describe(exc: BaseException) -> str:
@@ -50,6 +59,9 @@ class SyncEngine:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._current: TriggerRun | None = None
+        self._running: asyncio.Task[SyncResult | None] | None = None
+        self._control: asyncio.Task[None] | None = None
+        self._cancelled: deque[str] = deque(maxlen=1000)  # recent CancelRun ids
         self._done = 0
         self._boot = Boot(self._start)
 
@@ -60,12 +72,25 @@ class SyncEngine:
     async def _start(self) -> None:
         records_to_arrow([{"warm_up": 1}])  # pays pyarrow's lazy imports before the first run
         queue = await self._broker.subscribe(TOPIC_TRIGGERS, "engines", shared=True)
+        group = f"engine:{self._id}"  # its own group: every engine sees every command
+        await self._broker.subscribe(TOPIC_CONTROL, group)
         self._task = asyncio.create_task(self._work(queue))
+        self._control = asyncio.create_task(
+            self._broker.pump(TOPIC_CONTROL, group, self._on_control, self._stop)
+        )
+
+    async def _on_control(self, message: Any) -> None:
+        if isinstance(message, CancelRun):
+            self._cancelled.append(message.run_id)
+            current = self._current
+            if current is not None and current.run_id == message.run_id and self._running:
+                self._running.cancel()
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, self._control, self._running):
+            if task is not None:
+                task.cancel()
 
     async def stats(self) -> dict[str, Any]:
         current = self._current
@@ -89,12 +114,31 @@ class SyncEngine:
                 log.warning("engine %s: work queue unavailable", self._id, exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
+            if message.run_id in self._cancelled:  # cancelled before it was picked up
+                await self._publish(RunCancelled(run_id=message.run_id, job=message.job))
+                continue
             self._current = message
+            self._running = asyncio.create_task(self.run(message))
+            beat = asyncio.create_task(self._heartbeat(message))
             try:
-                await self.run(message)
+                await asyncio.shield(self._running)
+            except asyncio.CancelledError:
+                if self._stop.is_set():
+                    raise
             finally:
-                self._current = None
+                beat.cancel()
+                self._current = self._running = None
                 self._done += 1
+
+    async def _heartbeat(self, message: TriggerRun) -> None:
+        """Tells the Scheduler this engine is alive and on the run (its lease)."""
+        beat = RunHeartbeat(run_id=message.run_id, job=message.job, engine=self._id)
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            await self._publish(beat.model_copy(update={"ts": utcnow()}))
+
+    async def _publish(self, message: Any) -> None:
+        await self._broker.publish(TOPIC_STATUS, message)
 
     async def run(self, message: TriggerRun) -> SyncResult | None:
         """One attempt; never raises: the outcome is an event on `status`."""
@@ -118,7 +162,7 @@ class SyncEngine:
         try:
             spec = JobSpec.model_validate(message.spec)
             result = await asyncio.wait_for(
-                self._attempt(run_id, spec, self._stager(run_id, spec), progress),
+                self._attempt(run_id, spec, self._stager(run_id, spec, message.attempt), progress),
                 spec.timeout.total_seconds(),
             )
             dest = spec.destination
@@ -130,7 +174,17 @@ class SyncEngine:
                 pages=result.pages,
                 cursor=(job, result.cursor) if result.cursor else None,
                 widen_to_varchar=dest.widen_to_varchar,
+                attempt=message.attempt,
             )
+        except asyncio.CancelledError:
+            if run_id not in self._cancelled:
+                raise  # the engine itself is stopping
+            await self._db.discard_run.remote(run_id)  # nothing of a cancelled run is kept
+            await self._publish(RunCancelled(run_id=run_id, job=job))
+            return None
+        except StaleAttempt as exc:  # superseded after a lost lease: the new attempt owns it
+            log.warning("run %s: %s; stopping this attempt", run_id, exc)
+            return None
         except Exception as exc:
             # staging and checkpoint stay: a retry of this run continues from the last page
             log.warning("run %s of %s failed: %s", run_id, job, describe(exc))
@@ -147,13 +201,14 @@ class SyncEngine:
         )
         return SyncResult(rows, result.pages, result.seconds, result.cursor)
 
-    def _stager(self, run_id: str, spec: JobSpec) -> Stage:
-        """Each batch goes to the Database actor with its checkpoint, the table by ObjectRef."""
+    def _stager(self, run_id: str, spec: JobSpec, attempt: int) -> Stage:
+        """Each batch goes to the Database actor with its checkpoint, the table by ObjectRef;
+        the attempt number fences off writes of an attempt the Scheduler has replaced."""
         dest = spec.destination
 
         async def stage(table: pa.Table | None, checkpoint: dict[str, Any], pages: int) -> None:
             if table is None:
-                await self._db.save_checkpoint.remote(run_id, checkpoint, pages)
+                await self._db.save_checkpoint.remote(run_id, checkpoint, pages, attempt)
             else:
                 await self._db.stage_batch.remote(
                     run_id,
@@ -162,6 +217,7 @@ class SyncEngine:
                     pages=pages,
                     widen_to_varchar=dest.widen_to_varchar,
                     destination=dest.table,
+                    attempt=attempt,
                 )
 
         return stage

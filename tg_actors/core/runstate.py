@@ -67,7 +67,8 @@ TRANSITIONS: Mapping[RunState, frozenset[RunState]] = MappingProxyType(
         _S.QUEUED: frozenset({_S.RUNNING, _S.CANCELLED, _S.FAILED, _S.SKIPPED}),
         # queued: its engine died mid-attempt, so the scheduler dispatches it again
         _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.RETRYING, _S.QUEUED}),
-        _S.RETRYING: frozenset({_S.QUEUED, _S.CANCELLED, _S.FAILED}),
+        # succeeded: an attempt presumed lost (lease expired) committed after all
+        _S.RETRYING: frozenset({_S.QUEUED, _S.CANCELLED, _S.FAILED, _S.SUCCEEDED}),
         _S.SUCCEEDED: frozenset(),
         _S.FAILED: frozenset(),
         _S.CANCELLED: frozenset(),

@@ -1,6 +1,8 @@
 """The scheduler's queue of runs waiting for an engine.
 
 Order: higher `priority` first, then earlier `due`, then first pushed (FIFO by `seq`).
+Aging (`age`): a run waiting past its due time gains one priority point per `every` (up to
+100), so a stream of high-priority runs cannot starve a low-priority one forever.
 A heap with lazy deletion: `remove` only forgets the run in `_live`; its heap entry is dropped
 when it surfaces, and the heap is rebuilt once stale entries outnumber live ones, so memory
 stays bounded. Not thread-safe: the owning actor serialises calls.
@@ -11,8 +13,8 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 __all__ = ["QueuedRun", "TaskQueue"]
 
@@ -24,6 +26,11 @@ class QueuedRun:
     priority: int
     due: datetime
     seq: int  # insertion order, unique per queue: the FIFO tie-break
+    base_priority: int = -1  # the priority it was pushed with (-1: same as priority)
+
+    @property
+    def base(self) -> int:
+        return self.priority if self.base_priority < 0 else self.base_priority
 
 
 # (-priority, due, seq, run): seq is unique, so the run itself is never compared
@@ -89,6 +96,21 @@ class TaskQueue:
             self._heap = [e for e in self._heap if self._live.get(e[3].run_id) is e[3]]
             heapq.heapify(self._heap)
         return True
+
+    def age(self, now: datetime, every: timedelta, cap: int = 100) -> int:
+        """Raise waiting runs' priority by one point per `every` past their due time (at most
+        `cap`). Returns how many runs changed. O(n log n): call it about once a second."""
+        changed = 0
+        for run_id, run in list(self._live.items()):
+            waited = (now - run.due) / every if now > run.due else 0
+            effective = min(cap, max(run.base + int(waited), run.base))
+            if effective != run.priority:
+                self._live[run_id] = replace(run, priority=effective, base_priority=run.base)
+                changed += 1
+        if changed:
+            self._heap = [(-r.priority, r.due, r.seq, r) for r in self._live.values()]
+            heapq.heapify(self._heap)
+        return changed
 
     def items(self) -> list[QueuedRun]:
         """Every queued run, in dispatch order (ignoring `due` readiness)."""

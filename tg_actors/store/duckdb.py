@@ -266,6 +266,7 @@ class DuckStore:
         *,
         widen_to_varchar: bool = False,
         destination: str | None = None,
+        attempt: int | None = None,
     ) -> int:
         """Append an Arrow batch to the run's staging table; rows staged so far.
 
@@ -285,11 +286,14 @@ class DuckStore:
             widen_to_varchar=widen_to_varchar,
             destination=destination,
             now=self._now(),
+            attempt=attempt,
         )
 
-    def save_checkpoint(self, run_id: str, checkpoint: dict[str, Any], pages: int) -> None:
+    def save_checkpoint(
+        self, run_id: str, checkpoint: dict[str, Any], pages: int, attempt: int | None = None
+    ) -> None:
         """Save the checkpoint after a page that staged no rows (rows: those staged so far)."""
-        writes.save_checkpoint(self.con, run_id, checkpoint, pages, self._now())
+        writes.save_checkpoint(self.con, run_id, checkpoint, pages, self._now(), attempt)
 
     def checkpoint(self, run_id: str) -> dict[str, Any] | None:
         """{"checkpoint": dict, "pages": int, "rows": int} of an uncommitted run, or None."""
@@ -305,6 +309,7 @@ class DuckStore:
         pages: int,
         cursor: tuple[str, str] | None = None,
         widen_to_varchar: bool = False,
+        attempt: int | None = None,
     ) -> int:
         """Commit the run's staged rows, its cursor (job, value) and `succeeded`; rows written.
 
@@ -314,6 +319,9 @@ class DuckStore:
         and leaves the target untouched (a replace with nothing staged does not empty the
         table). Merge writes rows inserted + updated, the last staged row per key winning.
         The cursor only moves forward (progress.py): a value behind the stored one is ignored.
+        With `attempt` (also on stage_batch/save_checkpoint), a write from an attempt other
+        than the run's current one raises StaleAttempt: the attempt number fences off an
+        engine the scheduler gave up on (lease expired) that is still running.
         """
         return writes.commit_run(
             self.con,
@@ -325,6 +333,7 @@ class DuckStore:
             cursor=cursor,
             widen_to_varchar=widen_to_varchar,
             now=self._now(),
+            attempt=attempt,
         )
 
     def discard_run(self, run_id: str) -> None:
@@ -360,3 +369,13 @@ class DuckStore:
         """Rows of one SQL statement: for tests, benchmarks and diagnostics inside the
         process that owns the file (never exposed over HTTP)."""
         return self.con.execute(sql, params or []).fetchall()
+
+    def cancel_run(self, run_id: str) -> bool:
+        """Mark an open run `cancelled`, atomically: False when it had already ended (e.g. its
+        commit won the race), and then nothing changes. Its staging goes with discard_run."""
+        rows = self.con.execute(
+            "UPDATE tg.runs SET state = 'cancelled', finished_at = ? WHERE run_id = ?"
+            " AND state IN ('queued', 'running', 'retrying') RETURNING run_id",
+            [self._now(), run_id],
+        ).fetchall()
+        return bool(rows)

@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tg_actors.errors import DestinationError, IllegalTransition, RunNotFound
+from tg_actors.errors import DestinationError, IllegalTransition, RunNotFound, StaleAttempt
 from tg_actors.jobs import WriteMode
 from tg_actors.store import progress
 from tg_actors.store.evolve import Columns, evolve, select_list
@@ -102,13 +102,14 @@ def save_checkpoint(
     checkpoint: dict[str, Any],
     pages: int,
     now: datetime,
+    attempt: int | None = None,
 ) -> None:
     """Record the run's checkpoint after a page that staged no rows."""
     text = progress.encode(checkpoint, pages)
     assert text is not None
     stage_table(run_id)  # RunNotFound for an id that cannot be a run's
     with transaction(con):
-        _require_open(con, run_id, "checkpointed")
+        _require_open(con, run_id, "checkpointed", attempt)
         progress.save(con, run_id, text, pages, staged_rows(con, run_id), now)
 
 
@@ -122,6 +123,7 @@ def stage_batch(
     widen_to_varchar: bool,
     destination: str | None,
     now: datetime,
+    attempt: int | None = None,
 ) -> int:
     """Append `batch` to the run's staging table and record the checkpoint, in one transaction.
 
@@ -129,7 +131,7 @@ def stage_batch(
     """
     stage = stage_table(run_id)
     text = progress.encode(checkpoint, pages)
-    _require_open(con, run_id, "staged")
+    _require_open(con, run_id, "staged", attempt)
     if isinstance(batch, pa.RecordBatch):
         batch = pa.Table.from_batches([batch])
     # a null-typed column carries no type to create; BY NAME fills missing columns with NULL
@@ -185,6 +187,7 @@ def commit_run(
     cursor: tuple[str, str] | None,
     widen_to_varchar: bool,
     now: datetime,
+    attempt: int | None = None,
 ) -> int:
     """Move the staged rows into `main.<table>`, write the cursor, mark the run succeeded."""
     mode = WriteMode(write)
@@ -193,9 +196,13 @@ def commit_run(
     stage = stage_table(run_id)
     try:
         with transaction(con):
-            row = one(con, "SELECT state, rows_loaded FROM tg.runs WHERE run_id = ?", [run_id])
+            row = one(
+                con, "SELECT state, rows_loaded, attempt FROM tg.runs WHERE run_id = ?", [run_id]
+            )
             if row is None:
                 raise RunNotFound(run_id)
+            if attempt is not None and row[0] != "succeeded" and int(row[2]) != attempt:
+                raise StaleAttempt(run_id, attempt, int(row[2]))
             if row[0] == "succeeded":  # a retried commit: already done, only tidy up
                 con.execute(f"DROP TABLE IF EXISTS {stage}")
                 progress.forget(con, run_id)
@@ -319,9 +326,13 @@ def _count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _require_open(con: duckdb.DuckDBPyConnection, run_id: str, target: str) -> None:
-    row = one(con, "SELECT state FROM tg.runs WHERE run_id = ?", [run_id])
+def _require_open(
+    con: duckdb.DuckDBPyConnection, run_id: str, target: str, attempt: int | None = None
+) -> None:
+    row = one(con, "SELECT state, attempt FROM tg.runs WHERE run_id = ?", [run_id])
     if row is None:
         raise RunNotFound(run_id)
     if row[0] not in OPEN_STATES:  # a late batch of a cancelled run must not recreate staging
         raise IllegalTransition(run_id, str(row[0]), target)
+    if attempt is not None and int(row[1]) != attempt:  # fencing: a superseded attempt
+        raise StaleAttempt(run_id, attempt, int(row[1]))
