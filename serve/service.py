@@ -12,6 +12,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayTaskError
 
+from tg_actors.core.metrics import render
 from tg_actors.runtime import BROKER, CONFIG, DATABASE, SCHEDULER
 from tg_actors.store.schema import RUN_FIELDS, jsonable
 
@@ -105,6 +106,36 @@ class ApiService:
 
     async def trigger(self, name: str, priority: int | None = None) -> str:
         return str(await self._call(SCHEDULER, "trigger", name, priority))
+
+    async def metrics(self) -> str:
+        """Prometheus text: runs by state, rows loaded, queue depth, engines, trigger lateness."""
+        sched = await self._call(SCHEDULER, "metrics")
+        counts = await self._call(DATABASE, "run_counts")
+        rows = await self._call(
+            DATABASE, "query", "SELECT coalesce(sum(rows_loaded), 0) FROM tg.runs"
+        )
+        busy, engines = sched["busy_engines"], sched["engines"]
+        return render(
+            gauges={
+                "tg_queue_depth": ("Runs queued and waiting for an engine.", sched["queue_depth"]),
+                "tg_retry_waiting": ("Runs waiting out a retry backoff.", sched["retry_waiting"]),
+                "tg_engines": ("SyncEngine actors.", engines),
+                "tg_engines_busy": ("Engines running a run.", busy),
+                "tg_engine_utilisation": (
+                    "Busy engines / engines.",
+                    busy / engines if engines else 0,
+                ),
+                "tg_jobs": ("Jobs known to the scheduler.", sched["jobs"]),
+            },
+            labelled={"tg_runs": ("Runs by state.", "state", counts)},
+            histograms={
+                "tg_trigger_lateness_seconds": (
+                    "Run start minus its scheduled time (since the scheduler started).",
+                    sched["lateness"],
+                )
+            },
+            counters={"tg_rows_loaded_total": ("Rows committed by succeeded runs.", rows[0][0])},
+        )
 
     # -- runs, tables -----------------------------------------------------------------------
 

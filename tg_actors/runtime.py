@@ -117,6 +117,7 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
         settings.tick_seconds,
         schedules,
         settings.lease_seconds,
+        settings.alert_webhook_url,
     )
     ray.get(rt.scheduler.start.remote())
     log.info("runtime up in %.1fs: jobs %s", time.perf_counter() - began, report["loaded"])

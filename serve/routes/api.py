@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from serve.auth import bearer_dependency
 from serve.service import ApiService
@@ -40,6 +40,11 @@ def build_api_router(service: ApiService, token: str) -> APIRouter:
     secured = [Depends(bearer_dependency(token))]
     router = APIRouter()
     router.include_router(public)
+
+    @router.get("/metrics", dependencies=secured, response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(await service.metrics(), media_type="text/plain; version=0.0.4")
+
     router.include_router(jobs_router(service), prefix="/api", dependencies=secured)
     router.include_router(runs_router(service), prefix="/api", dependencies=secured)
     return router

@@ -208,3 +208,17 @@ def test_ui_refresh_shows_jobs_and_runs_through_gradio_client(api: httpx.Client)
     job_rows = {row[0]: row for row in jobs["data"]}
     assert job_rows["demo"][5] == "succeeded"  # last state column
     assert any(row[1] == "demo" and row[2] == "succeeded" for row in runs["data"])
+
+
+def test_metrics_in_prometheus_text(api: httpx.Client) -> None:
+    assert api.get("/metrics").status_code == 401
+    run_id = api.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"]
+    wait_run(api, run_id)
+    response = api.get("/metrics", headers=AUTH)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'tg_runs{state="succeeded"}' in text
+    assert "tg_queue_depth 0" in text and "tg_engines 1" in text
+    assert 'tg_trigger_lateness_seconds_bucket{le="+Inf"}' in text
+    rows = next(line for line in text.splitlines() if line.startswith("tg_rows_loaded_total "))
+    assert int(rows.split()[1]) >= 2500

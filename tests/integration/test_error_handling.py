@@ -11,7 +11,7 @@ import ray
 from tests.conftest import write_job
 from tests.integration.helpers import running_system, wait_for_run
 from tests.integration.test_scheduler_actor import wait_state
-from tests.servers import slow_server  # noqa: F401
+from tests.servers import serve_app, slow_server  # noqa: F401
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 

@@ -1,14 +1,20 @@
 """ErrorHandler: a failed attempt is retried (`retrying`, then `queued` again with the next
 attempt number) after an exponential backoff with full jitter, until the job's
-`retries.max_attempts`; then the run fails for good."""
+`retries.max_attempts`; then the run fails for good and raises an alert: a log line at
+ERROR, a row in `tg.run_logs` (its state change) and, if configured, a POST to the alert
+webhook."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from datetime import datetime, timedelta
 
+import httpx
+
 from tg_actors.actors.state_manager import StateManager, TrackedRun
+from tg_actors.core.redaction import sanitize_url
 from tg_actors.core.retry import RetryPolicy
 from tg_actors.core.runstate import RunState
 from tg_actors.jobs import JobSpec
@@ -16,11 +22,28 @@ from tg_actors.jobs import JobSpec
 log = logging.getLogger(__name__)
 
 
+async def post_alert(url: str, alert: dict[str, object]) -> None:
+    """POST one alert; a failure is logged, never raised (alerts must not break scheduling)."""
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.post(url, json=alert)
+            response.raise_for_status()
+    except httpx.HTTPError as exc:
+        log.warning("alert webhook %s failed: %s", sanitize_url(url), exc)
+
+
 class ErrorHandler:
-    def __init__(self, states: StateManager, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        states: StateManager,
+        rng: random.Random | None = None,
+        alert_webhook_url: str | None = None,
+    ) -> None:
         self._states = states
         self._rng = rng or random.Random()
         self._due: dict[str, datetime] = {}  # run_id -> when it goes back to the queue
+        self._webhook = alert_webhook_url
+        self._alerts: set[asyncio.Task[None]] = set()
 
     def waiting(self) -> int:
         return len(self._due)
@@ -77,6 +100,10 @@ class ErrorHandler:
                 await self._states.move(run_id, RunState.QUEUED, attempt=run.attempt, error=None)
             )
         return released
+
+    async def drain_alerts(self, timeout: float = 5.0) -> None:
+        if self._alerts:
+            await asyncio.wait(self._alerts, timeout=timeout)
 
     def forget(self, run_id: str) -> None:
         self._due.pop(run_id, None)

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from tg_actors.actors.error_handler import ErrorHandler
 from tg_actors.actors.lifecycle import Boot
 from tg_actors.actors.state_manager import StateManager
 from tg_actors.broker_client import BrokerClient
+from tg_actors.core.metrics import Histogram
 from tg_actors.core.runstate import RunState
 from tg_actors.core.schedule import apply_jitter, due_ticks, next_fire
 from tg_actors.core.taskqueue import QueuedRun, TaskQueue
@@ -72,6 +72,7 @@ class Scheduler:
         tick_seconds: float = 0.2,
         schedules: bool = True,
         lease_seconds: float = 30.0,
+        alert_webhook_url: str | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
@@ -83,12 +84,12 @@ class Scheduler:
         self._jobs: dict[str, JobEntry] = {}
         self._queue = TaskQueue()
         self._states = StateManager(db, self._broker)
-        self._errors = ErrorHandler(self._states)
+        self._errors = ErrorHandler(self._states, alert_webhook_url=alert_webhook_url)
         self._rng = random.Random()
         self._in_flight: dict[str, str] = {}  # run_id -> job
         self._last_seen: dict[str, float] = {}  # run_id -> monotonic time of its last sign of life
         self._lease = lease_seconds
-        self._lateness: deque[float] = deque(maxlen=10_000)  # started - scheduled_for, seconds
+        self._lateness = Histogram()  # started - scheduled_for, seconds
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -165,6 +166,14 @@ class Scheduler:
             "busy_engines": len(self._in_flight),
             "queue_depth": len(self._queue),
             "jobs": len(self._jobs),
+        }
+
+    async def metrics(self) -> dict[str, Any]:
+        """What /metrics shows from here: queue, engines, retries, trigger lateness."""
+        return {
+            **(await self.status()),
+            "retry_waiting": self._errors.waiting(),
+            "lateness": self._lateness.snapshot(),
         }
 
     async def job_status(self, name: str | None = None) -> dict[str, dict[str, Any]]:
@@ -374,7 +383,7 @@ class Scheduler:
                     await self._states.move(
                         run.run_id, RunState.RUNNING, started_at=message.ts, engine=message.engine
                     )
-                    self._lateness.append((message.ts - run.scheduled_for).total_seconds())
+                    self._lateness.observe((message.ts - run.scheduled_for).total_seconds())
                 case RunFinished():
                     if run.state is RunState.QUEUED:
                         await self._states.move(run.run_id, RunState.RUNNING)
