@@ -107,6 +107,10 @@ class ApiService:
     async def trigger(self, name: str, priority: int | None = None) -> str:
         return str(await self._call(SCHEDULER, "trigger", name, priority))
 
+    async def cancel(self, run_id: str) -> str:
+        """RunNotFound (404) or IllegalTransition (409, the run already ended)."""
+        return str(await self._call(SCHEDULER, "cancel", run_id))
+
     async def metrics(self) -> str:
         """Prometheus text: runs by state, rows loaded, queue depth, engines, trigger lateness."""
         sched = await self._call(SCHEDULER, "metrics")

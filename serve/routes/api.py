@@ -106,6 +106,11 @@ def runs_router(service: ApiService) -> APIRouter:
             raise HTTPException(404, f"No run with id {run_id!r}")
         return run
 
+    @secured.post("/runs/{run_id}/cancel", status_code=202)
+    async def cancel(run_id: str) -> dict[str, str]:
+        await service.cancel(run_id)
+        return {"run_id": run_id, "state": "cancelled"}
+
     @secured.get("/runs/{run_id}/logs")
     async def run_logs(run_id: str) -> list[dict[str, Any]]:
         logs = await service.run_logs(run_id)

@@ -184,6 +184,7 @@ def test_not_found(api: httpx.Client) -> None:
         ("POST", "/api/jobs/nope/runs"),
         ("GET", "/api/runs/nope"),
         ("GET", "/api/runs/nope/logs"),
+        ("POST", "/api/runs/nope/cancel"),
         ("GET", "/api/tables/nope"),
     ]:
         response = api.request(method, path, headers=AUTH)
@@ -222,3 +223,10 @@ def test_metrics_in_prometheus_text(api: httpx.Client) -> None:
     assert 'tg_trigger_lateness_seconds_bucket{le="+Inf"}' in text
     rows = next(line for line in text.splitlines() if line.startswith("tg_rows_loaded_total "))
     assert int(rows.split()[1]) >= 2500
+
+
+def test_cancel_route_refuses_a_run_that_already_ended(api: httpx.Client) -> None:
+    run_id = api.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"]
+    assert wait_run(api, run_id)["state"] == "succeeded"
+    response = api.post(f"/api/runs/{run_id}/cancel", headers=AUTH)
+    assert response.status_code == 409 and "succeeded" in response.json()["detail"]

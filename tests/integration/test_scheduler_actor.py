@@ -186,3 +186,35 @@ def test_overlap_queue_waits_and_allow_runs_alongside(
         b_start < a_end for (_, a_end), (b_start, _) in zip(done, done[1:], strict=False)
     )
     assert overlapping is (overlap == "allow")
+
+
+CATCHUP_JOB = """
+name: ticks
+max_active_runs: 20
+schedule: {{interval: 1s, overlap: allow, catchup: all}}
+source:
+  url: {url}/orders
+  params: {{per_page: 5}}
+  records: "$.data"
+  max_pages: 1
+destination: {{table: ticks, write: append}}
+"""
+
+
+def test_scheduler_killed_mid_stream_neither_doubles_nor_loses_a_tick(
+    tmp_path: Path,
+    namespace: str,
+    demo_server: str,  # noqa: F811
+) -> None:
+    write_job(tmp_path / "configs", "ticks", CATCHUP_JOB.format(url=demo_server))
+    with running_system(tmp_path, namespace) as rt:
+        time.sleep(3.5)
+        ray.kill(rt.scheduler, no_restart=False)  # restarts, reloads, catches up (all)
+        time.sleep(6.0)
+        ray.get(rt.config.set_paused.remote("ticks", True), timeout=60)
+        time.sleep(2.0)
+        runs = ray.get(rt.db.list_runs.remote(job="ticks", limit=1000))
+    ticks = sorted(r["scheduled_for"].timestamp() for r in runs)
+    assert len(ticks) >= 7
+    assert ticks == [ticks[0] + i for i in range(len(ticks))]  # every second once, no gap
+    assert {r["state"] for r in runs} <= {"succeeded", "queued", "running"}
