@@ -36,18 +36,37 @@ class BrokerClient:
     ) -> None:
         """Feed every message of `group` to `handler` until `stop`; a failing handler is logged
         and the loop keeps going (one bad message must not stall a subscriber)."""
-        await self.subscribe(topic, group)
-        while not stop.is_set():
-            try:
-                batch = await self.consume(topic, group, 200, 0.5)
-            except Exception:  # broker restarting: back off and retry
-                if stop.is_set():
-                    return
-                log.warning("consume %s/%s failed; retrying", topic, group, exc_info=True)
-                await asyncio.sleep(0.5)
-                continue
+
+        async def each(batch: list[Any]) -> None:
             for message in batch:
                 try:
                     await handler(message)
                 except Exception:
                     log.exception("handler for %s/%s failed on %r", topic, group, message)
+
+        await self.pump_batches(topic, group, each, stop)
+
+    async def pump_batches(
+        self,
+        topic: str,
+        group: str,
+        handler: Callable[[list[Any]], Awaitable[None]],
+        stop: asyncio.Event,
+    ) -> None:
+        """Feed each consumed batch of `group` to `handler` (one write for many messages) until
+        `stop`; a broker restarting is waited out, a failing handler is logged."""
+        await self.subscribe(topic, group)
+        while not stop.is_set():
+            try:
+                batch = await self.consume(topic, group, 500, 0.5)
+            except Exception:
+                if stop.is_set():
+                    return
+                log.warning("consume %s/%s failed; retrying", topic, group, exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            if batch:
+                try:
+                    await handler(batch)
+                except Exception:
+                    log.exception("batch handler for %s/%s failed", topic, group)

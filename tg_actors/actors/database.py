@@ -99,13 +99,13 @@ class Database:
     async def _start(self) -> None:
         if self._broker is not None:
             await self._broker.subscribe(TOPIC_STATUS, "database")
-            pump = self._broker.pump(TOPIC_STATUS, "database", self._log, self._stop)
+            pump = self._broker.pump_batches(TOPIC_STATUS, "database", self._log, self._stop)
             self._tasks.append(asyncio.create_task(pump))
 
-    async def _log(self, message: Any) -> None:
-        entry = log_entry(message)
-        if entry is not None:
-            await self._call(self._store.add_logs, [entry])
+    async def _log(self, messages: list[Any]) -> None:
+        entries = [entry for m in messages if (entry := log_entry(m)) is not None]
+        if entries:  # one insert for the whole consumed batch
+            await self._call(self._store.add_logs, entries)
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
