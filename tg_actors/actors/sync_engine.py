@@ -143,9 +143,6 @@ class SyncEngine:
     async def run(self, message: TriggerRun) -> SyncResult | None:
         """One attempt; never raises: the outcome is an event on `status`."""
         run_id, job = message.run_id, message.job
-        await self._broker.publish(
-            TOPIC_STATUS, RunStarted(run_id=run_id, job=job, engine=self._id)
-        )
         pages_seen = 0
         last_progress = 0.0
 
@@ -160,6 +157,7 @@ class SyncEngine:
             )
 
         try:
+            await self._publish(RunStarted(run_id=run_id, job=job, engine=self._id))
             spec = JobSpec.model_validate(message.spec)
             result = await asyncio.wait_for(
                 self._attempt(run_id, spec, self._stager(run_id, spec, message.attempt), progress),
