@@ -12,8 +12,9 @@ Run by hand, never by the tests. One run:
    parse + `records_to_arrow` (the engine's own CPU per page, no Ray, no DuckDB);
 3. (b) `tg run` as a subprocess (its own local Ray), an append run into a fresh table, then a
    merge run of the same rows into it (every key matched: 1M updates);
-4. (c) dlt's `rest_api` source into DuckDB the same two ways, in a subprocess
-   (`uv sync --group bench` installs dlt).
+4. (c) dlt's `rest_api` source into DuckDB the same two ways, in a subprocess, writing
+   parquet load files (`--dlt-format default` for dlt's own default, insert_values; `uv sync
+   --group bench` installs dlt; `make test`'s `uv sync --frozen` removes it again).
 
 Peak memory: RSS of the measured process and all its descendants (Ray's GCS, raylet, workers),
 sampled every 0.2 s; "sum" counts pages shared between processes (Ray's object store, shared
@@ -53,7 +54,6 @@ except ImportError:  # Ray vendors it
     import psutil
 
 HERE = Path(__file__).resolve()
-ROOT = HERE.parents[1]
 MIB = 1024 * 1024
 TG_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_DEDUP_LOGS": "0"}
 DLT_ENV = {"RUNTIME__DLTHUB_TELEMETRY": "false", "RUNTIME__LOG_LEVEL": "WARNING"}
@@ -219,7 +219,7 @@ class MemorySampler:
             for proc in procs:
                 try:
                     rss = proc.memory_info().rss
-                    name = self.peak.get(proc.pid, (0, ""))[1] or _proc_name(proc)
+                    name = _proc_name(proc)  # a Ray worker retitles itself once it is an actor
                 except psutil.Error:
                     continue
                 total += rss
@@ -315,7 +315,7 @@ destination: {{table: items, write: {write}, primary_key: [id]}}
 timeout: 60m
 """
 PAGINATE = {
-    "next_url": '{type: next_url, path: "$.next"}',
+    "next_url": '{{type: next_url, path: "$.next"}}',
     "page": '{{type: page, size_param: per_page, size: {size}, total_path: "$.total"}}',
 }
 SUMMARY = re.compile(r"(\d+) rows, (\d+) pages, ([\d.]+)s")
@@ -373,14 +373,18 @@ def run_tg(job: str, tmp: Path, rows: int, profile: Path | None) -> Result:
     env = {**os.environ, **TG_ENV}
     profiler = Profiler(profile, job)
     started = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, cwd=tmp, stdout=subprocess.PIPE, text=True)
-    with MemorySampler(proc.pid, on_sample=profiler) as sampler:
-        out, _ = proc.communicate()
+    log = tmp / f"{job}.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            command, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        with MemorySampler(proc.pid, on_sample=profiler) as sampler:
+            out, _ = proc.communicate()
     wall = time.perf_counter() - started
     profiler.stop()
     match = SUMMARY.search(out)
     if proc.returncode != 0 or match is None:
-        raise RuntimeError(f"tg run {job} failed ({proc.returncode}):\n{out}")
+        raise RuntimeError(f"tg run {job} failed ({proc.returncode}):\n{out}{log.read_text()}")
     loaded, _pages, seconds = int(match[1]), int(match[2]), float(match[3])
     if loaded != rows:
         print(f"  warning: {job} loaded {loaded} rows, expected {rows}")
@@ -393,7 +397,7 @@ def run_tg(job: str, tmp: Path, rows: int, profile: Path | None) -> Result:
 # --- (c) dlt --------------------------------------------------------------------------------
 
 
-def dlt_child(url: str, write: str, db: str, workdir: str, paginate: str) -> None:
+def dlt_child(url: str, write: str, db: str, workdir: str, paginate: str, file_format: str) -> None:
     """In the dlt subprocess: one pipeline run, timed per step; prints a JSON line."""
     import dlt
     from dlt.sources.rest_api import rest_api_source
@@ -411,6 +415,9 @@ def dlt_child(url: str, write: str, db: str, workdir: str, paginate: str) -> Non
             ],
         }
     )
+    # root keys on the nested table (tags) from the first run, so the merge run can update
+    # the rows the append run loaded (dlt refuses to add them to a filled table later)
+    source.root_key = True
     pipeline = dlt.pipeline(
         pipeline_name="tg_bench",
         destination=dlt.destinations.duckdb(db),
@@ -419,7 +426,8 @@ def dlt_child(url: str, write: str, db: str, workdir: str, paginate: str) -> Non
     )
     steps = {}
     started = time.perf_counter()
-    pipeline.extract(source)
+    # dlt's default file format for duckdb is insert_values (SQL text)
+    pipeline.extract(source, loader_file_format=None if file_format == "default" else file_format)
     steps["extract"] = time.perf_counter() - started
     info = pipeline.normalize()
     steps["normalize"] = time.perf_counter() - started - steps["extract"]
@@ -430,11 +438,12 @@ def dlt_child(url: str, write: str, db: str, workdir: str, paginate: str) -> Non
     print(json.dumps({"rows": counts.get("items", 0), "seconds": seconds, "steps": steps}))
 
 
-def run_dlt(url: str, write: str, tmp: Path, paginate: str) -> Result:
+def run_dlt(url: str, write: str, tmp: Path, paginate: str, file_format: str) -> Result:
     work = tmp / "dlt"
     work.mkdir(exist_ok=True)
     command = [sys.executable, str(HERE), "--role", "dlt", "--url", url, "--write", write]
     command += ["--db", str(tmp / "dlt.duckdb"), "--workdir", str(work), "--paginate", paginate]
+    command += ["--dlt-format", file_format]
     env = {**os.environ, **DLT_ENV, "DLT_DATA_DIR": str(work / "data")}
     started = time.perf_counter()
     proc = subprocess.Popen(command, env=env, cwd=work, stdout=subprocess.PIPE, text=True)
@@ -445,9 +454,10 @@ def run_dlt(url: str, write: str, tmp: Path, paginate: str) -> Result:
         raise RuntimeError(f"dlt {write} failed ({proc.returncode}):\n{out}")
     report = json.loads(out.strip().splitlines()[-1])
     steps = ", ".join(f"{k} {v:.1f}s" for k, v in report["steps"].items())
-    result = sampler.fill(Result(f"dlt {write}", report["rows"], report["seconds"], wall))
+    label = f"dlt {write}" + ("" if file_format == "default" else f" ({file_format})")
+    result = sampler.fill(Result(label, report["rows"], report["seconds"], wall))
     result.note = steps
-    print(f"  dlt {write}: {report['rows']} rows in {report['seconds']:.1f}s ({steps})", flush=True)
+    print(f"  {label}: {report['rows']} rows in {report['seconds']:.1f}s ({steps})", flush=True)
     return result
 
 
@@ -523,12 +533,18 @@ def report(results: Sequence[Result]) -> None:
             else:
                 print(f"  {a} / {b}: {x.rate / y.rate:.2f}x")
 
+    server = by.get("server: fetch only, 4 at once")
+    fastest = max((r.rate for r in results if r is not server), default=0.0)
+    if server is not None and fastest:
+        print(f"\nserver headroom: {server.rate / fastest:.1f}x the fastest client above")
     print("\nratios (rows/s over the run; wall includes process and Ray start-up):")
-    for write in ("append", "merge"):
-        ratio(f"tg {write} (tg run)", f"dlt {write}", walls=True)
-    for write in ("append", "merge"):
-        ratio(f"tg {write} (tg run)", "limit: fetch + orjson, sequential")
-        ratio(f"tg {write} (tg run)", "limit: fetch + orjson, 4 at once")
+    for how in ("tg run", "in-process"):
+        for write in ("append", "merge"):
+            tg = f"tg {write} ({how})"
+            for name in [n for n in by if n.startswith(f"dlt {write}")]:
+                ratio(tg, name, walls=True)
+            ratio(tg, "limit: fetch + orjson, sequential")
+            ratio(tg, "limit: fetch + orjson, 4 at once")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -537,6 +553,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--skip-dlt", action="store_true")
     parser.add_argument("--in-process", action="store_true", help="Ray in this process, no CLI")
+    parser.add_argument("--skip-tg", action="store_true")
+    parser.add_argument(
+        "--dlt-format",
+        choices=["default", "parquet", "jsonl"],
+        default="parquet",
+        help="dlt's loader file format: parquet (its fastest into duckdb, the default here) or"
+        " default (dlt's own default for duckdb, insert_values: ~5x slower, 6 GiB at 1M rows)",
+    )
     parser.add_argument("--paginate", choices=sorted(PAGINATE), default="next_url")
     parser.add_argument("--profile", type=Path, help="write py-spy profiles of tg's runs here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -547,19 +571,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.role == "server":
         return serve(args.rows, args.page_size)
     if args.role == "dlt":
-        return dlt_child(args.url, args.write, args.db, args.workdir, args.paginate)
+        return dlt_child(
+            args.url, args.write, args.db, args.workdir, args.paginate, args.dlt_format
+        )
 
     tmp = Path(tempfile.mkdtemp(prefix="tg_sync_bench_"))
     t0 = time.perf_counter()
     server = ServerProcess(args.rows, args.page_size)
-    print(f"{args.rows:,} rows, {args.page_size} a page, served at {server.url}", flush=True)
-    print(f"  pages built and served in {time.perf_counter() - t0:.1f}s", flush=True)
-    write_jobs(tmp / "configs", server.url, args.paginate, args.page_size)
     results: list[Result] = []
     try:
+        print(f"{args.rows:,} rows, {args.page_size} a page, served at {server.url}", flush=True)
+        print(f"  pages built and served in {time.perf_counter() - t0:.1f}s", flush=True)
+        write_jobs(tmp / "configs", server.url, args.paginate, args.page_size)
         print("(a) the limit", flush=True)
         results += measure_limit(server.url, args.rows, args.page_size)
-        if args.in_process:
+        if args.skip_tg:
+            pass
+        elif args.in_process:
             print("(b) turbo-giggle, Ray in this process", flush=True)
             results += run_in_process(server.url, tmp, args.rows)
         else:
@@ -572,7 +600,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if have_dlt():
                 print("(c) dlt rest_api -> duckdb", flush=True)
                 for write in ("append", "merge"):
-                    results.append(run_dlt(server.url, write, tmp, args.paginate))
+                    results.append(run_dlt(server.url, write, tmp, args.paginate, args.dlt_format))
             else:
                 print("(c) dlt skipped: not installed (uv sync --group bench)")
     finally:

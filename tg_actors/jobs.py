@@ -246,6 +246,9 @@ class HttpSource(Strict):
     backoff: Duration = timedelta(milliseconds=500)  # first retry delay, doubled each try, jittered
     max_backoff: Duration = timedelta(seconds=30)
     concurrency: int = Field(4, ge=1, le=32)  # pages fetched at once when addressable in advance
+    # rows gathered from pages before they are staged with a checkpoint (or 1 s of pages):
+    # bigger is faster, smaller re-fetches less when a failed run resumes
+    checkpoint_rows: int = Field(50_000, ge=1)
 
     @field_validator("method", mode="before")
     @classmethod

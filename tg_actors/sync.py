@@ -2,8 +2,9 @@
 
 The caller supplies `stage` (the engine sends each batch with its checkpoint to the Database
 actor) and commits at the end; nothing here touches the target table, so an attempt that
-fails leaves it as it was. Staging of page k overlaps fetching page k+1, and stages stay in
-order, so a checkpoint always means "every page up to here is staged".
+fails leaves it as it was. Pages are gathered into batches (`Batch`); staging a batch
+overlaps fetching the next pages, and stages stay in order, so a checkpoint always means
+"every page up to here is staged".
 
 A checkpoint is `{"source": <HttpSourceClient page checkpoint or None>, "cursor": <max
 incremental cursor seen so far>}`; a retried run passes the last one back as `resume`.
@@ -27,8 +28,8 @@ from tg_actors.jobs import JobSpec
 from tg_actors.sources.batches import apply_transform, records_to_arrow
 from tg_actors.sources.http import HttpSourceClient
 
-# stage(table or None for a page that kept no rows, checkpoint, pages so far)
-Stage = Callable[[pa.Table | None, dict[str, Any], int], Awaitable[object]]
+# stage(rows of one or more pages, checkpoint after them or None, pages fetched so far)
+Stage = Callable[[pa.Table, dict[str, Any] | None, int], Awaitable[object]]
 Progress = Callable[[int, int], Awaitable[object]]
 Acquire = Callable[[], Awaitable[None]]
 
@@ -67,6 +68,57 @@ def transformed(spec: JobSpec, table: pa.Table) -> pa.Table:
         ) from None
 
 
+def incremental_params(spec: JobSpec, cursor: str | None) -> dict[str, str]:
+    incremental = spec.source.incremental
+    if incremental is None:
+        return {}
+    value = request_value(cursor, incremental.initial, incremental.lookback)
+    return {} if value is None else {incremental.param: value}
+
+
+class Stager:
+    """Turns pages into staged batches, in order, one stage call in flight at a time."""
+
+    def __init__(self, spec: JobSpec, stage: Stage, rows: int, pages: int, cursor: str | None):
+        self.spec, self._stage = spec, stage
+        self.rows, self.pages, self.cursor = rows, pages, cursor
+        self._batch = Batch(spec.source.checkpoint_rows)
+        self._pending: asyncio.Future[object] | None = None
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        self.pages += 1
+        if not records:
+            return
+        table = records_to_arrow(records)
+        incremental = self.spec.source.incremental
+        if incremental is not None:
+            self.cursor = newest(self.cursor, batch_cursor(table, incremental.cursor_field))
+        table = transformed(self.spec, table)
+        if table.num_rows:
+            self._batch.add(table)
+            self.rows += table.num_rows
+
+    async def flush(self, source_checkpoint: dict[str, Any] | None, force: bool = False) -> None:
+        if not (force or self._batch.full()):
+            return
+        checkpoint = {"source": source_checkpoint, "cursor": self.cursor}
+        tables = self._batch.take()
+        for i, table in enumerate(tables):
+            await self.wait()  # stages stay in order: a checkpoint covers every page before it
+            # only the last part may carry the position: a crash between parts re-fetches
+            position = checkpoint if i == len(tables) - 1 else None
+            self._pending = asyncio.ensure_future(self._stage(table, position, self.pages))
+
+    async def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    def abandon(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.cancel()
+
+
 async def extract_and_stage(
     spec: JobSpec,
     stage: Stage,
@@ -78,46 +130,74 @@ async def extract_and_stage(
     env: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> SyncResult:
-    """Read the pages of `spec.source` (from `resume` on), stage each; returns the totals.
+    """Read the pages of `spec.source` (from `resume` on), stage them; returns the totals.
     `cursor` is the job's committed incremental cursor (None on the first run)."""
     started = time.perf_counter()
-    rows = int(resume["rows"]) if resume else 0
-    pages = int(resume["pages"]) if resume else 0
     saved = dict(resume["checkpoint"]) if resume else {}
-    seen_cursor: str | None = saved.get("cursor")
-    incremental = spec.source.incremental
-    extra: dict[str, str] = {}
-    if incremental is not None:
-        value = request_value(cursor, incremental.initial, incremental.lookback)
-        if value is not None:
-            extra[incremental.param] = value
-    if resume and saved.get("source") is None:  # every page was staged: only the commit is left
-        return SyncResult(rows, pages, time.perf_counter() - started, seen_cursor)
-
-    client = HttpSourceClient(
-        spec.source, env=env, transport=transport, acquire=acquire, extra_params=extra
+    stager = Stager(
+        spec,
+        stage,
+        int(resume["rows"]) if resume else 0,
+        int(resume["pages"]) if resume else 0,
+        saved.get("cursor"),
     )
-    pending: asyncio.Task[object] | None = None
+    if resume and saved.get("source") is None:  # every page was staged: only the commit is left
+        return SyncResult(stager.rows, stager.pages, time.perf_counter() - started, stager.cursor)
+    client = HttpSourceClient(
+        spec.source,
+        env=env,
+        transport=transport,
+        acquire=acquire,
+        extra_params=incremental_params(spec, cursor),
+    )
     try:
         async for page in client.pages(resume=saved.get("source") if resume else None):
-            pages += 1
-            table = records_to_arrow(page.records) if page.records else None
-            if table is not None and incremental is not None:
-                seen_cursor = newest(seen_cursor, batch_cursor(table, incremental.cursor_field))
-            if table is not None:
-                table = transformed(spec, table)
-                table = table if table.num_rows else None
-            checkpoint = {"source": page.checkpoint, "cursor": seen_cursor}
-            if pending is not None:
-                await pending  # stages stay in order: a checkpoint covers every page before it
-            pending = asyncio.ensure_future(stage(table, checkpoint, pages))
-            rows += table.num_rows if table is not None else 0
+            stager.add(page.records)
+            if page.checkpoint is not None:
+                await stager.flush(page.checkpoint)
             if progress is not None:
-                await progress(rows, pages)
-        if pending is not None:
-            await pending
-            pending = None
+                await progress(stager.rows, stager.pages)
+        await stager.flush(None, force=True)
+        await stager.wait()
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-    return SyncResult(rows, pages, time.perf_counter() - started, seen_cursor)
+        stager.abandon()
+    return SyncResult(stager.rows, stager.pages, time.perf_counter() - started, stager.cursor)
+
+
+class Batch:
+    """Pages gathered into one staged batch: the Database actor's cost is mostly per call, so
+    `rows` rows (`source.checkpoint_rows`, 50k), 32 MiB or 1 s of pages go at once; a resumed
+    run re-fetches at most that much."""
+
+    BYTES = 32 * 1024 * 1024
+    SECONDS = 1.0
+
+    def __init__(self, rows: int = 50_000) -> None:
+        self.rows = rows
+        self.parts: list[pa.Table] = []
+        self._rows = self._bytes = 0
+        self._since = time.monotonic()
+
+    def add(self, table: pa.Table) -> None:
+        if not self.parts:
+            self._since = time.monotonic()
+        self.parts.append(table)
+        self._rows += table.num_rows
+        self._bytes += table.nbytes
+
+    def full(self) -> bool:
+        return bool(self.parts) and (
+            self._rows >= self.rows
+            or self._bytes >= self.BYTES
+            or time.monotonic() - self._since >= self.SECONDS
+        )
+
+    def take(self) -> list[pa.Table]:
+        """The gathered pages as one table (several when their schemas cannot be unified)."""
+        parts, self.parts, self._rows, self._bytes = self.parts, [], 0, 0
+        if len(parts) <= 1:
+            return parts
+        try:
+            return [pa.concat_tables(parts, promote_options="permissive")]
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return parts  # staged one by one: the store evolves types across them

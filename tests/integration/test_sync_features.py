@@ -87,7 +87,12 @@ def test_failed_attempt_is_retried_from_its_last_staged_page(
     api, url = fake
     api.add(1, 1000)
     api.failures[6] = [400]  # page 6 fails once, at once (a 400 is not retried per request)
-    write_job(tmp_path / "configs", "resumable", job_yaml("resumable", url))
+    # a checkpoint after every page (100 rows), so the resume point is exact
+    write_job(
+        tmp_path / "configs",
+        "resumable",
+        job_yaml("resumable", url, "  checkpoint_rows: 100"),
+    )
     with running_system(tmp_path, namespace) as rt:
         done = run(rt, "resumable")
         assert done["state"] == "succeeded", done["error"]

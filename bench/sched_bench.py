@@ -1,0 +1,887 @@
+"""Scheduler benchmark: trigger lateness under many schedules, and manual dispatch throughput.
+
+    .venv/bin/python bench/sched_bench.py [--jobs 1000] [--interval 10] [--seconds 60]
+        [--manual 10000] [--engines 2] [--only a|b] [--b-budget 240] [--profile DIR]
+
+Run by hand, never by the tests. Everything on 127.0.0.1: a trivial source (starlette on
+uvicorn, in its own process) answers `[{"id": 1}]` at /items; one local Ray; turbo-giggle's
+actors started by `runtime.start` from job files written into a temporary configs folder.
+
+(a) --jobs jobs, each `schedule: {interval: --interval, overlap: skip, catchup: none}`, all
+    appending to table `bench`, for --seconds. Interval ticks are anchored at the epoch, so
+    every job fires at the same instant: a burst of --jobs runs each interval. Afterwards
+    (up to one more interval of drain, then a graceful stop) `tg.runs` is read from the
+    DuckDB file: lateness = started_at - scheduled_for of the ticks inside the window (p50,
+    p99, max), runs per state, ticks never created, duplicate (job, scheduled_for) rows.
+(b) --manual `scheduler.trigger(job)` calls fired at once over 100 jobs (max_active_runs
+    high), then ray.get of all of them; dispatch throughput = runs / (last started_at - first
+    queued_at), and to succeeded = runs / (last finished_at - first queued_at). Bounded by
+    --b-budget seconds: what has not finished by then is reported as such (partial rates).
+
+Both: CPU of each actor process (psutil, % of one core) over the phase, and with --profile
+py-spy records of the Scheduler and Database (and engine 0, Broker) summarised as top frames.
+Targets (2 cores): lateness p99 < 50 ms in (a); >= 1,000 runs/s dispatched in (b).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+# before Ray is imported (tg_actors.runtime imports it): a single-node Ray on 127.0.0.1
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# every run logs 3+ INFO lines from the Scheduler, streamed to this terminal: WARNING unless
+# --log-level says otherwise (workers read TG_LOG_LEVEL when Ray starts them)
+os.environ.setdefault("TG_LOG_LEVEL", "WARNING")
+
+import httpx  # noqa: E402
+
+try:
+    import psutil
+except ImportError:  # Ray vendors it
+    _spec = importlib.util.find_spec("ray")
+    assert _spec is not None and _spec.submodule_search_locations, "neither psutil nor ray found"
+    sys.path.append(str(Path(_spec.submodule_search_locations[0]) / "thirdparty_files"))
+    import psutil
+
+HERE = Path(__file__).resolve()
+T = TypeVar("T")
+
+# --- the source: one process serving [{"id": 1}] ----------------------------------------
+
+
+def serve() -> None:
+    """The server process: bind 127.0.0.1:0, print the port, serve until terminated."""
+    import signal
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    body = b'[{"id": 1}]'
+
+    async def items(_request: Request) -> Response:
+        return Response(body, media_type="application/json")
+
+    async def health(_request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    app = Starlette(routes=[Route("/items", items), Route("/health", health)])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    print(f"port {sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(
+        app, lifespan="off", access_log=False, log_level="warning", timeout_keep_alive=30
+    )
+    server = uvicorn.Server(config)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+    parent = os.getppid()
+
+    def orphaned() -> None:  # never outlive the benchmark (it holds our stderr open)
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        server.should_exit = True
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    server.run(sockets=[sock])
+
+
+class ServerProcess:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE), "--role", "server"], stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("port "):
+            raise RuntimeError(f"server did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server did not become ready")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(15)
+
+
+# --- job files ------------------------------------------------------------------------------
+
+SCHEDULED = """name: {name}
+schedule: {{interval: {interval}s, overlap: skip, catchup: none}}
+timeout: 1m
+source:
+  url: {url}/items
+  records: "$"
+  paginate: {{type: none}}
+  timeout: 10s
+  max_tries: 1
+destination: {{table: bench, write: append}}
+"""
+MANUAL = """name: {name}
+max_active_runs: 100000
+timeout: 1m
+source:
+  url: {url}/items
+  records: "$"
+  paginate: {{type: none}}
+  timeout: 10s
+  max_tries: 1
+destination: {{table: bench, write: append}}
+"""
+
+
+def write_jobs(folder: Path, template: str, names: list[str], **fields: Any) -> None:
+    jobs = folder / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (jobs / f"{name}.yaml").write_text(template.format(name=name, **fields))
+
+
+# --- helpers: bounded calls, percentiles, processes ------------------------------------------
+
+
+def bounded(fn: Callable[[], T], seconds: float, what: str) -> T:
+    """fn() on a thread, waited for at most `seconds` (runtime.start waits without a bound)."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        return pool.submit(fn).result(timeout=seconds)
+    except concurrent.futures.TimeoutError:
+        raise TimeoutError(f"{what} took more than {seconds:.0f}s") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of `values`; nan when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def ms(seconds: float) -> str:
+    if seconds != seconds:  # nan
+        return "-"
+    return f"{seconds * 1000:,.0f} ms" if seconds < 10 else f"{seconds:,.1f} s"
+
+
+def actor_pid(handle: Any) -> int | None:
+    import ray
+
+    try:
+        return int(
+            ray.get(handle.__ray_call__.remote(lambda _self: __import__("os").getpid()), timeout=30)
+        )
+    except Exception as exc:  # fall back on the process title Ray gives actor workers
+        print(f"  (pid via __ray_call__ failed: {type(exc).__name__}: {exc})")
+        return None
+
+
+def pids_by_title(prefix: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if cmd and cmd[0].startswith(prefix):
+            found.append(proc.pid)
+    return found
+
+
+def component_pids(rt: Any) -> dict[str, int]:
+    """{name: pid} of every actor of the runtime, the broker's shared work queue included."""
+    import ray
+
+    pids: dict[str, int] = {}
+    for name, handle in rt.components().items():
+        if handle is None:
+            continue
+        pid = actor_pid(handle)
+        if pid is None:  # only right when one runtime is up
+            title = {"scheduler": "ray::Scheduler", "database": "ray::Database"}.get(name)
+            found = pids_by_title(title) if title else []
+            pid = found[0] if len(found) == 1 else None
+        if pid is not None:
+            pids[name] = pid
+    try:  # idempotent: returns the Queue the engines already read
+        queue = ray.get(rt.broker.subscribe.remote("triggers", "engines", shared=True), timeout=30)
+        pid = actor_pid(queue.actor)
+        if pid is not None:
+            pids["work_queue"] = pid
+    except Exception as exc:
+        print(f"  (work queue pid unknown: {exc})")
+    return pids
+
+
+def ray_daemons() -> dict[str, int]:
+    """raylet and gcs_server of the Ray this process started (its descendants)."""
+    out = {}
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            name = proc.name()
+        except psutil.Error:
+            continue
+        if name in ("raylet", "gcs_server"):
+            out[name] = proc.pid
+    return out
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds of given processes, of this process's tree, and of the whole machine,
+    between entering and leaving (shares are of one core: 100% = one core busy)."""
+
+    pids: dict[str, int]
+    began: float = 0.0
+    start: dict[str, float] = field(default_factory=dict)
+    tree0: float = 0.0
+    machine0: float = 0.0
+    wall: float = 0.0
+    share: dict[str, float] = field(default_factory=dict)
+    tree: float = 0.0
+    machine: float = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self.began = time.perf_counter()
+        self.start, self.tree0, self.machine0 = self._sample(), _tree_cpu(), _machine_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end, tree, machine = self._sample(), _tree_cpu(), _machine_cpu()
+        self.wall = wall = max(time.perf_counter() - self.began, 1e-9)
+        self.share = {k: (end[k] - self.start[k]) / wall for k in end if k in self.start}
+        self.tree = (tree - self.tree0) / wall
+        self.machine = (machine - self.machine0) / wall
+
+    def _sample(self) -> dict[str, float]:
+        out = {}
+        for name, pid in self.pids.items():
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            out[name] = t.user + t.system
+        return out
+
+    def report(self, label: str) -> None:
+        parts = sorted(self.share.items(), key=lambda kv: -kv[1])
+        text = ", ".join(f"{name} {share * 100:.0f}%" for name, share in parts if share >= 0.005)
+        print(f"  CPU {label} ({self.wall:.0f}s, % of one core): {text}")
+        cores = psutil.cpu_count() or 1
+        print(
+            f"    all of this benchmark's processes {self.tree * 100:.0f}%; machine busy "
+            f"{self.machine * 100:.0f}% of {cores * 100}% (others: "
+            f"{max(0.0, self.machine - self.tree) * 100:.0f}%)",
+            flush=True,
+        )
+
+
+def _tree_cpu() -> float:
+    total = 0.0
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def _machine_cpu() -> float:
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
+class Profiler:
+    """py-spy record (raw collapsed stacks, per thread) of some actor processes, in windows."""
+
+    WHO = ("scheduler", "database", "engine_0", "broker")
+
+    def __init__(self, folder: Path | None, pids: dict[str, int]) -> None:
+        self.folder, self.pids = folder, pids
+        self.procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        self.py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
+
+    def start(self, label: str, seconds: float) -> None:
+        if self.folder is None or self.py_spy is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name in self.WHO:
+            pid = self.pids.get(name)
+            if pid is None:
+                continue
+            out = self.folder / f"{label}_{name}.txt"
+            command = [self.py_spy, "record", "-p", str(pid), "-o", str(out), "-d"]
+            command += [str(max(1, int(seconds))), "-r", "100", "-f", "raw", "--threads"]
+            command += ["--nonblocking"]
+            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.procs.append((f"{label} {name}", proc, out))
+        print(f"  py-spy: recording {label} for {seconds:.0f}s", flush=True)
+
+    def finish(self) -> None:
+        for label, proc, out in self.procs:
+            try:
+                proc.wait(90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+            if out.exists():
+                summarise_profile(label, out)
+        self.procs.clear()
+
+
+def _frame_name(frame: str) -> str:
+    # "function (path/to/file.py:123)" -> "function (file.py)"
+    name, _, where = frame.partition(" (")
+    file = Path(where.rstrip(")").rsplit(":", 1)[0]).name if where else ""
+    return f"{name} ({file})" if file else name
+
+
+def summarise_profile(label: str, path: Path, top: int = 12) -> None:
+    """Samples per thread, the hottest leaf frames, and the hottest turbo-giggle frames."""
+    threads: Counter[str] = Counter()
+    leaf: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        total += n
+        threads[frames[0]] += n
+        leaf[_frame_name(frames[-1])] += n
+        seen = set()
+        for frame in frames[1:]:
+            if "tg_actors/" in frame:
+                key = _frame_name(frame)
+                if key not in seen:
+                    seen.add(key)
+                    ours[key] += n
+    if not total:
+        print(f"  profile {label}: no samples")
+        return
+    print(f"  profile {label}: {total} samples at 100 Hz (busy threads only) -> {path}")
+    for name, n in threads.most_common(4):
+        print(f"    thread {name[:60]}: {n / total * 100:.0f}%")
+    print("    top leaf frames:")
+    for name, n in leaf.most_common(top):
+        print(f"      {n / total * 100:5.1f}%  {name}")
+    print("    top turbo-giggle frames (inclusive):")
+    for name, n in ours.most_common(top):
+        print(f"      {n / total * 100:5.1f}%  {name}")
+
+
+# --- reading tg.runs --------------------------------------------------------------------------
+
+RUN_COLS = "run_id, job, state, trigger, scheduled_for, queued_at, started_at, finished_at, engine"
+
+
+@dataclass
+class Runs:
+    rows: list[dict[str, Any]]
+    duplicates: int  # (job, scheduled_for) pairs with more than one run
+    lost_updates: int  # open state but finished_at set: a commit overwritten afterwards
+
+
+def read_runs(db_path: Path) -> Runs:
+    """Every run from the closed DuckDB file, and two consistency counts."""
+    import duckdb
+
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        rows = con.execute(f"SELECT {RUN_COLS} FROM tg.runs").fetchall()
+        (dupes,) = con.execute(
+            "SELECT count(*) FROM (SELECT job, scheduled_for FROM tg.runs"
+            " GROUP BY job, scheduled_for HAVING count(*) > 1)"
+        ).fetchone() or (0,)
+        (lost,) = con.execute(
+            "SELECT count(*) FROM tg.runs WHERE state IN ('queued', 'running', 'retrying')"
+            " AND finished_at IS NOT NULL"
+        ).fetchone() or (0,)
+    finally:
+        con.close()
+    names = [c.strip() for c in RUN_COLS.split(",")]
+    runs = []
+    for row in rows:
+        run = dict(zip(names, row, strict=True))
+        for key in ("scheduled_for", "queued_at", "started_at", "finished_at"):
+            if run[key] is not None:
+                run[key] = run[key].astimezone(UTC)
+        runs.append(run)
+    return Runs(runs, int(dupes), int(lost))
+
+
+def seconds_between(later: datetime | None, earlier: datetime | None) -> float | None:
+    return None if later is None or earlier is None else (later - earlier).total_seconds()
+
+
+def spread(values: Sequence[float]) -> str:
+    top = max(values, default=float("nan"))
+    return f"p50 {ms(pct(values, 50))}, p99 {ms(pct(values, 99))}, max {ms(top)}"
+
+
+def engine_gaps(rows: list[dict[str, Any]]) -> list[float]:
+    """Per engine, from one run's finished_at to the next run's started_at: the dispatch
+    round trip (RunFinished -> Scheduler -> TriggerRun -> engine) while work is waiting."""
+    by_engine: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r["engine"] and r["started_at"] is not None:
+            by_engine[r["engine"]].append(r)
+    gaps = []
+    for runs in by_engine.values():
+        runs.sort(key=lambda r: r["started_at"])
+        for before, after in zip(runs, runs[1:], strict=False):
+            gap = seconds_between(after["started_at"], before["finished_at"])
+            if gap is not None and 0 <= gap < 5:  # more: no work was waiting
+                gaps.append(gap)
+    return gaps
+
+
+def report_consistency(runs: Runs) -> None:
+    print(f"  duplicate (job, scheduled_for): {runs.duplicates}")
+    if runs.lost_updates:
+        print(
+            f"  WARNING {runs.lost_updates} run(s) say queued/running/retrying but have "
+            "finished_at set: their `succeeded` commit was overwritten by a later state write"
+        )
+
+
+# --- the runtime ------------------------------------------------------------------------------
+
+
+def start_runtime(tmp: Path, label: str, engines: int, schedules: bool) -> tuple[Any, Any]:
+    from tg_actors import runtime
+    from tg_actors.settings import Settings
+
+    settings = Settings(
+        configs=tmp / f"configs_{label}",
+        db_path=tmp / f"sched_{label}.duckdb",
+        namespace=f"sched_bench_{uuid.uuid4().hex[:6]}",
+        engines=engines,
+        tick_seconds=0.05,
+    )
+    began = time.perf_counter()
+    runtime.init_ray(settings)  # on the main thread (Ray installs signal handlers)
+    print(f"  ray up in {time.perf_counter() - began:.1f}s", flush=True)
+    began = time.perf_counter()
+    rt = bounded(
+        lambda: runtime.start(settings, schedules=schedules, serve_app=False), 600, "runtime.start"
+    )
+    print(
+        f"  runtime.start (actors, job files, scheduler boot): {time.perf_counter() - began:.1f}s"
+    )
+    return rt, settings
+
+
+def stop_runtime(rt: Any, grace: float = 10.0) -> None:
+    from tg_actors import runtime
+
+    began = time.perf_counter()
+    bounded(lambda: runtime.stop(rt, grace=grace), grace + 180, "runtime.stop")
+    print(f"  runtime stopped in {time.perf_counter() - began:.1f}s", flush=True)
+
+
+def all_pids(rt: Any, server: ServerProcess) -> dict[str, int]:
+    pids = component_pids(rt)
+    print(f"  pids: {pids}", flush=True)
+    return {**pids, "source_server": server.proc.pid, **ray_daemons()}
+
+
+def scheduler_status(rt: Any) -> dict[str, Any] | None:
+    import ray
+
+    try:
+        return dict(ray.get(rt.scheduler.status.remote(), timeout=10))
+    except Exception:
+        return None
+
+
+def status_text(status: dict[str, Any] | None) -> str:
+    if status is None:
+        return "scheduler status: no answer within 10s"
+    return (
+        f"queue {status['queue_depth']}, busy engines {status['busy_engines']}/{status['engines']}"
+    )
+
+
+def db_counts(rt: Any, where: str = "", params: list[Any] | None = None) -> dict[str, int]:
+    import ray
+
+    sql = f"SELECT state, count(*) FROM tg.runs {where} GROUP BY state"
+    try:
+        rows = ray.get(rt.db.query.remote(sql, params), timeout=30)
+    except Exception:
+        return {}
+    return {str(state): int(n) for state, n in rows}
+
+
+# --- (a) many schedules --------------------------------------------------------------------
+
+
+def phase_a(args: argparse.Namespace, server: ServerProcess, tmp: Path) -> None:
+    import ray
+
+    print(
+        f"\n(a) {args.jobs} jobs every {args.interval:g}s "
+        f"({args.jobs / args.interval:,.0f} runs/s on average, all due at the same instant), "
+        f"{args.seconds:g}s window, {args.engines} engines",
+        flush=True,
+    )
+    names = [f"sched_{i:05d}" for i in range(args.jobs)]
+    write_jobs(tmp / "configs_a", SCHEDULED, names, url=server.url, interval=f"{args.interval:g}")
+    rt, settings = start_runtime(tmp, "a", args.engines, schedules=True)
+    try:
+        pids = all_pids(rt, server)
+        profiler = Profiler(args.profile, pids)
+        window_start = datetime.now(UTC)
+        window_end = window_start + timedelta(seconds=args.seconds)
+        profile_at = time.monotonic() + min(15.0, args.seconds / 4)
+        with CpuMeter(pids) as meter:
+            deadline = time.monotonic() + args.seconds
+            next_report = time.monotonic() + 10
+            while (now := time.monotonic()) < deadline:
+                if profile_at and now >= profile_at:
+                    profiler.start("a", min(20.0, args.seconds / 2))
+                    profile_at = 0.0
+                if now >= next_report:
+                    elapsed = args.seconds - (deadline - now)
+                    print(f"  t+{elapsed:3.0f}s: {status_text(scheduler_status(rt))}", flush=True)
+                    next_report += 10
+                time.sleep(0.2)
+        meter.report("(a) window")
+        # drain: the window's runs get up to one more interval to start (new ticks keep firing)
+        drain_until = time.monotonic() + args.interval
+        waiting = -1
+        while time.monotonic() < drain_until:
+            where = "WHERE scheduled_for <= ? AND trigger = 'schedule'"
+            waiting = db_counts(rt, where, [window_end]).get("queued", 0)
+            if not waiting:
+                break
+            time.sleep(1.0)
+        status = status_text(scheduler_status(rt))
+        print(f"  after drain: {waiting} run(s) of the window still queued; {status}")
+        metrics = ray.get(rt.scheduler.metrics.remote(), timeout=30)
+        profiler.finish()
+        stopped_at = datetime.now(UTC)
+    finally:
+        stop_runtime(rt)
+    report_a(args, read_runs(settings.db_path), window_start, window_end, stopped_at, metrics)
+
+
+def report_a(
+    args: argparse.Namespace,
+    runs: Runs,
+    window_start: datetime,
+    window_end: datetime,
+    stopped_at: datetime,
+    metrics: dict[str, Any],
+) -> None:
+    interval = timedelta(seconds=args.interval)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    tick = ((window_start - epoch) // interval + 1) * interval + epoch
+    ticks = []
+    while tick <= window_end:
+        ticks.append(tick)
+        tick += interval
+    inside = [
+        r
+        for r in runs.rows
+        if r["trigger"] in ("schedule", "catchup")
+        and window_start < r["scheduled_for"] <= window_end
+    ]
+    states = Counter(r["state"] for r in inside)
+    expected = len(ticks) * args.jobs
+    started = [seconds_between(r["started_at"], r["scheduled_for"]) for r in inside]
+    late = [x for x in started if x is not None]
+    queued = [seconds_between(r["queued_at"], r["scheduled_for"]) for r in inside]
+    took = [seconds_between(r["finished_at"], r["started_at"]) for r in inside]
+    never = [r for r in inside if r["started_at"] is None and r["state"] != "skipped"]
+    print(f"\n(a) results: {len(ticks)} ticks in the window x {args.jobs} jobs = {expected} due")
+    print(
+        f"  runs created {len(inside)} ({expected - len(inside)} due tick(s) never created); "
+        f"succeeded {states.get('succeeded', 0)}, failed {states.get('failed', 0)}, "
+        f"skipped {states.get('skipped', 0)}; all states: {dict(sorted(states.items()))}"
+    )
+    met = "met" if late and pct(late, 99) < 0.05 else "NOT met"
+    print(
+        f"  LATENESS started_at - scheduled_for ({len(late)} runs started): {spread(late)}"
+        f"   [target p99 < 50 ms: {met}]"
+    )
+    if never:
+        lower = [(stopped_at - r["scheduled_for"]).total_seconds() for r in never]
+        print(
+            f"  + {len(never)} run(s) of the window never started before the stop (lateness at "
+            f"least {ms(min(lower))} .. {ms(max(lower))}; not in the percentiles above)"
+        )
+    print(
+        f"  queued_at - scheduled_for (run created): {spread([x for x in queued if x is not None])}"
+    )
+    print(f"  run duration finished_at - started_at: {spread([x for x in took if x is not None])}")
+    print(
+        f"  engine idle between runs (finished_at -> next started_at): {spread(engine_gaps(inside))}"
+    )
+    by_tick: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
+    for r in inside:
+        by_tick[r["scheduled_for"]].append(r)
+    print("  per tick: created / skipped / started; last queued_at, last started_at after the tick")
+    for tick in ticks:
+        rs = by_tick.get(tick, [])
+        q = [seconds_between(r["queued_at"], tick) or 0.0 for r in rs]
+        st = [seconds_between(r["started_at"], tick) or 0.0 for r in rs if r["started_at"]]
+        skipped = sum(r["state"] == "skipped" for r in rs)
+        nan = float("nan")
+        print(
+            f"    {tick:%H:%M:%S}: {len(rs):5} / {skipped:5} / {len(st):5};"
+            f" {ms(max(q, default=nan)):>9}, {ms(max(st, default=nan)):>9}"
+        )
+    succeeded = [r for r in inside if r["state"] == "succeeded"]
+    if succeeded:
+        span = (max(r["finished_at"] for r in succeeded) - window_start).total_seconds()
+        print(
+            f"  runs succeeded per second (window start -> last finish): {len(succeeded) / span:,.1f}"
+        )
+    report_consistency(runs)
+    snap = metrics.get("lateness", {})
+    if snap.get("count"):
+        mean = snap["sum"] / snap["count"] * 1000
+        print(
+            f"  the Scheduler's own lateness histogram: {snap['count']} runs, mean {mean:,.0f} ms"
+        )
+
+
+# --- (b) a flood of manual triggers ---------------------------------------------------------
+
+
+def phase_b(args: argparse.Namespace, server: ServerProcess, tmp: Path) -> None:
+    jobs = min(100, args.manual)
+    print(
+        f"\n(b) {args.manual} manual triggers at once over {jobs} jobs, {args.engines} engines "
+        f"(budget {args.b_budget:g}s)",
+        flush=True,
+    )
+    names = [f"manual_{i:03d}" for i in range(jobs)]
+    write_jobs(tmp / "configs_b", MANUAL, names, url=server.url)
+    rt, settings = start_runtime(tmp, "b", args.engines, schedules=False)
+    try:
+        pids = all_pids(rt, server)
+        profiler = Profiler(args.profile, pids)
+        began = time.monotonic()
+        deadline = began + args.b_budget
+        with CpuMeter(pids) as whole:
+            with CpuMeter(pids) as triggering:
+                refs = [rt.scheduler.trigger.remote(names[i % jobs]) for i in range(args.manual)]
+                print(f"  {args.manual} trigger calls fired in {time.monotonic() - began:.2f}s")
+                profiler.start("b_trigger", 20)
+                returned = await_triggers(rt, refs, began, deadline)
+            triggering.report("(b) while trigger calls were pending")
+            profiler.start("b_drain", 20)
+            with CpuMeter(pids) as draining:
+                left = await_drain(rt, returned, began, deadline)
+            draining.report("(b) after the trigger calls returned")
+        whole.report("(b) whole phase")
+        if left:
+            print(f"  budget of {args.b_budget:g}s spent with work left: {left}")
+        profiler.finish()
+    finally:
+        stop_runtime(rt)
+    report_b(args, read_runs(settings.db_path))
+
+
+def await_triggers(rt: Any, refs: list[Any], began: float, deadline: float) -> int:
+    """Wait (bounded) for every trigger() call; returns how many returned."""
+    import ray
+
+    pending = refs
+    next_report = time.monotonic() + 5
+    while pending and time.monotonic() < deadline:
+        wait = max(0.01, min(1.0, deadline - time.monotonic()))
+        _done, pending = ray.wait(pending, num_returns=len(pending), timeout=wait)
+        if time.monotonic() >= next_report:
+            print(
+                f"  t+{time.monotonic() - began:4.0f}s: {len(refs) - len(pending)} trigger calls "
+                f"returned; {status_text(scheduler_status(rt))}",
+                flush=True,
+            )
+            next_report += 5
+    waiting = set(pending)
+    errors = 0
+    for ref in refs:
+        if ref not in waiting:
+            try:
+                ray.get(ref, timeout=5)
+            except Exception:
+                errors += 1
+    returned = len(refs) - len(pending)
+    seconds = time.monotonic() - began
+    print(
+        f"  trigger calls: {returned} returned in {seconds:.1f}s ({returned / seconds:,.0f} "
+        f"calls/s), {errors} error(s), {len(pending)} still pending",
+        flush=True,
+    )
+    return returned
+
+
+def await_drain(rt: Any, expected: int, began: float, deadline: float) -> dict[str, int]:
+    """Until every run ended or the Scheduler is idle (twice in a row) or the budget is
+    spent; returns the open runs per state when the budget ran out, else {}."""
+    next_report = time.monotonic() + 5
+    idle = 0
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        counts = db_counts(rt)
+        done = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
+        status = scheduler_status(rt)
+        quiet = status is not None and not status["queue_depth"] and not status["busy_engines"]
+        idle = idle + 1 if quiet else 0
+        if done >= expected or idle >= 2:
+            return {}
+        if time.monotonic() >= next_report:
+            spent = time.monotonic() - began
+            rate = done / spent
+            eta = f"~{(expected - done) / rate:,.0f}s more" if rate else "?"
+            print(
+                f"  t+{spent:4.0f}s: {done} runs ended ({rate:,.1f}/s since the first trigger; "
+                f"the rest in {eta}); {status_text(status)}",
+                flush=True,
+            )
+            next_report += 5
+        time.sleep(0.5)
+    return {k: v for k, v in counts.items() if k in ("queued", "running", "retrying")}
+
+
+def report_b(args: argparse.Namespace, runs: Runs) -> None:
+    manual = [r for r in runs.rows if r["trigger"] == "manual"]
+    states = Counter(r["state"] for r in manual)
+    print(
+        f"\n(b) results: {len(manual)} runs created of {args.manual} triggered; "
+        f"by state: {dict(sorted(states.items()))}"
+    )
+    if not manual:
+        return
+    first_q = min(r["queued_at"] for r in manual)
+    last_q = max(r["queued_at"] for r in manual)
+    queueing = max((last_q - first_q).total_seconds(), 1e-9)
+    print(
+        f"  queueing: first -> last queued_at {queueing:.1f}s "
+        f"({len(manual) / queueing:,.0f} runs created/s)"
+    )
+    started = [r for r in manual if r["started_at"] is not None]
+    if started:
+        last_s = max(r["started_at"] for r in started)
+        span = (last_s - first_q).total_seconds()
+        rate = len(started) / span
+        print(
+            f"  DISPATCH queued -> running: {len(started)} runs, first queued_at -> last "
+            f"started_at {span:.1f}s = {rate:,.1f} runs/s"
+            f"   [target >= 1,000/s: {'met' if rate >= 1000 else 'NOT met'}]"
+        )
+        after = [r for r in started if r["started_at"] > last_q]
+        if after:
+            d = (last_s - last_q).total_seconds()
+            print(
+                f"    after the last run was queued: {len(after)} started in {d:.1f}s "
+                f"= {len(after) / d:,.1f} runs/s"
+            )
+        waits = [seconds_between(r["started_at"], r["queued_at"]) or 0.0 for r in started]
+        print(f"    queued_at -> started_at per run: {spread(waits)}")
+    finished = [r for r in manual if r["state"] == "succeeded" and r["finished_at"] is not None]
+    if finished:
+        last_f = max(r["finished_at"] for r in finished)
+        span = (last_f - first_q).total_seconds()
+        print(
+            f"  queued -> succeeded: {len(finished)} runs, first queued_at -> last finished_at "
+            f"{span:.1f}s = {len(finished) / span:,.1f} runs/s"
+        )
+        took = [seconds_between(r["finished_at"], r["started_at"]) or 0.0 for r in finished]
+        print(f"    run duration finished_at - started_at: {spread(took)}")
+        print(
+            f"    engine idle between runs (finished_at -> next started_at): {spread(engine_gaps(manual))}"
+        )
+    report_consistency(runs)
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=1000, help="(a) scheduled jobs")
+    parser.add_argument("--interval", type=float, default=10.0, help="(a) seconds between ticks")
+    parser.add_argument("--seconds", type=float, default=60.0, help="(a) measured window")
+    parser.add_argument("--manual", type=int, default=10_000, help="(b) manual triggers")
+    parser.add_argument("--engines", type=int, default=2)
+    parser.add_argument("--only", choices=("a", "b"))
+    parser.add_argument("--b-budget", type=float, default=240.0, help="(b) give up after (s)")
+    parser.add_argument("--profile", type=Path, help="py-spy the actors; raw stacks go here")
+    parser.add_argument("--log-level", default=None, help="TG_LOG_LEVEL of the actors")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--role", default="bench", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.role == "server":
+        return serve()
+    if args.log_level:
+        os.environ["TG_LOG_LEVEL"] = args.log_level.upper()
+
+    import ray
+
+    tmp = Path(tempfile.mkdtemp(prefix="tg_sched_bench_"))
+    began = time.perf_counter()
+    server = ServerProcess()
+    print(
+        f"source at {server.url}/items, work folder {tmp}, {psutil.cpu_count()} cores, "
+        f"actors' log level {os.environ['TG_LOG_LEVEL']}",
+        flush=True,
+    )
+    try:
+        if args.only in (None, "a"):
+            phase_a(args, server, tmp)
+        if args.only in (None, "b"):
+            phase_b(args, server, tmp)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        server.stop()
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nwhole benchmark: {time.perf_counter() - began:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
