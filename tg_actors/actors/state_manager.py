@@ -59,7 +59,14 @@ class StateManager:
         run = TrackedRun(run_id, job, state, trigger, 1, priority, scheduled_for)
         if state in ACTIVE:
             self._runs[run_id] = run
-        log.info("run %s of %s %s (%s, for %s)", run_id, job, state, trigger, scheduled_for)
+        log.info(
+            "run_state run_id=%s job=%s from=- to=%s trigger=%s attempt=1 scheduled_for=%s",
+            run_id,
+            job,
+            state,
+            trigger,
+            scheduled_for.isoformat(),
+        )
         await self._publish(run, None)
         return run
 
@@ -90,7 +97,16 @@ class StateManager:
         run.state = target
         if target not in ACTIVE:
             del self._runs[run_id]
-        log.info("run %s of %s: %s -> %s", run_id, run.job, previous, target)
+        # one key=value line per change: grep-able, and parseable by log shippers
+        log.info(
+            "run_state run_id=%s job=%s from=%s to=%s trigger=%s attempt=%d",
+            run_id,
+            run.job,
+            previous,
+            target,
+            run.trigger,
+            run.attempt,
+        )
         await self._publish(run, previous, fields.get("error"))
         return run
 
