@@ -107,6 +107,7 @@ class Scheduler:
         """Reload jobs and open runs from DuckDB, subscribe, start ticking (also after a restart)."""
         for topic in (TOPIC_CONFIG, TOPIC_STATUS):
             await self._broker.subscribe(topic, "scheduler")
+        await self._broker.subscribe(TOPIC_STATUS, "scheduler-leases")
         async with self._lock:
             for row in await self._db.list_jobs.remote():
                 await self._load_job(row["name"], row["spec"], bool(row["paused"]))
@@ -117,6 +118,11 @@ class Scheduler:
             ),
             asyncio.create_task(
                 self._broker.pump(TOPIC_STATUS, "scheduler", self._on_status, self._stop)
+            ),
+            asyncio.create_task(
+                self._broker.pump(
+                    TOPIC_STATUS, "scheduler-leases", self._on_sign_of_life, self._stop
+                )
             ),
             asyncio.create_task(self._tick_loop()),
         ]
@@ -399,6 +405,13 @@ class Scheduler:
                     await self._errors.failed(run, spec, message.error, message.pages, self._now())
             await self._dispatch()
 
+    async def _on_sign_of_life(self, message: Any) -> None:
+        """Its own consumer group, no lock: a heartbeat must not wait behind a busy tick, or a
+        healthy run would look lost."""
+        if isinstance(message, RunStarted | RunHeartbeat | RunProgressed):
+            if message.run_id in self._last_seen:
+                self._last_seen[message.run_id] = time.monotonic()
+
     def _release(self, run_id: str) -> None:
         self._in_flight.pop(run_id, None)
         self._last_seen.pop(run_id, None)
@@ -416,9 +429,13 @@ class Scheduler:
             if run is None:
                 continue
             if run.state is RunState.QUEUED:
+                # never started: send it again under a new attempt number, which fences off
+                # the first TriggerRun should an engine still pick it up
                 log.warning(
-                    "run %s was not picked up within %.0fs: dispatching again", run_id, self._lease
+                    "run %s not picked up within %.0fs: dispatching again", run_id, self._lease
                 )
+                run.attempt += 1
+                await self._db.update_run.remote(run_id, expect_state="queued", attempt=run.attempt)
                 self._queue.push(run.run_id, run.job, run.priority, self._now())
                 continue
             entry = self._jobs.get(run.job)

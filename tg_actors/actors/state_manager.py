@@ -14,6 +14,7 @@ from typing import Any
 
 from tg_actors.broker_client import BrokerClient
 from tg_actors.core.runstate import ACTIVE, RunState, check_transition
+from tg_actors.errors import IllegalTransition
 from tg_actors.messages import TOPIC_STATUS, RunStateChanged
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,12 @@ class StateManager:
         previous = run.state
         check_transition(run_id, previous, target)
         if persist:
-            await self._db.update_run.remote(run_id, state=target.value, **fields)
+            try:  # conditional: a late event must not overwrite what DuckDB already holds
+                await self._db.update_run.remote(
+                    run_id, expect_state=previous.value, state=target.value, **fields
+                )
+            except IllegalTransition as exc:
+                return await self._adopt_newer(run, exc)
         run.state = target
         if target not in ACTIVE:
             del self._runs[run_id]
@@ -108,6 +114,16 @@ class StateManager:
             run.attempt,
         )
         await self._publish(run, previous, fields.get("error"))
+        return run
+
+    async def _adopt_newer(self, run: TrackedRun, exc: IllegalTransition) -> TrackedRun:
+        """DuckDB moved on without us (an engine committed while our event waited): take its
+        state. An ended run is no longer tracked; its engine's own event frees the engine."""
+        current = RunState(exc.current)
+        log.info("run %s is already %s in the database; keeping that", run.run_id, current)
+        run.state = current
+        if current not in ACTIVE:
+            self._runs.pop(run.run_id, None)
         return run
 
     async def _publish(

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tg_actors.errors import ConfigError, JobNotFound, RunNotFound
+from tg_actors.errors import ConfigError, IllegalTransition, JobNotFound, RunNotFound
 from tg_actors.jobs import WriteMode
 from tg_actors.store import progress, tables, writes
 from tg_actors.store.schema import (
@@ -159,8 +159,12 @@ class DuckStore:
         )
         return str(row[0]) if row else None
 
-    def update_run(self, run_id: str, **fields: Any) -> dict[str, Any]:
-        """Change only the given fields; return the run. ValueError / RunNotFound."""
+    def update_run(
+        self, run_id: str, *, expect_state: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Change only the given fields; return the run. ValueError / RunNotFound. With
+        `expect_state`, only while the run is still in that state, else IllegalTransition:
+        a late state change must never overwrite a newer one (e.g. `succeeded`)."""
         unknown = set(fields) - UPDATABLE_RUN_FIELDS
         if unknown:
             raise ValueError(f"cannot update run field(s) {sorted(unknown)}")
@@ -174,13 +178,19 @@ class DuckStore:
                 raise RunNotFound(run_id)
             return found
         assignments = ", ".join(f"{quote(k)} = ?" for k in fields)
+        where, params = "run_id = ?", [run_id]
+        if expect_state is not None:
+            where, params = "run_id = ? AND state = ?", [run_id, expect_state]
         row = one(
             self.con,
-            f"UPDATE tg.runs SET {assignments} WHERE run_id = ? RETURNING {_RUN_COLUMNS}",
-            [*values, run_id],
+            f"UPDATE tg.runs SET {assignments} WHERE {where} RETURNING {_RUN_COLUMNS}",
+            [*values, *params],
         )
         if row is None:
-            raise RunNotFound(run_id)
+            current = self.get_run(run_id)
+            if current is None:
+                raise RunNotFound(run_id)
+            raise IllegalTransition(run_id, current["state"], str(fields.get("state", "?")))
         return run_row(row)
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
