@@ -88,7 +88,7 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
     broker = _actor(Broker, BROKER, ns).remote(settings.queue_maxsize)
     limiter = _actor(RateLimiter, LIMITER, ns).remote()
     db = _actor(Database, DATABASE, ns, resources={DB_RESOURCE: 0.01}).remote(
-        str(settings.db_path), Peer(BROKER, ns)
+        str(settings.db_path), Peer(BROKER, ns), settings.duckdb_memory_limit
     )
     names = [f"tg_engine_{i}" for i in range(settings.engines)]
     engines = [

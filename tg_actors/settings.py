@@ -27,7 +27,10 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = Field(10.0, ge=0)
     # a running run whose engine sent no heartbeat (every 2 s) for this long is retried
     lease_seconds: float = Field(30.0, ge=3)
-    alert_webhook_url: str | None = None  # POSTed a JSON alert when a run fails for good
+    alert_webhook_url: str | None = None
+    duckdb_memory_limit: str | None = (
+        "256MB"  # the Database actor's DuckDB buffer pool  # POSTed a JSON alert when a run fails for good
+    )
 
     @field_validator("db_path")
     @classmethod

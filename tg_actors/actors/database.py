@@ -83,10 +83,12 @@ def log_entry(message: Any) -> tuple[str, Any, str, str] | None:
 
 
 class Database:
-    def __init__(self, path: str, broker: Any = None) -> None:
+    def __init__(self, path: str, broker: Any = None, memory_limit: str | None = None) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="duckdb")
         self._path = Path(path)
-        self._store = self._executor.submit(DuckStore, self._path).result()
+        self._store = self._executor.submit(
+            functools.partial(DuckStore, self._path, memory_limit=memory_limit)
+        ).result()
         self._broker = BrokerClient(broker) if broker is not None else None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

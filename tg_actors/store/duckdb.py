@@ -51,7 +51,13 @@ class DuckStore:
     `clock` returns the aware "now" used for created/queued/updated/finished stamps.
     """
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        memory_limit: str | None = None,
+    ) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             # DuckDB names the catalog after the file: `tg.runs` would be ambiguous
@@ -61,6 +67,8 @@ class DuckStore:
         self._clock = clock
         self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(self.path)
         self._con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ values come back in UTC
+        if memory_limit:  # DuckDB takes 80% of RAM by default; merges spill to disk past this
+            self._con.execute("SET memory_limit = ?", [memory_limit])
         create_schema(self._con)
 
     @property
