@@ -908,3 +908,24 @@ def test_attempt_fences_off_a_superseded_engine(tmp_path: Path) -> None:
     assert store.checkpoint(run_id) == {"checkpoint": {"p": 1}, "pages": 1, "rows": 2}
     assert store.commit_run(run_id, table="t", write="append", pages=2, attempt=2) == 2
     store.close()
+
+
+def test_conditional_update_never_overwrites_a_newer_state(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from tg_actors.errors import IllegalTransition
+    from tg_actors.store.duckdb import DuckStore
+
+    store = DuckStore(tmp_path / "late.duckdb")
+    run_id = store.create_run("job", datetime(2026, 1, 1, tzinfo=UTC), "manual")
+    assert run_id is not None
+    store.stage_batch(run_id, pa.table({"id": [1]}))
+    store.commit_run(run_id, table="t", write="append", pages=1)  # the engine was quicker
+    # the scheduler's late "queued -> running" must not turn the run back into running
+    with pytest.raises(IllegalTransition, match="'succeeded'"):
+        store.update_run(run_id, expect_state="queued", state="running")
+    assert store.get_run(run_id)["state"] == "succeeded"  # type: ignore[index]
+    assert store.cancel_run(run_id) is False  # an ended run cannot be cancelled either
+    store.close()
