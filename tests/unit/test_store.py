@@ -929,3 +929,28 @@ def test_conditional_update_never_overwrites_a_newer_state(tmp_path: Path) -> No
     assert store.get_run(run_id)["state"] == "succeeded"  # type: ignore[index]
     assert store.cancel_run(run_id) is False  # an ended run cannot be cancelled either
     store.close()
+
+
+def test_create_runs_in_one_statement_skips_existing_ticks(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tg_actors.store.duckdb import DuckStore
+
+    store = DuckStore(tmp_path / "many.duckdb")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    first = store.create_run("a", t0, "schedule")
+    ids = store.create_runs(
+        [
+            {"job": "a", "scheduled_for": t0, "trigger": "schedule"},  # exists already
+            {"job": "b", "scheduled_for": t0, "trigger": "schedule", "priority": 70},
+            {"job": "a", "scheduled_for": t0 + timedelta(seconds=1), "trigger": "catchup",
+             "state": "skipped"},
+        ]
+    )  # fmt: skip
+    assert ids[0] is None and ids[1] and ids[2] and first
+    b = store.get_run(ids[1])
+    assert b is not None and b["priority"] == 70 and b["state"] == "queued"
+    assert b["scheduled_for"] == t0 and b["attempt"] == 1
+    assert store.get_run(ids[2])["state"] == "skipped"  # type: ignore[index]
+    assert store.create_runs([]) == []
+    store.close()

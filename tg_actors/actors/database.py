@@ -34,6 +34,7 @@ STORE_METHODS = (
     "list_jobs",
     "set_paused",
     "create_run",
+    "create_runs",
     "update_run",
     "get_run",
     "list_runs",

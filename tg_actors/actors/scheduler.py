@@ -20,7 +20,7 @@ from typing import Any
 
 from tg_actors.actors.error_handler import ErrorHandler
 from tg_actors.actors.lifecycle import Boot
-from tg_actors.actors.state_manager import StateManager
+from tg_actors.actors.state_manager import NewRun, StateManager
 from tg_actors.broker_client import BrokerClient
 from tg_actors.core.metrics import Histogram
 from tg_actors.core.runstate import RunState
@@ -289,16 +289,20 @@ class Scheduler:
             await asyncio.sleep(self._tick_seconds)
 
     async def _fire_due(self) -> None:
+        """Every due tick of every job becomes a run: one insert and one publish per tick of
+        the loop, however many jobs fire at once."""
         now = self._now()
+        batch: list[tuple[JobEntry, datetime, str]] = []
         for entry in list(self._jobs.values()):
             if not entry.schedulable or entry.spec.schedule is None:
                 continue
             due = due_ticks(entry.spec.schedule, entry.watermark, now)
             if due.cut:
                 log.warning("job %s: catch-up bounded, older missed ticks dropped", entry.spec.name)
-            for tick, trigger in due.ticks:
-                await self._enqueue(entry, tick, trigger, None, check_overlap=True)
+            batch.extend((entry, tick, trigger) for tick, trigger in due.ticks)
             entry.watermark = due.next_after
+        if batch:
+            await self._enqueue_many(batch, None, check_overlap=True)
 
     async def _enqueue(
         self,
@@ -308,25 +312,39 @@ class Scheduler:
         priority: int | None,
         check_overlap: bool,
     ) -> str | None:
-        spec = entry.spec
-        prio = spec.priority if priority is None else priority
-        skip = (
-            check_overlap
-            and spec.schedule is not None
-            and spec.schedule.overlap is Overlap.SKIP
-            and bool(self._states.active(spec.name))
-        )
-        state = RunState.SKIPPED if skip else RunState.QUEUED
-        run = await self._states.create(spec.name, when, trigger, prio, state)
-        if run is None or skip:
-            return run.run_id if run else None
-        due = when
-        if spec.schedule is not None and spec.schedule.jitter and trigger == "schedule":
-            due = apply_jitter(
-                when, spec.schedule.jitter, self._rng
-            )  # scheduled_for stays the tick
-        self._queue.push(run.run_id, spec.name, prio, due)
-        return run.run_id
+        return (await self._enqueue_many([(entry, when, trigger)], priority, check_overlap))[0]
+
+    async def _enqueue_many(
+        self,
+        batch: list[tuple[JobEntry, datetime, str]],
+        priority: int | None,
+        check_overlap: bool,
+    ) -> list[str | None]:
+        entries: list[NewRun] = []
+        becoming_active: set[str] = set()  # a job's first tick in this batch makes it active
+        for entry, when, trigger in batch:
+            spec = entry.spec
+            skip = (
+                check_overlap
+                and spec.schedule is not None
+                and spec.schedule.overlap is Overlap.SKIP
+                and (spec.name in becoming_active or bool(self._states.active(spec.name)))
+            )
+            if not skip:
+                becoming_active.add(spec.name)
+            state = RunState.SKIPPED if skip else RunState.QUEUED
+            prio = spec.priority if priority is None else priority
+            entries.append(NewRun(spec.name, when, trigger, prio, state))
+        runs = await self._states.create_many(entries)
+        for (entry, when, trigger), run in zip(batch, runs, strict=True):
+            if run is None or run.state is not RunState.QUEUED:
+                continue
+            schedule = entry.spec.schedule
+            due = when  # scheduled_for stays the tick; jitter only delays the start
+            if schedule is not None and schedule.jitter and trigger == "schedule":
+                due = apply_jitter(when, schedule.jitter, self._rng)
+            self._queue.push(run.run_id, run.job, run.priority, due)
+        return [run.run_id if run else None for run in runs]
 
     def _can_run(self, item: QueuedRun) -> bool:
         entry = self._jobs.get(item.job)

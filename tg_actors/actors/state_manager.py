@@ -8,6 +8,7 @@ subscribers see is already true in DuckDB.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,17 +32,41 @@ class TrackedRun:
     scheduled_for: datetime
 
 
+@dataclass(frozen=True)
+class NewRun:
+    job: str
+    scheduled_for: datetime
+    trigger: str
+    priority: int
+    state: RunState = RunState.QUEUED
+
+
 class StateManager:
     def __init__(self, db: Any, broker: BrokerClient) -> None:
         self._db = db
         self._broker = broker
-        self._runs: dict[str, TrackedRun] = {}
+        self._runs: dict[str, TrackedRun] = {}  # active runs only
+        self._by_job: defaultdict[str, set[str]] = defaultdict(set)
 
     def get(self, run_id: str) -> TrackedRun | None:
         return self._runs.get(run_id)
 
     def active(self, job: str | None = None) -> list[TrackedRun]:
-        return [r for r in self._runs.values() if r.state in ACTIVE and job in (None, r.job)]
+        if job is None:
+            return list(self._runs.values())
+        return [self._runs[run_id] for run_id in self._by_job.get(job, ())]
+
+    def _track(self, run: TrackedRun) -> None:
+        self._runs[run.run_id] = run
+        self._by_job[run.job].add(run.run_id)
+
+    def _untrack(self, run: TrackedRun) -> None:
+        self._runs.pop(run.run_id, None)
+        ids = self._by_job.get(run.job)
+        if ids is not None:
+            ids.discard(run.run_id)
+            if not ids:
+                del self._by_job[run.job]
 
     async def create(
         self,
@@ -52,24 +77,44 @@ class StateManager:
         state: RunState = RunState.QUEUED,
     ) -> TrackedRun | None:
         """Insert the run (unique on job + scheduled_for). None if that tick already has one."""
-        run_id = await self._db.create_run.remote(
-            job, scheduled_for, trigger, state=state.value, priority=priority
+        return (await self.create_many([NewRun(job, scheduled_for, trigger, priority, state)]))[0]
+
+    async def create_many(self, entries: list[NewRun]) -> list[TrackedRun | None]:
+        """Insert many runs in one statement and announce them in one publish (a tick of many
+        jobs); None for an entry whose (job, scheduled_for) already had a run."""
+        ids = await self._db.create_runs.remote(
+            [
+                {
+                    "job": e.job,
+                    "scheduled_for": e.scheduled_for,
+                    "trigger": e.trigger,
+                    "state": e.state.value,
+                    "priority": e.priority,
+                }
+                for e in entries
+            ]
         )
-        if run_id is None:
-            return None
-        run = TrackedRun(run_id, job, state, trigger, 1, priority, scheduled_for)
-        if state in ACTIVE:
-            self._runs[run_id] = run
-        log.info(
-            "run_state run_id=%s job=%s from=- to=%s trigger=%s attempt=1 scheduled_for=%s",
-            run_id,
-            job,
-            state,
-            trigger,
-            scheduled_for.isoformat(),
-        )
-        await self._publish(run, None)
-        return run
+        runs: list[TrackedRun | None] = []
+        for e, run_id in zip(entries, ids, strict=True):
+            if run_id is None:
+                runs.append(None)
+                continue
+            run = TrackedRun(run_id, e.job, e.state, e.trigger, 1, e.priority, e.scheduled_for)
+            if e.state in ACTIVE:
+                self._track(run)
+            log.info(
+                "run_state run_id=%s job=%s from=- to=%s trigger=%s attempt=1 scheduled_for=%s",
+                run_id,
+                e.job,
+                e.state,
+                e.trigger,
+                e.scheduled_for.isoformat(),
+            )
+            runs.append(run)
+        created = [r for r in runs if r is not None]
+        if created:
+            await self._broker.publish(TOPIC_STATUS, *(self._changed(r, None) for r in created))
+        return runs
 
     def adopt(self, row: dict[str, Any]) -> TrackedRun:
         """Track a run read back from DuckDB after a restart."""
@@ -82,7 +127,7 @@ class StateManager:
             row.get("priority") or 50,
             row["scheduled_for"],
         )
-        self._runs[run.run_id] = run
+        self._track(run)
         return run
 
     async def move(
@@ -102,7 +147,7 @@ class StateManager:
                 return await self._adopt_newer(run, exc)
         run.state = target
         if target not in ACTIVE:
-            del self._runs[run_id]
+            self._untrack(run)
         # one key=value line per change: grep-able, and parseable by log shippers
         log.info(
             "run_state run_id=%s job=%s from=%s to=%s trigger=%s attempt=%d",
@@ -123,20 +168,23 @@ class StateManager:
         log.info("run %s is already %s in the database; keeping that", run.run_id, current)
         run.state = current
         if current not in ACTIVE:
-            self._runs.pop(run.run_id, None)
+            self._untrack(run)
         return run
 
     async def _publish(
         self, run: TrackedRun, previous: RunState | None, error: str | None = None
     ) -> None:
-        await self._broker.publish(
-            TOPIC_STATUS,
-            RunStateChanged(
-                run_id=run.run_id,
-                job=run.job,
-                state=run.state.value,
-                previous=previous.value if previous else None,
-                trigger=run.trigger,
-                error=error,
-            ),
+        await self._broker.publish(TOPIC_STATUS, self._changed(run, previous, error))
+
+    @staticmethod
+    def _changed(
+        run: TrackedRun, previous: RunState | None, error: str | None = None
+    ) -> RunStateChanged:
+        return RunStateChanged(
+            run_id=run.run_id,
+            job=run.job,
+            state=run.state.value,
+            previous=previous.value if previous else None,
+            trigger=run.trigger,
+            error=error,
         )

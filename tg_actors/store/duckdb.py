@@ -167,6 +167,39 @@ class DuckStore:
         )
         return str(row[0]) if row else None
 
+    def create_runs(self, runs: list[dict[str, Any]]) -> list[str | None]:
+        """Many `create_run`s in one statement (a tick of many jobs): each dict has job,
+        scheduled_for, trigger, state, priority. Returns run_id or None per entry, in order."""
+        if not runs:
+            return []
+        ids = [uuid.uuid4().hex for _ in runs]
+        now = self._now()
+        batch = pa.table(
+            {
+                "run_id": ids,
+                "job": [r["job"] for r in runs],
+                "state": [r.get("state", "queued") for r in runs],
+                "trigger": [r["trigger"] for r in runs],
+                "attempt": pa.array([1] * len(runs), pa.int32()),
+                "priority": pa.array([r.get("priority", 50) for r in runs], pa.int32()),
+                "scheduled_for": pa.array(
+                    [aware(r["scheduled_for"]) for r in runs], pa.timestamp("us", tz="UTC")
+                ),
+                "queued_at": pa.array([now] * len(runs), pa.timestamp("us", tz="UTC")),
+            }
+        )
+        self.con.register("_new_runs", batch)
+        try:
+            inserted = self.con.execute(
+                "INSERT INTO tg.runs (run_id, job, state, trigger, attempt, priority,"
+                " scheduled_for, queued_at) SELECT * FROM _new_runs"
+                " ON CONFLICT DO NOTHING RETURNING run_id"
+            ).fetchall()
+        finally:
+            self.con.unregister("_new_runs")
+        created = {row[0] for row in inserted}
+        return [run_id if run_id in created else None for run_id in ids]
+
     def update_run(
         self, run_id: str, *, expect_state: str | None = None, **fields: Any
     ) -> dict[str, Any]:
