@@ -9,57 +9,30 @@ The `demo_server` fixture lives here (tests/conftest.py is the Ray session's): u
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from serve.demo import build_demo_app
+from tg_actors.local_server import ThreadedServer
 
 DEMO_ROWS = 10_000
 
 
 @contextmanager
-def serve_app(app: Any, *, ready_timeout: float = 15.0, **config: Any) -> Iterator[str]:
-    """Serve `app` while the block runs; yields its base URL. Extra kwargs go to uvicorn.Config."""
-    # bind first and hand uvicorn the socket: the port is ours before the thread starts,
-    # so there is no window in which another test could take it
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    options: dict[str, Any] = {
-        "log_level": "warning",
-        "log_config": None,  # leave the test run's logging alone
-        "timeout_graceful_shutdown": 5,
-        **config,
-    }
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
-    # uvicorn installs signal handlers only in the main thread: none here, Ctrl+C stays pytest's
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True
-    )
-    thread.start()
+def serve_app(app: Any, *, ready_timeout: float = 15.0) -> Iterator[str]:
+    """Serve `app` while the block runs; yields its base URL (the product's ThreadedServer,
+    on a port the OS picks, so no two tests race for one)."""
+    server = ThreadedServer(app, "127.0.0.1", 0).start(ready_timeout)
     try:
-        deadline = time.monotonic() + ready_timeout
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError(f"uvicorn on port {port} stopped before it was ready")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"uvicorn on port {port} not ready after {ready_timeout:g}s")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,7 @@ import pytest
 import ray
 
 from tests.conftest import write_job
-from tests.integration.helpers import running_system, wait_for_run
-from tests.integration.test_scheduler_actor import wait_state
+from tests.integration.helpers import running_system, wait_for_run, wait_idle, wait_state
 from tests.servers import serve_app, slow_server  # noqa: F401
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
@@ -31,16 +30,6 @@ def slow_job(
 ) -> None:
     text = SLOW.format(name=name, url=url, timeout=timeout, attempts=attempts)
     write_job(tmp_path / "configs", name, text)
-
-
-def wait_idle(rt: object) -> dict[str, int]:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        status = ray.get(rt.scheduler.status.remote())  # type: ignore[attr-defined]
-        if status["busy_engines"] == 0:
-            return status  # type: ignore[no-any-return]
-        time.sleep(0.05)
-    raise AssertionError(f"engines still busy: {status}")
 
 
 def test_cancel_running_and_queued_runs(

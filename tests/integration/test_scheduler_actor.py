@@ -9,7 +9,7 @@ import pytest
 import ray
 
 from tests.conftest import write_job
-from tests.integration.helpers import running_system, wait_for_run
+from tests.integration.helpers import running_system, wait_for_run, wait_idle, wait_state
 from tests.servers import demo_server, slow_server  # noqa: F401
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
@@ -22,16 +22,6 @@ source:
   paginate: {{type: page}}
 destination: {{table: {name}, write: merge, primary_key: [id]}}
 """
-
-
-def wait_state(rt: object, run_id: str, state: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = ray.get(rt.db.get_run.remote(run_id))  # type: ignore[attr-defined]
-        if run and run["state"] == state:
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{run_id} never {state}")
 
 
 def test_scheduler_restart_mid_run_neither_loses_nor_doubles_it(
@@ -55,13 +45,7 @@ def test_scheduler_restart_mid_run_neither_loses_nor_doubles_it(
         assert again["state"] == "succeeded"
         runs = ray.get(rt.db.list_runs.remote(job="slow"))
         assert sorted(r["run_id"] for r in runs) == sorted([run_id, again["run_id"]])
-        deadline = time.monotonic() + 10  # the RunFinished event follows the commit closely
-        while time.monotonic() < deadline:
-            status = ray.get(rt.scheduler.status.remote())
-            if status["busy_engines"] == 0:
-                break
-            time.sleep(0.05)
-        assert status["busy_engines"] == 0 and status["queue_depth"] == 0
+        assert wait_idle(rt)["queue_depth"] == 0
 
 
 def test_higher_priority_dispatched_first_when_engines_are_busy(

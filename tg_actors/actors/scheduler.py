@@ -14,7 +14,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,8 +22,9 @@ from tg_actors.actors.lifecycle import Boot
 from tg_actors.actors.state_manager import NewRun, StateManager
 from tg_actors.broker_client import BrokerClient
 from tg_actors.core.metrics import Histogram
+from tg_actors.core.planning import JobEntry, plan_runs, start_at
 from tg_actors.core.runstate import RunState
-from tg_actors.core.schedule import apply_jitter, due_ticks, next_fire
+from tg_actors.core.schedule import due_ticks
 from tg_actors.core.taskqueue import QueuedRun, TaskQueue
 from tg_actors.errors import IllegalTransition, JobNotFound, RunNotFound
 from tg_actors.jobs import JobSpec, Overlap
@@ -49,18 +49,6 @@ from tg_actors.messages import (
 
 log = logging.getLogger(__name__)
 AGING_EVERY = timedelta(seconds=5)  # a waiting run gains a priority point every 5 s
-
-
-@dataclass
-class JobEntry:
-    spec: JobSpec
-    stored: dict[str, Any]
-    paused: bool
-    watermark: datetime
-
-    @property
-    def schedulable(self) -> bool:
-        return self.spec.enabled and not self.paused and self.spec.schedule is not None
 
 
 class Scheduler:
@@ -189,11 +177,7 @@ class Scheduler:
         for job, entry in self._jobs.items():
             if name not in (None, job):
                 continue
-            upcoming = (
-                next_fire(entry.spec.schedule, max(entry.watermark, now))
-                if entry.schedulable and entry.spec.schedule
-                else None
-            )
+            upcoming = entry.next_run_at(now)
             out[job] = {
                 "paused": entry.paused,
                 "next_run_at": upcoming.isoformat() if upcoming else None,
@@ -320,29 +304,24 @@ class Scheduler:
         priority: int | None,
         check_overlap: bool,
     ) -> list[str | None]:
-        entries: list[NewRun] = []
-        becoming_active: set[str] = set()  # a job's first tick in this batch makes it active
-        for entry, when, trigger in batch:
-            spec = entry.spec
-            skip = (
-                check_overlap
-                and spec.schedule is not None
-                and spec.schedule.overlap is Overlap.SKIP
-                and (spec.name in becoming_active or bool(self._states.active(spec.name)))
+        plans = plan_runs(
+            batch, lambda job: bool(self._states.active(job)), priority, check_overlap
+        )
+        entries = [
+            NewRun(
+                p.job,
+                p.scheduled_for,
+                p.trigger,
+                p.priority,
+                RunState.SKIPPED if p.skip else RunState.QUEUED,
             )
-            if not skip:
-                becoming_active.add(spec.name)
-            state = RunState.SKIPPED if skip else RunState.QUEUED
-            prio = spec.priority if priority is None else priority
-            entries.append(NewRun(spec.name, when, trigger, prio, state))
+            for p in plans
+        ]
         runs = await self._states.create_many(entries)
         for (entry, when, trigger), run in zip(batch, runs, strict=True):
             if run is None or run.state is not RunState.QUEUED:
                 continue
-            schedule = entry.spec.schedule
-            due = when  # scheduled_for stays the tick; jitter only delays the start
-            if schedule is not None and schedule.jitter and trigger == "schedule":
-                due = apply_jitter(when, schedule.jitter, self._rng)
+            due = start_at(entry, when, trigger, self._rng)
             self._queue.push(run.run_id, run.job, run.priority, due)
         return [run.run_id if run else None for run in runs]
 

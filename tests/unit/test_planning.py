@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tg_actors.core.planning import JobEntry, plan_runs, start_at
+from tg_actors.jobs import parse_job
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def entry(name: str, overlap: str = "skip", **extra: Any) -> JobEntry:
+    spec = parse_job(
+        {
+            "name": name,
+            "schedule": {"interval": "1s", "overlap": overlap, **extra},
+            "source": {"url": "http://127.0.0.1:9/x"},
+            "destination": {"table": name},
+        }
+    )
+    return JobEntry(spec, spec.to_stored(), paused=False, watermark=T0)
+
+
+def test_overlap_skip_records_later_ticks_of_an_active_job_as_skipped() -> None:
+    a, b, q = entry("a"), entry("b"), entry("q", overlap="queue")
+    batch = [(a, T0, "catchup"), (a, T0 + timedelta(seconds=1), "schedule"), (b, T0, "schedule")]
+    batch += [(q, T0, "schedule"), (q, T0 + timedelta(seconds=1), "schedule")]
+    plans = plan_runs(batch, is_active=lambda job: job == "b")
+    assert [(p.job, p.skip) for p in plans] == [
+        ("a", False), ("a", True), ("b", True), ("q", False), ("q", False)
+    ]  # fmt: skip
+    assert all(p.priority == 50 for p in plans)
+    manual = plan_runs([(b, T0, "manual")], lambda job: True, priority=90, check_overlap=False)
+    assert (manual[0].skip, manual[0].priority) == (False, 90)
+
+
+def test_jitter_delays_only_scheduled_ticks_and_within_bounds() -> None:
+    jittery, rng = entry("j", jitter="10s"), random.Random(7)
+    starts = [start_at(jittery, T0, "schedule", rng) for _ in range(200)]
+    assert all(T0 <= s <= T0 + timedelta(seconds=10) for s in starts) and len(set(starts)) > 1
+    assert start_at(jittery, T0, "manual", rng) == T0
+    assert start_at(entry("n"), T0, "schedule", rng) == T0
+
+
+def test_next_run_at() -> None:
+    job = entry("a")
+    assert job.next_run_at(T0 + timedelta(milliseconds=500)) == T0 + timedelta(seconds=1)
+    job.paused = True
+    assert job.next_run_at(T0) is None
