@@ -1,15 +1,17 @@
 """Scheduler benchmark: trigger lateness under many schedules, and manual dispatch throughput.
 
     .venv/bin/python bench/sched_bench.py [--jobs 1000] [--interval 10] [--seconds 60]
-        [--manual 10000] [--engines 2] [--only a|b] [--b-budget 240] [--profile DIR]
+        [--manual 10000] [--engines 2] [--slots 8] [--burst] [--only a|b] [--b-budget 240]
+        [--profile DIR]
 
 Run by hand, never by the tests. Everything on 127.0.0.1: a trivial source (starlette on
 uvicorn, in its own process) answers `[{"id": 1}]` at /items; one local Ray; turbo-giggle's
 actors started by `runtime.start` from job files written into a temporary configs folder.
 
-(a) --jobs jobs, each `schedule: {interval: --interval, overlap: skip, catchup: none}`, all
-    appending to table `bench`, for --seconds. Interval ticks are anchored at the epoch, so
-    every job fires at the same instant: a burst of --jobs runs each interval. Afterwards
+(a) --jobs jobs, each `schedule: {interval: --interval, overlap: skip, catchup: none, anchor}`,
+    all appending to table `bench`, for --seconds. The anchors spread the jobs evenly over the
+    interval (1,000 jobs every 10 s: one due every 10 ms, 100 runs/s); with --burst there is
+    no anchor and every job fires at the same instant: a burst of --jobs runs each interval. Afterwards
     (up to one more interval of drain, then a graceful stop) `tg.runs` is read from the
     DuckDB file: lateness = started_at - scheduled_for of the ticks inside the window (p50,
     p99, max), runs per state, ticks never created, duplicate (job, scheduled_for) rows.
@@ -62,6 +64,7 @@ except ImportError:  # Ray vendors it
     import psutil
 
 HERE = Path(__file__).resolve()
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 
 # --- the source: one process serving [{"id": 1}] ----------------------------------------
@@ -139,7 +142,7 @@ class ServerProcess:
 # --- job files ------------------------------------------------------------------------------
 
 SCHEDULED = """name: {name}
-schedule: {{interval: {interval}s, overlap: skip, catchup: none}}
+schedule: {{interval: {interval}s, overlap: skip, catchup: none{anchor}}}
 timeout: 1m
 source:
   url: {url}/items
@@ -162,11 +165,14 @@ destination: {{table: bench, write: append}}
 """
 
 
-def write_jobs(folder: Path, template: str, names: list[str], **fields: Any) -> None:
+def write_jobs(
+    folder: Path, template: str, names: list[str], anchors: list[str] | None = None, **fields: Any
+) -> None:
     jobs = folder / "jobs"
     jobs.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        (jobs / f"{name}.yaml").write_text(template.format(name=name, **fields))
+    for i, name in enumerate(names):
+        anchor = f", anchor: '{anchors[i]}'" if anchors else ""
+        (jobs / f"{name}.yaml").write_text(template.format(name=name, anchor=anchor, **fields))
 
 
 # --- helpers: bounded calls, percentiles, processes ------------------------------------------
@@ -484,7 +490,9 @@ def report_consistency(runs: Runs) -> None:
 # --- the runtime ------------------------------------------------------------------------------
 
 
-def start_runtime(tmp: Path, label: str, engines: int, schedules: bool) -> tuple[Any, Any]:
+def start_runtime(
+    tmp: Path, label: str, engines: int, schedules: bool, slots: int
+) -> tuple[Any, Any]:
     from tg_actors import runtime
     from tg_actors.settings import Settings
 
@@ -493,7 +501,7 @@ def start_runtime(tmp: Path, label: str, engines: int, schedules: bool) -> tuple
         db_path=tmp / f"sched_{label}.duckdb",
         namespace=f"sched_bench_{uuid.uuid4().hex[:6]}",
         engines=engines,
-        tick_seconds=0.05,
+        engine_slots=slots,
     )
     began = time.perf_counter()
     runtime.init_ray(settings)  # on the main thread (Ray installs signal handlers)
@@ -535,7 +543,7 @@ def status_text(status: dict[str, Any] | None) -> str:
     if status is None:
         return "scheduler status: no answer within 10s"
     return (
-        f"queue {status['queue_depth']}, busy engines {status['busy_engines']}/{status['engines']}"
+        f"queue {status['queue_depth']}, runs in flight {status['running']}/{status['slots']}"
     )
 
 
@@ -558,13 +566,23 @@ def phase_a(args: argparse.Namespace, server: ServerProcess, tmp: Path) -> None:
 
     print(
         f"\n(a) {args.jobs} jobs every {args.interval:g}s "
-        f"({args.jobs / args.interval:,.0f} runs/s on average, all due at the same instant), "
-        f"{args.seconds:g}s window, {args.engines} engines",
+        f"({args.jobs / args.interval:,.0f} runs/s, "
+        f"{'all due at the same instant' if args.burst else 'anchors spread over the interval'}), "
+        f"{args.seconds:g}s window, {args.engines} engines x {args.slots} slots",
         flush=True,
     )
     names = [f"sched_{i:05d}" for i in range(args.jobs)]
-    write_jobs(tmp / "configs_a", SCHEDULED, names, url=server.url, interval=f"{args.interval:g}")
-    rt, settings = start_runtime(tmp, "a", args.engines, schedules=True)
+    # `schedule.anchor` spreads the jobs evenly over the interval: a steady 100 runs/s
+    step = args.interval / args.jobs
+    anchors = (
+        None
+        if args.burst
+        else [(EPOCH + timedelta(seconds=i * step)).isoformat() for i in range(args.jobs)]
+    )
+    write_jobs(
+        tmp / "configs_a", SCHEDULED, names, anchors, url=server.url, interval=f"{args.interval:g}"
+    )
+    rt, settings = start_runtime(tmp, "a", args.engines, schedules=True, slots=args.slots)
     try:
         pids = all_pids(rt, server)
         profiler = Profiler(args.profile, pids)
@@ -696,7 +714,7 @@ def phase_b(args: argparse.Namespace, server: ServerProcess, tmp: Path) -> None:
     )
     names = [f"manual_{i:03d}" for i in range(jobs)]
     write_jobs(tmp / "configs_b", MANUAL, names, url=server.url)
-    rt, settings = start_runtime(tmp, "b", args.engines, schedules=False)
+    rt, settings = start_runtime(tmp, "b", args.engines, schedules=False, slots=args.slots)
     try:
         pids = all_pids(rt, server)
         profiler = Profiler(args.profile, pids)
@@ -766,7 +784,7 @@ def await_drain(rt: Any, expected: int, began: float, deadline: float) -> dict[s
         counts = db_counts(rt)
         done = sum(counts.get(s, 0) for s in ("succeeded", "failed", "cancelled"))
         status = scheduler_status(rt)
-        quiet = status is not None and not status["queue_depth"] and not status["busy_engines"]
+        quiet = status is not None and not status["queue_depth"] and not status["running"]
         idle = idle + 1 if quiet else 0
         if done >= expected or idle >= 2:
             return {}
@@ -845,6 +863,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="(a) measured window")
     parser.add_argument("--manual", type=int, default=10_000, help="(b) manual triggers")
     parser.add_argument("--engines", type=int, default=2)
+    parser.add_argument("--slots", type=int, default=8, help="runs per engine at once")
+    parser.add_argument(
+        "--burst", action="store_true", help="(a) every job due at the same instant (no anchors)"
+    )
     parser.add_argument("--only", choices=("a", "b"))
     parser.add_argument("--b-budget", type=float, default=240.0, help="(b) give up after (s)")
     parser.add_argument("--profile", type=Path, help="py-spy the actors; raw stacks go here")

@@ -118,16 +118,17 @@ class ApiService:
         rows = await self._call(
             DATABASE, "query", "SELECT coalesce(sum(rows_loaded), 0) FROM tg.runs"
         )
-        busy, engines = sched["busy_engines"], sched["engines"]
+        busy, slots = sched["running"], sched["slots"]
         return render(
             gauges={
                 "tg_queue_depth": ("Runs queued and waiting for an engine.", sched["queue_depth"]),
                 "tg_retry_waiting": ("Runs waiting out a retry backoff.", sched["retry_waiting"]),
-                "tg_engines": ("SyncEngine actors.", engines),
-                "tg_engines_busy": ("Engines running a run.", busy),
+                "tg_engines": ("SyncEngine actors.", sched["engines"]),
+                "tg_engine_slots": ("Runs the engines can work on at once.", slots),
+                "tg_runs_in_flight": ("Runs handed to an engine and not ended.", busy),
                 "tg_engine_utilisation": (
-                    "Busy engines / engines.",
-                    busy / engines if engines else 0,
+                    "Runs in flight / engine slots.",
+                    busy / slots if slots else 0,
                 ),
                 "tg_jobs": ("Jobs known to the scheduler.", sched["jobs"]),
             },

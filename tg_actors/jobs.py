@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -72,6 +73,7 @@ class WriteMode(enum.StrEnum):
 class Schedule(Strict):
     cron: str | None = None
     interval: Duration | None = None
+    anchor: datetime | None = None  # interval ticks sit at anchor + k * interval (default: epoch)
     at: datetime | None = None
     timezone: str = "UTC"
     catchup: Catchup = Catchup.LATEST
@@ -95,6 +97,16 @@ class Schedule(Strict):
     def _interval(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value < timedelta(seconds=0.1):
             raise ValueError("interval must be at least 100ms")
+        return value
+
+    @field_validator("anchor")
+    @classmethod
+    def _anchor(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        # `interval` is declared before `anchor`, so it is in info.data unless it failed itself
+        if value is not None and "interval" in info.data and info.data["interval"] is None:
+            raise ValueError("anchor applies to interval schedules only")
+        if value is not None and value.tzinfo is None:  # read like `at`: naive means UTC
+            value = value.replace(tzinfo=UTC)
         return value
 
     @field_validator("at")

@@ -94,7 +94,13 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
     engines = [
         _actor(
             SyncEngine, name, ns, num_cpus=settings.engine_num_cpus, scheduling_strategy="SPREAD"
-        ).remote(f"engine-{i}", Peer(DATABASE, ns), Peer(BROKER, ns), Peer(LIMITER, ns))
+        ).remote(
+            f"engine-{i}",
+            Peer(DATABASE, ns),
+            Peer(BROKER, ns),
+            Peer(LIMITER, ns),
+            settings.engine_slots,
+        )
         for i, name in enumerate(names)
     ]
     config = _actor(ConfigManager, CONFIG, ns).remote(
@@ -118,6 +124,7 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
         schedules,
         settings.lease_seconds,
         settings.alert_webhook_url,
+        slots=settings.engine_slots,
     )
     ray.get(rt.scheduler.start.remote())
     log.info("runtime up in %.1fs: jobs %s", time.perf_counter() - began, report["loaded"])

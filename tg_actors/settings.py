@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     api_token: str | None = None
     engines: int = Field(2, ge=1, le=256)
     engine_num_cpus: float = Field(0.0, ge=0)
+    # runs one engine works on at once; the Scheduler's capacity is engines * engine_slots
+    engine_slots: int = Field(8, ge=1, le=1024)
     address: str | None = None
     namespace: str = NAMESPACE
     tick_seconds: float = Field(0.2, gt=0)
@@ -27,10 +29,8 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = Field(10.0, ge=0)
     # a running run whose engine sent no heartbeat (every 2 s) for this long is retried
     lease_seconds: float = Field(30.0, ge=3)
-    alert_webhook_url: str | None = None
-    duckdb_memory_limit: str | None = (
-        "256MB"  # the Database actor's DuckDB buffer pool  # POSTed a JSON alert when a run fails for good
-    )
+    alert_webhook_url: str | None = None  # POSTed a JSON alert when a run fails for good
+    duckdb_memory_limit: str | None = "256MB"  # the Database actor's DuckDB buffer pool
 
     @field_validator("db_path")
     @classmethod

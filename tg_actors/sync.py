@@ -40,6 +40,9 @@ class SyncResult:
     pages: int
     seconds: float
     cursor: str | None = None  # the new incremental cursor to commit with the rows
+    # the rows, when the run fitted in one batch and nothing was staged (`keep_tail`): they go
+    # with the commit itself, saving the staging table's round trip
+    tail: pa.Table | None = None
 
 
 def batch_cursor(table: pa.Table, field: str) -> str | None:
@@ -84,6 +87,7 @@ class Stager:
         self.rows, self.pages, self.cursor = rows, pages, cursor
         self._batch = Batch(spec.source.checkpoint_rows)
         self._pending: asyncio.Future[object] | None = None
+        self.staged = False
 
     def add(self, records: list[dict[str, Any]]) -> None:
         self.pages += 1
@@ -107,12 +111,24 @@ class Stager:
             await self.wait()  # stages stay in order: a checkpoint covers every page before it
             # only the last part may carry the position: a crash between parts re-fetches
             position = checkpoint if i == len(tables) - 1 else None
+            self.staged = True
             self._pending = asyncio.ensure_future(self._stage(table, position, self.pages))
 
     async def wait(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             await pending
+
+    def take_tail(self) -> pa.Table | None:
+        """The rows gathered so far as one table, when nothing was staged before them."""
+        if self.staged:
+            return None
+        parts = self._batch.take()
+        if len(parts) == 1:
+            return parts[0]
+        for part in parts:  # several schemas that cannot be unified: they are staged
+            self._batch.add(part)
+        return None
 
     def abandon(self) -> None:
         if self._pending is not None and not self._pending.done():
@@ -129,9 +145,11 @@ async def extract_and_stage(
     acquire: Acquire | None = None,
     env: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    keep_tail: bool = False,
 ) -> SyncResult:
     """Read the pages of `spec.source` (from `resume` on), stage them; returns the totals.
-    `cursor` is the job's committed incremental cursor (None on the first run)."""
+    `cursor` is the job's committed incremental cursor (None on the first run). With
+    `keep_tail`, a run that fits in one batch stages nothing: its rows come back as `tail`."""
     started = time.perf_counter()
     saved = dict(resume["checkpoint"]) if resume else {}
     stager = Stager(
@@ -157,11 +175,14 @@ async def extract_and_stage(
                 await stager.flush(page.checkpoint)
             if progress is not None:
                 await progress(stager.rows, stager.pages)
-        await stager.flush(None, force=True)
+        tail = stager.take_tail() if keep_tail else None
+        if tail is None:
+            await stager.flush(None, force=True)
         await stager.wait()
     finally:
         stager.abandon()
-    return SyncResult(stager.rows, stager.pages, time.perf_counter() - started, stager.cursor)
+    seconds = time.perf_counter() - started
+    return SyncResult(stager.rows, stager.pages, seconds, stager.cursor, tail)
 
 
 class Batch:

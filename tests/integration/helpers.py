@@ -76,6 +76,6 @@ def wait_idle(rt: runtime.Runtime, timeout: float = 15.0) -> dict[str, Any]:
 
     def idle() -> dict[str, Any] | None:
         status: dict[str, Any] = ray.get(rt.scheduler.status.remote())
-        return status if status["busy_engines"] == 0 else None
+        return status if status["running"] == 0 else None
 
     return poll_until("engines to be idle", idle, timeout)

@@ -57,7 +57,7 @@ def test_higher_priority_dispatched_first_when_engines_are_busy(
         write_job(
             tmp_path / "configs", name, SLOW_JOB.format(name=name, priority=prio, url=slow_server)
         )
-    with running_system(tmp_path, namespace, engines=1) as rt:
+    with running_system(tmp_path, namespace, engines=1, engine_slots=1) as rt:
         blocker = ray.get(rt.scheduler.trigger.remote("blocker"))
         wait_state(rt, blocker, "running")
         ids = {name: ray.get(rt.scheduler.trigger.remote(name)) for name in ("low", "high", "mid")}

@@ -4,7 +4,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tg_actors.core.planning import JobEntry, plan_runs, start_at
+from tg_actors.core.planning import FireTimes, JobEntry, plan_runs, start_at
 from tg_actors.jobs import parse_job
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -48,3 +48,26 @@ def test_next_run_at() -> None:
     assert job.next_run_at(T0 + timedelta(milliseconds=500)) == T0 + timedelta(seconds=1)
     job.paused = True
     assert job.next_run_at(T0) is None
+
+
+def test_fire_times_pop_due_in_order_once_and_superseded_entries_drop() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    fires = FireTimes()
+    fires.set("a", t0 + timedelta(seconds=3))
+    fires.set("b", t0 + timedelta(seconds=1))
+    fires.set("c", t0 + timedelta(seconds=2))
+    fires.set("a", t0 + timedelta(seconds=0.5))  # supersedes a@3
+    fires.set("c", None)  # c no longer scheduled
+    assert fires.earliest() == t0 + timedelta(seconds=0.5)
+    assert fires.pop_due(t0 + timedelta(seconds=1)) == ["a", "b"]
+    assert fires.pop_due(t0 + timedelta(seconds=10)) == []  # a@3 and c@2 were stale
+    assert fires.earliest() is None and len(fires) == 0
+
+
+def test_fire_times_heap_stays_bounded_under_many_updates() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    fires = FireTimes()
+    for i in range(10_000):
+        fires.set(f"job{i % 10}", t0 + timedelta(seconds=i))
+    assert len(fires._heap) <= 2 * 10 + 64 + 1
+    assert sorted(fires.pop_due(t0 + timedelta(days=1))) == [f"job{i}" for i in range(10)]

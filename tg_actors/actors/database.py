@@ -45,6 +45,8 @@ STORE_METHODS = (
     "get_logs",
     "stage_batch",
     "commit_run",
+    "begin_attempts",
+    "commit_runs",
     "discard_run",
     "staged_rows",
     "save_checkpoint",

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,8 +22,9 @@ from tg_actors.actors.error_handler import ErrorHandler
 from tg_actors.actors.lifecycle import Boot
 from tg_actors.actors.state_manager import NewRun, StateManager
 from tg_actors.broker_client import BrokerClient
+from tg_actors.core.coalesce import Coalescer
 from tg_actors.core.metrics import Histogram
-from tg_actors.core.planning import JobEntry, plan_runs, start_at
+from tg_actors.core.planning import FireTimes, JobEntry, plan_runs, start_at
 from tg_actors.core.runstate import RunState
 from tg_actors.core.schedule import due_ticks
 from tg_actors.core.taskqueue import QueuedRun, TaskQueue
@@ -62,11 +64,12 @@ class Scheduler:
         lease_seconds: float = 30.0,
         alert_webhook_url: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        slots: int = 1,
     ) -> None:
         self._db = db
         self._broker = BrokerClient(broker)
         self._engines = engines
-        self._capacity = len(engines)
+        self._capacity = len(engines) * max(1, slots)
         self._tick_seconds = tick_seconds
         self._now = clock
         self._jobs: dict[str, JobEntry] = {}
@@ -75,6 +78,10 @@ class Scheduler:
         self._errors = ErrorHandler(self._states, alert_webhook_url=alert_webhook_url)
         self._rng = random.Random()
         self._in_flight: dict[str, str] = {}  # run_id -> job
+        self._running_per_job: Counter[str] = Counter()
+        self._fires = FireTimes()
+        self._wake = asyncio.Event()  # something new to do before the next planned wake-up
+        self._manual: Coalescer[tuple[str, int | None, str], str] = Coalescer(self._trigger_many)
         self._last_seen: dict[str, float] = {}  # run_id -> monotonic time of its last sign of life
         self._lease = lease_seconds
         self._lateness = Histogram()  # started - scheduled_for, seconds
@@ -105,7 +112,7 @@ class Scheduler:
                 self._broker.pump(TOPIC_CONFIG, "scheduler", self._on_config, self._stop)
             ),
             asyncio.create_task(
-                self._broker.pump(TOPIC_STATUS, "scheduler", self._on_status, self._stop)
+                self._broker.pump_batches(TOPIC_STATUS, "scheduler", self._on_status, self._stop)
             ),
             asyncio.create_task(
                 self._broker.pump(
@@ -133,6 +140,8 @@ class Scheduler:
                     await self._states.move(run_id, RunState.QUEUED)
                 log.info("run %s interrupted by shutdown: queued for the next start", run_id)
             self._in_flight.clear()
+            self._running_per_job.clear()
+            await self._states.flush()
         self._stop.set()
         for task in self._tasks:
             task.cancel()
@@ -144,20 +153,40 @@ class Scheduler:
     # -- scheduler API ----------------------------------------------------------------------
 
     async def trigger(self, job: str, priority: int | None = None, trigger: str = "manual") -> str:
-        """Queue a run of `job` now (external trigger). Returns its run_id."""
+        """Queue a run of `job` now (external trigger). Returns its run_id. Concurrent calls
+        share one insert and one dispatch (a burst of triggers costs a few round trips)."""
+        return await self._manual.submit((job, priority, trigger))
+
+    async def _trigger_many(
+        self, items: list[tuple[str, int | None, str]]
+    ) -> list[str | BaseException]:
         async with self._lock:
-            entry = self._jobs.get(job)
-            if entry is None:
-                raise JobNotFound(job)
-            run = await self._enqueue(entry, self._now(), trigger, priority, check_overlap=False)
-            assert run is not None  # manual runs are keyed on now(): no collision
+            now = self._now()
+            results: list[str | BaseException] = [JobNotFound(job) for job, _, _ in items]
+            last: dict[str, datetime] = {}
+            by_priority: dict[int | None, list[tuple[int, tuple[JobEntry, datetime, str]]]] = {}
+            for i, (job, priority, trigger) in enumerate(items):
+                entry = self._jobs.get(job)
+                if entry is None:
+                    continue
+                # runs are unique on (job, scheduled_for): a job's triggers in one batch
+                # get distinct instants, a microsecond apart
+                when = max(now, last[job] + timedelta(microseconds=1)) if job in last else now
+                last[job] = when
+                by_priority.setdefault(priority, []).append((i, (entry, when, trigger)))
+            for priority, group in by_priority.items():
+                ids = await self._enqueue_many([g for _, g in group], priority, False)
+                for (i, _), run_id in zip(group, ids, strict=True):
+                    results[i] = run_id if run_id else RuntimeError("run not created")
             await self._dispatch()
-            return run
+            await self._states.flush()
+            return results
 
     async def status(self) -> dict[str, Any]:
         return {
-            "engines": self._capacity,
-            "busy_engines": len(self._in_flight),
+            "engines": len(self._engines),
+            "slots": self._capacity,  # runs the engines can work on at once
+            "running": len(self._in_flight),
             "queue_depth": len(self._queue),
             "jobs": len(self._jobs),
         }
@@ -203,6 +232,7 @@ class Scheduler:
             self._queue.remove(run_id)
             self._errors.forget(run_id)
             await self._states.move(run_id, RunState.CANCELLED, persist=False)
+            await self._states.flush()
             if run_id in self._in_flight:  # the engine stops it and drops its staging
                 await self._broker.publish(TOPIC_CONTROL, CancelRun(run_id=run_id))
             else:
@@ -218,7 +248,9 @@ class Scheduler:
             watermark = previous.watermark  # an edit must not re-fire ticks already run
         else:
             watermark = await self._db.last_tick.remote(name) or self._now()
-        self._jobs[name] = JobEntry(spec, stored, paused, watermark)
+        self._jobs[name] = entry = JobEntry(spec, stored, paused, watermark)
+        self._fires.set(name, self._now() if entry.schedulable else None)  # due now: catch-up
+        self._wake.set()
 
     async def _busy_engines(self) -> dict[str, str]:
         """run_id -> job for runs an engine is working on right now (after our own restart)."""
@@ -228,8 +260,7 @@ class Scheduler:
                 stats = await asyncio.wait_for(engine.stats.remote(), 5)
             except Exception:
                 continue
-            if stats.get("current_run"):
-                busy[stats["current_run"]] = stats["current_job"]
+            busy.update(stats.get("current_runs") or {})
         return busy
 
     async def _recover_open_runs(self) -> None:
@@ -237,7 +268,7 @@ class Scheduler:
         for row in await self._db.open_runs.remote():
             run = self._states.adopt(row)
             if run.run_id in busy:  # still being worked on: its events will arrive
-                self._in_flight[run.run_id] = run.job
+                self._take_slot(run.run_id, run.job)
                 continue
             if run.state is RunState.RETRYING:  # its backoff timer died with the old session
                 run.attempt += 1
@@ -268,23 +299,39 @@ class Scheduler:
                         self._queue.age(self._now(), AGING_EVERY)
                         aged_at = time.monotonic()
                     await self._dispatch()
+                    await self._states.flush()
             except Exception:
                 log.exception("scheduler tick failed; next tick continues")
-            await asyncio.sleep(self._tick_seconds)
+            await self._sleep_until_next()
+
+    async def _sleep_until_next(self) -> None:
+        """Until the next job is due (at most `tick_seconds`: retries, leases and jitter are
+        checked that often), or until a job change wakes us."""
+        delay = self._tick_seconds
+        earliest = self._fires.earliest() if self._schedules else None
+        if earliest is not None:
+            delay = min(delay, max(0.0, (earliest - self._now()).total_seconds()))
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except TimeoutError:
+            pass
 
     async def _fire_due(self) -> None:
-        """Every due tick of every job becomes a run: one insert and one publish per tick of
+        """Every due tick of every due job becomes a run: one insert and one publish per tick of
         the loop, however many jobs fire at once."""
         now = self._now()
         batch: list[tuple[JobEntry, datetime, str]] = []
-        for entry in list(self._jobs.values()):
-            if not entry.schedulable or entry.spec.schedule is None:
+        for name in self._fires.pop_due(now):
+            entry = self._jobs.get(name)
+            if entry is None or not entry.schedulable or entry.spec.schedule is None:
                 continue
             due = due_ticks(entry.spec.schedule, entry.watermark, now)
             if due.cut:
                 log.warning("job %s: catch-up bounded, older missed ticks dropped", entry.spec.name)
             batch.extend((entry, tick, trigger) for tick, trigger in due.ticks)
             entry.watermark = due.next_after
+            self._fires.set(name, entry.next_run_at(now))
         if batch:
             await self._enqueue_many(batch, None, check_overlap=True)
 
@@ -329,31 +376,38 @@ class Scheduler:
         entry = self._jobs.get(item.job)
         if entry is None:
             return False
-        running = sum(1 for job in self._in_flight.values() if job == item.job)
+        running = self._running_per_job[item.job]
         schedule = entry.spec.schedule
         if schedule is not None and schedule.overlap is Overlap.QUEUE and running:
             return False  # queue: wait until the active run ends
         return running < entry.spec.max_active_runs
 
+    def _take_slot(self, run_id: str, job: str) -> None:
+        self._in_flight[run_id] = job
+        self._running_per_job[job] += 1
+        self._last_seen[run_id] = time.monotonic()
+
     async def _dispatch(self) -> None:
+        """Hand queued runs to the engines while there is capacity: one publish for all."""
+        orders = []
         while len(self._in_flight) < self._capacity:
             item = self._queue.pop_ready(self._now(), self._can_run)
             if item is None:
-                return
+                break
             entry = self._jobs[item.job]
             run = self._states.get(item.run_id)
-            self._in_flight[item.run_id] = item.job
-            self._last_seen[item.run_id] = time.monotonic()
-            await self._broker.publish(
-                TOPIC_TRIGGERS,
+            self._take_slot(item.run_id, item.job)
+            orders.append(
                 TriggerRun(
                     run_id=item.run_id,
                     job=item.job,
                     spec=entry.stored,
                     attempt=run.attempt if run else 1,
                     trigger=run.trigger if run else "schedule",
-                ),
+                )
             )
+        if orders:
+            await self._broker.publish(TOPIC_TRIGGERS, *orders)
 
     async def _on_config(self, message: Any) -> None:
         async with self._lock:
@@ -361,46 +415,58 @@ class Scheduler:
                 case JobUpserted():
                     await self._load_job(message.name, message.spec, message.paused)
                 case JobPauseChanged() if message.name in self._jobs:
-                    self._jobs[message.name].paused = message.paused
+                    entry = self._jobs[message.name]
+                    entry.paused = message.paused
+                    self._fires.set(message.name, self._now() if entry.schedulable else None)
+                    self._wake.set()
                 case JobDeleted():
                     self._jobs.pop(message.name, None)
+                    self._fires.set(message.name, None)
                     for run in self._states.active(message.name):
                         if self._queue.remove(run.run_id):
                             await self._states.move(
                                 run.run_id, RunState.CANCELLED, error="job deleted"
                             )
+            await self._states.flush()
 
-    async def _on_status(self, message: Any) -> None:
+    async def _on_status(self, batch: list[Any]) -> None:
+        """A consumed batch of engine events: one dispatch and one publish for all of them."""
         async with self._lock:
-            run_id = getattr(message, "run_id", "")
-            if isinstance(message, RunStarted | RunHeartbeat | RunProgressed):
-                self._last_seen[run_id] = time.monotonic()
-            run = self._states.get(run_id)
-            if run is None:  # ended here already (cancelled): the engine is free again
-                if isinstance(message, RunCancelled | RunFinished | RunFailed):
-                    self._release(run_id)
-                    await self._dispatch()
-                return
-            match message:
-                case RunStarted() if run.state is RunState.QUEUED:
-                    await self._states.move(
-                        run.run_id, RunState.RUNNING, started_at=message.ts, engine=message.engine
-                    )
-                    self._lateness.observe((message.ts - run.scheduled_for).total_seconds())
-                case RunFinished():
-                    if run.state is RunState.QUEUED:
-                        await self._states.move(run.run_id, RunState.RUNNING)
-                    self._errors.forget(run.run_id)  # a presumed-lost attempt that made it
-                    # the Database committed rows and `succeeded` in one transaction already
-                    await self._states.move(run.run_id, RunState.SUCCEEDED, persist=False)
-                    self._release(run.run_id)
-                    await self._fire_dependents(run.job)
-                case RunFailed() if run.state is not RunState.RETRYING:
-                    self._release(run.run_id)
-                    entry = self._jobs.get(run.job)
-                    spec = entry.spec if entry else None
-                    await self._errors.failed(run, spec, message.error, message.pages, self._now())
+            for message in batch:
+                try:
+                    await self._on_event(message)
+                except Exception:
+                    log.exception("scheduler: event %r not handled", message)
             await self._dispatch()
+            await self._states.flush()
+
+    async def _on_event(self, message: Any) -> None:
+        run_id = getattr(message, "run_id", "")
+        if isinstance(message, RunStarted | RunHeartbeat | RunProgressed):
+            self._last_seen[run_id] = time.monotonic()
+        run = self._states.get(run_id)
+        if run is None:  # ended here already (cancelled): the engine is free again
+            if isinstance(message, RunCancelled | RunFinished | RunFailed):
+                self._release(run_id)
+            return
+        match message:
+            case RunStarted() if run.state is RunState.QUEUED:
+                # the engine's begin_attempts wrote `running` and started_at already
+                await self._states.move(run.run_id, RunState.RUNNING, persist=False)
+                self._lateness.observe((message.ts - run.scheduled_for).total_seconds())
+            case RunFinished():
+                if run.state is RunState.QUEUED:
+                    await self._states.move(run.run_id, RunState.RUNNING)
+                self._errors.forget(run.run_id)  # a presumed-lost attempt that made it
+                # the Database committed rows and `succeeded` in one transaction already
+                await self._states.move(run.run_id, RunState.SUCCEEDED, persist=False)
+                self._release(run.run_id)
+                await self._fire_dependents(run.job)
+            case RunFailed() if run.state is not RunState.RETRYING:
+                self._release(run.run_id)
+                entry = self._jobs.get(run.job)
+                spec = entry.spec if entry else None
+                await self._errors.failed(run, spec, message.error, message.pages, self._now())
 
     async def _on_sign_of_life(self, message: Any) -> None:
         """Its own consumer group, no lock: a heartbeat must not wait behind a busy tick, or a
@@ -410,7 +476,11 @@ class Scheduler:
                 self._last_seen[message.run_id] = time.monotonic()
 
     def _release(self, run_id: str) -> None:
-        self._in_flight.pop(run_id, None)
+        job = self._in_flight.pop(run_id, None)
+        if job is not None:
+            self._running_per_job[job] -= 1
+            if self._running_per_job[job] <= 0:
+                del self._running_per_job[job]
         self._last_seen.pop(run_id, None)
 
     async def _expire_leases(self) -> None:

@@ -2,7 +2,8 @@
 
 Every change is checked against the transition table (core.runstate), persisted to `tg.runs`
 through the Database actor, then published on the `status` topic — in that order, so what
-subscribers see is already true in DuckDB.
+subscribers see is already true in DuckDB. Publishes wait in an outbox until `flush`: the
+Scheduler flushes once per handled batch of events, so a burst of changes is one publish.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ class StateManager:
         self._broker = broker
         self._runs: dict[str, TrackedRun] = {}  # active runs only
         self._by_job: defaultdict[str, set[str]] = defaultdict(set)
+        self._outbox: list[RunStateChanged] = []
+
+    async def flush(self) -> None:
+        """Publish the state changes made since the last flush, in order, in one call."""
+        if self._outbox:
+            pending, self._outbox = self._outbox, []
+            await self._broker.publish(TOPIC_STATUS, *pending)
 
     def get(self, run_id: str) -> TrackedRun | None:
         return self._runs.get(run_id)
@@ -111,9 +119,7 @@ class StateManager:
                 e.scheduled_for.isoformat(),
             )
             runs.append(run)
-        created = [r for r in runs if r is not None]
-        if created:
-            await self._broker.publish(TOPIC_STATUS, *(self._changed(r, None) for r in created))
+        self._outbox.extend(self._changed(r, None) for r in runs if r is not None)
         return runs
 
     def adopt(self, row: dict[str, Any]) -> TrackedRun:
@@ -158,7 +164,7 @@ class StateManager:
             run.trigger,
             run.attempt,
         )
-        await self._publish(run, previous, fields.get("error"))
+        self._outbox.append(self._changed(run, previous, fields.get("error")))
         return run
 
     async def _adopt_newer(self, run: TrackedRun, exc: IllegalTransition) -> TrackedRun:
@@ -170,11 +176,6 @@ class StateManager:
         if current not in ACTIVE:
             self._untrack(run)
         return run
-
-    async def _publish(
-        self, run: TrackedRun, previous: RunState | None, error: str | None = None
-    ) -> None:
-        await self._broker.publish(TOPIC_STATUS, self._changed(run, previous, error))
 
     @staticmethod
     def _changed(

@@ -1,4 +1,4 @@
-"""SyncEngine actor: takes TriggerRun messages from the shared work queue, one at a time.
+"""SyncEngine actor: takes TriggerRun messages from the shared work queue, `slots` at a time.
 
 Batches go to the Database actor as Arrow tables by ObjectRef (zero-copy through the object
 store); the final commit (rows + cursor + `succeeded`) is one Database transaction. Events
@@ -9,6 +9,7 @@ CancelRun on `control` stops the run and drops what it staged.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import time
@@ -21,7 +22,8 @@ from ray.util.queue import Empty
 
 from tg_actors.actors.lifecycle import Boot
 from tg_actors.broker_client import BrokerClient
-from tg_actors.errors import StaleAttempt
+from tg_actors.core.coalesce import Coalescer
+from tg_actors.errors import IllegalTransition, StaleAttempt
 from tg_actors.jobs import JobSpec
 from tg_actors.messages import (
     TOPIC_CONTROL,
@@ -35,7 +37,6 @@ from tg_actors.messages import (
     RunProgressed,
     RunStarted,
     TriggerRun,
-    utcnow,
 )
 from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sync import Stage, SyncResult, extract_and_stage
@@ -52,18 +53,28 @@ def describe(exc: BaseException) -> str:
 
 
 class SyncEngine:
-    def __init__(self, engine_id: str, db: Any, broker: Any, limiter: Any = None) -> None:
+    """Runs up to `slots` attempts at once. Its calls to the Database and the broker are
+    coalesced (core.coalesce): many short runs share each begin, commit and publish."""
+
+    def __init__(
+        self, engine_id: str, db: Any, broker: Any, limiter: Any = None, slots: int = 4
+    ) -> None:
         self._id = engine_id
         self._db = db
         self._limiter = limiter
         self._broker = BrokerClient(broker)
+        self._slots = max(1, slots)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._current: TriggerRun | None = None
-        self._running: asyncio.Task[SyncResult | None] | None = None
         self._control: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
+        self._runs: dict[str, tuple[TriggerRun, asyncio.Task[SyncResult | None]]] = {}
+        self._slot_free = asyncio.Event()
         self._cancelled: deque[str] = deque(maxlen=1000)  # recent CancelRun ids
         self._done = 0
+        self._status: Coalescer[Any, None] = Coalescer(self._publish_many)
+        self._begin: Coalescer[dict[str, Any], dict[str, Any]] = Coalescer(self._begin_many)
+        self._commit: Coalescer[dict[str, Any], int] = Coalescer(self._commit_many)
         self._boot = Boot(self._start)
 
     async def start(self) -> None:
@@ -80,67 +91,111 @@ class SyncEngine:
         self._control = asyncio.create_task(
             self._broker.pump(TOPIC_CONTROL, group, self._on_control, self._stop)
         )
+        self._beat = asyncio.create_task(self._heartbeat())
 
     async def _on_control(self, message: Any) -> None:
         if isinstance(message, CancelRun):
             self._cancelled.append(message.run_id)
-            current = self._current
-            if current is not None and current.run_id == message.run_id and self._running:
-                self._running.cancel()
+            running = self._runs.get(message.run_id)
+            if running is not None:
+                running[1].cancel()
 
     async def stop(self) -> None:
         self._stop.set()
-        for task in (self._task, self._control, self._running):
+        for task in (self._task, self._control, self._beat):
             if task is not None:
                 task.cancel()
+        for _, running in list(self._runs.values()):
+            running.cancel()
 
     async def stats(self) -> dict[str, Any]:
-        current = self._current
+        current = {run_id: message.job for run_id, (message, _) in self._runs.items()}
+        first = next(iter(current.items()), (None, None))
         return {
             "engine": self._id,
-            "current_run": current.run_id if current else None,
-            "current_job": current.job if current else None,
+            "slots": self._slots,
+            "current_runs": current,
+            "current_run": first[0],  # the oldest of them (one-slot view)
+            "current_job": first[1],
             "runs_done": self._done,
         }
 
     async def ping(self) -> str:
         return "ok"
 
+    # -- the work loop ------------------------------------------------------------------------
+
     async def _work(self, queue: Any) -> None:
         while not self._stop.is_set():
-            try:
-                message = await queue.get_async(timeout=0.5)
-            except Empty:
+            if len(self._runs) >= self._slots:
+                self._slot_free.clear()
+                await self._slot_free.wait()
                 continue
+            try:
+                messages = await self._take(queue, self._slots - len(self._runs))
             except Exception:  # the queue actor restarting
                 log.warning("engine %s: work queue unavailable", self._id, exc_info=True)
                 await asyncio.sleep(0.5)
                 continue
-            if message.run_id in self._cancelled:  # cancelled before it was picked up
-                await self._publish(RunCancelled(run_id=message.run_id, job=message.job))
-                continue
-            self._current = message
-            self._running = asyncio.create_task(self.run(message))
-            beat = asyncio.create_task(self._heartbeat(message))
-            try:
-                await asyncio.shield(self._running)
-            except asyncio.CancelledError:
-                if self._stop.is_set():
-                    raise
-            finally:
-                beat.cancel()
-                self._current = self._running = None
-                self._done += 1
+            for message in messages:
+                if message.run_id in self._cancelled:  # cancelled before it was picked up
+                    await self._status.submit(RunCancelled(run_id=message.run_id, job=message.job))
+                    continue
+                task = asyncio.create_task(self.run(message))
+                self._runs[message.run_id] = (message, task)
+                task.add_done_callback(functools.partial(self._finished, message.run_id))
 
-    async def _heartbeat(self, message: TriggerRun) -> None:
-        """Tells the Scheduler this engine is alive and on the run (its lease)."""
-        beat = RunHeartbeat(run_id=message.run_id, job=message.job, engine=self._id)
+    @staticmethod
+    async def _take(queue: Any, free: int) -> list[TriggerRun]:
+        """Wait for one message, then take what else is waiting, up to the free slots."""
+        try:
+            first = await queue.get_async(timeout=0.5)
+        except Empty:
+            return []
+        taken = [first]
+        if free > 1:
+            actor: Any = queue.actor
+            waiting = int(await actor.qsize.remote())
+            if waiting:
+                try:
+                    taken += await actor.get_nowait_batch.remote(min(free - 1, waiting))
+                except Empty:  # another engine took them meanwhile
+                    pass
+        return taken
+
+    def _finished(self, run_id: str, _task: object = None) -> None:
+        self._runs.pop(run_id, None)
+        self._done += 1
+        self._slot_free.set()
+
+    async def _heartbeat(self) -> None:
+        """Tells the Scheduler this engine is alive and on its runs (their lease), in one
+        publish for all of them."""
         while True:
             await asyncio.sleep(HEARTBEAT_S)
-            await self._publish(beat.model_copy(update={"ts": utcnow()}))
+            beats = [
+                RunHeartbeat(run_id=run_id, job=message.job, engine=self._id)
+                for run_id, (message, _) in list(self._runs.items())
+            ]
+            if beats:
+                try:
+                    await self._publish_many(beats)
+                except Exception:
+                    log.warning("engine %s: heartbeat not published", self._id, exc_info=True)
 
-    async def _publish(self, message: Any) -> None:
-        await self._broker.publish(TOPIC_STATUS, message)
+    # -- coalesced calls ----------------------------------------------------------------------
+
+    async def _publish_many(self, messages: list[Any]) -> list[None]:
+        await self._broker.publish(TOPIC_STATUS, *messages)
+        return [None] * len(messages)
+
+    async def _begin_many(self, items: list[dict[str, Any]]) -> list[Any]:
+        return list(await self._db.begin_attempts.remote(items, self._id))
+
+    async def _commit_many(self, items: list[dict[str, Any]]) -> list[Any]:
+        return list(await self._db.commit_runs.remote(items))
+
+    # -- one attempt --------------------------------------------------------------------------
 
     async def run(self, message: TriggerRun) -> SyncResult | None:
         """One attempt; never raises: the outcome is an event on `status`."""
@@ -154,51 +209,63 @@ class SyncEngine:
             if time.monotonic() - last_progress < PROGRESS_EVERY_S:
                 return
             last_progress = time.monotonic()
-            await self._broker.publish(
-                TOPIC_STATUS, RunProgressed(run_id=run_id, job=job, rows=rows, pages=pages)
-            )
+            await self._status.submit(RunProgressed(run_id=run_id, job=job, rows=rows, pages=pages))
 
         try:
-            await self._publish(RunStarted(run_id=run_id, job=job, engine=self._id))
             spec = JobSpec.model_validate(message.spec)
+            begun = await self._begin.submit(
+                {
+                    "run_id": run_id,
+                    "job": job,
+                    "attempt": message.attempt,
+                    "incremental": spec.source.incremental is not None,
+                }
+            )
+            started = RunStarted(run_id=run_id, job=job, engine=self._id, ts=begun["started_at"])
+            await self._status.submit(started)
+            if begun["resume"] is not None:
+                log.info("run %s resumes after page %s", run_id, begun["resume"]["pages"])
             result = await asyncio.wait_for(
-                self._attempt(run_id, spec, self._stager(run_id, spec, message.attempt), progress),
+                self._attempt(spec, begun, self._stager(run_id, spec, message.attempt), progress),
                 spec.timeout.total_seconds(),
             )
             dest = spec.destination
-            rows = await self._db.commit_run.remote(
-                run_id,
-                table=dest.table,
-                write=dest.write.value,
-                primary_key=list(dest.primary_key),
-                pages=result.pages,
-                cursor=(job, result.cursor) if result.cursor else None,
-                widen_to_varchar=dest.widen_to_varchar,
-                attempt=message.attempt,
+            rows = await self._commit.submit(
+                {
+                    "run_id": run_id,
+                    "table": dest.table,
+                    "write": dest.write.value,
+                    "primary_key": list(dest.primary_key),
+                    "pages": result.pages,
+                    "cursor": (job, result.cursor) if result.cursor else None,
+                    "widen_to_varchar": dest.widen_to_varchar,
+                    "attempt": message.attempt,
+                    "batch": result.tail,
+                }
             )
         except asyncio.CancelledError:
             if run_id not in self._cancelled:
                 raise  # the engine itself is stopping
             await self._db.discard_run.remote(run_id)  # nothing of a cancelled run is kept
-            await self._publish(RunCancelled(run_id=run_id, job=job))
+            await self._status.submit(RunCancelled(run_id=run_id, job=job))
             return None
         except StaleAttempt as exc:  # superseded after a lost lease: the new attempt owns it
             log.warning("run %s: %s; stopping this attempt", run_id, exc)
             return None
+        except IllegalTransition as exc:  # it ended meanwhile (cancelled): nothing to do
+            log.info("run %s: %s; not running it", run_id, exc)
+            await self._status.submit(RunCancelled(run_id=run_id, job=job))
+            return None
         except Exception as exc:
             # staging and checkpoint stay: a retry of this run continues from the last page
             log.warning("run %s of %s failed: %s", run_id, job, describe(exc))
-            await self._broker.publish(
-                TOPIC_STATUS,
-                RunFailed(run_id=run_id, job=job, error=describe(exc), pages=pages_seen),
-            )
+            failed = RunFailed(run_id=run_id, job=job, error=describe(exc), pages=pages_seen)
+            await self._status.submit(failed)
             return None
-        await self._broker.publish(
-            TOPIC_STATUS,
-            RunFinished(
-                run_id=run_id, job=job, rows=rows, pages=result.pages, seconds=result.seconds
-            ),
+        finished = RunFinished(
+            run_id=run_id, job=job, rows=rows, pages=result.pages, seconds=result.seconds
         )
+        await self._status.submit(finished)
         return SyncResult(rows, result.pages, result.seconds, result.cursor)
 
     def _stager(self, run_id: str, spec: JobSpec, attempt: int) -> Stage:
@@ -219,15 +286,9 @@ class SyncEngine:
 
         return stage
 
-    async def _attempt(self, run_id: str, spec: JobSpec, stage: Any, progress: Any) -> SyncResult:
-        resume = await self._db.checkpoint.remote(run_id)
-        if resume is None:
-            await self._db.discard_run.remote(run_id)  # staging without checkpoint: start clean
-        else:
-            log.info("run %s resumes after page %s", run_id, resume["pages"])
-        cursor = None
-        if spec.source.incremental is not None:
-            cursor = await self._db.cursor.remote(spec.name)
+    async def _attempt(
+        self, spec: JobSpec, begun: dict[str, Any], stage: Any, progress: Any
+    ) -> SyncResult:
         acquire = None
         if spec.source.rate_limit is not None and self._limiter is not None:
             per_second = spec.source.rate_limit.per_second
@@ -238,5 +299,11 @@ class SyncEngine:
                     await asyncio.sleep(delay)
 
         return await extract_and_stage(
-            spec, stage, progress, resume=resume, cursor=cursor, acquire=acquire
+            spec,
+            stage,
+            progress,
+            resume=begun["resume"],
+            cursor=begun["cursor"],
+            acquire=acquire,
+            keep_tail=True,
         )

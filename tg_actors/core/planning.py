@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,3 +75,42 @@ def start_at(entry: JobEntry, when: datetime, trigger: str, rng: random.Random) 
     if schedule is not None and schedule.jitter and trigger == "schedule":
         return apply_jitter(when, schedule.jitter, rng)
     return when
+
+
+class FireTimes:
+    """When each scheduled job is next due, earliest first: the Scheduler sleeps until then
+    instead of checking every job on every tick. A heap with lazy deletion: `set` supersedes
+    a job's earlier entry, which is dropped when it surfaces."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, str]] = []
+        self._next: dict[str, datetime] = {}
+
+    def set(self, job: str, when: datetime | None) -> None:
+        """Check `job` at `when` (None: never, e.g. paused or no schedule)."""
+        if when is None:
+            self._next.pop(job, None)
+            return
+        self._next[job] = when
+        heapq.heappush(self._heap, (when, job))
+        if len(self._heap) > 2 * len(self._next) + 64:  # stale entries dominate: rebuild
+            self._heap = [(w, j) for j, w in self._next.items()]
+            heapq.heapify(self._heap)
+
+    def pop_due(self, now: datetime) -> list[str]:
+        """Jobs due at `now`, each once; they leave until `set` again."""
+        due = []
+        while self._heap and self._heap[0][0] <= now:
+            when, job = heapq.heappop(self._heap)
+            if self._next.get(job) == when:
+                del self._next[job]
+                due.append(job)
+        return due
+
+    def earliest(self) -> datetime | None:
+        while self._heap and self._next.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def __len__(self) -> int:
+        return len(self._next)

@@ -1,8 +1,9 @@
 """When a `Schedule` fires. Pure: every instant is passed in; aware datetimes in, UTC out.
 
-interval: ticks sit at `1970-01-01T00:00:00Z + k * interval`. Anchored to the epoch, not to
-    the start of the process, so they never drift and a restart lands on the same ticks.
-    `timezone` plays no part.
+interval: ticks sit at `anchor + k * interval` for every integer k (negative too, so the
+    anchor may lie in the past or the future); `schedule.anchor` defaults to the epoch,
+    1970-01-01T00:00:00Z. Anchored, not relative to the start of the process, so ticks never
+    drift and a restart lands on the same ticks. `timezone` plays no part.
 cron: 5 fields, or 6 with seconds first, read on the wall clock of `schedule.timezone`.
 at: fires once, at `at`.
 
@@ -119,9 +120,10 @@ def apply_jitter(tick: datetime, jitter: timedelta, rng: random.Random) -> datet
 def _ascending(schedule: Schedule, after: datetime) -> Iterator[datetime]:
     """Fire times strictly after `after`, oldest first."""
     if schedule.interval is not None:
-        k = (after - EPOCH) // schedule.interval + 1  # exact: integer microseconds
+        origin = _anchor(schedule)
+        k = (after - origin) // schedule.interval + 1  # exact: integer microseconds, floored
         while True:
-            yield EPOCH + k * schedule.interval
+            yield origin + k * schedule.interval
             k += 1
     elif schedule.cron is not None:
         yield from _cron_ascending(schedule.cron, ZoneInfo(schedule.timezone), after)
@@ -132,14 +134,20 @@ def _ascending(schedule: Schedule, after: datetime) -> Iterator[datetime]:
 def _descending(schedule: Schedule, before: datetime) -> Iterator[datetime]:
     """Fire times at or before `before`, newest first."""
     if schedule.interval is not None:
-        k = (before - EPOCH) // schedule.interval
+        origin = _anchor(schedule)
+        k = (before - origin) // schedule.interval
         while True:
-            yield EPOCH + k * schedule.interval
+            yield origin + k * schedule.interval
             k -= 1
     elif schedule.cron is not None:
         yield from _cron_descending(schedule.cron, ZoneInfo(schedule.timezone), before)
     elif schedule.at is not None and schedule.at <= before:
         yield schedule.at.astimezone(UTC)
+
+
+def _anchor(schedule: Schedule) -> datetime:
+    """The instant interval ticks are counted from, in UTC (so ticks come out in UTC)."""
+    return EPOCH if schedule.anchor is None else schedule.anchor.astimezone(UTC)
 
 
 def _cron_ascending(expr: str, zone: ZoneInfo, after: datetime) -> Iterator[datetime]:

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from tg_actors.errors import ConfigError, IllegalTransition, JobNotFound, RunNotFound
 from tg_actors.jobs import WriteMode
-from tg_actors.store import progress, tables, writes
+from tg_actors.store import batched, progress, tables, writes
 from tg_actors.store.schema import (
     JOB_FIELDS,
     OPEN_STATES,
@@ -361,6 +361,7 @@ class DuckStore:
         cursor: tuple[str, str] | None = None,
         widen_to_varchar: bool = False,
         attempt: int | None = None,
+        batch: pa.Table | pa.RecordBatch | None = None,
     ) -> int:
         """Commit the run's staged rows, its cursor (job, value) and `succeeded`; rows written.
 
@@ -385,7 +386,26 @@ class DuckStore:
             widen_to_varchar=widen_to_varchar,
             now=self._now(),
             attempt=attempt,
+            batch=batch,
         )
+
+    def begin_attempts(
+        self, items: list[dict[str, Any]], engine: str
+    ) -> list[dict[str, Any] | Exception]:
+        """Start many runs in one transaction. Each item: run_id, job, attempt (int or None),
+        incremental. A run must exist (RunNotFound), be queued or running (IllegalTransition)
+        and, unless attempt is None, be at that attempt (StaleAttempt); such errors come back
+        as the item's result, not raised. The others become running (started_at, engine) and
+        get {"resume": checkpoint() or None, "cursor": the job's cursor when incremental, else
+        None, "started_at"}; one without checkpoint loses its leftover staging (discard_run)."""
+        return batched.begin_attempts(self.con, items, engine, self._now())
+
+    def commit_runs(self, items: list[dict[str, Any]]) -> list[int | Exception]:
+        """Group commit: each item holds commit_run's keyword arguments (run_id included);
+        per item, rows written or the exception (not raised), as if committed one by one in
+        order. Append items with a batch and no staging share one transaction per table (one
+        INSERT, one UPDATE); if it fails, they commit one by one; the rest go one by one."""
+        return batched.commit_runs(self.con, items, self._now(), self.commit_run)
 
     def discard_run(self, run_id: str) -> None:
         """Drop the run's staging and checkpoint (no-op when none): the run restarts afresh."""

@@ -19,8 +19,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from tg_actors.store.schema import one
+
+_CURSORS = "_tg_new_cursors"  # name write_cursors registers its rows under
 
 
 def encode(checkpoint: dict[str, Any] | None, pages: int | None) -> str | None:
@@ -87,6 +90,45 @@ def write_cursor(
         [job, value, now, run_id],
     )
     return True
+
+
+def write_cursors(
+    con: duckdb.DuckDBPyConnection, entries: list[tuple[str, str, str]], now: datetime
+) -> None:
+    """`write_cursor(job, value, run_id, now)` for each entry in order, in two statements: the
+    stored cursors are read once, the entries folded forward-only, one upsert per job left."""
+    if not entries:
+        return
+    jobs = sorted({job for job, _, _ in entries})
+    stored: dict[str, Any] = dict(
+        con.execute(
+            "SELECT job, cursor FROM tg.state WHERE job IN (SELECT unnest(?::VARCHAR[]))", [jobs]
+        ).fetchall()
+    )
+    final: dict[str, tuple[str, str]] = {}
+    for job, value, run_id in entries:
+        current = final[job][0] if job in final else stored.get(job)
+        if current is None or not behind(value, str(current)):
+            final[job] = (value, run_id)
+    if not final:
+        return
+    rows = pa.table(
+        {
+            "job": pa.array(list(final), pa.string()),
+            "cursor": pa.array([value for value, _ in final.values()], pa.string()),
+            "updated_at": pa.array([now] * len(final), pa.timestamp("us", tz="UTC")),
+            "run_id": pa.array([run_id for _, run_id in final.values()], pa.string()),
+        }
+    )
+    con.register(_CURSORS, rows)
+    try:
+        con.execute(
+            f"INSERT INTO tg.state SELECT job, cursor, updated_at, run_id FROM {_CURSORS}"
+            " ON CONFLICT (job) DO UPDATE SET cursor = excluded.cursor,"
+            " updated_at = excluded.updated_at, run_id = excluded.run_id"
+        )
+    finally:
+        con.unregister(_CURSORS)
 
 
 def behind(new: str, stored: str) -> bool:

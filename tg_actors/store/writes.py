@@ -3,7 +3,9 @@
 A run's batches land in its own staging table `tg."stage_<run_id>"`, so memory stays bounded
 and nothing reaches the data tables before the run succeeds. `commit_run` moves the staged rows
 into `main.<table>`, writes the cursor and marks the run `succeeded` in ONE transaction keyed by
-run_id: a second commit of the same run finds it `succeeded` and changes nothing.
+run_id: a second commit of the same run finds it `succeeded` and changes nothing. A run small
+enough to fetch in one go skips staging: `commit_run(batch=...)` writes its one Arrow batch
+straight into the target in that same transaction (batched.py commits many such runs at once).
 
 A run's checkpoint (where it resumes) is written in the transaction that stages the batch it
 follows, and removed in the one that commits or discards the run (progress.py); the cursor only
@@ -27,7 +29,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tg_actors.errors import DestinationError, IllegalTransition, RunNotFound, StaleAttempt
+from tg_actors.errors import (
+    DestinationError,
+    IllegalTransition,
+    RunNotFound,
+    StaleAttempt,
+    TGError,
+)
 from tg_actors.jobs import WriteMode
 from tg_actors.store import progress
 from tg_actors.store.evolve import Columns, evolve, select_list
@@ -37,6 +45,7 @@ SEQ = "__tg_seq"  # staging order: for merge, the row with the highest SEQ per k
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BATCH = "_tg_incoming_batch"  # name the Arrow batch is registered under, connection-local
+_COMMIT_BATCH = "_tg_commit_batch"  # the batch commit_run writes directly
 
 
 @contextmanager
@@ -132,39 +141,18 @@ def stage_batch(
     stage = stage_table(run_id)
     text = progress.encode(checkpoint, pages)
     _require_open(con, run_id, "staged", attempt)
-    if isinstance(batch, pa.RecordBatch):
-        batch = pa.Table.from_batches([batch])
-    # a null-typed column carries no type to create; BY NAME fills missing columns with NULL
-    keep = [i for i, f in enumerate(batch.schema) if not pa.types.is_null(f.type)]
-    batch = batch.select(keep)
-    if any(name.lower() == SEQ for name in batch.column_names):
-        raise DestinationError(f"run {run_id}: column name {SEQ!r} is reserved")
+    batch = typed_batch(run_id, batch)
     existing = _exists(con, "tg", f"stage_{run_id}")
     offset = _count(con, stage) if existing else 0
     total = offset + int(batch.num_rows)
-    seq = pa.array(range(offset, total), type=pa.int64())
-    con.register(_BATCH, batch.append_column(SEQ, seq))
+    con.register(_BATCH, with_seq(batch, offset))
     where = f"table {destination} (run {run_id})" if destination else f"run {run_id}"
     try:
         with transaction(con):
             if not existing:
                 con.execute(f"CREATE TABLE {stage} AS SELECT * FROM {_BATCH}")
             else:
-                incoming = _describe(con, _BATCH)
-                columns = evolve(
-                    con,
-                    stage,
-                    _describe(con, stage),
-                    incoming,
-                    widen_to_varchar=widen_to_varchar,
-                    where=where,
-                    old_label="in the run's earlier batches",
-                    new_label="in this batch",
-                )
-                con.execute(
-                    f"INSERT INTO {stage} BY NAME SELECT {select_list(incoming, columns)}"
-                    f" FROM {_BATCH}"
-                )
+                _append_stage(con, stage, _BATCH, widen_to_varchar, where)
             if text is not None and pages is not None:
                 progress.save(con, run_id, text, pages, total, now)
             else:
@@ -174,6 +162,44 @@ def stage_batch(
     finally:
         con.unregister(_BATCH)
     return total
+
+
+def typed_batch(run_id: str, batch: pa.Table | pa.RecordBatch) -> pa.Table:
+    """The batch as a Table without its all-null columns; DestinationError on a reserved name."""
+    if isinstance(batch, pa.RecordBatch):
+        batch = pa.Table.from_batches([batch])
+    # a null-typed column carries no type to create; BY NAME fills missing columns with NULL
+    keep = [i for i, f in enumerate(batch.schema) if not pa.types.is_null(f.type)]
+    batch = batch.select(keep)
+    if any(name.lower() == SEQ for name in batch.column_names):
+        raise DestinationError(f"run {run_id}: column name {SEQ!r} is reserved")
+    return batch
+
+
+def with_seq(batch: pa.Table, offset: int) -> pa.Table:
+    """`batch` with the SEQ column numbering its rows from `offset` (staging order)."""
+    seq = pa.array(range(offset, offset + int(batch.num_rows)), type=pa.int64())
+    return batch.append_column(SEQ, seq)
+
+
+def _append_stage(
+    con: duckdb.DuckDBPyConnection, stage: str, source: str, widen_to_varchar: bool, where: str
+) -> None:
+    """Insert the rows of `source` into the existing staging table, evolving its columns."""
+    incoming = _describe(con, source)
+    columns = evolve(
+        con,
+        stage,
+        _describe(con, stage),
+        incoming,
+        widen_to_varchar=widen_to_varchar,
+        where=where,
+        old_label="in the run's earlier batches",
+        new_label="in this batch",
+    )
+    con.execute(
+        f"INSERT INTO {stage} BY NAME SELECT {select_list(incoming, columns)} FROM {source}"
+    )
 
 
 def commit_run(
@@ -188,28 +214,36 @@ def commit_run(
     widen_to_varchar: bool,
     now: datetime,
     attempt: int | None = None,
+    batch: pa.Table | pa.RecordBatch | None = None,
 ) -> int:
-    """Move the staged rows into `main.<table>`, write the cursor, mark the run succeeded."""
+    """Move the run's rows into `main.<table>`, write the cursor, mark the run succeeded.
+
+    The rows are the staged ones, or `batch` when the run staged nothing: then they go from
+    the Arrow table straight into the target, with no staging table at all. When the run has
+    staging too, the batch is appended to it (in the same transaction) and staging commits.
+    """
     mode = WriteMode(write)
     if not TABLE_NAME.fullmatch(table):
         raise DestinationError(f"invalid table name {table!r} (letters, digits, _; max 63)")
     stage = stage_table(run_id)
+    staged = _exists(con, "tg", f"stage_{run_id}")
+    incoming = None if batch is None else typed_batch(run_id, batch)
+    if incoming is not None:
+        con.register(_COMMIT_BATCH, with_seq(incoming, _count(con, stage) if staged else 0))
     try:
         with transaction(con):
-            row = one(
-                con, "SELECT state, rows_loaded, attempt FROM tg.runs WHERE run_id = ?", [run_id]
-            )
-            if row is None:
-                raise RunNotFound(run_id)
-            if attempt is not None and row[0] != "succeeded" and int(row[2]) != attempt:
-                raise StaleAttempt(run_id, attempt, int(row[2]))
-            if row[0] == "succeeded":  # a retried commit: already done, only tidy up
-                con.execute(f"DROP TABLE IF EXISTS {stage}")
-                progress.forget(con, run_id)
-                return int(row[1])
-            if row[0] not in OPEN_STATES:  # e.g. cancelled meanwhile: commit nothing
-                raise IllegalTransition(run_id, str(row[0]), "succeeded")
-            rows = _write(con, run_id, table, mode, list(primary_key), widen_to_varchar)
+            done = _check_commit(con, run_id, attempt)
+            if done is not None:  # a retried commit: already done, only tidy up
+                _tidy(con, run_id, staged)
+                return done
+            if incoming is not None and staged:
+                where = f"table {table} (run {run_id})"
+                _append_stage(con, stage, _COMMIT_BATCH, widen_to_varchar, where)
+            source, n = (stage, _count(con, stage)) if staged else (_COMMIT_BATCH, 0)
+            if not staged and incoming is not None:
+                n = int(incoming.num_rows)
+            key = list(primary_key)
+            rows = write_rows(con, source, n, table, mode, key, widen_to_varchar) if n else 0
             if cursor is not None:
                 progress.write_cursor(con, cursor[0], cursor[1], run_id, now)
             con.execute(
@@ -217,31 +251,57 @@ def commit_run(
                 " pages = ? WHERE run_id = ?",
                 [now, rows, pages, run_id],
             )
-            con.execute(f"DROP TABLE IF EXISTS {stage}")
-            progress.forget(con, run_id)
+            _tidy(con, run_id, staged)
             return rows
     except duckdb.Error as exc:
         raise DestinationError(f"table {table}: {exc}") from exc
+    finally:
+        if incoming is not None:
+            con.unregister(_COMMIT_BATCH)
 
 
-def _write(
+def _check_commit(con: duckdb.DuckDBPyConnection, run_id: str, attempt: int | None) -> int | None:
+    """rows_loaded of a run already succeeded; None for an open run; else raise."""
+    row = one(con, "SELECT state, rows_loaded, attempt FROM tg.runs WHERE run_id = ?", [run_id])
+    if row is None:
+        raise RunNotFound(run_id)
+    problem = commit_problem(run_id, str(row[0]), int(row[2]), attempt)
+    if problem is not None:
+        raise problem
+    return int(row[1]) if row[0] == "succeeded" else None
+
+
+def commit_problem(run_id: str, state: str, current: int, attempt: int | None) -> TGError | None:
+    """Why a run in `state` (attempt `current`) cannot be committed by `attempt`, if it can't."""
+    if attempt is not None and state != "succeeded" and current != attempt:
+        return StaleAttempt(run_id, attempt, current)
+    if state != "succeeded" and state not in OPEN_STATES:  # e.g. cancelled meanwhile
+        return IllegalTransition(run_id, state, "succeeded")
+    return None
+
+
+def _tidy(con: duckdb.DuckDBPyConnection, run_id: str, staged: bool) -> None:
+    if staged:
+        con.execute(f"DROP TABLE IF EXISTS {stage_table(run_id)}")
+    progress.forget(con, run_id)
+
+
+def write_rows(
     con: duckdb.DuckDBPyConnection,
-    run_id: str,
+    source: str,
+    n: int,
     table: str,
     mode: WriteMode,
     key: list[str],
     widen_to_varchar: bool,
 ) -> int:
-    """Apply the staged rows to the target; return rows written. Runs inside the commit txn."""
-    stage = stage_table(run_id)
-    n = staged_rows(con, run_id)
-    if n == 0:  # nothing staged: the target is left as it is, even for replace
-        return 0
-    cols = {k: v for k, v in _describe(con, stage).items() if k != SEQ}
+    """Apply the `n` (> 0) rows of relation `source` (a staging table or a registered Arrow
+    table, with SEQ) to the target; return rows written. Runs inside the commit txn."""
+    cols = {k: v for k, v in _describe(con, source).items() if k != SEQ}
     if not cols:  # every column was all-null: there is no type to create a table from
         raise DestinationError(f"table {table}: the run's rows have no typed column")
     if mode is WriteMode.MERGE:
-        _check_key(con, stage, table, cols, key)
+        _check_key(con, source, table, cols, key)
     target = "main." + quote(table)
     if _exists(con, "main", table):
         have = _describe(con, target)
@@ -259,13 +319,13 @@ def _write(
         # no PRIMARY KEY constraint, even for merge: MERGE INTO needs none (ON CONFLICT
         # would), and a table first filled by append can later be merged into
         names = ", ".join(quote(name) for name, _ in cols.values())
-        con.execute(f"CREATE TABLE {target} AS SELECT {names} FROM {stage} LIMIT 0")
+        con.execute(f"CREATE TABLE {target} AS SELECT {names} FROM {source} LIMIT 0")
         into = cols
     values = select_list(cols, into)  # `expr AS name`: text for a column turned VARCHAR
     if mode is WriteMode.REPLACE:  # truncate-and-insert: keeps the table's columns and types
         con.execute(f"DELETE FROM {target}")
     if mode is not WriteMode.MERGE:
-        con.execute(f"INSERT INTO {target} BY NAME SELECT {values} FROM {stage}")
+        con.execute(f"INSERT INTO {target} BY NAME SELECT {values} FROM {source}")
         return n
     keys = [cols[k.lower()][0] for k in key]
     on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
@@ -278,7 +338,7 @@ def _write(
     partition = ", ".join(quote(k) for k in keys)
     result = one(
         con,
-        f"MERGE INTO {target} AS t USING (SELECT {values} FROM {stage} QUALIFY row_number()"
+        f"MERGE INTO {target} AS t USING (SELECT {values} FROM {source} QUALIFY row_number()"
         f" OVER (PARTITION BY {partition} ORDER BY {SEQ} DESC) = 1) AS s ON ({on})"
         f" WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT BY NAME",
     )
@@ -286,7 +346,7 @@ def _write(
 
 
 def _check_key(
-    con: duckdb.DuckDBPyConnection, stage: str, table: str, cols: Columns, key: list[str]
+    con: duckdb.DuckDBPyConnection, source: str, table: str, cols: Columns, key: list[str]
 ) -> None:
     if not key:
         raise DestinationError(f"table {table}: merge needs a primary_key")
@@ -298,9 +358,9 @@ def _check_key(
         )
     # a NULL key never matches in MERGE: each run would insert that row again
     nulls = " OR ".join(f"{quote(cols[k.lower()][0])} IS NULL" for k in key)
-    (count,) = one(con, f"SELECT count(*) FROM {stage} WHERE {nulls}") or (0,)
+    (count,) = one(con, f"SELECT count(*) FROM {source} WHERE {nulls}") or (0,)
     if count:
-        raise DestinationError(f"table {table}: {count} staged row(s) have a NULL primary key")
+        raise DestinationError(f"table {table}: {count} row(s) of the run have a NULL primary key")
 
 
 def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> Columns:

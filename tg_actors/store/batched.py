@@ -1,0 +1,336 @@
+"""Many runs per transaction: start a wave of attempts, commit a wave of small runs.
+
+A trivial run (one page, a few rows) used to cost five transactions and a staging table.
+`begin_attempts` starts any number of runs with a constant number of statements, and
+`commit_runs` writes the one-batch append runs that share a target table with one INSERT and
+one UPDATE. Both return one result per item, in order: a value, or the exception object (not
+raised), so one bad run never fails the others.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from tg_actors.errors import IllegalTransition, RunNotFound, StaleAttempt
+from tg_actors.jobs import WriteMode
+from tg_actors.store import progress, writes
+
+_BEGIN = "_tg_begin_runs"
+_GROUP = "_tg_group_rows"
+_DONE = "_tg_group_done"
+_STARTABLE = ("queued", "running")
+_COMMIT_KEYS = frozenset(
+    {
+        "run_id",
+        "table",
+        "write",
+        "primary_key",
+        "pages",
+        "cursor",
+        "widen_to_varchar",
+        "attempt",
+        "batch",
+    }
+)
+
+CommitOne = Callable[..., int]
+
+
+# -- begin -------------------------------------------------------------------------------
+
+
+def begin_attempts(
+    con: duckdb.DuckDBPyConnection, items: list[dict[str, Any]], engine: str, now: datetime
+) -> list[dict[str, Any] | Exception]:
+    """Mark the startable runs `running` (started_at=now, engine) in one transaction; see
+    DuckStore.begin_attempts. Four statements whatever the number of runs, plus one DROP per
+    leftover staging table of a run without checkpoint."""
+    if not items:
+        return []
+    lookup = pa.table(
+        {
+            "i": pa.array(range(len(items)), pa.int64()),
+            "run_id": pa.array([str(item["run_id"]) for item in items], pa.string()),
+            "job": pa.array([str(item["job"]) for item in items], pa.string()),
+        }
+    )
+    con.register(_BEGIN, lookup)
+    try:
+        with writes.transaction(con):
+            found = con.execute(
+                f"SELECT b.i, r.state, r.attempt, c.checkpoint, c.pages, c.rows, s.cursor"
+                f" FROM {_BEGIN} b LEFT JOIN tg.runs r ON r.run_id = b.run_id"
+                " LEFT JOIN tg.run_checkpoints c ON c.run_id = b.run_id"
+                " LEFT JOIN tg.state s ON s.job = b.job ORDER BY b.i"
+            ).fetchall()
+            results = [_begin_one(item, row, now) for item, row in zip(items, found, strict=True)]
+            good = [item["run_id"] for item, r in zip(items, results, strict=True) if _ok(r)]
+            if good:
+                con.execute(
+                    "UPDATE tg.runs SET state = 'running', started_at = ?, engine = ?"
+                    " WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                    [now, engine, good],
+                )
+            fresh = {i["run_id"] for i, r in zip(items, results, strict=True) if _fresh(r)}
+            for run_id in sorted(fresh & set(writes.staged_run_ids(con))):  # discard_run's job
+                con.execute(f"DROP TABLE IF EXISTS {writes.stage_table(run_id)}")
+    finally:
+        con.unregister(_BEGIN)
+    return results
+
+
+def _begin_one(
+    item: dict[str, Any], row: tuple[Any, ...], now: datetime
+) -> dict[str, Any] | Exception:
+    run_id, attempt = str(item["run_id"]), item.get("attempt")
+    _, state, current, checkpoint, pages, rows, cursor = row
+    if state is None:
+        return RunNotFound(run_id)
+    if state not in _STARTABLE:
+        return IllegalTransition(run_id, str(state), "running")
+    if attempt is not None and int(current) != attempt:
+        return StaleAttempt(run_id, int(attempt), int(current))
+    resume = None
+    if checkpoint is not None:  # the same dict as progress.load
+        resume = {"checkpoint": json.loads(checkpoint), "pages": int(pages), "rows": int(rows)}
+    stored = str(cursor) if item.get("incremental") and cursor is not None else None
+    return {"resume": resume, "cursor": stored, "started_at": now}
+
+
+def _ok(result: dict[str, Any] | Exception) -> bool:
+    return not isinstance(result, Exception)
+
+
+def _fresh(result: dict[str, Any] | Exception) -> bool:
+    return isinstance(result, dict) and result["resume"] is None
+
+
+# -- group commit ------------------------------------------------------------------------
+
+
+@dataclass
+class _Member:
+    index: int
+    item: dict[str, Any]
+    batch: pa.Table  # typed: no all-null column
+
+
+@dataclass
+class _Group:
+    table: str
+    widen: bool
+    members: list[_Member] = field(default_factory=list)
+
+
+class _Pending:
+    """Groups not yet written, at most one per table. They are written before any later item
+    that could interact with them (same table with other settings, same run, same cursor
+    job), so that the outcome equals committing every item in list order."""
+
+    def __init__(self, write: Callable[[_Group], None]) -> None:
+        self._write = write
+        self._groups: dict[str, _Group] = {}  # lower(table) -> group
+        self._runs: set[str] = set()
+        self._jobs: dict[str, str] = {}  # cursor job -> lower(table) of its group
+
+    def add(self, member: _Member) -> None:
+        item = member.item
+        table, widen = str(item["table"]), bool(item.get("widen_to_varchar", False))
+        key = table.lower()
+        group = self._groups.get(key)
+        if (group is not None and (group.table, group.widen) != (table, widen)) or self._shares(
+            item, key
+        ):
+            self.flush()
+            group = None
+        if group is None:
+            group = self._groups[key] = _Group(table, widen)
+        group.members.append(member)
+        self._runs.add(str(item["run_id"]))
+        job = _cursor_job(item)
+        if job is not None:
+            self._jobs[job] = key
+
+    def before_single(self, item: dict[str, Any]) -> None:
+        """Write the groups an item committed on its own could interact with."""
+        table = item.get("table")
+        if not isinstance(table, str) or table.lower() in self._groups or self._shares(item, None):
+            self.flush()
+
+    def _shares(self, item: dict[str, Any], key: str | None) -> bool:
+        """Whether the item's run, or its cursor job, is in a pending group (other than `key`)."""
+        if str(item.get("run_id")) in self._runs:
+            return True
+        job = _cursor_job(item)
+        return job is not None and job in self._jobs and self._jobs[job] != key
+
+    def flush(self) -> None:
+        groups, self._groups = list(self._groups.values()), {}
+        self._runs, self._jobs = set(), {}
+        for group in groups:
+            self._write(group)
+
+
+def commit_runs(
+    con: duckdb.DuckDBPyConnection,
+    items: list[dict[str, Any]],
+    now: datetime,
+    commit_one: CommitOne,
+) -> list[int | Exception]:
+    """Commit every item as `commit_one(**item)` would, in list order; see DuckStore.commit_runs.
+    Append items with a batch and no staging go in groups, one transaction per target table."""
+    results: list[int | Exception] = [0] * len(items)
+
+    def write(group: _Group) -> None:
+        try:
+            outcome = _commit_group(con, group, now)
+        except Exception:  # rolled back: one by one, so one bad run cannot fail the others
+            outcome = [_one(commit_one, m.item) for m in group.members]
+        for member, result in zip(group.members, outcome, strict=True):
+            results[member.index] = result
+
+    pending = _Pending(write)
+    staged = set(writes.staged_run_ids(con))
+    for index, item in enumerate(items):
+        batch = _groupable(item, staged)
+        if batch is None:
+            pending.before_single(item)
+            results[index] = _one(commit_one, item)
+        else:
+            pending.add(_Member(index, item, batch))
+    pending.flush()
+    return results
+
+
+def _one(commit_one: CommitOne, item: dict[str, Any]) -> int | Exception:
+    try:
+        return commit_one(**item)
+    except Exception as exc:
+        return exc
+
+
+def _cursor_job(item: dict[str, Any]) -> str | None:
+    cursor = item.get("cursor")
+    return str(cursor[0]) if isinstance(cursor, tuple | list) and cursor else None
+
+
+def _groupable(item: dict[str, Any], staged: set[str]) -> pa.Table | None:
+    """The item's typed batch when it can join a group commit, else None (one by one)."""
+    batch = item.get("batch")
+    if batch is None or not set(item) <= _COMMIT_KEYS or item.get("run_id") in staged:
+        return None
+    if not isinstance(item.get("pages"), int) or isinstance(item["pages"], bool):
+        return None
+    cursor = item.get("cursor")
+    if cursor is not None and not (
+        isinstance(cursor, tuple | list)
+        and len(cursor) == 2
+        and all(isinstance(c, str) for c in cursor)
+    ):
+        return None
+    if not isinstance(item.get("table"), str) or not writes.TABLE_NAME.fullmatch(item["table"]):
+        return None
+    try:
+        if WriteMode(item["write"]) is not WriteMode.APPEND:
+            return None
+        typed = writes.typed_batch(str(item["run_id"]), batch)
+    except Exception:  # commit_run raises it for this item alone
+        return None
+    if typed.num_rows and not typed.num_columns:  # "no typed column": commit_run's error
+        return None
+    return typed
+
+
+def _commit_group(
+    con: duckdb.DuckDBPyConnection, group: _Group, now: datetime
+) -> list[int | Exception]:
+    """One transaction: check the runs, one INSERT of all their rows, cursors, one UPDATE."""
+    ids = [str(m.item["run_id"]) for m in group.members]
+    with writes.transaction(con):
+        found = con.execute(
+            "SELECT run_id, state, rows_loaded, attempt FROM tg.runs"
+            " WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [ids],
+        ).fetchall()
+        runs = {str(row[0]): row[1:] for row in found}
+        outcome = [
+            _group_check(m, runs.get(run_id)) for m, run_id in zip(group.members, ids, strict=True)
+        ]
+        writing = [m for m, r in zip(group.members, outcome, strict=True) if r is None]
+        _insert(con, group, [m.batch for m in writing if m.batch.num_rows])
+        cursors = [
+            (c[0], c[1], str(m.item["run_id"])) for m in writing if (c := m.item.get("cursor"))
+        ]
+        progress.write_cursors(con, cursors, now)  # forward-only, in item order
+        _mark_succeeded(con, writing, now)
+        tidy = [i for i, r in zip(ids, outcome, strict=True) if not isinstance(r, Exception)]
+        if tidy:
+            con.execute(
+                "DELETE FROM tg.run_checkpoints WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                [tidy],
+            )
+    return [
+        int(m.batch.num_rows) if r is None else r
+        for m, r in zip(group.members, outcome, strict=True)
+    ]
+
+
+def _group_check(member: _Member, row: tuple[Any, ...] | None) -> int | Exception | None:
+    """None: commit the member; rows_loaded of a run already succeeded; or its error."""
+    run_id = str(member.item["run_id"])
+    if row is None:
+        return RunNotFound(run_id)
+    state, loaded, current = str(row[0]), int(row[1]), int(row[2])
+    problem = writes.commit_problem(run_id, state, current, member.item.get("attempt"))
+    if problem is not None:
+        return problem
+    return loaded if state == "succeeded" else None
+
+
+def _insert(con: duckdb.DuckDBPyConnection, group: _Group, batches: list[pa.Table]) -> None:
+    """Append the batches to the target in one INSERT; ValueError when they cannot share one
+    (their columns differ in type or in the case of a name): then the group goes one by one."""
+    if not batches:
+        return
+    seen: dict[str, pa.Field] = {}
+    for batch in batches:
+        for f in batch.schema:
+            first = seen.setdefault(f.name.lower(), f)
+            if first.name != f.name or first.type != f.type:  # one by one evolves in order
+                raise ValueError(f"column {f.name!r} differs between the runs")
+    rows = pa.concat_tables(batches, promote_options="permissive")
+    con.register(_GROUP, writes.with_seq(rows, 0))
+    try:
+        mode = WriteMode.APPEND
+        writes.write_rows(con, _GROUP, int(rows.num_rows), group.table, mode, [], group.widen)
+    finally:
+        con.unregister(_GROUP)
+
+
+def _mark_succeeded(con: duckdb.DuckDBPyConnection, writing: list[_Member], now: datetime) -> None:
+    if not writing:
+        return
+    done = pa.table(
+        {
+            "run_id": pa.array([str(m.item["run_id"]) for m in writing], pa.string()),
+            "rows_loaded": pa.array([m.batch.num_rows for m in writing], pa.int64()),
+            "pages": pa.array([m.item["pages"] for m in writing], pa.int32()),
+        }
+    )
+    con.register(_DONE, done)
+    try:
+        con.execute(
+            f"UPDATE tg.runs SET state = 'succeeded', finished_at = ?,"
+            f" rows_loaded = d.rows_loaded, pages = d.pages FROM {_DONE} d"
+            " WHERE tg.runs.run_id = d.run_id",
+            [now],
+        )
+    finally:
+        con.unregister(_DONE)
