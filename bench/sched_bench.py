@@ -614,6 +614,7 @@ def phase_a(args: argparse.Namespace, server: ServerProcess, tmp: Path) -> None:
         status = status_text(scheduler_status(rt))
         print(f"  after drain: {waiting} run(s) of the window still queued; {status}")
         metrics = ray.get(rt.scheduler.metrics.remote(), timeout=30)
+        print(f"  Database group commits: {ray.get(rt.db.stats.remote(), timeout=30)}")
         profiler.finish()
         stopped_at = datetime.now(UTC)
     finally:
@@ -734,6 +735,9 @@ def phase_b(args: argparse.Namespace, server: ServerProcess, tmp: Path) -> None:
         whole.report("(b) whole phase")
         if left:
             print(f"  budget of {args.b_budget:g}s spent with work left: {left}")
+        import ray
+
+        print(f"  Database group commits: {ray.get(rt.db.stats.remote(), timeout=30)}")
         profiler.finish()
     finally:
         stop_runtime(rt)

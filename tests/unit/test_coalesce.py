@@ -82,3 +82,12 @@ async def test_a_cancelled_caller_does_not_break_the_batch() -> None:
     assert await kept == 40
     with pytest.raises(asyncio.CancelledError):
         await gone
+
+
+async def test_submit_all_returns_each_items_result_or_error_in_one_batch() -> None:
+    rec = Recorder()
+    c: Coalescer[int, int] = Coalescer(rec)
+    first, second = await asyncio.gather(c.submit_all([1, 2]), c.submit_all([4, 5]))
+    assert first[1] == 20 and isinstance(first[0], ValueError)
+    assert second[0] == 40 and isinstance(second[1], ValueError)
+    assert rec.calls == [[1, 2, 4, 5]]

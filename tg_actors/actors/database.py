@@ -16,6 +16,7 @@ from typing import Any
 
 from tg_actors.actors.lifecycle import Boot
 from tg_actors.broker_client import BrokerClient
+from tg_actors.core.coalesce import Coalescer
 from tg_actors.messages import (
     TOPIC_STATUS,
     RunFailed,
@@ -34,7 +35,6 @@ STORE_METHODS = (
     "list_jobs",
     "set_paused",
     "create_run",
-    "create_runs",
     "update_run",
     "get_run",
     "list_runs",
@@ -45,8 +45,6 @@ STORE_METHODS = (
     "get_logs",
     "stage_batch",
     "commit_run",
-    "begin_attempts",
-    "commit_runs",
     "discard_run",
     "staged_rows",
     "save_checkpoint",
@@ -95,7 +93,49 @@ class Database:
         self._broker = BrokerClient(broker) if broker is not None else None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # group commit across callers: calls that arrive while the DuckDB thread is busy go
+        # together in the next transaction, so the load itself makes the batches bigger
+        self._creates: Coalescer[dict[str, Any], str | None] = Coalescer(self._create_batch)
+        self._begins: Coalescer[tuple[dict[str, Any], str], dict[str, Any]] = Coalescer(
+            self._begin_batch
+        )
+        self._commits: Coalescer[dict[str, Any], int] = Coalescer(self._commit_batch)
         self._boot = Boot(self._start)
+
+    async def create_runs(self, runs: list[dict[str, Any]]) -> list[str | None]:
+        """DuckStore.create_runs, grouped with concurrent calls."""
+        results = await self._creates.submit_all(runs)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [r for r in results if not isinstance(r, BaseException)]
+
+    async def begin_attempts(self, items: list[dict[str, Any]], engine: str) -> list[Any]:
+        """DuckStore.begin_attempts, grouped with concurrent calls (per-item errors returned)."""
+        return await self._begins.submit_all([(item, engine) for item in items])
+
+    async def commit_runs(self, items: list[dict[str, Any]]) -> list[Any]:
+        """DuckStore.commit_runs, grouped with concurrent calls (per-item errors returned)."""
+        return await self._commits.submit_all(items)
+
+    async def _create_batch(self, runs: list[dict[str, Any]]) -> list[Any]:
+        return list(await self._call(self._store.create_runs, runs))
+
+    async def _begin_batch(self, items: list[tuple[dict[str, Any], str]]) -> list[Any]:
+        results: list[Any] = [None] * len(items)
+        by_engine: dict[str, list[int]] = {}
+        for i, (_, engine) in enumerate(items):
+            by_engine.setdefault(engine, []).append(i)
+        for engine, indices in by_engine.items():
+            begun = await self._call(
+                self._store.begin_attempts, [items[i][0] for i in indices], engine
+            )
+            for i, result in zip(indices, begun, strict=True):
+                results[i] = result
+        return results
+
+    async def _commit_batch(self, items: list[dict[str, Any]]) -> list[Any]:
+        return list(await self._call(self._store.commit_runs, items))
 
     async def start(self) -> None:
         """Wait until the status subscription runs (it starts by itself, also after a restart)."""
@@ -115,6 +155,16 @@ class Database:
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def stats(self) -> dict[str, dict[str, int]]:
+        """Grouped calls so far: {kind: {"batches": n, "items": n}} (items / batches = how
+        many callers each DuckDB transaction served)."""
+        kinds: dict[str, Coalescer[Any, Any]] = {
+            "create_runs": self._creates,
+            "begin": self._begins,
+            "commit": self._commits,
+        }
+        return {k: {"batches": c.batches, "items": c.items} for k, c in kinds.items()}
 
     async def ping(self) -> str:
         return "ok"

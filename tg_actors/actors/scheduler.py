@@ -80,6 +80,7 @@ class Scheduler:
         self._in_flight: dict[str, str] = {}  # run_id -> job
         self._running_per_job: Counter[str] = Counter()
         self._fires = FireTimes()
+        self._dependents: dict[str, list[str]] | None = None  # job -> jobs it triggers
         self._wake = asyncio.Event()  # something new to do before the next planned wake-up
         self._manual: Coalescer[tuple[str, int | None, str], str] = Coalescer(self._trigger_many)
         self._last_seen: dict[str, float] = {}  # run_id -> monotonic time of its last sign of life
@@ -249,6 +250,7 @@ class Scheduler:
         else:
             watermark = await self._db.last_tick.remote(name) or self._now()
         self._jobs[name] = entry = JobEntry(spec, stored, paused, watermark)
+        self._dependents = None
         self._fires.set(name, self._now() if entry.schedulable else None)  # due now: catch-up
         self._wake.set()
 
@@ -295,7 +297,8 @@ class Scheduler:
                     for run in await self._errors.release_due(self._now()):
                         self._queue.push(run.run_id, run.job, run.priority, self._now())
                     await self._expire_leases()
-                    if time.monotonic() - aged_at >= 1.0:
+                    # one point per AGING_EVERY: checking more often only costs a queue scan
+                    if time.monotonic() - aged_at >= AGING_EVERY.total_seconds():
                         self._queue.age(self._now(), AGING_EVERY)
                         aged_at = time.monotonic()
                     await self._dispatch()
@@ -421,6 +424,7 @@ class Scheduler:
                     self._wake.set()
                 case JobDeleted():
                     self._jobs.pop(message.name, None)
+                    self._dependents = None
                     self._fires.set(message.name, None)
                     for run in self._states.active(message.name):
                         if self._queue.remove(run.run_id):
@@ -510,6 +514,12 @@ class Scheduler:
             await self._errors.failed(run, entry.spec if entry else None, error, 0, self._now())
 
     async def _fire_dependents(self, job: str) -> None:
-        for entry in self._jobs.values():
-            if job in entry.spec.triggers.after and entry.spec.enabled and not entry.paused:
+        if self._dependents is None:  # rebuilt after a job change: not a scan per finished run
+            self._dependents = {}
+            for each in self._jobs.values():
+                for upstream in each.spec.triggers.after:
+                    self._dependents.setdefault(upstream, []).append(each.spec.name)
+        for name in self._dependents.get(job, ()):
+            entry = self._jobs.get(name)
+            if entry is not None and entry.spec.enabled and not entry.paused:
                 await self._enqueue(entry, self._now(), f"after:{job}", None, check_overlap=True)

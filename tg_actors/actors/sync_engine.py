@@ -39,6 +39,7 @@ from tg_actors.messages import (
     TriggerRun,
 )
 from tg_actors.sources.batches import records_to_arrow
+from tg_actors.sources.http import SharedTransport
 from tg_actors.sync import Stage, SyncResult, extract_and_stage
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class SyncEngine:
         self._slot_free = asyncio.Event()
         self._cancelled: deque[str] = deque(maxlen=1000)  # recent CancelRun ids
         self._done = 0
+        self._transport: SharedTransport | None = None  # made in the actor's event loop
         self._status: Coalescer[Any, None] = Coalescer(self._publish_many)
         self._begin: Coalescer[dict[str, Any], dict[str, Any]] = Coalescer(self._begin_many)
         self._commit: Coalescer[dict[str, Any], int] = Coalescer(self._commit_many)
@@ -84,6 +86,7 @@ class SyncEngine:
     async def _start(self) -> None:
         records_to_arrow([{"warm_up": 1}])  # pays pyarrow's lazy imports before the first run
         gc.freeze()  # the long-lived boot objects leave the GC's scans (~20% of parse time)
+        self._transport = SharedTransport(max_connections=max(10, 2 * self._slots))
         queue = await self._broker.subscribe(TOPIC_TRIGGERS, "engines", shared=True)
         group = f"engine:{self._id}"  # its own group: every engine sees every command
         await self._broker.subscribe(TOPIC_CONTROL, group)
@@ -107,6 +110,8 @@ class SyncEngine:
                 task.cancel()
         for _, running in list(self._runs.values()):
             running.cancel()
+        if self._transport is not None:
+            await self._transport.close()
 
     async def stats(self) -> dict[str, Any]:
         current = {run_id: message.job for run_id, (message, _) in self._runs.items()}
@@ -201,7 +206,7 @@ class SyncEngine:
         """One attempt; never raises: the outcome is an event on `status`."""
         run_id, job = message.run_id, message.job
         pages_seen = 0
-        last_progress = 0.0
+        last_progress = time.monotonic()  # a run shorter than PROGRESS_EVERY_S reports none
 
         async def progress(rows: int, pages: int) -> None:
             nonlocal pages_seen, last_progress
@@ -306,4 +311,5 @@ class SyncEngine:
             cursor=begun["cursor"],
             acquire=acquire,
             keep_tail=True,
+            transport=self._transport,
         )

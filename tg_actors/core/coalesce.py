@@ -26,6 +26,7 @@ class Coalescer(Generic[T, R]):
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0  # how many batched calls went out (for stats and tests)
+        self.items = 0  # how many items they carried
 
     async def submit(self, item: T) -> R:
         """The item's result once its batch returns; its own exception is raised here."""
@@ -35,6 +36,14 @@ class Coalescer(Generic[T, R]):
             self._worker = asyncio.create_task(self._drain())
         return await future
 
+    async def submit_all(self, items: list[T]) -> list[R | BaseException]:
+        """Several items at once: each one's result or exception, in order (never raises for
+        an item's own error)."""
+        results = await asyncio.gather(
+            *(self.submit(item) for item in items), return_exceptions=True
+        )
+        return list(results)
+
     async def _drain(self) -> None:
         while self._pending:
             await asyncio.sleep(0)  # let callers woken in this loop turn join the batch
@@ -43,6 +52,7 @@ class Coalescer(Generic[T, R]):
             if not batch:
                 continue
             self.batches += 1
+            self.items += len(batch)
             try:
                 results = await self._call([item for item, _ in batch])
                 if len(results) != len(batch):

@@ -65,6 +65,27 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+class SharedTransport(httpx.AsyncBaseTransport):
+    """An engine's one connection pool, shared by all its runs: keep-alive connections to an
+    API are reused across runs (a new TCP and TLS handshake per short run was most of its
+    cost). Each run's client closing does not close the pool; `close` does."""
+
+    def __init__(self, max_connections: int = 100) -> None:
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._pool = httpx.AsyncHTTPTransport(verify=tls_context(), limits=limits)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """A run's client is done: the pool stays for the next runs."""
+
+    async def close(self) -> None:
+        await self._pool.aclose()
+
+
 class HttpSourceClient:
     """Reads an `HttpSource` spec. One `httpx.AsyncClient` per `pages()` run.
 

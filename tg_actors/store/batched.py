@@ -324,6 +324,14 @@ def _mark_succeeded(con: duckdb.DuckDBPyConnection, writing: list[_Member], now:
             "pages": pa.array([m.item["pages"] for m in writing], pa.int32()),
         }
     )
+    if len(writing) == 1:  # a point update is 3x cheaper than the join for one run
+        m = writing[0]
+        con.execute(
+            "UPDATE tg.runs SET state = 'succeeded', finished_at = ?, rows_loaded = ?, pages = ?"
+            " WHERE run_id = ?",
+            [now, m.batch.num_rows, m.item["pages"], str(m.item["run_id"])],
+        )
+        return
     con.register(_DONE, done)
     try:
         con.execute(
