@@ -31,10 +31,11 @@ def build_asgi_app(settings: Settings, token: str) -> Any:
     from ui.app import build_ui
 
     service = ApiService(settings.namespace)
-    api = build_api(service, token)
+    api = build_api(service, token, settings.max_body_bytes, settings.cors_origins)
     api.mount("/demo", build_demo_app())
     return gr.mount_gradio_app(api, build_ui(service), path="/")
 
 
 def build_app(settings: Settings, token: str) -> Any:
-    return TurboGiggleApp.bind(settings.model_dump(mode="json"), token)
+    bind: Any = TurboGiggleApp.bind  # type: ignore[attr-defined]  # added by @serve.deployment
+    return bind(settings.model_dump(mode="json"), token)

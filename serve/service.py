@@ -12,6 +12,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayTaskError
 
+from serve.events import EventHub
 from tg_actors.core.metrics import render
 from tg_actors.runtime import BROKER, CONFIG, DATABASE, SCHEDULER
 from tg_actors.store.schema import RUN_FIELDS, jsonable
@@ -23,13 +24,14 @@ def unwrap(exc: BaseException) -> BaseException:
 
 
 def public_run(row: dict[str, Any]) -> dict[str, Any]:
-    return jsonable({k: row.get(k) for k in RUN_FIELDS})
+    return dict(jsonable({k: row.get(k) for k in RUN_FIELDS}))
 
 
 class ApiService:
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self._handles: dict[str, Any] = {}
+        self.events = EventHub(lambda: self._actor(BROKER))
 
     def _actor(self, name: str) -> Any:
         if name not in self._handles:
@@ -64,11 +66,14 @@ class ApiService:
     # -- jobs -------------------------------------------------------------------------------
 
     async def list_jobs(self) -> list[dict[str, Any]]:
-        jobs = await self._call(CONFIG, "list")
-        status = await self._call(SCHEDULER, "job_status")
+        jobs, status, last = await asyncio.gather(
+            self._call(CONFIG, "list"),
+            self._call(SCHEDULER, "job_status"),
+            self._call(DATABASE, "last_runs"),  # one query, not one per job
+        )
         out = []
         for job in jobs:
-            runs = await self._call(DATABASE, "list_runs", job=job["name"], limit=1)
+            runs = [last[job["name"]]] if job["name"] in last else []
             out.append(
                 {
                     "name": job["name"],
@@ -91,7 +96,37 @@ class ApiService:
             "active_runs": status.get("active_runs", 0),
             "last_run": public_run(runs[0]) if runs else None,
         }
-        return job
+        return dict(job)
+
+    async def job_yaml(self, name: str) -> str:
+        """The stored job as YAML for an editor, secrets as `***` (saved back, they keep the
+        stored reference)."""
+        import yaml
+
+        job = await self._call(CONFIG, "get", name)
+        spec = {k: v for k, v in job.items() if k not in ("paused", "origin")}
+        return str(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+
+    async def validate_job(
+        self, body: dict[str, Any] | str, name: str | None = None
+    ) -> dict[str, Any]:
+        """The job as it would be stored (secrets masked); JobValidationError; stores nothing."""
+        return dict(await self._call(CONFIG, "validate", body, name))
+
+    async def run_stats(self, days: int = 7) -> dict[str, Any]:
+        """For the UI's charts: runs by state, and rows loaded per succeeded run over time."""
+        counts = await self._call(DATABASE, "run_counts")
+        rows = await self._call(
+            DATABASE,
+            "query",
+            "SELECT finished_at, job, rows_loaded FROM tg.runs WHERE state = 'succeeded'"
+            " AND finished_at >= now() - to_days(?) ORDER BY finished_at DESC LIMIT 5000",
+            [days],
+        )
+        loaded = [
+            {"finished_at": ts.isoformat(), "job": job, "rows": int(n)} for ts, job, n in rows
+        ]
+        return {"by_state": dict(counts), "loaded": loaded[::-1]}
 
     async def put_job(self, name: str, body: dict[str, Any] | str) -> tuple[bool, dict[str, Any]]:
         result = await self._call(CONFIG, "upsert", body, name)
@@ -102,7 +137,7 @@ class ApiService:
 
     async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
         await self._call(CONFIG, "set_paused", name, paused)
-        return (await self.get_job(name))["status"] | {"name": name}
+        return dict((await self.get_job(name))["status"]) | {"name": name}
 
     async def trigger(self, name: str, priority: int | None = None) -> str:
         return str(await self._call(SCHEDULER, "trigger", name, priority))

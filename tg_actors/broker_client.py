@@ -16,8 +16,10 @@ class BrokerClient:
     def __init__(self, broker: Any) -> None:
         self.handle = broker
 
-    async def subscribe(self, topic: str, group: str, *, shared: bool = False) -> Any:
-        return await self.handle.subscribe.remote(topic, group, shared=shared)
+    async def subscribe(
+        self, topic: str, group: str, *, shared: bool = False, lossy: bool = False
+    ) -> Any:
+        return await self.handle.subscribe.remote(topic, group, shared=shared, lossy=lossy)
 
     async def publish(self, topic: str, *messages: Message) -> int:
         return int(await self.handle.publish.remote(topic, list(messages)))
@@ -52,10 +54,11 @@ class BrokerClient:
         group: str,
         handler: Callable[[list[Any]], Awaitable[None]],
         stop: asyncio.Event,
+        lossy: bool = False,
     ) -> None:
         """Feed each consumed batch of `group` to `handler` (one write for many messages) until
         `stop`; a broker restarting is waited out, a failing handler is logged."""
-        await self.subscribe(topic, group)
+        await self.subscribe(topic, group, lossy=lossy)
         while not stop.is_set():
             try:
                 batch = await self.consume(topic, group, 500, 0.5)
@@ -64,6 +67,10 @@ class BrokerClient:
                     return
                 log.warning("consume %s/%s failed; retrying", topic, group, exc_info=True)
                 await asyncio.sleep(0.5)
+                try:  # a restarted broker lost the group: join again, as what it was
+                    await self.subscribe(topic, group, lossy=lossy)
+                except Exception:
+                    pass
                 continue
             if batch:
                 try:

@@ -97,9 +97,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     url = f"http://{settings.host}:{settings.port}/"
     print(f"turbo-giggle is up in {time.perf_counter() - began:.1f}s", flush=True)
     print(f"  UI:    {url}", flush=True)
+    if rt.token:  # as Jupyter does: a link that signs the browser in (a cookie keeps it)
+        print(f"         {url}?token={rt.token}  (opens the UI signed in)", flush=True)
     print(f"  API:   {url}api  (OpenAPI: {url}api/openapi.json)", flush=True)
     where = rt.token_file or "the TG_API_TOKEN environment variable"
     print(f"  token: {where}", flush=True)
+    if rt.token_new:
+        print(f"         a new API token was generated into {where} (mode 0600)", flush=True)
     print(f"  data:  {settings.db_path}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
     try:

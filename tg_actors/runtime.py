@@ -44,6 +44,8 @@ class Runtime:
     limiter: Any = None
     serving: bool = False
     token_file: str | None = None
+    token: str | None = None  # the API token, for the sign-in link `tg up` prints
+    token_new: bool = False  # generated at this start
     stopped: bool = False
 
     def components(self) -> dict[str, Any]:
@@ -138,6 +140,7 @@ def start_serve(rt: Runtime) -> None:
     from serve.auth import ensure_token
 
     s = rt.settings
+    existed = s.api_token is not None or s.token_path.exists()
     token, token_file = ensure_token(s)
     quiet = {"log_level": "WARNING", "enable_access_log": False}
     serve.start(http_options={"host": s.host, "port": s.port}, logging_config=quiet)
@@ -146,6 +149,7 @@ def start_serve(rt: Runtime) -> None:
     )
     rt.serving = True
     rt.token_file = str(token_file) if token_file else None
+    rt.token, rt.token_new = token, not existed
 
 
 def stop(rt: Runtime, grace: float | None = None) -> None:

@@ -13,6 +13,7 @@ incremental cursor seen so far>}`; a retried run passes the last one back as `re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -179,8 +180,13 @@ async def extract_and_stage(
         if tail is None:
             await stager.flush(None, force=True)
         await stager.wait()
+    except Exception:
+        # the source failed: let the stage in flight land, so a retry resumes after it
+        with contextlib.suppress(Exception):
+            await stager.wait()
+        raise
     finally:
-        stager.abandon()
+        stager.abandon()  # cancelled (timeout, cancel): nothing more is staged
     seconds = time.perf_counter() - started
     return SyncResult(stager.rows, stager.pages, seconds, stager.cursor, tail)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from serve.auth import bearer_dependency
 from serve.service import ApiService
@@ -66,6 +66,13 @@ def jobs_router(service: ApiService) -> APIRouter:
     async def get_job(name: str) -> dict[str, Any]:
         return await service.get_job(name)
 
+    @secured.post("/jobs/{name}/validate")
+    async def validate_job(name: str, request: Request) -> dict[str, Any]:
+        """Validate a job body as PUT would, storing nothing: 200 {"valid": true, "job"}
+        or 422 with the errors by field path."""
+        job = await service.validate_job(await job_body(request), name)
+        return {"valid": True, "job": job}
+
     @secured.delete("/jobs/{name}", status_code=204)
     async def delete_job(name: str) -> Response:
         await service.delete_job(name)
@@ -118,6 +125,14 @@ def runs_router(service: ApiService) -> APIRouter:
             raise HTTPException(404, f"No run with id {run_id!r}")
         return logs
 
+    @secured.get("/events")
+    async def events(job: str | None = None) -> StreamingResponse:
+        """Server-sent events, one `run` event per run state change (optionally one job's)."""
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(
+            service.events.stream(job or None), media_type="text/event-stream", headers=headers
+        )
+
     @secured.get("/tables")
     async def list_tables() -> list[dict[str, Any]]:
         return await service.list_tables()
@@ -129,7 +144,12 @@ def runs_router(service: ApiService) -> APIRouter:
     return secured
 
 
-def build_api(service: ApiService, token: str) -> FastAPI:
+def build_api(
+    service: ApiService, token: str, max_body_bytes: int = 1 << 20, cors_origins: str = ""
+) -> FastAPI:
+    from fastapi.middleware.cors import CORSMiddleware
+
+    from serve.access import BodyLimit, UiAuth
     from serve.errors import install_error_handlers
 
     app = FastAPI(
@@ -140,4 +160,16 @@ def build_api(service: ApiService, token: str) -> FastAPI:
     )
     app.include_router(build_api_router(service, token))
     install_error_handlers(app)
+    # last added runs first: the body limit, then who may see the UI, then CORS (off unless
+    # TG_CORS_ORIGINS names origins)
+    origins = [o.strip() for o in cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(UiAuth, token=token)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     return app

@@ -194,9 +194,102 @@ def test_not_found(api: httpx.Client) -> None:
 
 def test_openapi_and_ui_are_served(api: httpx.Client) -> None:
     spec = api.get("/api/openapi.json").json()
-    assert "/api/jobs/{name}" in spec["paths"]
-    page = api.get("/")
+    assert "/api/jobs/{name}" in spec["paths"] and "/api/events" in spec["paths"]
+    assert api.get("/").status_code == 401  # the UI needs the token too
+    page = api.get("/", headers=AUTH)
     assert page.status_code == 200 and "gradio" in page.text.lower()
+
+
+def test_ui_sign_in_by_link_and_by_form(api: httpx.Client) -> None:
+    base = str(api.base_url)
+    with httpx.Client(base_url=base, timeout=30) as browser:
+        login = browser.get("/", headers={"Accept": "text/html"}, follow_redirects=True)
+        assert login.url.path == "/login" and 'name="token"' in login.text
+        assert browser.post("/login", data={"token": "wrong"}).status_code == 401
+        signed = browser.post("/login", data={"token": TOKEN, "next": "/"})
+        assert signed.status_code == 303 and TOKEN not in signed.headers["set-cookie"]
+        assert browser.get("/").status_code == 200
+    with httpx.Client(base_url=base, timeout=30) as browser:
+        link = browser.get(f"/?token={TOKEN}")
+        assert link.status_code == 303 and link.headers["location"] == "/"
+        assert browser.get("/").status_code == 200
+
+
+def test_bodies_over_the_limit_get_413_and_store_nothing(api: httpx.Client) -> None:
+    huge = b'{"name": "huge", "description": "' + b"x" * (2 << 20) + b'"}'
+    response = api.put("/api/jobs/huge", content=huge, headers=AUTH)
+    assert response.status_code == 413 and "limit" in response.json()["detail"]
+    assert api.get("/api/jobs/huge", headers=AUTH).status_code == 404
+
+
+def test_validate_route_checks_without_storing(api: httpx.Client) -> None:
+    bad = {"name": "checked", "source": {"url": "http://127.0.0.1:1/x"}, "destination": {}}
+    response = api.post("/api/jobs/checked/validate", json=bad, headers=AUTH)
+    assert response.status_code == 422
+    assert ["body", "destination", "table"] in [e["loc"] for e in response.json()["detail"]]
+    good = {**bad, "destination": {"table": "checked"}}
+    response = api.post("/api/jobs/checked/validate", json=good, headers=AUTH)
+    assert response.status_code == 200 and response.json()["valid"] is True
+    assert api.get("/api/jobs/checked", headers=AUTH).status_code == 404
+
+
+def test_masked_secrets_round_trip_keeps_the_stored_reference(api: httpx.Client) -> None:
+    job = {
+        "name": "secretive",
+        "source": {
+            "url": "http://127.0.0.1:1/x",
+            "auth": {"type": "bearer", "token": "${SHOP_TOKEN}"},
+        },
+        "destination": {"table": "secretive"},
+    }
+    assert api.put("/api/jobs/secretive", json=job, headers=AUTH).status_code == 201
+    shown = api.get("/api/jobs/secretive", headers=AUTH).json()
+    assert shown["source"]["auth"]["token"] == "***"
+    edited = {k: v for k, v in shown.items() if k not in ("status", "paused", "origin")}
+    edited["description"] = "edited in the UI"
+    assert api.put("/api/jobs/secretive", json=edited, headers=AUTH).status_code == 200
+    # what is stored is still the reference: the validate view shows it masked, and a `***`
+    # where no secret was stored is refused by field path
+    assert api.get("/api/jobs/secretive", headers=AUTH).json()["description"] == "edited in the UI"
+    stray = {**edited, "source": {**edited["source"], "params": {"k": "***"}}}
+    response = api.put("/api/jobs/secretive", json=stray, headers=AUTH)
+    assert response.status_code == 422
+    assert ["body", "source", "params", "k"] in [e["loc"] for e in response.json()["detail"]]
+    api.delete("/api/jobs/secretive", headers=AUTH)
+
+
+def test_events_stream_run_state_changes(api: httpx.Client) -> None:
+    import json
+    import threading
+
+    assert api.get("/api/events").status_code == 401
+    seen: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def listen() -> None:
+        with api.stream("GET", "/api/events?job=demo", headers=AUTH, timeout=60) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            for line in stream.iter_lines():
+                if line.startswith("data: "):
+                    seen.append(json.loads(line[6:]))
+                    if seen[-1]["state"] == "succeeded":
+                        done.set()
+                        return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(1.0)  # the stream is open and subscribed
+    run_id = api.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"]
+    assert done.wait(60), seen
+    states = [e["state"] for e in seen if e["run_id"] == run_id]
+    assert states[0] == "queued" and states[-1] == "succeeded" and "running" in states
+    assert {e["job"] for e in seen} == {"demo"}
+
+
+def test_cors_is_off_by_default(api: httpx.Client) -> None:
+    response = api.get("/api/jobs", headers={**AUTH, "Origin": "http://evil.example"})
+    assert response.status_code == 200
+    assert "access-control-allow-origin" not in response.headers
 
 
 def test_ui_refresh_shows_jobs_and_runs_through_gradio_client(api: httpx.Client) -> None:
@@ -204,7 +297,7 @@ def test_ui_refresh_shows_jobs_and_runs_through_gradio_client(api: httpx.Client)
 
     run_id = api.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"]
     wait_run(api, run_id)
-    client = Client(str(api.base_url), verbose=False)
+    client = Client(str(api.base_url), verbose=False, headers=AUTH)
     jobs, runs = client.predict(api_name="/refresh")
     job_rows = {row[0]: row for row in jobs["data"]}
     assert job_rows["demo"][5] == "succeeded"  # last state column

@@ -57,3 +57,32 @@ def test_errors_survive_pickle() -> None:
         copy = pickle.loads(pickle.dumps(error))
         assert type(copy) is type(error) and str(copy) == str(error)
         assert copy.__dict__ == error.__dict__
+
+
+def test_restore_masked_puts_back_the_stored_secret_references() -> None:
+    from tg_actors.core.redaction import restore_masked
+
+    stored = {
+        "source": {
+            "auth": {"type": "bearer", "token": "${SHOP_TOKEN}"},
+            "headers": {"X-Key": "key ${API_KEY}"},
+            "params": {"page": "1"},
+        },
+        "list": ["${A}", "plain"],
+    }
+    sent = {
+        "source": {
+            "auth": {"type": "bearer", "token": "***"},
+            "headers": {"X-Key": "***", "X-New": "***"},
+            "params": {"page": "***"},
+        },
+        "list": ["***", "***"],
+    }
+    restored, unmatched = restore_masked(sent, stored)
+    assert restored["source"]["auth"]["token"] == "${SHOP_TOKEN}"
+    assert restored["source"]["headers"]["X-Key"] == "key ${API_KEY}"
+    assert restored["list"][0] == "${A}"
+    # `***` where nothing secret was stored is refused by the caller, by field path
+    assert sorted(unmatched) == ["list.1", "source.headers.X-New", "source.params.page"]
+    assert restore_masked({"a": "***"}, None) == ({"a": "***"}, ["a"])
+    assert restore_masked({"a": "x"}, None) == ({"a": "x"}, [])

@@ -954,3 +954,16 @@ def test_create_runs_in_one_statement_skips_existing_ticks(tmp_path: Path) -> No
     assert store.get_run(ids[2])["state"] == "skipped"  # type: ignore[index]
     assert store.create_runs([]) == []
     store.close()
+
+
+def test_last_runs_gives_each_jobs_newest_run_in_one_query(tmp_path: Path) -> None:
+    with DuckStore(tmp_path / "last.duckdb") as store:
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        ids = {}
+        for job in ("a", "b"):
+            for i in range(3):
+                ids[job, i] = store.create_run(job, t0 + timedelta(minutes=i), "schedule")
+        last = store.last_runs()
+        assert set(last) == {"a", "b"}
+        for job in ("a", "b"):
+            assert last[job] == store.list_runs(job=job, limit=1)[0]

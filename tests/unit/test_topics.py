@@ -86,4 +86,16 @@ async def test_stats() -> None:
     topics.subscribe("t", "a")
     await topics.publish("t", [1, 2])
     await topics.consume("t", "a", 1, 0)
-    assert topics.stats() == {"t": {"a": {"depth": 1, "delivered": 1, "maxsize": 5}}}
+    assert topics.stats() == {"t": {"a": {"depth": 1, "delivered": 1, "maxsize": 5, "dropped": 0}}}
+
+
+async def test_a_lossy_group_drops_its_oldest_and_never_holds_publishers_back() -> None:
+    topics = Topics(maxsize=3)
+    topics.subscribe("status", "live", lossy=True)
+    topics.subscribe("status", "db")
+    assert await topics.publish("status", [1, 2], timeout=0.1) == 2
+    await topics.consume("status", "db", 10, 0)  # db keeps up; live does not
+    assert await topics.publish("status", [3, 4], timeout=0.1) == 2  # no BrokerFull
+    assert await topics.consume("status", "live", 10, 0) == [2, 3, 4]
+    assert topics.stats()["status"]["live"]["dropped"] == 1
+    assert await topics.consume("status", "db", 10, 0) == [3, 4]

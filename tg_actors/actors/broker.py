@@ -25,11 +25,18 @@ class Broker:
         self._timeout = publish_timeout
 
     async def subscribe(
-        self, topic: str, group: str, *, shared: bool = False, maxsize: int | None = None
+        self,
+        topic: str,
+        group: str,
+        *,
+        shared: bool = False,
+        maxsize: int | None = None,
+        lossy: bool = False,
     ) -> Queue | None:
-        """Join `group` on `topic`. A shared group returns the Ray queue its members read."""
+        """Join `group` on `topic`. A shared group returns the Ray queue its members read; a
+        lossy one drops its oldest messages when full instead of holding publishers back."""
         if not shared:
-            self._topics.subscribe(topic, group, maxsize)
+            self._topics.subscribe(topic, group, maxsize, lossy)
             return None
         queues = self._shared.setdefault(topic, {})
         if group not in queues:

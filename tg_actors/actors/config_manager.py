@@ -8,6 +8,7 @@ from typing import Any
 
 from tg_actors.broker_client import BrokerClient
 from tg_actors.config_files import load_jobs, parse_yaml
+from tg_actors.core.redaction import restore_masked
 from tg_actors.errors import JobNotFound, JobValidationError
 from tg_actors.jobs import JobSpec, parse_job
 from tg_actors.messages import TOPIC_CONFIG, JobDeleted, JobPauseChanged, JobUpserted
@@ -49,6 +50,15 @@ class ConfigManager:
     async def upsert(self, data: dict[str, Any] | str, name: str | None = None) -> dict[str, Any]:
         """Validate and store a job (dict or YAML text). Raises JobValidationError, storing
         nothing. Returns {"created": bool, "job": public job}."""
+        spec = await self._parse(data, name)
+        created = await self._store(spec, origin="api")
+        return {"created": created, "job": await self.get(spec.name)}
+
+    async def validate(self, data: dict[str, Any] | str, name: str | None = None) -> dict[str, Any]:
+        """What `upsert` would store, as the public job; stores nothing. JobValidationError."""
+        return (await self._parse(data, name)).to_public()
+
+    async def _parse(self, data: dict[str, Any] | str, name: str | None) -> JobSpec:
         source = f"job {name}" if name else "job"
         raw = parse_yaml(data, source) if isinstance(data, str) else data
         if name is not None and isinstance(raw, dict):
@@ -57,9 +67,14 @@ class ConfigManager:
                 raise JobValidationError(
                     source, [("name", f"does not match the name in the URL ({name!r})")]
                 )
-        spec = parse_job(raw, source)
-        created = await self._store(spec, origin="api")
-        return {"created": created, "job": await self.get(spec.name)}
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            # `***` (a secret as the API and UI show it) keeps the stored reference
+            row = await self._db.get_job.remote(raw["name"])
+            raw, unmatched = restore_masked(raw, row["spec"] if row else None)
+            if unmatched:
+                message = "'***' stands for a stored secret, and there is none here: give ${NAME}"
+                raise JobValidationError(source, [(path, message) for path in unmatched])
+        return parse_job(raw, source)
 
     async def delete(self, name: str) -> bool:
         deleted = bool(await self._db.delete_job.remote(name))

@@ -41,6 +41,7 @@ STORE_METHODS = (
     "open_runs",
     "last_tick",
     "run_counts",
+    "last_runs",
     "add_logs",
     "get_logs",
     "stage_batch",

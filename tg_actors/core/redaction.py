@@ -31,6 +31,32 @@ def mask_value(value: Any) -> Any:
     return value
 
 
+def restore_masked(value: Any, stored: Any, path: str = "") -> tuple[Any, list[str]]:
+    """`value` (a job sent back from the UI or API) with each `***` put back to the secret
+    reference stored at the same place, so editing a job never needs its secrets. Returns
+    (restored value, paths of `***` with no stored secret behind them: the caller refuses)."""
+    if value == MASK:
+        if isinstance(stored, str) and has_secret_ref(stored):
+            return stored, []
+        return value, [path]
+    if isinstance(value, Mapping):
+        out, unmatched = {}, []
+        for key, item in value.items():
+            inner = stored.get(key) if isinstance(stored, Mapping) else None
+            out[key], missing = restore_masked(item, inner, f"{path}.{key}" if path else key)
+            unmatched += missing
+        return out, unmatched
+    if isinstance(value, list | tuple):
+        items, unmatched = [], []
+        for i, item in enumerate(value):
+            inner = stored[i] if isinstance(stored, list) and i < len(stored) else None
+            restored, missing = restore_masked(item, inner, f"{path}.{i}" if path else str(i))
+            items.append(restored)
+            unmatched += missing
+        return items, unmatched
+    return value, []
+
+
 def resolve_value(value: Any, env: Mapping[str, str] | None = None) -> Any:
     """Deep copy of `value` with `${NAME}` replaced from `env` (default os.environ)."""
     source = os.environ if env is None else env

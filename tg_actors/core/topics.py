@@ -21,6 +21,16 @@ class GroupBuffer:
     maxsize: int
     items: deque[Any] = field(default_factory=deque)
     delivered: int = 0
+    # lossy: a full group drops its oldest messages instead of holding publishers back (live
+    # views such as the API's event stream, which must never stall the system)
+    lossy: bool = False
+    dropped: int = 0
+
+    def extend(self, messages: list[Any]) -> None:
+        self.items.extend(messages)
+        while self.lossy and len(self.items) > self.maxsize:
+            self.items.popleft()
+            self.dropped += 1
 
     @property
     def free(self) -> int:
@@ -36,11 +46,13 @@ class Topics:
         self._changed = asyncio.Condition()
         self.published = 0
 
-    def subscribe(self, topic: str, group: str, maxsize: int | None = None) -> None:
+    def subscribe(
+        self, topic: str, group: str, maxsize: int | None = None, lossy: bool = False
+    ) -> None:
         """Create the group if new (idempotent: members of a group call it too)."""
         groups = self._groups.setdefault(topic, {})
         if group not in groups:
-            groups[group] = GroupBuffer(maxsize or self._maxsize)
+            groups[group] = GroupBuffer(maxsize or self._maxsize, lossy=lossy)
 
     def unsubscribe(self, topic: str, group: str) -> None:
         self._groups.get(topic, {}).pop(group, None)
@@ -53,12 +65,15 @@ class Topics:
         if not messages:
             return 0
         groups = self._groups.get(topic, {})
-        too_big = [g for g, buf in groups.items() if len(messages) > buf.maxsize]
+        too_big = [g for g, buf in groups.items() if len(messages) > buf.maxsize and not buf.lossy]
         if too_big:
             raise ValueError(f"batch of {len(messages)} exceeds the bound of group {too_big[0]!r}")
 
         def has_room() -> bool:
-            return all(buf.free >= len(messages) for buf in self._groups.get(topic, {}).values())
+            return all(
+                buf.lossy or buf.free >= len(messages)
+                for buf in self._groups.get(topic, {}).values()
+            )
 
         async with self._changed:
             try:
@@ -68,7 +83,7 @@ class Topics:
                 raise BrokerFull(topic, full, timeout) from None
             current = self._groups.get(topic, {})
             for buf in current.values():
-                buf.items.extend(messages)
+                buf.extend(messages)
             self.published += len(messages)
             self._changed.notify_all()
             return len(current)
@@ -95,7 +110,12 @@ class Topics:
     def stats(self) -> dict[str, dict[str, dict[str, int]]]:
         return {
             topic: {
-                g: {"depth": len(b.items), "delivered": b.delivered, "maxsize": b.maxsize}
+                g: {
+                    "depth": len(b.items),
+                    "delivered": b.delivered,
+                    "maxsize": b.maxsize,
+                    "dropped": b.dropped,
+                }
                 for g, b in groups.items()
             }
             for topic, groups in self._groups.items()

@@ -270,6 +270,15 @@ class DuckStore:
         )
         return utc(row[0]) if row and row[0] is not None else None
 
+    def last_runs(self) -> dict[str, dict[str, Any]]:
+        """Each job's newest run (list_runs order), in one query: {job: run}."""
+        rows = self.con.execute(
+            f"SELECT {_RUN_COLUMNS} FROM tg.runs QUALIFY row_number() OVER"
+            " (PARTITION BY job ORDER BY queued_at DESC, run_id DESC) = 1"
+        ).fetchall()
+        runs = [run_row(row) for row in rows]
+        return {run["job"]: run for run in runs}
+
     def run_counts(self) -> dict[str, int]:
         """Runs per state; every state of CONTRACT §4 is present, 0 when none."""
         counts = dict.fromkeys(RUN_STATES, 0)

@@ -1,0 +1,102 @@
+"""`GET /api/events`: run state changes as server-sent events.
+
+The Serve replica consumes the `status` topic in its own lossy consumer group ("api-events":
+when nobody reads fast enough the oldest events are dropped, the system never waits for a
+browser) and fans each RunStateChanged out to the connected clients, each with a bounded
+queue of its own (a slow client loses its oldest events, and is told so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from tg_actors.broker_client import BrokerClient
+from tg_actors.messages import TOPIC_STATUS, RunStateChanged
+
+log = logging.getLogger(__name__)
+GROUP = "api-events"
+KEEPALIVE_S = 15.0
+CLIENT_QUEUE = 1000
+
+
+def event_data(message: RunStateChanged) -> dict[str, Any]:
+    return {
+        "run_id": message.run_id,
+        "job": message.job,
+        "state": message.state,
+        "previous": message.previous,
+        "trigger": message.trigger,
+        "error": message.error,
+        "ts": message.ts.isoformat(),
+    }
+
+
+def sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class Client:
+    def __init__(self, job: str | None) -> None:
+        self.job = job
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(CLIENT_QUEUE)
+        self.dropped = 0
+
+    def offer(self, data: dict[str, Any]) -> None:
+        if self.job is not None and data["job"] != self.job:
+            return
+        if self.queue.full():  # a slow reader loses its oldest event, not the others' events
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(data)
+
+
+class EventHub:
+    def __init__(self, broker: Callable[[], Any]) -> None:
+        self._broker = broker  # the handle, looked up when the first client comes
+        self._clients: set[Client] = set()
+        self._pump: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._seq = 0
+
+    def _ensure_pump(self) -> None:
+        if self._pump is None or self._pump.done():
+            client = BrokerClient(self._broker())
+            self._pump = asyncio.create_task(
+                client.pump_batches(TOPIC_STATUS, GROUP, self._fan_out, self._stop, lossy=True)
+            )
+
+    async def _fan_out(self, messages: list[Any]) -> None:
+        for message in messages:
+            if isinstance(message, RunStateChanged):
+                data = event_data(message)
+                for client in list(self._clients):
+                    client.offer(data)
+
+    async def stream(self, job: str | None = None) -> AsyncIterator[bytes]:
+        """The bytes of one client's event stream, until it disconnects."""
+        self._ensure_pump()
+        client = Client(job)
+        self._clients.add(client)
+        try:
+            yield b"retry: 2000\n: connected\n\n"
+            while True:
+                try:
+                    data = await asyncio.wait_for(client.queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if client.dropped:
+                    yield sse("dropped", {"events": client.dropped})
+                    client.dropped = 0
+                self._seq += 1
+                yield sse("run", data, self._seq)
+        finally:
+            self._clients.discard(client)
+
+    def clients(self) -> int:
+        return len(self._clients)
