@@ -8,7 +8,7 @@ UV := .bootstrap/bin/uv
 endif
 PYTEST_ARGS ?=
 
-.PHONY: up test venv lint bench clean
+.PHONY: up test venv lint bench clean browser
 
 # bytecode compiled at install: first imports (pandas via pyarrow, ray) are much faster
 venv: $(UV)
@@ -22,8 +22,19 @@ venv: $(UV)
 up: venv
 	.venv/bin/tg up
 
-test: venv
+test: venv browser
 	.venv/bin/pytest $(PYTEST_ARGS)
+
+# the UI's browser test drives Debian's chromium (Playwright's own download is not used);
+# installed here when missing and we may (root + apt-get), else the test skips and says why
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian chromium for the browser test"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+	    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+	    || echo "chromium could not be installed: the browser test will be skipped"; \
+	  else echo "no chromium and no way to install it here: the browser test will be skipped"; fi; }
 
 lint: venv
 	.venv/bin/ruff check .

@@ -10,7 +10,9 @@ from ray import serve
 from tg_actors.settings import Settings
 
 
-@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
+# Serve's default of 5 requests in flight per replica would queue the 6th client (and every
+# open /api/events stream holds one for as long as it is open)
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 @serve.ingress()
 class TurboGiggleApp:
     def __init__(self, settings: dict[str, Any], token: str) -> None:
@@ -30,7 +32,7 @@ def build_asgi_app(settings: Settings, token: str) -> Any:
     from serve.service import ApiService
     from ui.app import build_ui
 
-    service = ApiService(settings.namespace)
+    service = ApiService(settings.namespace, settings.api_cache_seconds)
     api = build_api(service, token, settings.max_body_bytes, settings.cors_origins)
     api.mount("/demo", build_demo_app())
     return gr.mount_gradio_app(api, build_ui(service), path="/")

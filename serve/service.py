@@ -7,11 +7,14 @@ sees exactly what the API returns (secrets masked).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
+import orjson
 import ray
 from ray.exceptions import RayTaskError
 
+from serve.cache import TtlCache
 from serve.events import EventHub
 from tg_actors.core.metrics import render
 from tg_actors.runtime import BROKER, CONFIG, DATABASE, SCHEDULER
@@ -27,10 +30,16 @@ def public_run(row: dict[str, Any]) -> dict[str, Any]:
     return dict(jsonable({k: row.get(k) for k in RUN_FIELDS}))
 
 
+async def _encode(answer: Awaitable[Any]) -> bytes:
+    return orjson.dumps(await answer)
+
+
 class ApiService:
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, cache_seconds: float = 1.0) -> None:
         self.namespace = namespace
         self._handles: dict[str, Any] = {}
+        # list views polled by many clients share answers for `cache_seconds`; writes clear it
+        self.lists = TtlCache(cache_seconds)
         self.events = EventHub(lambda: self._actor(BROKER))
 
     def _actor(self, name: str) -> Any:
@@ -86,6 +95,13 @@ class ApiService:
             )
         return out
 
+    async def list_jobs_json(self) -> bytes:
+        return await self.lists.get(("jobs",), lambda: _encode(self.list_jobs()))
+
+    async def list_runs_json(self, job: str | None, state: str | None, limit: int) -> bytes:
+        key = ("runs", job, state, limit)
+        return await self.lists.get(key, lambda: _encode(self.list_runs(job, state, limit)))
+
     async def get_job(self, name: str) -> dict[str, Any]:
         job = await self._call(CONFIG, "get", name)
         status = (await self._call(SCHEDULER, "job_status")).get(name, {})
@@ -129,21 +145,26 @@ class ApiService:
         return {"by_state": dict(counts), "loaded": loaded[::-1]}
 
     async def put_job(self, name: str, body: dict[str, Any] | str) -> tuple[bool, dict[str, Any]]:
+        self.lists.clear()
         result = await self._call(CONFIG, "upsert", body, name)
         return bool(result["created"]), await self.get_job(name)
 
     async def delete_job(self, name: str) -> None:
+        self.lists.clear()
         await self._call(CONFIG, "delete", name)
 
     async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        self.lists.clear()
         await self._call(CONFIG, "set_paused", name, paused)
         return dict((await self.get_job(name))["status"]) | {"name": name}
 
     async def trigger(self, name: str, priority: int | None = None) -> str:
+        self.lists.clear()
         return str(await self._call(SCHEDULER, "trigger", name, priority))
 
     async def cancel(self, run_id: str) -> str:
         """RunNotFound (404) or IllegalTransition (409, the run already ended)."""
+        self.lists.clear()
         return str(await self._call(SCHEDULER, "cancel", run_id))
 
     async def metrics(self) -> str:

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     # a running run whose engine sent no heartbeat (every 2 s) for this long is retried
     lease_seconds: float = Field(30.0, ge=3)
     max_body_bytes: int = Field(1 << 20, ge=1024)  # bigger request bodies get 413
+    api_cache_seconds: float = Field(1.0, ge=0)  # GET /api/jobs and /api/runs share answers
     cors_origins: str = ""  # comma-separated origins allowed cross-site; none by default
     alert_webhook_url: str | None = None  # POSTed a JSON alert when a run fails for good
     duckdb_memory_limit: str | None = "256MB"  # the Database actor's DuckDB buffer pool

@@ -53,9 +53,9 @@ def build_api_router(service: ApiService, token: str) -> APIRouter:
 def jobs_router(service: ApiService) -> APIRouter:
     secured = APIRouter()
 
-    @secured.get("/jobs")
-    async def list_jobs() -> list[dict[str, Any]]:
-        return await service.list_jobs()
+    @secured.get("/jobs", response_model=list[dict[str, Any]])
+    async def list_jobs() -> Response:
+        return Response(await service.list_jobs_json(), media_type="application/json")
 
     @secured.put("/jobs/{name}")
     async def put_job(name: str, request: Request) -> JSONResponse:
@@ -98,13 +98,14 @@ def jobs_router(service: ApiService) -> APIRouter:
 def runs_router(service: ApiService) -> APIRouter:
     secured = APIRouter()
 
-    @secured.get("/runs")
+    @secured.get("/runs", response_model=list[dict[str, Any]])
     async def list_runs(
         job: str | None = None,
         state: str | None = None,
         limit: int = Query(100, ge=1, le=10_000),
-    ) -> list[dict[str, Any]]:
-        return await service.list_runs(job or None, state or None, limit)
+    ) -> Response:
+        body = await service.list_runs_json(job or None, state or None, limit)
+        return Response(body, media_type="application/json")
 
     @secured.get("/runs/{run_id}")
     async def get_run(run_id: str) -> dict[str, Any]:
