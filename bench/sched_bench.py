@@ -542,9 +542,7 @@ def scheduler_status(rt: Any) -> dict[str, Any] | None:
 def status_text(status: dict[str, Any] | None) -> str:
     if status is None:
         return "scheduler status: no answer within 10s"
-    return (
-        f"queue {status['queue_depth']}, runs in flight {status['running']}/{status['slots']}"
-    )
+    return f"queue {status['queue_depth']}, runs in flight {status['running']}/{status['slots']}"
 
 
 def db_counts(rt: Any, where: str = "", params: list[Any] | None = None) -> dict[str, int]:

@@ -1,0 +1,292 @@
+"""The Gradio UI over real HTTP, driven by gradio_client, against an in-memory FakeApi that
+implements ui.api.UiApi (no Ray): every client endpoint reaches the API as it should."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from starlette.responses import PlainTextResponse
+
+from tests.servers import serve_app
+from tg_actors.errors import (
+    IllegalTransition,
+    JobNotFound,
+    JobValidationError,
+    RunNotFound,
+    TableNotFound,
+)
+from ui import format as fmt
+
+pytestmark = [pytest.mark.slow]
+
+ENDED = {"succeeded", "failed", "cancelled", "skipped"}
+
+
+def run(
+    run_id: str, job: str, state: str, rows: int = 0, finished: str | None = None
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id, "job": job, "state": state, "trigger": "manual", "attempt": 1,
+        "scheduled_for": "2024-05-01T10:00:00+00:00", "queued_at": "2024-05-01T10:00:00+00:00",
+        "started_at": "2024-05-01T10:00:01+00:00", "finished_at": finished, "rows_loaded": rows,
+        "pages": 1, "error": None,
+    }  # fmt: skip
+
+
+class FakeApi:
+    """UiApi in memory: jobs as YAML text, runs, logs, one table; records what it was asked."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.jobs: dict[str, str] = {
+            "orders": "name: orders\nschedule: {interval: 30s}\nsource:\n  url: http://x/orders\n"
+            "  auth: {type: bearer, token: '***'}\ndestination: {table: orders}\n",
+            "customers": "name: customers\nsource: {url: 'http://x/c'}\ndestination: {table: c}\n",
+        }
+        self.paused: set[str] = set()
+        self.runs = [
+            run("r2", "orders", "running"),
+            run("r1", "orders", "succeeded", 3, "2024-05-01T10:00:05+00:00"),
+        ]
+        self.logs = {
+            "r1": [{"ts": "2024-05-01T10:00:02+00:00", "level": "INFO", "message": "page 1"}]
+        }
+        self.triggered: list[str] = []
+
+    @staticmethod
+    def _parse(body: str) -> dict[str, Any]:
+        try:
+            data = yaml.safe_load(body)
+        except yaml.YAMLError as exc:
+            raise JobValidationError("job", [("", f"not YAML: {exc}")]) from None
+        errors = []
+        if not isinstance(data, dict):
+            raise JobValidationError("job", [("", "a job is a mapping")])
+        if "source" not in data:
+            errors.append(("source", "Field required"))
+        interval = (data.get("schedule") or {}).get("interval")
+        if interval is not None and not str(interval)[:-1].isdigit():
+            errors.append(("schedule.interval", f"not a duration: {interval!r}"))
+        if errors:
+            raise JobValidationError("job", errors)
+        return data
+
+    async def list_jobs(self) -> list[dict[str, Any]]:
+        out = []
+        for name, body in sorted(self.jobs.items()):
+            data = self._parse(body)
+            last = next((r for r in self.runs if r["job"] == name), None)
+            out.append(
+                {"name": name, "enabled": True, "paused": name in self.paused,
+                 "schedule": data.get("schedule"), "next_run_at": None, "last_run": last}
+            )  # fmt: skip
+        return out
+
+    async def job_yaml(self, name: str) -> str:
+        if name not in self.jobs:
+            raise JobNotFound(name)
+        return self.jobs[name]
+
+    async def validate_job(self, body: str) -> dict[str, Any]:
+        return self._parse(body)
+
+    async def put_job(self, name: str, body: str) -> tuple[bool, dict[str, Any]]:
+        data = self._parse(body)
+        created = name not in self.jobs
+        self.jobs[name] = body
+        return created, data
+
+    async def delete_job(self, name: str) -> None:
+        if self.jobs.pop(name, None) is None:
+            raise JobNotFound(name)
+
+    async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        if name not in self.jobs:
+            raise JobNotFound(name)
+        (self.paused.add if paused else self.paused.discard)(name)
+        return {"name": name, "paused": paused}
+
+    async def trigger(self, name: str, priority: int | None = None) -> str:
+        if name not in self.jobs:
+            raise JobNotFound(name)
+        run_id = f"r{len(self.runs) + 1}"
+        self.runs.insert(0, run(run_id, name, "queued"))
+        self.triggered.append(name)
+        return run_id
+
+    async def cancel(self, run_id: str) -> str:
+        found = await self.get_run(run_id)
+        if found is None:
+            raise RunNotFound(run_id)
+        if found["state"] in ENDED:
+            raise IllegalTransition(run_id, found["state"], "cancelled")
+        found["state"] = "cancelled"
+        return "cancelled"
+
+    async def list_runs(
+        self, job: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        chosen = [r for r in self.runs if job in (None, r["job"]) and state in (None, r["state"])]
+        return chosen[:limit]
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        return next((r for r in self.runs if r["run_id"] == run_id), None)
+
+    async def run_logs(self, run_id: str) -> list[dict[str, Any]] | None:
+        return None if await self.get_run(run_id) is None else self.logs.get(run_id, [])
+
+    async def list_tables(self) -> list[dict[str, Any]]:
+        columns = [{"name": "id", "type": "BIGINT"}, {"name": "amount", "type": "DOUBLE"}]
+        return [{"name": "orders", "rows": 3, "columns": columns}]
+
+    async def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
+        if name != "orders":
+            raise TableNotFound(name)
+        return {"columns": ["id", "amount"], "rows": [[1, 1.5], [2, 2.5], [3, 3.5]][:limit]}
+
+    async def run_stats(self) -> dict[str, Any]:
+        by_state: dict[str, int] = {}
+        for r in self.runs:
+            by_state[r["state"]] = by_state.get(r["state"], 0) + 1
+        loaded = [
+            {"finished_at": r["finished_at"], "job": r["job"], "rows": r["rows_loaded"]}
+            for r in self.runs
+            if r["state"] == "succeeded"
+        ]
+        return {"by_state": by_state, "loaded": loaded}
+
+
+class StartedOnce:
+    """ASGI wrapper that enters the app's lifespan (Gradio starts its queue there) on the first
+    request and leaves it on `/__stop__`: serve_app's server runs with lifespan off."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.stack = contextlib.AsyncExitStack()
+        self.started = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/__stop__":
+            await self.stack.aclose()
+            await PlainTextResponse("stopped")(scope, receive, send)
+            return
+        if not self.started:
+            self.started = True  # no await before this line: one request starts it
+            await self.stack.enter_async_context(self.app.router.lifespan_context(self.app))
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[FakeApi, Any]]:
+    import gradio as gr
+    from fastapi import FastAPI
+    from gradio_client import Client
+
+    from ui.app import build_ui
+
+    fake = FakeApi()
+    app = StartedOnce(gr.mount_gradio_app(FastAPI(), build_ui(fake), path="/"))
+    with serve_app(app) as url:
+        yield fake, Client(url, verbose=False)
+        httpx.get(f"{url}/__stop__", timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def fresh_fake(served: tuple[FakeApi, Any]) -> None:
+    served[0].reset()
+
+
+def test_refresh_returns_jobs_and_runs(served: tuple[FakeApi, Any]) -> None:
+    _, client = served
+    jobs, runs = client.predict(api_name="/refresh")
+    assert jobs["headers"] == fmt.JOB_COLUMNS
+    rows = {row[0]: row for row in jobs["data"]}
+    assert set(rows) >= {"orders", "customers"}
+    assert rows["orders"][3] == "interval 30s" and rows["orders"][5] == "running"
+    assert rows["customers"][3] == "manual" and rows["customers"][5] == ""
+    assert any(row[1] == "orders" and row[2] == "succeeded" for row in runs["data"])
+
+
+def test_validate_shows_errors_by_field_path(served: tuple[FakeApi, Any]) -> None:
+    _, client = served
+    bad = "name: broken\nschedule: {interval: soon}\ndestination: {table: t}\n"
+    status, errors = client.predict(bad, api_name="/validate")
+    assert "2 error" in status
+    assert errors["headers"] == fmt.ERROR_COLUMNS
+    assert {(row[0], row[1]) for row in errors["data"]} == {
+        ("source", "Field required"),
+        ("schedule.interval", "not a duration: 'soon'"),
+    }
+    status, errors = client.predict(fmt.JOB_TEMPLATE, api_name="/validate")
+    assert status.startswith("Valid") and "my_job" in status
+    assert errors["data"] in ([], [["", ""]])
+
+
+def test_save_stores_a_valid_job_and_refuses_an_invalid_one(served: tuple[FakeApi, Any]) -> None:
+    fake, client = served
+    body = "name: fresh\nsource: {url: 'http://x/f'}\ndestination: {table: f}\n"
+    status, _, selected = client.predict(fmt.NEW_JOB, body, api_name="/save")
+    assert status == "Created job 'fresh'." and selected == "fresh"
+    assert fake.jobs["fresh"] == body
+    status, _, _ = client.predict("fresh", body, api_name="/save")
+    assert status == "Saved job 'fresh'."
+    status, errors, _ = client.predict(fmt.NEW_JOB, "name: nope\n", api_name="/save")
+    assert "error" in status and [row[0] for row in errors["data"]] == ["source"]
+    assert "nope" not in fake.jobs
+    assert client.predict("fresh", api_name="/load_job")[0] == body.strip()  # gr.Code strips
+    status, selected, text = client.predict("fresh", api_name="/delete_job")
+    assert "Deleted" in status and selected == fmt.NEW_JOB and text == fmt.JOB_TEMPLATE.strip()
+    assert "fresh" not in fake.jobs
+
+
+def test_run_now_pause_resume_call_the_api(served: tuple[FakeApi, Any]) -> None:
+    fake, client = served
+    status = client.predict("customers", api_name="/run_now")
+    assert fake.triggered[-1] == "customers" and "Queued run" in status
+    assert (
+        "customers" in client.predict("customers", api_name="/pause") and "customers" in fake.paused
+    )
+    client.predict("customers", api_name="/resume")
+    assert "customers" not in fake.paused
+    assert client.predict("ghost", api_name="/run_now") == "Error: No job named 'ghost'"
+    assert client.predict(None, api_name="/run_now") == "Pick a job first."
+
+
+def test_runs_filters_detail_logs_and_cancel(served: tuple[FakeApi, Any]) -> None:
+    _, client = served
+    runs = client.predict("orders", "succeeded", api_name="/runs")
+    assert [row[0] for row in runs["data"]] == ["r1"]
+    detail, logs, status = client.predict("r1", api_name="/run_detail")
+    fields = {row[0]: row[1] for row in detail["data"]}
+    assert fields["state"] == "succeeded" and fields["rows_loaded"] == "3"
+    assert set(fmt.RUN_FIELDS) <= set(fields)
+    assert logs["data"] == [["2024-05-01 10:00:02Z", "INFO", "page 1"]]
+    assert status == "Run r1: succeeded."
+    ended = client.predict("r1", api_name="/cancel_run")
+    assert ended == "Run r1 already ended (succeeded): nothing to cancel."
+    assert "cancel requested" in client.predict("r2", api_name="/cancel_run")
+    assert client.predict("nope", api_name="/cancel_run") == "Error: No run with id 'nope'"
+    assert client.predict("nope", api_name="/run_detail")[2] == "No run with id 'nope'."
+
+
+def test_preview_and_stats(served: tuple[FakeApi, Any]) -> None:
+    _, client = served
+    preview, columns, status = client.predict("orders", api_name="/preview")
+    assert preview["headers"] == ["id", "amount"] and len(preview["data"]) == 3
+    assert columns["data"] == [["id", "BIGINT"], ["amount", "DOUBLE"]]
+    assert status == "Table 'orders': 3 rows."
+    assert "No table named 'nope'" in client.predict("nope", api_name="/preview")[2]
+    by_state, loaded, status = client.predict(api_name="/stats")
+    assert status == "2 runs; 3 rows loaded by succeeded runs."
+    counts = dict(by_state["data"])
+    assert list(counts) == fmt.RUN_STATES and counts["succeeded"] >= 1
+    assert loaded["columns"] == ["finished_at", "job", "rows"]
+    assert loaded["datatypes"]["finished_at"] == "temporal"
+    assert [row[1:] for row in loaded["data"]] == [["orders", 3]]

@@ -1,0 +1,77 @@
+"""What the UI needs from the API layer (serve.service.ApiService implements it).
+
+Every method is async. Errors are exceptions from `tg_actors.errors`; the UI turns them into
+status lines (see `ui.format.describe_error`). Everything returned is already public: secrets
+are masked as `***` by the API, and the UI never reads environment variables.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class UiApi(Protocol):
+    async def list_jobs(self) -> list[dict[str, Any]]:
+        """Every job as {name, enabled, paused, schedule (dict | None), next_run_at (ISO | None),
+        last_run (run dict | None)}."""
+        ...
+
+    async def job_yaml(self, name: str) -> str:
+        """The stored job as YAML for editing, secrets shown as `***` (saving `***` back keeps
+        the stored secret). Raises JobNotFound."""
+        ...
+
+    async def validate_job(self, body: str) -> dict[str, Any]:
+        """Validate YAML text without saving: the public job dict. Raises JobValidationError
+        (`.errors`: [(field_path, message)])."""
+        ...
+
+    async def put_job(self, name: str, body: str) -> tuple[bool, dict[str, Any]]:
+        """Validate and save: (created?, public job). Raises JobValidationError, storing
+        nothing."""
+        ...
+
+    async def delete_job(self, name: str) -> None:
+        """Raises JobNotFound. The job's runs stay in history."""
+        ...
+
+    async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        """The job's status after the change. Raises JobNotFound."""
+        ...
+
+    async def trigger(self, name: str, priority: int | None = None) -> str:
+        """Queue a manual run now: its run_id. Raises JobNotFound."""
+        ...
+
+    async def cancel(self, run_id: str) -> str:
+        """Cancel a run: its new state. Raises RunNotFound, or IllegalTransition when the run
+        already ended."""
+        ...
+
+    async def list_runs(
+        self, job: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Runs, newest first: {run_id, job, state, trigger, attempt, scheduled_for, queued_at,
+        started_at, finished_at, rows_loaded, pages, error} (times ISO strings or None)."""
+        ...
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """One run dict, or None when there is no such run."""
+        ...
+
+    async def run_logs(self, run_id: str) -> list[dict[str, Any]] | None:
+        """The run's log lines [{ts, level, message}], or None when there is no such run."""
+        ...
+
+    async def list_tables(self) -> list[dict[str, Any]]:
+        """Data tables: [{name, rows, columns: [{name, type}]}]."""
+        ...
+
+    async def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
+        """{columns: [...], rows: [[...]]}, at most `limit` rows. Raises TableNotFound."""
+        ...
+
+    async def run_stats(self) -> dict[str, Any]:
+        """{"by_state": {state: count}, "loaded": [{finished_at, job, rows}]} (the latter for
+        succeeded runs)."""
+        ...
