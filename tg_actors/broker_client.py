@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tg_actors.errors import BrokerFull
 from tg_actors.messages import Message
 
 log = logging.getLogger(__name__)
@@ -21,8 +23,22 @@ class BrokerClient:
     ) -> Any:
         return await self.handle.subscribe.remote(topic, group, shared=shared, lossy=lossy)
 
-    async def publish(self, topic: str, *messages: Message) -> int:
-        return int(await self.handle.publish.remote(topic, list(messages)))
+    async def publish(self, topic: str, *messages: Message, retry_for: float = 0.0) -> int:
+        """Deliver to every group of `topic`; how many groups got it. With `retry_for`, a broker
+        that is down (a restart takes a few seconds, and calls meanwhile fail at once) is
+        waited out that long. Only for messages where a rare duplicate is harmless: a call
+        that failed may still have been delivered before the broker died."""
+        deadline = time.monotonic() + retry_for
+        while True:
+            try:
+                return int(await self.handle.publish.remote(topic, list(messages)))
+            except (BrokerFull, ValueError):
+                raise  # the broker's own answer: full for its whole timeout, or a bad batch
+            except Exception:  # the broker actor died or is restarting (Ray's errors)
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("publish on %s: broker unavailable; retrying", topic)
+                await asyncio.sleep(0.25)
 
     async def consume(
         self, topic: str, group: str, max_items: int = 100, timeout: float = 1.0
@@ -66,11 +82,15 @@ class BrokerClient:
                 if stop.is_set():
                     return
                 log.warning("consume %s/%s failed; retrying", topic, group, exc_info=True)
-                await asyncio.sleep(0.5)
-                try:  # a restarted broker lost the group: join again, as what it was
-                    await self.subscribe(topic, group, lossy=lossy)
-                except Exception:
-                    pass
+                # a restarted broker may have lost the group: join again, as what it was, as
+                # soon as it answers (a consume would re-create the group, but never lossy)
+                while not stop.is_set():
+                    try:
+                        await self.subscribe(topic, group, lossy=lossy)
+                        break
+                    except Exception:
+                        await asyncio.sleep(0.25)  # still restarting
+                await asyncio.sleep(0.1)  # no busy loop should consume keep failing
                 continue
             if batch:
                 try:

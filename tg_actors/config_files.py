@@ -23,6 +23,8 @@ class LoadReport:
 def parse_yaml(text: str, source: str) -> Any:
     try:
         return yaml.safe_load(text)
+    except RecursionError:  # the parser recurses per level: "[[[[...]]]]" thousands deep
+        raise JobValidationError(source, [("", "invalid YAML: nested too deeply")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -8,12 +8,14 @@ are secrets: kept as the reference, resolved only for a run, shown as `***` to h
 from __future__ import annotations
 
 import enum
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,20 +23,76 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from tg_actors.core.durations import format_duration, parse_duration
 from tg_actors.core.redaction import mask_value
-from tg_actors.errors import JobValidationError
+from tg_actors.errors import JobValidationError, SourceError
 
 JOB_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 
+MAX_DURATION = timedelta(days=3650)  # past this, schedule arithmetic leaves datetime's range
+# parse_job's validation context: the checks added for what comes in (API, UI, files) apply;
+# a spec read back from the database (validated without it) is not refused after the fact, so
+# a job stored before a check existed still loads (the run's sandbox still guards it)
+INPUT = {"tg_input": True}
+
+
+def _is_input(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("tg_input"))
+
+
+def _duration(value: Any, info: ValidationInfo) -> timedelta:
+    """parse_duration, bounded: a value too large for timedelta (or for the schedule's
+    datetimes later) is a validation error naming the field, never an OverflowError (500)."""
+    if not isinstance(value, str | int | float | timedelta):
+        raise ValueError("a duration must be like 30s, 5m, 2h or 1d, or a number of seconds")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a duration must be a finite number of seconds or like 30s, 5m, 2h, 1d")
+    too_long = f"a duration must be at most {format_duration(MAX_DURATION)}"
+    try:
+        delta = parse_duration(value)
+    except OverflowError:  # past timedelta's own range
+        raise ValueError(too_long) from None
+    if delta > MAX_DURATION and _is_input(info):
+        raise ValueError(too_long)
+    return delta
+
+
+def _jsonpath(value: str, info: ValidationInfo) -> str:
+    """A JSONPath the run will be able to use: checked when the job is validated, so a typo
+    is a 422 naming the field, not a failed run later."""
+    if not _is_input(info):
+        return value
+    from tg_actors.core.records import compile_path
+
+    try:
+        compile_path(value)
+    except SourceError as exc:
+        raise ValueError(str(exc)) from None
+    except Exception as exc:  # the JSONPath library raises several kinds of its own
+        raise ValueError(f"invalid JSONPath {value!r}: {exc}") from None
+    return value
+
+
+JsonPath = Annotated[str, AfterValidator(_jsonpath)]
+
 Duration = Annotated[
     timedelta,
-    BeforeValidator(parse_duration),
+    BeforeValidator(_duration),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h|d))+\s*$"},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": "30s, 5m, 2h, 1d, 1h30m, 250ms, or a number of seconds",
+        }
+    ),
 ]
 
 
@@ -121,7 +179,7 @@ class Schedule(Strict):
     def _timezone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
             raise ValueError(f"unknown IANA timezone {value!r}") from None
         return value
 
@@ -191,7 +249,7 @@ class LinkHeaderPaginate(Strict):
 
 class NextUrlPaginate(Strict):
     type: Literal["next_url"]
-    path: str = "$.next"
+    path: JsonPath = "$.next"
 
 
 class PagePaginate(Strict):
@@ -200,7 +258,8 @@ class PagePaginate(Strict):
     start: int = 1
     size_param: str | None = None
     size: int | None = Field(None, ge=1)
-    total_path: str | None = None  # JSONPath to the total number of records: enables parallel fetch
+    # JSONPath to the total number of records: enables parallel fetch
+    total_path: JsonPath | None = None
 
 
 class OffsetPaginate(Strict):
@@ -208,13 +267,13 @@ class OffsetPaginate(Strict):
     param: str = "offset"
     limit_param: str = "limit"
     limit: int = Field(100, ge=1)
-    total_path: str | None = None
+    total_path: JsonPath | None = None
 
 
 class CursorPaginate(Strict):
     type: Literal["cursor"]
     param: str = "cursor"
-    path: str = "$.next_cursor"
+    path: JsonPath = "$.next_cursor"
 
 
 Paginate = Annotated[
@@ -247,12 +306,14 @@ class HttpSource(Strict):
     headers: dict[str, str] = {}
     body: Any = None
     auth: Auth = NoAuth()
-    records: str = "$"
+    records: JsonPath = "$"
     paginate: Paginate = NoPaginate()
     incremental: Incremental | None = None
     rate_limit: RateLimit | None = None
     timeout: Duration = timedelta(seconds=30)
     max_pages: int | None = Field(None, ge=1)
+    # a response body past this fails the run (read as it streams in, so memory stays bounded)
+    max_page_bytes: int = Field(256 * 1024 * 1024, ge=1)
     # each request: tries on connection errors, timeouts, 429 and 5xx before the attempt fails
     max_tries: int = Field(5, ge=1, le=50)
     backoff: Duration = timedelta(milliseconds=500)  # first retry delay, doubled each try, jittered
@@ -270,6 +331,21 @@ class HttpSource(Strict):
 
 class Transform(Strict):
     sql: str = Field(min_length=1)
+
+    @field_validator("sql")
+    @classmethod
+    def _read_only_select(cls, value: str, info: ValidationInfo) -> str:
+        # one read-only SELECT over `records`, decided by DuckDB's parser: no ATTACH, COPY,
+        # INSTALL, writes, PRAGMA, SET, file reads or second statement ever reaches a run
+        from tg_actors.sources.batches import transform_sql_problem
+
+        if not _is_input(info):
+            return value
+
+        problem = transform_sql_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class Destination(Strict):
@@ -310,14 +386,44 @@ class JobSpec(Strict):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+MAX_DEPTH = 64  # nesting of a job's values (a POST body is the deepest part of a sane job)
+MAX_VALUES = 100_000  # values in a job, counted as expanded (YAML aliases share, but count)
+
+
+def check_shape(data: Any, source: str = "<job>") -> None:
+    """Refuse a job too deep or too big to handle before anything walks it recursively:
+    deep nesting would exhaust the stack or the serializer (a 500, not a 422), and a few
+    hundred bytes of YAML aliases ("billion laughs") expand to gigabytes. Iterative, and it
+    stops at the budget, so a cycle or a bomb costs at most MAX_VALUES steps."""
+    left = MAX_VALUES
+    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        left -= 1
+        if left < 0:
+            message = f"the job holds more than {MAX_VALUES} values (YAML aliases expanding?)"
+            raise JobValidationError(source, [("", message)])
+        if len(path) > MAX_DEPTH:
+            where = ".".join(path[:2])
+            raise JobValidationError(source, [(where, f"nested deeper than {MAX_DEPTH} levels")])
+        if isinstance(value, dict):
+            stack.extend((v, (*path, str(k))) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            stack.extend((v, (*path, str(i))) for i, v in enumerate(value))
+
+
 def parse_job(data: Any, source: str = "<job>") -> JobSpec:
     """Validate a job dict; raise JobValidationError with (field.path, message) pairs."""
     if not isinstance(data, dict):
         raise JobValidationError(source, [("", "a job must be a mapping of fields")])
+    check_shape(data, source)
     try:
-        return JobSpec.model_validate(data)
+        return JobSpec.model_validate(data, context=INPUT)
     except ValidationError as exc:
         raise JobValidationError(source, validation_errors(exc)) from None
+    except (TypeError, AttributeError, LookupError, OverflowError, OSError, RecursionError) as exc:
+        # a validator that met input it did not expect: still the job's fault, never a 500
+        raise JobValidationError(source, [("", f"invalid job: {exc}")]) from None
 
 
 def validation_errors(exc: ValidationError) -> list[tuple[str, str]]:

@@ -17,11 +17,14 @@ import ray
 
 from tg_actors.actors.broker import Broker
 from tg_actors.actors.config_manager import ConfigManager
+from tg_actors.actors.database import GROUP as DATABASE_GROUP
 from tg_actors.actors.database import Database
 from tg_actors.actors.peer import Peer
 from tg_actors.actors.rate_limiter import RateLimiter
+from tg_actors.actors.scheduler import GROUPS as SCHEDULER_GROUPS
 from tg_actors.actors.scheduler import Scheduler
-from tg_actors.actors.sync_engine import SyncEngine
+from tg_actors.actors.sync_engine import WORK_GROUP, SyncEngine, control_group
+from tg_actors.messages import TOPIC_CONTROL, TOPIC_STATUS, TOPIC_TRIGGERS
 from tg_actors.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,15 @@ def init_ray(settings: Settings) -> None:
         ray.init(address=settings.address, **common)
 
 
+def consumer_groups(engine_ids: list[str]) -> list[tuple[str, str, bool]]:
+    """(topic, group, shared) of every consumer group of the actors themselves: a restarted
+    broker re-creates them at once, so nothing published after the restart is lost."""
+    groups = [(TOPIC_TRIGGERS, WORK_GROUP, True), (TOPIC_STATUS, DATABASE_GROUP, False)]
+    groups += [(topic, group, False) for topic, group in SCHEDULER_GROUPS]
+    groups += [(TOPIC_CONTROL, control_group(engine_id), False) for engine_id in engine_ids]
+    return groups
+
+
 def _actor(cls: type, name: str, namespace: str, **options: Any) -> Any:
     opts = {**_CONTROL, **options}
     opts = {k: v for k, v in opts.items() if v is not None}
@@ -87,23 +99,26 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
     began = time.perf_counter()
     ns = settings.namespace
     # actors know each other by name (Peer), never by a handle passed to the constructor
-    broker = _actor(Broker, BROKER, ns).remote(settings.queue_maxsize)
+    names = [f"tg_engine_{i}" for i in range(settings.engines)]
+    engine_ids = [f"engine-{i}" for i in range(settings.engines)]
+    broker = _actor(Broker, BROKER, ns).remote(
+        settings.queue_maxsize, groups=consumer_groups(engine_ids)
+    )
     limiter = _actor(RateLimiter, LIMITER, ns).remote()
     db = _actor(Database, DATABASE, ns, resources={DB_RESOURCE: 0.01}).remote(
         str(settings.db_path), Peer(BROKER, ns), settings.duckdb_memory_limit
     )
-    names = [f"tg_engine_{i}" for i in range(settings.engines)]
     engines = [
         _actor(
             SyncEngine, name, ns, num_cpus=settings.engine_num_cpus, scheduling_strategy="SPREAD"
         ).remote(
-            f"engine-{i}",
+            engine_id,
             Peer(DATABASE, ns),
             Peer(BROKER, ns),
             Peer(LIMITER, ns),
             settings.engine_slots,
         )
-        for i, name in enumerate(names)
+        for engine_id, name in zip(engine_ids, names, strict=True)
     ]
     config = _actor(ConfigManager, CONFIG, ns).remote(
         settings.model_dump(mode="json"), Peer(DATABASE, ns), Peer(BROKER, ns)

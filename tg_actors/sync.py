@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tg_actors.core.incremental import as_text, newest, request_value
-from tg_actors.errors import SourceError, TransformError
+from tg_actors.errors import SourceError, TGError, TransformError
 from tg_actors.jobs import JobSpec
 from tg_actors.sources.batches import apply_transform, records_to_arrow
 from tg_actors.sources.http import HttpSourceClient
@@ -70,6 +70,14 @@ def transformed(spec: JobSpec, table: pa.Table) -> pa.Table:
         raise TransformError(
             f"job {spec.name}: transform failed: {exc}\nSQL: {spec.transform.sql}"
         ) from None
+
+
+def _our_error(exc: Exception) -> Exception:
+    """The error `stage` raised on the far side, when its transport wrapped it (Ray's
+    RayTaskError keeps it as `.cause`): a run's error then reads as what went wrong (say, a
+    column whose type changed), not as a remote traceback."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, TGError) else exc
 
 
 def incremental_params(spec: JobSpec, cursor: str | None) -> dict[str, str]:
@@ -118,7 +126,13 @@ class Stager:
     async def wait(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
-            await pending
+            try:
+                await pending
+            except Exception as exc:
+                ours = _our_error(exc)
+                if ours is exc:
+                    raise
+                raise ours from None
 
     def take_tail(self) -> pa.Table | None:
         """The rows gathered so far as one table, when nothing was staged before them."""

@@ -10,8 +10,20 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from serve.auth import bearer_dependency
 from serve.service import ApiService
 from tg_actors.errors import JobValidationError
+from tg_actors.jobs import check_shape
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+# PUT and validate read the body themselves (JSON or YAML): documented here, so the OpenAPI
+# (and clients or fuzzers generated from it) knows the job object
+JOB_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/JobSpec"}},
+            "application/yaml": {"schema": {"type": "string", "description": "a job file"}},
+        },
+    }
+}
 
 
 async def job_body(request: Request) -> dict[str, Any] | str:
@@ -27,6 +39,7 @@ async def job_body(request: Request) -> dict[str, Any] | str:
         raise JobValidationError("body", [("", f"invalid JSON: {exc}")]) from None
     if not isinstance(data, dict):
         raise JobValidationError("body", [("", "a job must be a JSON object")])
+    check_shape(data, "body")  # deep nesting must not reach pickling or recursive walks
     return data
 
 
@@ -57,7 +70,7 @@ def jobs_router(service: ApiService) -> APIRouter:
     async def list_jobs() -> Response:
         return Response(await service.list_jobs_json(), media_type="application/json")
 
-    @secured.put("/jobs/{name}")
+    @secured.put("/jobs/{name}", openapi_extra=JOB_BODY)
     async def put_job(name: str, request: Request) -> JSONResponse:
         created, job = await service.put_job(name, await job_body(request))
         return JSONResponse(job, status_code=201 if created else 200)
@@ -66,7 +79,7 @@ def jobs_router(service: ApiService) -> APIRouter:
     async def get_job(name: str) -> dict[str, Any]:
         return await service.get_job(name)
 
-    @secured.post("/jobs/{name}/validate")
+    @secured.post("/jobs/{name}/validate", openapi_extra=JOB_BODY)
     async def validate_job(name: str, request: Request) -> dict[str, Any]:
         """Validate a job body as PUT would, storing nothing: 200 {"valid": true, "job"}
         or 422 with the errors by field path."""
@@ -161,6 +174,7 @@ def build_api(
     )
     app.include_router(build_api_router(service, token))
     install_error_handlers(app)
+    _document_job_schema(app)
     # last added runs first: the body limit, then who may see the UI, then CORS (off unless
     # TG_CORS_ORIGINS names origins)
     origins = [o.strip() for o in cors_origins.split(",") if o.strip()]
@@ -174,3 +188,22 @@ def build_api(
     app.add_middleware(UiAuth, token=token)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     return app
+
+
+def _document_job_schema(app: FastAPI) -> None:
+    """Add the job object (JobSpec's JSON schema) to the OpenAPI components."""
+    from tg_actors.jobs import JobSpec
+
+    default = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = default()
+        schema = JobSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = spec.setdefault("components", {}).setdefault("schemas", {})
+        components.update(schema.pop("$defs", {}))
+        components["JobSpec"] = schema
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -9,20 +9,41 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
+import ray
 from ray.util.queue import Full, Queue
 
 from tg_actors.core.topics import Topics
 from tg_actors.errors import BrokerFull
 
 
+def _restarted() -> bool:
+    """Whether this actor process is a restart (Ray re-ran __init__ after a crash)."""
+    try:
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except Exception:  # not in an actor (plain tests)
+        return False
+
+
 class Broker:
-    def __init__(self, maxsize: int = 10_000, publish_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        maxsize: int = 10_000,
+        publish_timeout: float = 30.0,
+        groups: Sequence[tuple[str, str, bool]] = (),
+    ) -> None:
         self._topics = Topics(maxsize)
         self._shared: dict[str, dict[str, Queue]] = {}
         self._maxsize = maxsize
         self._timeout = publish_timeout
+        if groups and _restarted():
+            # a restarted broker starts empty, and a message published to a group that does
+            # not exist is lost: re-create the system's own groups (topic, group, shared), the
+            # work queue too, before any publish lands; their members join again by themselves
+            for topic, group, shared in groups:
+                self._join(topic, group, shared=shared)
 
     async def subscribe(
         self,
@@ -35,6 +56,17 @@ class Broker:
     ) -> Queue | None:
         """Join `group` on `topic`. A shared group returns the Ray queue its members read; a
         lossy one drops its oldest messages when full instead of holding publishers back."""
+        return self._join(topic, group, shared=shared, maxsize=maxsize, lossy=lossy)
+
+    def _join(
+        self,
+        topic: str,
+        group: str,
+        *,
+        shared: bool = False,
+        maxsize: int | None = None,
+        lossy: bool = False,
+    ) -> Queue | None:
         if not shared:
             self._topics.subscribe(topic, group, maxsize, lossy)
             return None

@@ -10,11 +10,12 @@ from tg_actors.broker_client import BrokerClient
 from tg_actors.config_files import load_jobs, parse_yaml
 from tg_actors.core.redaction import restore_masked
 from tg_actors.errors import JobNotFound, JobValidationError
-from tg_actors.jobs import JobSpec, parse_job
+from tg_actors.jobs import JobSpec, check_shape, parse_job
 from tg_actors.messages import TOPIC_CONFIG, JobDeleted, JobPauseChanged, JobUpserted
 from tg_actors.settings import Settings
 
 log = logging.getLogger(__name__)
+READ_ONLY_KEYS = ("paused", "origin", "status")
 
 
 def public_job(row: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +62,10 @@ class ConfigManager:
     async def _parse(self, data: dict[str, Any] | str, name: str | None) -> JobSpec:
         source = f"job {name}" if name else "job"
         raw = parse_yaml(data, source) if isinstance(data, str) else data
+        if isinstance(raw, dict):
+            check_shape(raw, source)  # before anything below walks it recursively
+            # what GET /api/jobs/{name} adds beside the job: a GET body may be PUT back as is
+            raw = {k: v for k, v in raw.items() if k not in READ_ONLY_KEYS}
         if name is not None and isinstance(raw, dict):
             raw.setdefault("name", name)
             if raw["name"] != name:

@@ -27,6 +27,8 @@ from tg_actors.messages import (
 )
 from tg_actors.store.duckdb import DuckStore
 
+GROUP = "database"  # its consumer group on `status`
+
 # DuckStore methods exposed one-to-one as actor methods
 STORE_METHODS = (
     "upsert_job",
@@ -144,8 +146,8 @@ class Database:
 
     async def _start(self) -> None:
         if self._broker is not None:
-            await self._broker.subscribe(TOPIC_STATUS, "database")
-            pump = self._broker.pump_batches(TOPIC_STATUS, "database", self._log, self._stop)
+            await self._broker.subscribe(TOPIC_STATUS, GROUP)
+            pump = self._broker.pump_batches(TOPIC_STATUS, GROUP, self._log, self._stop)
             self._tasks.append(asyncio.create_task(pump))
 
     async def _log(self, messages: list[Any]) -> None:

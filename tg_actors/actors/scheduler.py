@@ -51,6 +51,8 @@ from tg_actors.messages import (
 
 log = logging.getLogger(__name__)
 AGING_EVERY = timedelta(seconds=5)  # a waiting run gains a priority point every 5 s
+GROUP, LEASE_GROUP = "scheduler", "scheduler-leases"  # its consumer groups
+GROUPS = ((TOPIC_CONFIG, GROUP), (TOPIC_STATUS, GROUP), (TOPIC_STATUS, LEASE_GROUP))
 
 
 class Scheduler:
@@ -101,24 +103,21 @@ class Scheduler:
 
     async def _start(self) -> None:
         """Reload jobs and open runs from DuckDB, subscribe, start ticking (also after a restart)."""
-        for topic in (TOPIC_CONFIG, TOPIC_STATUS):
-            await self._broker.subscribe(topic, "scheduler")
-        await self._broker.subscribe(TOPIC_STATUS, "scheduler-leases")
+        for topic, group in GROUPS:
+            await self._broker.subscribe(topic, group)
         async with self._lock:
             for row in await self._db.list_jobs.remote():
                 await self._load_job(row["name"], row["spec"], bool(row["paused"]))
             await self._recover_open_runs()
         self._tasks = [
             asyncio.create_task(
-                self._broker.pump(TOPIC_CONFIG, "scheduler", self._on_config, self._stop)
+                self._broker.pump(TOPIC_CONFIG, GROUP, self._on_config, self._stop)
             ),
             asyncio.create_task(
-                self._broker.pump_batches(TOPIC_STATUS, "scheduler", self._on_status, self._stop)
+                self._broker.pump_batches(TOPIC_STATUS, GROUP, self._on_status, self._stop)
             ),
             asyncio.create_task(
-                self._broker.pump(
-                    TOPIC_STATUS, "scheduler-leases", self._on_sign_of_life, self._stop
-                )
+                self._broker.pump(TOPIC_STATUS, LEASE_GROUP, self._on_sign_of_life, self._stop)
             ),
             asyncio.create_task(self._tick_loop()),
         ]
@@ -392,11 +391,12 @@ class Scheduler:
 
     async def _dispatch(self) -> None:
         """Hand queued runs to the engines while there is capacity: one publish for all."""
-        orders = []
+        orders, items = [], []
         while len(self._in_flight) < self._capacity:
             item = self._queue.pop_ready(self._now(), self._can_run)
             if item is None:
                 break
+            items.append(item)
             entry = self._jobs[item.job]
             run = self._states.get(item.run_id)
             self._take_slot(item.run_id, item.job)
@@ -409,8 +409,14 @@ class Scheduler:
                     trigger=run.trigger if run else "schedule",
                 )
             )
-        if orders:
-            await self._broker.publish(TOPIC_TRIGGERS, *orders)
+        if orders and not await self._broker.publish(TOPIC_TRIGGERS, *orders):
+            # no group got them: the broker restarted and its work queue is not back yet.
+            # Nobody can run them: back in the queue (without this they would wait for the
+            # lease to expire), dispatched again at the next tick.
+            log.warning("no engine is listening on %s: %d run(s) wait", TOPIC_TRIGGERS, len(items))
+            for item in items:
+                self._release(item.run_id)
+                self._queue.push(item.run_id, item.job, item.base, item.due)
 
     async def _on_config(self, message: Any) -> None:
         async with self._lock:
@@ -467,10 +473,12 @@ class Scheduler:
                 self._release(run.run_id)
                 await self._fire_dependents(run.job)
             case RunFailed() if run.state is not RunState.RETRYING:
-                self._release(run.run_id)
                 entry = self._jobs.get(run.job)
                 spec = entry.spec if entry else None
                 await self._errors.failed(run, spec, message.error, message.pages, self._now())
+                # released once recorded: should that fail (Database down for long), the run
+                # stays in flight, and its lease (no more heartbeats) brings it back
+                self._release(run.run_id)
 
     async def _on_sign_of_life(self, message: Any) -> None:
         """Its own consumer group, no lock: a heartbeat must not wait behind a busy tick, or a
@@ -496,22 +504,31 @@ class Scheduler:
             if now - self._last_seen.get(run_id, now) <= self._lease:
                 continue
             run = self._states.get(run_id)
-            self._release(run_id)
             if run is None:
+                self._release(run_id)
                 continue
+            # each run is released once DuckDB has its new state: if the Database is down,
+            # it stays in flight, expired, and the next tick tries again
             if run.state is RunState.QUEUED:
                 # never started: send it again under a new attempt number, which fences off
                 # the first TriggerRun should an engine still pick it up
                 log.warning(
                     "run %s not picked up within %.0fs: dispatching again", run_id, self._lease
                 )
-                run.attempt += 1
-                await self._db.update_run.remote(run_id, expect_state="queued", attempt=run.attempt)
+                attempt = run.attempt + 1
+                try:
+                    await self._db.update_run.remote(run_id, expect_state="queued", attempt=attempt)
+                except IllegalTransition:  # an engine began it meanwhile: its events follow
+                    self._last_seen[run_id] = time.monotonic()
+                    continue
+                run.attempt = attempt
+                self._release(run_id)
                 self._queue.push(run.run_id, run.job, run.priority, self._now())
                 continue
             entry = self._jobs.get(run.job)
             error = f"engine lost: no heartbeat for {self._lease:.0f}s"
             await self._errors.failed(run, entry.spec if entry else None, error, 0, self._now())
+            self._release(run_id)
 
     async def _fire_dependents(self, job: str) -> None:
         if self._dependents is None:  # rebuilt after a job change: not a scan per finished run

@@ -8,11 +8,15 @@ Scheduler flushes once per handled batch of events, so a burst of changes is one
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from ray.exceptions import RayActorError
 
 from tg_actors.broker_client import BrokerClient
 from tg_actors.core.runstate import ACTIVE, RunState, check_transition
@@ -20,6 +24,8 @@ from tg_actors.errors import IllegalTransition
 from tg_actors.messages import TOPIC_STATUS, RunStateChanged
 
 log = logging.getLogger(__name__)
+PUBLISH_RETRY_S = 10.0  # state changes wait this long for a restarting broker
+DB_RETRY_S = 30.0  # and this long for a restarting Database
 
 
 @dataclass
@@ -54,7 +60,11 @@ class StateManager:
         """Publish the state changes made since the last flush, in order, in one call."""
         if self._outbox:
             pending, self._outbox = self._outbox, []
-            await self._broker.publish(TOPIC_STATUS, *pending)
+            try:  # a restarting broker is waited out; if it stays down they go with the next
+                await self._broker.publish(TOPIC_STATUS, *pending, retry_for=PUBLISH_RETRY_S)
+            except Exception:
+                self._outbox[:0] = pending
+                raise
 
     def get(self, run_id: str) -> TrackedRun | None:
         return self._runs.get(run_id)
@@ -146,11 +156,12 @@ class StateManager:
         check_transition(run_id, previous, target)
         if persist:
             try:  # conditional: a late event must not overwrite what DuckDB already holds
-                await self._db.update_run.remote(
+                await self._update_run(
                     run_id, expect_state=previous.value, state=target.value, **fields
                 )
             except IllegalTransition as exc:
-                return await self._adopt_newer(run, exc)
+                if exc.current != target.value:  # else: our own write, repeated after a crash
+                    return await self._adopt_newer(run, exc)
         run.state = target
         if target not in ACTIVE:
             self._untrack(run)
@@ -166,6 +177,21 @@ class StateManager:
         )
         self._outbox.append(self._changed(run, previous, fields.get("error")))
         return run
+
+    async def _update_run(self, run_id: str, **kwargs: Any) -> None:
+        """update_run, waiting out a Database restart (a few seconds, during which calls fail
+        at once): else a state change made then would be lost, e.g. a failed attempt never
+        retried. Safe to repeat: the update is conditional on the state it expects."""
+        deadline = time.monotonic() + DB_RETRY_S
+        while True:
+            try:
+                await self._db.update_run.remote(run_id, **kwargs)
+                return
+            except RayActorError:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("run %s: database unavailable; retrying its state change", run_id)
+                await asyncio.sleep(0.25)
 
     async def _adopt_newer(self, run: TrackedRun, exc: IllegalTransition) -> TrackedRun:
         """DuckDB moved on without us (an engine committed while our event waited): take its

@@ -9,6 +9,7 @@ CancelRun on `control` stops the run and drops what it staged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import logging
@@ -45,6 +46,13 @@ from tg_actors.sync import Stage, SyncResult, extract_and_stage
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5  # at most two progress events a second per run
 HEARTBEAT_S = 2.0  # the Scheduler's lease is several heartbeats long
+PUBLISH_RETRY_S = 30.0  # how long status events wait for a broker that is restarting
+WORK_GROUP = "engines"  # the engines' shared group on `triggers`
+
+
+def control_group(engine_id: str) -> str:
+    """An engine's own group on `control`: every engine sees every command."""
+    return f"engine:{engine_id}"
 
 
 def describe(exc: BaseException) -> str:
@@ -87,8 +95,8 @@ class SyncEngine:
         records_to_arrow([{"warm_up": 1}])  # pays pyarrow's lazy imports before the first run
         gc.freeze()  # the long-lived boot objects leave the GC's scans (~20% of parse time)
         self._transport = SharedTransport(max_connections=max(10, 2 * self._slots))
-        queue = await self._broker.subscribe(TOPIC_TRIGGERS, "engines", shared=True)
-        group = f"engine:{self._id}"  # its own group: every engine sees every command
+        queue = await self._broker.subscribe(TOPIC_TRIGGERS, WORK_GROUP, shared=True)
+        group = control_group(self._id)
         await self._broker.subscribe(TOPIC_CONTROL, group)
         self._task = asyncio.create_task(self._work(queue))
         self._control = asyncio.create_task(
@@ -138,9 +146,13 @@ class SyncEngine:
                 continue
             try:
                 messages = await self._take(queue, self._slots - len(self._runs))
-            except Exception:  # the queue actor restarting
+            except Exception:  # the queue actor restarting, or gone with a restarted broker
                 log.warning("engine %s: work queue unavailable", self._id, exc_info=True)
                 await asyncio.sleep(0.5)
+                # the queue is an actor the broker owns: it dies with the broker, and the
+                # restarted broker makes a new one. Ask again for the group's current queue.
+                with contextlib.suppress(Exception):
+                    queue = await self._broker.subscribe(TOPIC_TRIGGERS, WORK_GROUP, shared=True)
                 continue
             for message in messages:
                 if message.run_id in self._cancelled:  # cancelled before it was picked up
@@ -191,7 +203,9 @@ class SyncEngine:
     # -- coalesced calls ----------------------------------------------------------------------
 
     async def _publish_many(self, messages: list[Any]) -> list[None]:
-        await self._broker.publish(TOPIC_STATUS, *messages)
+        # a restarting broker is waited out: a run's outcome must reach the Scheduler, or the
+        # run waits for its lease (a duplicate, should the broker die mid-call, is rare)
+        await self._broker.publish(TOPIC_STATUS, *messages, retry_for=PUBLISH_RETRY_S)
         return [None] * len(messages)
 
     async def _begin_many(self, items: list[dict[str, Any]]) -> list[Any]:
@@ -214,7 +228,12 @@ class SyncEngine:
             if time.monotonic() - last_progress < PROGRESS_EVERY_S:
                 return
             last_progress = time.monotonic()
-            await self._status.submit(RunProgressed(run_id=run_id, job=job, rows=rows, pages=pages))
+            try:  # progress is only news: losing it (broker down) must not fail the run
+                await self._status.submit(
+                    RunProgressed(run_id=run_id, job=job, rows=rows, pages=pages)
+                )
+            except Exception:
+                log.warning("run %s: progress not published", run_id, exc_info=True)
 
         try:
             spec = JobSpec.model_validate(message.spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from itertools import chain, repeat
 from typing import Any
 
@@ -84,3 +85,104 @@ def apply_transform(table: pa.Table, sql: str) -> pa.Table:
         raise TransformError(f"transform.sql failed: {exc}") from exc
     finally:
         con.close()
+
+
+# -- validation: what a transform may be -------------------------------------------------------
+
+# table functions a transform may call in FROM: they compute, they read nothing
+_TABLE_FUNCTIONS = frozenset({"unnest", "range", "generate_series"})
+# kinds of FROM items (DuckDB's TableReferenceType) a transform may use besides those checked
+_FROM_KINDS = frozenset({"BASE_TABLE", "TABLE_FUNCTION", "JOIN", "SUBQUERY", "EXPRESSION_LIST"})
+_FROM_KINDS |= {"EMPTY", "PIVOT"}
+
+
+def transform_sql_problem(sql: str) -> str | None:
+    """Why `sql` cannot be a transform, or None when it can: exactly one read-only SELECT
+    (or WITH ... SELECT, FROM ...) that reads `records` and no other table, file or table
+    function. Decided by DuckDB's own parser (`extract_statements`, then the statement's parse
+    tree from `json_serialize_sql`), not by patterns over the text. The sandbox of
+    `apply_transform` stays as the second wall."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        return f"does not parse: {_first_line(exc)}"
+    if len(statements) != 1:
+        count = len(statements)
+        return "holds no statement" if not count else f"holds {count} statements; give one SELECT"
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        return f"must be a SELECT over `records` (read-only), not {kind.name}"
+    con = duckdb.connect(config=_SANDBOX)
+    try:
+        row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [statements[0].query]).fetchone()
+    except duckdb.Error as exc:
+        return f"cannot be checked: {_first_line(exc)}"
+    finally:
+        con.close()
+    tree = json.loads(row[0]) if row else {"error": True}
+    if tree.get("error"):
+        return f"cannot be checked: {tree.get('error_message', 'no parse tree')}"
+    return _tree_problem(tree)
+
+
+def _tree_problem(tree: dict[str, Any]) -> str | None:
+    ctes = {str(name).lower() for name in _cte_names(tree)}
+    reads_records = False
+    for ref in _from_items(tree):
+        kind = ref["type"]
+        if kind == "BASE_TABLE":
+            name = str(ref.get("table_name", ""))
+            qualified = ".".join(
+                p for p in (ref.get("catalog_name"), ref.get("schema_name"), name) if p
+            )
+            if qualified.lower() not in ctes | {"records"}:
+                return f"reads {qualified!r}: a transform reads only the relation `records`"
+            reads_records = reads_records or name.lower() == "records"
+        elif kind == "TABLE_FUNCTION":
+            function = ref.get("function") or {}
+            name = str(function.get("function_name", "?"))
+            if name.lower() not in _TABLE_FUNCTIONS or function.get("schema"):
+                return f"calls {name}(): a transform reads only the relation `records`"
+        elif kind == "SHOW_REF":
+            return "DESCRIBE, SHOW and SUMMARIZE are not transforms; give a SELECT over `records`"
+        elif kind not in _FROM_KINDS:
+            return f"uses {kind} in FROM; give a SELECT over `records`"
+    if not reads_records:
+        return "must read from `records` (SELECT ... FROM records)"
+    return None
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _from_items(tree: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every FROM item (table reference) anywhere in the tree, subqueries and CTEs included:
+    the dicts with a `type` and an `alias` that are neither expressions nor query nodes."""
+    for node in _walk(tree):
+        if (
+            isinstance(node.get("type"), str)
+            and "alias" in node
+            and "class" not in node
+            and "modifiers" not in node
+        ):
+            yield node
+
+
+def _cte_names(tree: dict[str, Any]) -> Iterator[Any]:
+    for node in _walk(tree):
+        cte_map = node.get("cte_map")
+        if isinstance(cte_map, dict):
+            for entry in cte_map.get("map") or []:
+                yield entry.get("key", "")
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -153,6 +153,7 @@ class HttpSourceClient:
                 sleep=self._sleep,
                 rng=self._rng,
                 acquire=self._acquire or _local_limit(spec.rate_limit),
+                max_bytes=spec.max_page_bytes,
             )
             window: Window[RequestSpec, httpx.Response] = Window(requester.send, spec.concurrency)
             try:

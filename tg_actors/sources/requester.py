@@ -92,11 +92,13 @@ class Requester:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         acquire: Acquire | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.client, self.method, self.auth, self.policy = client, method, auth, policy
         self.redact, self.tokens, self.sleep = redactor, tokens, sleep
         self.rng = rng or random.Random()
         self.acquire = acquire
+        self.max_bytes = max_bytes  # a body past this is refused while it streams in
         self._token_lock = asyncio.Lock()
 
     async def send(self, request: RequestSpec) -> httpx.Response:
@@ -149,7 +151,14 @@ class Requester:
         try:
             request = self.client.build_request(method, url, **kwargs)
             shown = self.redact.url(str(request.url))
-            return await self.client.send(request)
+            if self.max_bytes is None:
+                return await self.client.send(request)
+            response = await self.client.send(request, stream=True)
+            try:
+                await _read_at_most(response, self.max_bytes, f"{method} {shown}")
+            finally:
+                await response.aclose()
+            return response
         except _TRANSIENT as exc:
             if not last:
                 raise _Retry() from exc
@@ -226,6 +235,25 @@ class Requester:
             self.tokens.token = Token(token, now + lifetime - min(60.0, lifetime * 0.1))
             self.redact.add(token)
             return token
+
+
+async def _read_at_most(response: httpx.Response, limit: int, what: str) -> None:
+    """Read the body, refusing it once it passes `limit` bytes (announced or streamed): a huge
+    page fails the run with a clear error instead of exhausting the engine's memory."""
+    too_big = (
+        f"{what}: the response is larger than source.max_page_bytes ({limit:,} bytes);"
+        " ask for smaller pages or raise the limit"
+    )
+    announced = response.headers.get("content-length", "")
+    if announced.isdigit() and int(announced) > limit:
+        raise SourceError(too_big, status=response.status_code)
+    parts, size = [], 0
+    async for part in response.aiter_bytes():
+        size += len(part)
+        if size > limit:
+            raise SourceError(too_big, status=response.status_code)
+        parts.append(part)
+    response._content = b"".join(parts)  # as Response.aread() leaves it
 
 
 class _Retry(Exception):

@@ -222,11 +222,17 @@ class DuckStore:
         where, params = "run_id = ?", [run_id]
         if expect_state is not None:
             where, params = "run_id = ? AND state = ?", [run_id, expect_state]
-        row = one(
-            self.con,
-            f"UPDATE tg.runs SET {assignments} WHERE {where} RETURNING {_RUN_COLUMNS}",
-            [*values, *params],
-        )
+        sql = f"UPDATE tg.runs SET {assignments} WHERE {where} RETURNING {_RUN_COLUMNS}"
+        if fields.get("state") == "failed" and fields.get("finished_at") is not None:
+            # a run failed for good (the scheduler records it with its finish time) keeps
+            # nothing: its staging and checkpoint go in the same transaction as the state
+            # change (CONTRACT §6); before, they stayed until the next start, or for ever
+            with writes.transaction(self.con):
+                row = one(self.con, sql, [*values, *params])
+                if row is not None:
+                    writes.drop_staging(self.con, run_id)
+        else:
+            row = one(self.con, sql, [*values, *params])
         if row is None:
             current = self.get_run(run_id)
             if current is None:

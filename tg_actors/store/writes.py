@@ -89,6 +89,12 @@ def discard(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     if not _RUN_ID.fullmatch(run_id):  # no other id can have a staging table or checkpoint
         return
     with transaction(con):
+        drop_staging(con, run_id)
+
+
+def drop_staging(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """`discard` inside the caller's transaction."""
+    if _RUN_ID.fullmatch(run_id):
         con.execute(f"DROP TABLE IF EXISTS {stage_table(run_id)}")
         progress.forget(con, run_id)
 
