@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from tests.e2e.harness import ENDED, TgUp, tg_up
 from tests.e2e.test_cli import free_port, psutil, write_job
-from tests.e2e.test_drills_security import ENDED, TgUp, tg_up
 from tests.servers import serve_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

@@ -26,8 +26,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from serve.demo import build_demo_app
+from tests.e2e.harness import boot, db_tables, tg_up, up_command
 from tests.e2e.test_cli import alive, free_port, poll, psutil, started, tg_env, write_job
-from tests.e2e.test_drills_security import boot, db_tables, tg_up, up_command
 from tests.servers import serve_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
