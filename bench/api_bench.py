@@ -40,24 +40,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
-import importlib.util
 import os
 import re
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 # before Ray is imported (tg_actors.runtime imports it): a single-node Ray on 127.0.0.1
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -65,79 +61,13 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TG_LOG_LEVEL", "WARNING")  # every run logs INFO lines otherwise
 
 import httpx  # noqa: E402
+from benchkit import ServerProcess, bounded, free_port, pct, psutil, wait_http  # noqa: E402
 
-try:
-    import psutil
-except ImportError:  # Ray vendors it
-    _spec = importlib.util.find_spec("ray")
-    assert _spec is not None and _spec.submodule_search_locations, "neither psutil nor ray found"
-    sys.path.append(str(Path(_spec.submodule_search_locations[0]) / "thirdparty_files"))
-    import psutil
-
-HERE = Path(__file__).resolve()
 ROUTES = ("/api/runs", "/api/jobs")
 TOKEN = f"bench-{uuid.uuid4().hex}"
 ENDED = ("succeeded", "failed", "cancelled", "skipped")
-T = TypeVar("T")
 
-# --- the source: one process serving [{"id": 1}] ----------------------------------------
-
-
-def serve() -> None:
-    """The server process: bind 127.0.0.1:0, print the port, serve until terminated."""
-    import signal
-
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    async def items(_request: Request) -> Response:
-        return Response(b'[{"id": 1}]', media_type="application/json")
-
-    async def health(_request: Request) -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
-
-    app = Starlette(routes=[Route("/items", items), Route("/health", health)])
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    print(f"port {sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning")
-    server = uvicorn.Server(config)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
-    parent = os.getppid()
-
-    def orphaned() -> None:  # never outlive the benchmark (it holds our stderr open)
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        server.should_exit = True
-
-    threading.Thread(target=orphaned, daemon=True).start()
-    server.run(sockets=[sock])
-
-
-class ServerProcess:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE), "--role", "server"], stdout=subprocess.PIPE, text=True
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("port "):
-            raise RuntimeError(f"source server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
-        wait_http(f"{self.url}/health", 60, "the source server", self.proc)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(15)
-
+# --- the jobs: each reads the trivial source (benchkit.ServerProcess) -------------------------
 
 JOB = """name: {name}
 max_active_runs: 100000
@@ -152,47 +82,6 @@ destination: {{table: bench, write: append}}
 """
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def wait_http(
-    url: str, seconds: float, what: str, proc: subprocess.Popen[str] | None = None
-) -> float:
-    """GET url until 200 (bounded); returns the seconds it took."""
-    began = time.monotonic()
-    while True:
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return time.monotonic() - began
-        except httpx.TransportError:
-            pass
-        if (proc is not None and proc.poll() is not None) or time.monotonic() - began > seconds:
-            raise RuntimeError(f"{what} did not answer 200 at {url} within {seconds:.0f}s")
-        time.sleep(0.2)
-
-
-def bounded(fn: Callable[[], T], seconds: float, what: str) -> T:
-    """fn() on a thread, waited for at most `seconds` (runtime.start waits without a bound)."""
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    try:
-        return pool.submit(fn).result(timeout=seconds)
-    except concurrent.futures.TimeoutError:
-        raise TimeoutError(f"{what} took more than {seconds:.0f}s") from None
-    finally:
-        pool.shutdown(wait=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of sorted `values`; nan when empty."""
-    if not values:
-        return float("nan")
-    rank = max(1, min(len(values), round(q / 100 * len(values) + 0.5)))
-    return values[rank - 1]
 
 
 def ms(seconds: float) -> str:
@@ -698,10 +587,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=int,
         help="deploy the app with this max_ongoing_requests (default: the app's own)",
     )
-    parser.add_argument("--role", default="bench", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.role == "server":
-        return serve()
     if args.clients < 2:
         parser.error("--clients must be at least 2 (half per route)")
 

@@ -28,23 +28,19 @@ Targets (2 cores): lateness p99 < 50 ms in (a); >= 1,000 runs/s dispatched in (b
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 # before Ray is imported (tg_actors.runtime imports it): a single-node Ray on 127.0.0.1
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -53,91 +49,9 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # --log-level says otherwise (workers read TG_LOG_LEVEL when Ray starts them)
 os.environ.setdefault("TG_LOG_LEVEL", "WARNING")
 
-import httpx  # noqa: E402
+from benchkit import ServerProcess, bounded, pct, psutil  # noqa: E402
 
-try:
-    import psutil
-except ImportError:  # Ray vendors it
-    _spec = importlib.util.find_spec("ray")
-    assert _spec is not None and _spec.submodule_search_locations, "neither psutil nor ray found"
-    sys.path.append(str(Path(_spec.submodule_search_locations[0]) / "thirdparty_files"))
-    import psutil
-
-HERE = Path(__file__).resolve()
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-T = TypeVar("T")
-
-# --- the source: one process serving [{"id": 1}] ----------------------------------------
-
-
-def serve() -> None:
-    """The server process: bind 127.0.0.1:0, print the port, serve until terminated."""
-    import signal
-
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    body = b'[{"id": 1}]'
-
-    async def items(_request: Request) -> Response:
-        return Response(body, media_type="application/json")
-
-    async def health(_request: Request) -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
-
-    app = Starlette(routes=[Route("/items", items), Route("/health", health)])
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    print(f"port {sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(
-        app, lifespan="off", access_log=False, log_level="warning", timeout_keep_alive=30
-    )
-    server = uvicorn.Server(config)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
-    parent = os.getppid()
-
-    def orphaned() -> None:  # never outlive the benchmark (it holds our stderr open)
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        server.should_exit = True
-
-    threading.Thread(target=orphaned, daemon=True).start()
-    server.run(sockets=[sock])
-
-
-class ServerProcess:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE), "--role", "server"], stdout=subprocess.PIPE, text=True
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("port "):
-            raise RuntimeError(f"server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(15)
-
 
 # --- job files ------------------------------------------------------------------------------
 
@@ -176,26 +90,6 @@ def write_jobs(
 
 
 # --- helpers: bounded calls, percentiles, processes ------------------------------------------
-
-
-def bounded(fn: Callable[[], T], seconds: float, what: str) -> T:
-    """fn() on a thread, waited for at most `seconds` (runtime.start waits without a bound)."""
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    try:
-        return pool.submit(fn).result(timeout=seconds)
-    except concurrent.futures.TimeoutError:
-        raise TimeoutError(f"{what} took more than {seconds:.0f}s") from None
-    finally:
-        pool.shutdown(wait=False)
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of `values`; nan when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 def ms(seconds: float) -> str:
@@ -874,10 +768,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--profile", type=Path, help="py-spy the actors; raw stacks go here")
     parser.add_argument("--log-level", default=None, help="TG_LOG_LEVEL of the actors")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    parser.add_argument("--role", default="bench", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.role == "server":
-        return serve()
     if args.log_level:
         os.environ["TG_LOG_LEVEL"] = args.log_level.upper()
 
