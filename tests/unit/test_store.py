@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from tests.unit.stepclock import T0, Clock
 from tg_actors.errors import (
     ConfigError,
     DestinationError,
@@ -27,19 +28,6 @@ from tg_actors.errors import (
 from tg_actors.store import progress
 from tg_actors.store.duckdb import DuckStore
 from tg_actors.store.schema import jsonable
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    """Advances one second per reading, so queued_at orders runs deterministically."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
 
 
 @pytest.fixture
