@@ -82,7 +82,7 @@ class ApiService:
         )
         out = []
         for job in jobs:
-            runs = [last[job["name"]]] if job["name"] in last else []
+            newest = last.get(job["name"])
             out.append(
                 {
                     "name": job["name"],
@@ -90,7 +90,7 @@ class ApiService:
                     "paused": job["paused"],
                     "schedule": job.get("schedule"),
                     "next_run_at": status.get(job["name"], {}).get("next_run_at"),
-                    "last_run": public_run(runs[0]) if runs else None,
+                    "last_run": public_run(newest) if newest else None,
                 }
             )
         return out
