@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tg_actors.errors import ConfigError, JobValidationError, NotFound, TGError
+from tg_actors.errors import ConfigError, JobValidationError, NoCapacity, NotFound, TGError
 
 
 def validation_detail(exc: JobValidationError) -> list[dict[str, object]]:
@@ -22,6 +22,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse({"detail": validation_detail(exc)}, status_code=422)
         if isinstance(exc, NotFound):
             return JSONResponse({"detail": str(exc)}, status_code=404)
+        if isinstance(exc, NoCapacity):
+            return JSONResponse({"detail": str(exc)}, status_code=503)
         if isinstance(exc, ConfigError):
             return JSONResponse({"detail": str(exc)}, status_code=422)
         return JSONResponse({"detail": str(exc)}, status_code=409)

@@ -17,13 +17,19 @@ from ray.exceptions import RayTaskError
 from serve.cache import TtlCache
 from serve.events import EventHub
 from tg_actors.core.metrics import render
-from tg_actors.runtime import BROKER, CONFIG, DATABASE, SCHEDULER
+from tg_actors.runtime import BROKER, CONFIG, DATABASE, POOL, SCHEDULER
 from tg_actors.store.schema import RUN_FIELDS, jsonable
 
 
 def unwrap(exc: BaseException) -> BaseException:
     """The error an actor raised, out of Ray's wrapper."""
     return exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
+
+
+def _public_engine(stats: dict[str, Any]) -> dict[str, Any]:
+    current = stats.get("current_runs") or {}
+    keys = ("name", "engine", "state", "node_id", "node_ip", "pid", "slots", "runs_done", "error")
+    return {k: stats[k] for k in keys if k in stats} | {"current_runs": sorted(current)}
 
 
 def public_run(row: dict[str, Any]) -> dict[str, Any]:
@@ -166,6 +172,28 @@ class ApiService:
         """RunNotFound (404) or IllegalTransition (409, the run already ended)."""
         self.lists.clear()
         return str(await self._call(SCHEDULER, "cancel", run_id))
+
+    # -- engines ----------------------------------------------------------------------------
+
+    async def engines(self) -> dict[str, Any]:
+        """The engines, where they run and what they hold; the Scheduler's capacity."""
+        engines, sched = await asyncio.gather(
+            self._call(POOL, "describe"), self._call(SCHEDULER, "status")
+        )
+        return {
+            "count": len(engines),
+            "capacity": sched["slots"],
+            "running": sched["running"],
+            "queue_depth": sched["queue_depth"],
+            "nodes": len({e["node_id"] for e in engines if e.get("node_id")}),
+            "engines": [_public_engine(e) for e in engines],
+        }
+
+    async def scale_engines(self, count: int, grace: float | None = None) -> dict[str, Any]:
+        """Add or remove engines without stopping anything (see EnginePool.scale)."""
+        outcome = await self._call(POOL, "scale", count, grace)
+        changes = {k: outcome[k] for k in ("added", "removed", "interrupted")}
+        return {**(await self.engines()), **changes}
 
     async def metrics(self) -> str:
         """Prometheus text: runs by state, rows loaded, queue depth, engines, trigger lateness."""

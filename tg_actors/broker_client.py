@@ -23,6 +23,9 @@ class BrokerClient:
     ) -> Any:
         return await self.handle.subscribe.remote(topic, group, shared=shared, lossy=lossy)
 
+    async def unsubscribe(self, topic: str, group: str) -> None:
+        await self.handle.unsubscribe.remote(topic, group)
+
     async def publish(self, topic: str, *messages: Message, retry_for: float = 0.0) -> int:
         """Deliver to every group of `topic`; how many groups got it. With `retry_for`, a broker
         that is down (a restart takes a few seconds, and calls meanwhile fail at once) is
@@ -51,6 +54,7 @@ class BrokerClient:
         group: str,
         handler: Callable[[Any], Awaitable[None]],
         stop: asyncio.Event,
+        lossy: bool = False,
     ) -> None:
         """Feed every message of `group` to `handler` until `stop`; a failing handler is logged
         and the loop keeps going (one bad message must not stall a subscriber)."""
@@ -62,7 +66,7 @@ class BrokerClient:
                 except Exception:
                     log.exception("handler for %s/%s failed on %r", topic, group, message)
 
-        await self.pump_batches(topic, group, each, stop)
+        await self.pump_batches(topic, group, each, stop, lossy)
 
     async def pump_batches(
         self,

@@ -12,6 +12,7 @@ TGError
 │   └── PaginationLoop          a paginator would repeat itself
 ├── TransformError              transform.sql failed
 ├── DestinationError            the DuckDB write failed (schema, primary key)
+├── NoCapacity                  the cluster cannot place the engines asked for
 └── BrokerError
     └── BrokerFull              a bounded queue stayed full past the publish timeout
 """
@@ -108,6 +109,10 @@ class TransformError(TGError):
 
 class DestinationError(TGError):
     pass
+
+
+class NoCapacity(TGError):
+    """Engines asked for that no node of the cluster can hold (CPUs, TG_ENGINE_NUM_CPUS)."""
 
 
 class BrokerError(TGError):

@@ -5,7 +5,8 @@ here: batches go to the Database actor as Arrow tables by ObjectRef.
 
 Topics: `config` (JobUpserted, JobDeleted, JobPauseChanged), `triggers` (TriggerRun; the
 engines compete for them), `control` (CancelRun; every engine sees it), `status`
-(RunStarted, RunHeartbeat, RunProgressed, RunFinished, RunFailed, RunCancelled from engines;
+(EngineStarted, RunStarted, RunHeartbeat, RunProgressed, RunFinished, RunFailed, RunCancelled
+from engines;
 RunStateChanged from the Scheduler's StateManager) fanned out to every group.
 """
 
@@ -71,6 +72,13 @@ class RunHeartbeat(Message):
     engine: str
 
 
+class EngineStarted(Message):
+    """An engine (re)started: any run it held before is lost with its old process or node."""
+
+    kind: Literal["engine_started"] = "engine_started"
+    engine: str
+
+
 class RunCancelled(Message):
     kind: Literal["run_cancelled"] = "run_cancelled"
     run_id: str
@@ -127,6 +135,7 @@ AnyMessage = Annotated[
     | TriggerRun
     | CancelRun
     | RunHeartbeat
+    | EngineStarted
     | RunCancelled
     | RunStarted
     | RunProgressed

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -19,11 +19,12 @@ from tg_actors.actors.broker import Broker
 from tg_actors.actors.config_manager import ConfigManager
 from tg_actors.actors.database import GROUP as DATABASE_GROUP
 from tg_actors.actors.database import Database
+from tg_actors.actors.engine_pool import EnginePool, engine_id, engine_name, existing_engines
 from tg_actors.actors.peer import Peer
 from tg_actors.actors.rate_limiter import RateLimiter
 from tg_actors.actors.scheduler import GROUPS as SCHEDULER_GROUPS
 from tg_actors.actors.scheduler import Scheduler
-from tg_actors.actors.sync_engine import WORK_GROUP, SyncEngine, control_group
+from tg_actors.actors.sync_engine import WORK_GROUP, control_group
 from tg_actors.messages import TOPIC_CONTROL, TOPIC_STATUS, TOPIC_TRIGGERS
 from tg_actors.settings import Settings
 
@@ -31,9 +32,16 @@ log = logging.getLogger(__name__)
 
 DB_RESOURCE = "db"  # declared only on the node that holds the DuckDB file
 BROKER, DATABASE, CONFIG, SCHEDULER = "tg_broker", "tg_database", "tg_config", "tg_scheduler"
-LIMITER = "tg_rate_limiter"
+LIMITER, POOL = "tg_rate_limiter", "tg_engine_pool"
 SERVE_APP = "turbo_giggle"
-_CONTROL = {"num_cpus": 0, "max_restarts": -1, "lifetime": None}
+# the control plane stays on the DuckDB node (the head): losing a worker node never takes
+# the broker or the Scheduler with it
+_CONTROL: dict[str, Any] = {
+    "num_cpus": 0,
+    "max_restarts": -1,
+    "lifetime": None,
+    "resources": {DB_RESOURCE: 0.001},
+}
 
 
 @dataclass
@@ -43,7 +51,7 @@ class Runtime:
     db: Any
     config: Any
     scheduler: Any
-    engines: list[Any] = field(default_factory=list)
+    pool: Any = None
     limiter: Any = None
     serving: bool = False
     token_file: str | None = None
@@ -51,10 +59,17 @@ class Runtime:
     token_new: bool = False  # generated at this start
     stopped: bool = False
 
+    @property
+    def engines(self) -> list[Any]:
+        """The engines of now (their number changes at run time)."""
+        names = ray.get(self.pool.names.remote()) if self.pool is not None else []
+        return [ray.get_actor(name, namespace=self.settings.namespace) for name in names]
+
     def components(self) -> dict[str, Any]:
         named = {"broker": self.broker, "database": self.db, "config_manager": self.config}
         named["scheduler"] = self.scheduler
         named["rate_limiter"] = self.limiter
+        named["engine_pool"] = self.pool
         named.update({f"engine_{i}": e for i, e in enumerate(self.engines)})
         return named
 
@@ -77,19 +92,38 @@ def init_ray(settings: Settings) -> None:
         ray.init(address="local", num_cpus=cpus, resources={DB_RESOURCE: 1}, **common)
     else:
         ray.init(address=settings.address, **common)
+        check_db_node()
 
 
-def consumer_groups(engine_ids: list[str]) -> list[tuple[str, str, bool]]:
-    """(topic, group, shared) of every consumer group of the actors themselves: a restarted
-    broker re-creates them at once, so nothing published after the restart is lost."""
-    groups = [(TOPIC_TRIGGERS, WORK_GROUP, True), (TOPIC_STATUS, DATABASE_GROUP, False)]
-    groups += [(topic, group, False) for topic, group in SCHEDULER_GROUPS]
-    groups += [(TOPIC_CONTROL, control_group(engine_id), False) for engine_id in engine_ids]
+def check_db_node() -> None:
+    """The Database and the control plane need the node that declares DB_RESOURCE: without
+    one they would wait for it forever, without a word."""
+    have = ray.cluster_resources().get(DB_RESOURCE, 0)  # type: ignore[no-untyped-call]
+    if have < 1:
+        raise RuntimeError(
+            f"no node of this Ray cluster declares the custom resource {DB_RESOURCE!r}, which "
+            "marks the node that holds the DuckDB file: start the head node with "
+            f"`ray start --head --resources='{{\"{DB_RESOURCE}\": 1}}'` (see ray_cluster.yaml)"
+        )
+
+
+def consumer_groups(engine_ids: list[str]) -> list[tuple[str, str, bool, bool]]:
+    """(topic, group, shared, lossy) of every consumer group of the actors themselves: a
+    restarted broker re-creates them at once, so nothing published after the restart is lost.
+    Engines added at run time join by themselves (their groups are lossy: a removed engine's
+    group never holds publishers back)."""
+    groups = [
+        (TOPIC_TRIGGERS, WORK_GROUP, True, False),
+        (TOPIC_STATUS, DATABASE_GROUP, False, False),
+    ]
+    groups += [(topic, group, False, False) for topic, group in SCHEDULER_GROUPS]
+    groups += [(TOPIC_CONTROL, control_group(engine_id), False, True) for engine_id in engine_ids]
     return groups
 
 
 def _actor(cls: type, name: str, namespace: str, **options: Any) -> Any:
     opts = {**_CONTROL, **options}
+    opts["resources"] = {**_CONTROL["resources"], **options.get("resources", {})}
     opts = {k: v for k, v in opts.items() if v is not None}
     return ray.remote(cls).options(name=name, namespace=namespace, get_if_exists=True, **opts)
 
@@ -99,8 +133,8 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
     began = time.perf_counter()
     ns = settings.namespace
     # actors know each other by name (Peer), never by a handle passed to the constructor
-    names = [f"tg_engine_{i}" for i in range(settings.engines)]
-    engine_ids = [f"engine-{i}" for i in range(settings.engines)]
+    _kill_stale_engines(ns)
+    engine_ids = [engine_id(i) for i in range(settings.engines)]
     broker = _actor(Broker, BROKER, ns).remote(
         settings.queue_maxsize, groups=consumer_groups(engine_ids)
     )
@@ -108,44 +142,54 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
     db = _actor(Database, DATABASE, ns, resources={DB_RESOURCE: 0.01}).remote(
         str(settings.db_path), Peer(BROKER, ns), settings.duckdb_memory_limit
     )
-    engines = [
-        _actor(
-            SyncEngine, name, ns, num_cpus=settings.engine_num_cpus, scheduling_strategy="SPREAD"
-        ).remote(
-            engine_id,
-            Peer(DATABASE, ns),
-            Peer(BROKER, ns),
-            Peer(LIMITER, ns),
-            settings.engine_slots,
-        )
-        for engine_id, name in zip(engine_ids, names, strict=True)
-    ]
+    pool = _actor(EnginePool, POOL, ns).remote(
+        ns,
+        Peer(DATABASE, ns),
+        Peer(BROKER, ns),
+        Peer(LIMITER, ns),
+        Peer(SCHEDULER, ns),
+        settings.engine_slots,
+        settings.engine_num_cpus,
+        settings.stop_grace_seconds,
+    )
     config = _actor(ConfigManager, CONFIG, ns).remote(
         settings.model_dump(mode="json"), Peer(DATABASE, ns), Peer(BROKER, ns)
     )
     # the processes start in parallel; wait for all before loading jobs
     ray.get([broker.ping.remote(), db.start.remote(), config.ping.remote(), limiter.ping.remote()])
-    ray.get([e.start.remote() for e in engines])
+    ray.get(pool.scale.remote(settings.engines))
     report = ray.get(config.load_dir.remote())
     for error in report["errors"]:
         print(error)
-    rt = Runtime(settings, broker, db, config, None, engines, limiter)  # scheduler comes last
+    rt = Runtime(settings, broker, db, config, None, pool, limiter)  # scheduler comes last
     if serve_app:
         start_serve(rt)  # before the first tick: the demo source lives in the Serve app
     # the Scheduler boots by itself (also after a restart): reloads jobs and open runs
     rt.scheduler = _actor(Scheduler, SCHEDULER, ns).remote(
         Peer(DATABASE, ns),
         Peer(BROKER, ns),
-        [Peer(name, ns) for name in names],
+        [Peer(engine_name(i), ns) for i in range(settings.engines)],
         settings.tick_seconds,
         schedules,
         settings.lease_seconds,
         settings.alert_webhook_url,
         slots=settings.engine_slots,
+        pool=Peer(POOL, ns),
     )
     ray.get(rt.scheduler.start.remote())
     log.info("runtime up in %.1fs: jobs %s", time.perf_counter() - began, report["loaded"])
     return rt
+
+
+def _kill_stale_engines(namespace: str) -> None:
+    """Engines are detached (they outlive a restart of their pool): any left in the namespace
+    by an earlier session whose driver died hold handles to actors that died with it."""
+    for index in existing_engines(namespace):
+        try:
+            ray.kill(ray.get_actor(engine_name(index), namespace=namespace), no_restart=True)
+        except ValueError:  # gone meanwhile
+            continue
+        log.warning("stopped %s, left over from an earlier session", engine_name(index))
 
 
 def start_serve(rt: Runtime) -> None:
@@ -191,4 +235,5 @@ def stop(rt: Runtime, grace: float | None = None) -> None:
         serve.shutdown()  # type: ignore[no-untyped-call]
     ray.get(rt.db.close.remote(), timeout=60)
     for handle in rt.components().values():
-        ray.kill(handle, no_restart=True)
+        if handle is not None:
+            ray.kill(handle, no_restart=True)

@@ -6,9 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from serve.auth import bearer_dependency
 from serve.service import ApiService
+from tg_actors.actors.engine_pool import MAX_ENGINES
 from tg_actors.errors import JobValidationError
 from tg_actors.jobs import check_shape
 
@@ -60,7 +62,40 @@ def build_api_router(service: ApiService, token: str) -> APIRouter:
 
     router.include_router(jobs_router(service), prefix="/api", dependencies=secured)
     router.include_router(runs_router(service), prefix="/api", dependencies=secured)
+    router.include_router(engines_router(service), prefix="/api", dependencies=secured)
     return router
+
+
+class EngineScale(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(ge=1, le=MAX_ENGINES, description="engines wanted")
+    grace_seconds: float | None = Field(
+        None,
+        ge=0,
+        le=86_400,
+        description="how long a removed engine's runs may take to end before they are "
+        "interrupted and retried elsewhere (default TG_STOP_GRACE_SECONDS)",
+    )
+
+
+def engines_router(service: ApiService) -> APIRouter:
+    secured = APIRouter()
+
+    @secured.get("/engines")
+    async def list_engines() -> dict[str, Any]:
+        """The SyncEngine actors: node, slots, runs in hand; the Scheduler's capacity."""
+        return await service.engines()
+
+    @secured.put("/engines")
+    async def scale_engines(body: EngineScale) -> dict[str, Any]:
+        """Scale the engines at run time: new ones join the work queue, removed ones drain
+        first (runs still going after `grace_seconds` are retried on the others). 503 when
+        the cluster cannot place the engines asked for."""
+        service.lists.clear()
+        return await service.scale_engines(body.count, body.grace_seconds)
+
+    return secured
 
 
 def jobs_router(service: ApiService) -> APIRouter:

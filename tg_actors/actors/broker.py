@@ -32,7 +32,7 @@ class Broker:
         self,
         maxsize: int = 10_000,
         publish_timeout: float = 30.0,
-        groups: Sequence[tuple[str, str, bool]] = (),
+        groups: Sequence[tuple[str, str, bool, bool]] = (),
     ) -> None:
         self._topics = Topics(maxsize)
         self._shared: dict[str, dict[str, Queue]] = {}
@@ -40,10 +40,10 @@ class Broker:
         self._timeout = publish_timeout
         if groups and _restarted():
             # a restarted broker starts empty, and a message published to a group that does
-            # not exist is lost: re-create the system's own groups (topic, group, shared), the
-            # work queue too, before any publish lands; their members join again by themselves
-            for topic, group, shared in groups:
-                self._join(topic, group, shared=shared)
+            # not exist is lost: re-create the system's own groups (topic, group, shared,
+            # lossy), the work queue too, before any publish lands; their members join again
+            for topic, group, shared, lossy in groups:
+                self._join(topic, group, shared=shared, lossy=lossy)
 
     async def subscribe(
         self,
@@ -57,6 +57,11 @@ class Broker:
         """Join `group` on `topic`. A shared group returns the Ray queue its members read; a
         lossy one drops its oldest messages when full instead of holding publishers back."""
         return self._join(topic, group, shared=shared, maxsize=maxsize, lossy=lossy)
+
+    async def unsubscribe(self, topic: str, group: str) -> None:
+        """Drop a group whose member is gone for good (a removed engine): nothing more piles
+        up for it."""
+        self._topics.unsubscribe(topic, group)
 
     def _join(
         self,

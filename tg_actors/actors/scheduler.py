@@ -36,6 +36,7 @@ from tg_actors.messages import (
     TOPIC_STATUS,
     TOPIC_TRIGGERS,
     CancelRun,
+    EngineStarted,
     JobDeleted,
     JobPauseChanged,
     JobUpserted,
@@ -67,11 +68,16 @@ class Scheduler:
         alert_webhook_url: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         slots: int = 1,
+        pool: Any = None,
     ) -> None:
         self._db = db
         self._broker = BrokerClient(broker)
-        self._engines = engines
-        self._capacity = len(engines) * max(1, slots)
+        self._pool = pool  # the EnginePool: the engines of now (they change at run time)
+        self._slots = max(1, slots)
+        self._engines: list[Any] = []
+        self._capacity = 0
+        self._stopping = False
+        self._set_engines(engines)
         self._tick_seconds = tick_seconds
         self._now = clock
         self._jobs: dict[str, JobEntry] = {}
@@ -80,6 +86,7 @@ class Scheduler:
         self._errors = ErrorHandler(self._states, alert_webhook_url=alert_webhook_url)
         self._rng = random.Random()
         self._in_flight: dict[str, str] = {}  # run_id -> job
+        self._engine_of: dict[str, str] = {}  # run_id -> engine id, from its events
         self._running_per_job: Counter[str] = Counter()
         self._fires = FireTimes()
         self._dependents: dict[str, list[str]] | None = None  # job -> jobs it triggers
@@ -105,6 +112,8 @@ class Scheduler:
         """Reload jobs and open runs from DuckDB, subscribe, start ticking (also after a restart)."""
         for topic, group in GROUPS:
             await self._broker.subscribe(topic, group)
+        if self._pool is not None:  # after a restart the engines may not be those we began with
+            self._set_engines(await self._pool.peers.remote())
         async with self._lock:
             for row in await self._db.list_jobs.remote():
                 await self._load_job(row["name"], row["spec"], bool(row["paused"]))
@@ -127,6 +136,7 @@ class Scheduler:
         then put the ones still running back to `queued` (they run again at the next start,
         and nothing of them was committed). Returns {"finished": n, "requeued": n}."""
         self._schedules = False
+        self._stopping = True
         self._capacity = 0  # no more dispatches; events of running runs are still handled
         deadline = asyncio.get_running_loop().time() + grace
         before = len(self._in_flight)
@@ -182,9 +192,51 @@ class Scheduler:
             await self._states.flush()
             return results
 
+    async def set_engines(self, engines: list[Any]) -> int:
+        """The engines changed (scaled at run time): capacity follows. Returns the capacity.
+        Fewer engines lower it at once; runs in flight above it finish, nothing new starts."""
+        async with self._lock:
+            self._set_engines(engines)
+            await self._dispatch()
+            await self._states.flush()
+            return self._capacity
+
+    def _set_engines(self, engines: list[Any]) -> None:
+        self._engines = list(engines)
+        if not self._stopping:
+            self._capacity = len(self._engines) * self._slots
+
+    async def engine_lost(
+        self, engine_id: str, reason: str, runs: list[str] | None = None
+    ) -> list[str]:
+        """Every run `engine_id` was working on (by its events, and `runs`) is lost: its
+        process or node is gone, or it was removed before they ended. Each fails this attempt
+        now and is retried per its job's policy, from its last staged page."""
+        async with self._lock:
+            lost = await self._fail_runs_of(engine_id, reason, runs or [])
+            await self._dispatch()
+            await self._states.flush()
+            return lost
+
+    async def _fail_runs_of(
+        self, engine_id: str, reason: str, runs: list[str] | None = None
+    ) -> list[str]:
+        held = [run_id for run_id, engine in self._engine_of.items() if engine == engine_id]
+        lost = list(dict.fromkeys(held + [r for r in runs or [] if r in self._in_flight]))
+        for run_id in lost:
+            run = self._states.get(run_id)
+            if run is None or run.state is not RunState.RUNNING:
+                continue
+            log.warning("run %s lost with engine %s: %s", run_id, engine_id, reason)
+            entry = self._jobs.get(run.job)
+            await self._errors.failed(run, entry.spec if entry else None, reason, 0, self._now())
+            self._release(run_id)
+        return lost
+
     async def status(self) -> dict[str, Any]:
         return {
             "engines": len(self._engines),
+            "engine_names": [getattr(e, "name", str(e)) for e in self._engines],
             "slots": self._capacity,  # runs the engines can work on at once
             "running": len(self._in_flight),
             "queue_depth": len(self._queue),
@@ -261,7 +313,9 @@ class Scheduler:
                 stats = await asyncio.wait_for(engine.stats.remote(), 5)
             except Exception:
                 continue
-            busy.update(stats.get("current_runs") or {})
+            runs = stats.get("current_runs") or {}
+            busy.update(runs)
+            self._engine_of.update(dict.fromkeys(runs, stats.get("engine", "")))
         return busy
 
     async def _recover_open_runs(self) -> None:
@@ -454,6 +508,14 @@ class Scheduler:
         run_id = getattr(message, "run_id", "")
         if isinstance(message, RunStarted | RunHeartbeat | RunProgressed):
             self._last_seen[run_id] = time.monotonic()
+        if isinstance(message, RunStarted | RunHeartbeat) and run_id in self._in_flight:
+            self._engine_of[run_id] = message.engine
+        if isinstance(message, EngineStarted):  # a restart: what it held died with it
+            await self._fail_runs_of(
+                message.engine,
+                f"engine lost: {message.engine} restarted (its process or node died)",
+            )
+            return
         run = self._states.get(run_id)
         if run is None:  # ended here already (cancelled): the engine is free again
             if isinstance(message, RunCancelled | RunFinished | RunFailed):
@@ -494,6 +556,7 @@ class Scheduler:
             if self._running_per_job[job] <= 0:
                 del self._running_per_job[job]
         self._last_seen.pop(run_id, None)
+        self._engine_of.pop(run_id, None)
 
     async def _expire_leases(self) -> None:
         """A run whose engine has been silent longer than the lease: its engine is presumed

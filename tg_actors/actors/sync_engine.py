@@ -13,6 +13,7 @@ import contextlib
 import functools
 import gc
 import logging
+import os
 import time
 from collections import deque
 from typing import Any
@@ -31,6 +32,7 @@ from tg_actors.messages import (
     TOPIC_STATUS,
     TOPIC_TRIGGERS,
     CancelRun,
+    EngineStarted,
     RunCancelled,
     RunFailed,
     RunFinished,
@@ -74,6 +76,7 @@ class SyncEngine:
         self._broker = BrokerClient(broker)
         self._slots = max(1, slots)
         self._stop = asyncio.Event()
+        self._draining = False  # being removed: takes no new work
         self._task: asyncio.Task[None] | None = None
         self._control: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
@@ -97,10 +100,15 @@ class SyncEngine:
         self._transport = SharedTransport(max_connections=max(10, 2 * self._slots))
         queue = await self._broker.subscribe(TOPIC_TRIGGERS, WORK_GROUP, shared=True)
         group = control_group(self._id)
-        await self._broker.subscribe(TOPIC_CONTROL, group)
+        # lossy: should this engine vanish without leaving its group, cancels sent to it
+        # must not pile up until they hold back every publisher on `control`
+        await self._broker.subscribe(TOPIC_CONTROL, group, lossy=True)
+        # before any run: the Scheduler fails what this engine held before a restart (its
+        # node or process was lost) instead of waiting for those runs' leases to run out
+        await self._publish_many([EngineStarted(engine=self._id)])
         self._task = asyncio.create_task(self._work(queue))
         self._control = asyncio.create_task(
-            self._broker.pump(TOPIC_CONTROL, group, self._on_control, self._stop)
+            self._broker.pump(TOPIC_CONTROL, group, self._on_control, self._stop, lossy=True)
         )
         self._beat = asyncio.create_task(self._heartbeat())
 
@@ -121,11 +129,36 @@ class SyncEngine:
         if self._transport is not None:
             await self._transport.close()
 
+    async def drain(self, grace: float | None = None) -> list[str]:
+        """Take no new work; give the runs in hand `grace` seconds (None: as long as they
+        take) to end, then interrupt the rest. Returns the ids of the interrupted runs: their
+        staged pages stay, so a retry elsewhere resumes after the last one."""
+        self._draining = True
+        self._slot_free.set()  # a loop waiting for a free slot sees the flag at once
+        if self._task is not None:
+            await asyncio.wait([self._task])  # ends within one queue poll (0.5 s)
+        loop = asyncio.get_running_loop()
+        deadline = None if grace is None else loop.time() + grace
+        while self._runs and (deadline is None or loop.time() < deadline):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        left = list(self._runs)
+        tasks = [task for _, task in self._runs.values()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        return left
+
     async def stats(self) -> dict[str, Any]:
         current = {run_id: message.job for run_id, (message, _) in self._runs.items()}
         first = next(iter(current.items()), (None, None))
+        context = ray.get_runtime_context()
         return {
             "engine": self._id,
+            "node_id": context.get_node_id(),
+            "node_ip": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
+            "pid": os.getpid(),
+            "draining": self._draining,
             "slots": self._slots,
             "current_runs": current,
             "current_run": first[0],  # the oldest of them (one-slot view)
@@ -139,7 +172,7 @@ class SyncEngine:
     # -- the work loop ------------------------------------------------------------------------
 
     async def _work(self, queue: Any) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not self._draining:
             if len(self._runs) >= self._slots:
                 self._slot_free.clear()
                 await self._slot_free.wait()

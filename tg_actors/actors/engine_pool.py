@@ -1,0 +1,210 @@
+"""EnginePool actor: owns the SyncEngine actors and changes how many there are at run time.
+
+Engines are detached named actors (`tg_engine_{i}`, engine id `engine-{i}`) spread over the
+cluster's nodes. Detached because Ray kills an actor with its owner: should the pool restart,
+the engines and their runs carry on, and the restarted pool finds them again by name.
+
+Adding engines waits until each has joined the work queue, then raises the Scheduler's
+capacity. Removing lowers the capacity first (nothing new is dispatched to the removed
+share), drains the engines (no new work; the runs in hand get `grace` seconds to end), stops
+them, and hands the runs they had to interrupt back to the Scheduler, which retries them
+elsewhere from their last staged page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import ray
+
+from tg_actors.actors.lifecycle import Boot
+from tg_actors.actors.peer import Peer
+from tg_actors.actors.sync_engine import SyncEngine, control_group
+from tg_actors.broker_client import BrokerClient
+from tg_actors.errors import NoCapacity
+from tg_actors.messages import TOPIC_CONTROL
+
+log = logging.getLogger(__name__)
+ENGINE_NAME = re.compile(r"^tg_engine_(\d+)$")
+PLACE_TIMEOUT_S = 120.0  # an engine no node can hold waits silently: say so instead
+MAX_ENGINES = 256
+
+
+def engine_name(index: int) -> str:
+    return f"tg_engine_{index}"
+
+
+def engine_id(index: int) -> str:
+    return f"engine-{index}"
+
+
+def plan_scale(current: list[int], target: int) -> tuple[list[int], list[int]]:
+    """(indexes to add, indexes to remove) to go from `current` engines to `target`: new
+    engines fill the lowest free indexes, the newest (highest) go first."""
+    if not 1 <= target <= MAX_ENGINES:
+        raise ValueError(f"engine count must be between 1 and {MAX_ENGINES}, not {target}")
+    have = sorted(set(current))
+    if target <= len(have):
+        return [], sorted(have[target:], reverse=True)
+    free = (i for i in range(MAX_ENGINES + len(have)) if i not in set(have))
+    return [next(free) for _ in range(target - len(have))], []
+
+
+def existing_engines(namespace: str) -> list[int]:
+    """Indexes of the engines alive in `namespace` (found by name)."""
+    found = []
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        match = ENGINE_NAME.match(actor["name"])
+        if match and actor["namespace"] == namespace:
+            found.append(int(match.group(1)))
+    return sorted(found)
+
+
+class EnginePool:
+    def __init__(
+        self,
+        namespace: str,
+        db: Any,
+        broker: Any,
+        limiter: Any,
+        scheduler: Any,
+        slots: int,
+        num_cpus: float = 0.0,
+        grace: float | None = None,
+    ) -> None:
+        self._ns = namespace
+        self._engine_args = (db, broker, limiter, slots)
+        self._broker = BrokerClient(broker)
+        self._scheduler = scheduler
+        self._num_cpus = num_cpus
+        self._grace = grace
+        self._indexes: list[int] = []
+        self._lock = asyncio.Lock()
+        self._boot = Boot(self._start)
+
+    async def _start(self) -> None:
+        self._indexes = existing_engines(self._ns)  # after a restart: the engines carry on
+        if self._indexes:
+            log.info("engine pool: found %d engine(s)", len(self._indexes))
+
+    async def ping(self) -> str:
+        await self._boot.wait()
+        return "ok"
+
+    async def names(self) -> list[str]:
+        await self._boot.wait()
+        return [engine_name(i) for i in self._indexes]
+
+    async def peers(self) -> list[Peer]:
+        return [Peer(name, self._ns) for name in await self.names()]
+
+    async def scale(self, count: int, grace: float | None = None) -> dict[str, Any]:
+        """Add or remove engines until there are `count`. `grace`: seconds a removed engine's
+        runs get to end (None: the pool's default, TG_STOP_GRACE_SECONDS). Returns
+        {"added": [...], "removed": [...], "interrupted": [run ids], "engines": [...]}."""
+        await self._boot.wait()
+        wait = self._grace if grace is None else grace
+        async with self._lock:
+            add, remove = plan_scale(self._indexes, count)
+            if add:
+                await self._add(add)
+            interrupted: list[str] = []
+            if remove:
+                interrupted = await self._remove(remove, wait)
+            return {
+                "added": [engine_name(i) for i in add],
+                "removed": [engine_name(i) for i in remove],
+                "interrupted": interrupted,
+                "engines": [engine_name(i) for i in self._indexes],
+            }
+
+    async def describe(self) -> list[dict[str, Any]]:
+        """Each engine: name, node, slots and the runs it has now (or why it did not answer)."""
+        names = await self.names()
+
+        async def one(name: str) -> dict[str, Any]:
+            try:
+                handle = ray.get_actor(name, namespace=self._ns)
+                stats: dict[str, Any] = await asyncio.wait_for(handle.stats.remote(), 5)
+            except Exception as exc:
+                return {"name": name, "state": "unavailable", "error": type(exc).__name__}
+            return {"name": name, "state": "draining" if stats["draining"] else "up", **stats}
+
+        return list(await asyncio.gather(*(one(name) for name in names)))
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _create(self, index: int) -> Any:
+        db, broker, limiter, slots = self._engine_args
+        return (
+            ray.remote(SyncEngine)
+            .options(
+                name=engine_name(index),
+                namespace=self._ns,
+                get_if_exists=True,
+                lifetime="detached",
+                max_restarts=-1,
+                num_cpus=self._num_cpus,
+                scheduling_strategy="SPREAD",
+            )
+            .remote(engine_id(index), db, broker, limiter, slots)
+        )
+
+    async def _add(self, indexes: list[int]) -> None:
+        handles = [self._create(i) for i in indexes]
+        starts = [asyncio.ensure_future(handle.start.remote()) for handle in handles]
+        done, pending = await asyncio.wait(starts, timeout=PLACE_TIMEOUT_S)
+        errors = [task.exception() for task in done if task.exception() is not None]
+        if pending or errors:
+            for handle in handles:  # all or nothing: no half-made scale-up
+                ray.kill(handle, no_restart=True)
+            if errors:
+                raise NoCapacity(f"could not start {len(indexes)} more engine(s): {errors[0]}")
+            need = f"{self._num_cpus:g} CPU" if self._num_cpus else "no CPU"
+            raise NoCapacity(
+                f"could not start {len(indexes)} more engine(s) within {PLACE_TIMEOUT_S:.0f}s:"
+                f" {len(pending)} could not be placed (each needs {need}, TG_ENGINE_NUM_CPUS);"
+                " add nodes or ask for fewer"
+            )
+        self._indexes = sorted(self._indexes + indexes)
+        await self._tell_scheduler()
+        log.info("engine pool: added %s", [engine_name(i) for i in indexes])
+
+    async def _remove(self, indexes: list[int], grace: float | None) -> list[str]:
+        self._indexes = [i for i in self._indexes if i not in indexes]
+        await self._tell_scheduler()  # capacity down first: nothing new goes their way
+
+        async def one(index: int) -> list[str]:
+            handle = ray.get_actor(engine_name(index), namespace=self._ns)
+            try:
+                left: list[str] = await handle.drain.remote(grace)
+            except Exception:  # already gone: its runs are lost with it
+                log.warning("engine %s did not drain", engine_name(index), exc_info=True)
+                left = []
+            ray.kill(handle, no_restart=True)
+            await self._broker.unsubscribe(TOPIC_CONTROL, control_group(engine_id(index)))
+            if self._scheduler_handle() is not None:
+                reason = f"engine removed: {engine_id(index)} was scaled down before the run ended"
+                await self._scheduler_handle().engine_lost.remote(engine_id(index), reason, left)
+            return left
+
+        lost = await asyncio.gather(*(one(i) for i in indexes))
+        log.info("engine pool: removed %s", [engine_name(i) for i in indexes])
+        return [run_id for runs in lost for run_id in runs]
+
+    def _scheduler_handle(self) -> Any:
+        """The Scheduler, once it exists (the first engines start before it)."""
+        try:
+            return ray.get_actor(self._scheduler.name, namespace=self._ns)
+        except ValueError:
+            return None
+
+    async def _tell_scheduler(self) -> None:
+        scheduler = self._scheduler_handle()
+        if scheduler is not None:
+            await scheduler.set_engines.remote(
+                [Peer(engine_name(i), self._ns) for i in self._indexes]
+            )
