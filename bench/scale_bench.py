@@ -22,6 +22,7 @@ share this machine's cores: CPU-bound work cannot scale past the core count, lat
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import socket
@@ -304,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tg_scale_bench_"))
     t0 = time.perf_counter()
     source = Source(args)
-    print(f"source: {source.url}, pages built in {time.perf_counter() - t0:.1f}s", flush=True)
+    print(f"source: {source.url}, up (pages built) in {time.perf_counter() - t0:.1f}s", flush=True)
     cluster = None
     try:
         t0 = time.perf_counter()
@@ -313,12 +314,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         for _ in range(max(counts)):
             cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
+        assert cluster.head_node is not None
         labels = {cluster.head_node.node_id: "head"}
         labels |= {n.node_id: f"w{i}" for i, n in enumerate(cluster.worker_nodes, start=1)}
         ray.init(
             address=cluster.address,
             namespace="scale_bench",
-            logging_level="WARNING",
+            logging_level=logging.WARNING,
             runtime_env={"worker_process_setup_hook": "tg_actors.logs.setup"},
         )
         print(f"cluster: head + {max(counts)} worker nodes in {time.perf_counter() - t0:.1f}s")
@@ -327,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if ray.is_initialized():
             ray.shutdown()
         if cluster is not None:
-            cluster.shutdown()
+            cluster.shutdown()  # type: ignore[no-untyped-call]
         source.stop()
         if args.keep:
             print(f"kept {tmp}")

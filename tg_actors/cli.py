@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tg_actors import engines_cli
 from tg_actors.config_files import load_jobs
 from tg_actors.settings import Settings
 
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("job")
     _common(run)
     run.add_argument("--no-demo", action="store_true", help="do not serve the demo source")
+    engines_cli.add_parser(sub)
     return parser
 
 
@@ -160,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_validate(args)
         if args.command == "up":
             return cmd_up(args)
+        if args.command == "engines":
+            return engines_cli.cmd_engines(args)
         return cmd_run(args)
     except ValidationError as exc:  # a bad flag or TG_* variable
         for err in exc.errors(include_url=False):

@@ -324,3 +324,63 @@ def test_cancel_route_refuses_a_run_that_already_ended(api: httpx.Client) -> Non
     assert wait_run(api, run_id)["state"] == "succeeded"
     response = api.post(f"/api/runs/{run_id}/cancel", headers=AUTH)
     assert response.status_code == 409 and "succeeded" in response.json()["detail"]
+
+
+def test_engines_are_listed_and_scaled_over_http(api: httpx.Client) -> None:
+    assert api.get("/api/engines").status_code == 401
+    listed = api.get("/api/engines", headers=AUTH).json()
+    assert listed["count"] == 1 and listed["nodes"] == 1
+    (engine,) = listed["engines"]
+    assert engine["name"] == "tg_engine_0" and engine["state"] == "up"
+    assert engine["node_ip"] == "127.0.0.1" and engine["slots"] == listed["capacity"]
+    try:
+        grown = api.put("/api/engines", json={"count": 2}, headers=AUTH).json()
+        assert grown["added"] == ["tg_engine_1"] and grown["count"] == 2
+        assert grown["capacity"] == 2 * engine["slots"]
+        run_id = api.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"]
+        assert wait_run(api, run_id)["state"] == "succeeded"
+    finally:
+        shrunk = api.put("/api/engines", json={"count": 1, "grace_seconds": 30}, headers=AUTH)
+    assert shrunk.status_code == 200, shrunk.text
+    assert shrunk.json()["removed"] == ["tg_engine_1"] and shrunk.json()["count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"count": 0}, "count"),
+        ({"count": 257}, "count"),
+        ({"count": "many"}, "count"),
+        ({}, "count"),
+        ({"count": 1, "grace_seconds": -1}, "grace_seconds"),
+        ({"count": 1, "engines": 3}, "engines"),
+    ],
+)
+def test_scaling_engines_refuses_bad_input_naming_the_field(
+    api: httpx.Client, body: dict[str, Any], field: str
+) -> None:
+    response = api.put("/api/engines", json=body, headers=AUTH)
+    assert response.status_code == 422
+    assert any(err["loc"][-1] == field for err in response.json()["detail"]), response.text
+    assert api.get("/api/engines", headers=AUTH).json()["count"] == 1  # nothing changed
+
+
+def test_tg_engines_command_lists_and_scales_through_the_api(
+    api: httpx.Client, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tg_actors.cli import main
+
+    monkeypatch.setenv("TG_API_TOKEN", TOKEN)
+    url = str(api.base_url)
+    assert main(["engines", "--url", url]) == 0
+    assert "1 engine(s) on 1 node(s)" in capsys.readouterr().out
+    assert main(["engines", "2", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "tg_engine_1" in out and "added: tg_engine_1" in out
+    assert main(["engines", "1", "--grace", "30", "--url", url]) == 0
+    assert "removed: tg_engine_1" in capsys.readouterr().out
+    assert main(["engines", "0", "--url", url]) == 1
+    assert "count: Input should be greater than or equal to 1" in capsys.readouterr().out
+    monkeypatch.setenv("TG_API_TOKEN", "wrong")
+    assert main(["engines", "--url", url]) == 1
+    assert "401" in capsys.readouterr().out

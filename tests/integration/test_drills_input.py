@@ -410,6 +410,9 @@ def test_schemathesis_finds_no_server_error(app: App) -> None:
 
     operations = [result.ok() for result in schema.get_all_operations()]
     operations = [op for op in operations if op.path != "/api/events"]  # streams for ever
+    # PUT /api/engines would really start up to 256 engines on this 2-core machine: its bad
+    # input is checked in test_api.py
+    operations = [op for op in operations if (op.method, op.path) != ("put", "/api/engines")]
     # writes first, so the reads after them meet the jobs the fuzzer managed to store
     operations.sort(key=lambda op: (op.method == "get", op.path))
     for operation in operations:

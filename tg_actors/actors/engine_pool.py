@@ -74,7 +74,9 @@ class EnginePool:
         slots: int,
         num_cpus: float = 0.0,
         grace: float | None = None,
+        place_timeout: float = PLACE_TIMEOUT_S,
     ) -> None:
+        self._place_timeout = place_timeout
         self._ns = namespace
         self._engine_args = (db, broker, limiter, slots)
         self._broker = BrokerClient(broker)
@@ -156,7 +158,7 @@ class EnginePool:
     async def _add(self, indexes: list[int]) -> None:
         handles = [self._create(i) for i in indexes]
         starts = [asyncio.ensure_future(handle.start.remote()) for handle in handles]
-        done, pending = await asyncio.wait(starts, timeout=PLACE_TIMEOUT_S)
+        done, pending = await asyncio.wait(starts, timeout=self._place_timeout)
         errors = [task.exception() for task in done if task.exception() is not None]
         if pending or errors:
             for handle in handles:  # all or nothing: no half-made scale-up
@@ -165,7 +167,7 @@ class EnginePool:
                 raise NoCapacity(f"could not start {len(indexes)} more engine(s): {errors[0]}")
             need = f"{self._num_cpus:g} CPU" if self._num_cpus else "no CPU"
             raise NoCapacity(
-                f"could not start {len(indexes)} more engine(s) within {PLACE_TIMEOUT_S:.0f}s:"
+                f"could not start {len(indexes)} more engine(s) within {self._place_timeout:.0f}s:"
                 f" {len(pending)} could not be placed (each needs {need}, TG_ENGINE_NUM_CPUS);"
                 " add nodes or ask for fewer"
             )
