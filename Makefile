@@ -1,5 +1,5 @@
 # make up   — create .venv from uv.lock and start everything on a local Ray (UI + API on :8000)
-# make test — create .venv from uv.lock and run the whole test suite
+# make test — create .venv from uv.lock and run the whole test suite (two pytest sessions)
 SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null)
@@ -22,8 +22,10 @@ venv: $(UV)
 up: venv
 	.venv/bin/tg up
 
+# two sessions: the multi-node tests (tests/cluster) need a Ray cluster of their own
 test: venv browser
 	.venv/bin/pytest $(PYTEST_ARGS)
+	.venv/bin/pytest --cluster tests/cluster
 
 # the UI's browser test drives Debian's chromium (Playwright's own download is not used);
 # installed here when missing and we may (root + apt-get), else the test skips and says why

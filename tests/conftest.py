@@ -38,3 +38,21 @@ def write_job(folder: Path, name: str, text: str) -> Path:
     path = jobs / f"{name}.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# tests/cluster needs a multi-node Ray of its own (ray.cluster_utils.Cluster), which cannot
+# share a process with the single-node Ray of the other tests: `pytest --cluster` runs only
+# them, plain `pytest` everything else (`make test` runs both)
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cluster", action="store_true", help="run only the multi-node tests in tests/cluster"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    want = bool(config.getoption("--cluster"))
+    keep = [item for item in items if ("cluster" in item.keywords) == want]
+    dropped = [item for item in items if ("cluster" in item.keywords) != want]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

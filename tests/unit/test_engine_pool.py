@@ -69,3 +69,19 @@ def test_render_shows_each_engine_its_node_and_what_changed() -> None:
     assert "2 engine(s) on 2 node(s): capacity 16 runs at once; 3 running, 4 queued" in lines
     assert "added: tg_engine_1" in lines
     assert any(line.startswith("1 run(s) did not end") and "r9" in line for line in lines)
+
+
+def test_joining_a_cluster_without_a_db_node_says_how_to_declare_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ray
+
+    from tg_actors import runtime
+
+    # the one thing not run for real: a second Ray cluster without `db` costs ~10 s to start
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
+    with pytest.raises(RuntimeError, match="declares the custom resource 'db'") as info:
+        runtime.check_db_node()
+    assert """ray start --head --resources='{"db": 1}'""" in str(info.value)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0, "db": 1.0})
+    runtime.check_db_node()
