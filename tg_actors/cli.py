@@ -94,7 +94,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     began = time.perf_counter()
-    runtime.init_ray(settings)
+    try:
+        runtime.init_ray(settings)
+    except (ConnectionError, RuntimeError) as exc:  # no cluster there, or no `db` node
+        print(f"cannot use the Ray cluster at {settings.address}: {exc}", file=sys.stderr)
+        ray.shutdown()
+        return 1
     rt = runtime.start(settings)
     url = f"http://{settings.host}:{settings.port}/"
     print(f"turbo-giggle is up in {time.perf_counter() - began:.1f}s", flush=True)

@@ -1,0 +1,72 @@
+"""`tg up --address` as the README tells a user to run it on a cluster: it joins the session's
+cluster (a head with the `db` resource and two workers), spreads its engines over the workers,
+syncs, scales with `tg engines`, and stops cleanly; a cluster with no `db` node is refused.
+
+(The cluster is ray.cluster_utils', not `ray start` processes: a multi-node `ray start` refuses
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, and without it Ray binds the machine's address, not
+127.0.0.1. A single-node `ray start --head` accepts it, so the refusal test uses one.)"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.conftest import LocalCluster
+from tests.e2e.harness import tg_up
+from tests.e2e.test_cli import free_port, orders_job, run_tg, started, tg, tg_env, write_job
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def token_env(port: int) -> dict[str, str]:
+    """`ray start --head` turns Ray's token auth on: whoever joins needs RAY_AUTH_MODE=token
+    (ray_cluster.yaml sets it on every node). The session's cluster_utils cluster does not."""
+    return tg_env(port) | {"RAY_AUTH_MODE": "token"}
+
+
+def test_tg_up_joins_a_cluster_spreads_engines_syncs_and_scales(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    port = free_port()
+    configs, db = tmp_path / "configs", tmp_path / "data" / "cluster.duckdb"
+    write_job(configs, "e2e_orders", orders_job(port, interval=False))
+    env = tg_env(port) | {"TG_ENGINE_NUM_CPUS": "1"}
+    extra = ("--address", cluster.address, "--engines", "2")
+    with tg_up(configs, db, port, tmp_path, env, extra) as server:
+        engines = server.get("/api/engines")
+        assert engines["count"] == 2 and engines["nodes"] == 2, engines
+        assert {e["node_id"] for e in engines["engines"]} == set(cluster.workers())
+        run_id = server.trigger("e2e_orders")
+        run = server.wait_ended([run_id], 120)[run_id]
+        assert run["state"] == "succeeded", run
+        assert run["rows_loaded"] == 2500
+        # scaled with the CLI, through the API: the third engine takes 1 of the 2 CPUs left
+        rc, out = run_tg(
+            tg("engines", "3", "--url", server.base, "--db", str(db)), env, tmp_path, 120
+        )
+        assert rc == 0, out
+        assert "added: tg_engine_2" in out and "3 engine(s) on 2 node(s)" in out
+        assert server.get("/api/engines")["capacity"] == 3 * 8
+        server.stop()  # exit 0, "DuckDB closed cleanly", nothing of it left running
+
+
+def test_tg_up_refuses_a_cluster_without_a_db_node(tmp_path: Path) -> None:
+    gcs = free_port()
+    head = [RAY, "start", "--head", f"--port={gcs}", "--num-cpus=1", "--include-dashboard=false"]
+    head += ["--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    with started(head, token_env(0), tmp_path) as proc:
+        proc.wait_for_line(r"Ray runtime started", 90)
+        try:
+            db = str(tmp_path / "x.duckdb")
+            args = tg("up", "--address", f"127.0.0.1:{gcs}", "--db", db)
+            rc, out = run_tg(args, token_env(free_port()), tmp_path, 120)
+        finally:
+            proc.record_descendants()  # killed by PID after, should any outlive `ray start`
+            proc.popen.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started
+            proc.wait(60)
+    assert rc == 1, out
+    assert "declares the custom resource 'db'" in out and "Traceback" not in out
