@@ -153,24 +153,11 @@ class Result:
 
 
 def engine_nodes(engines: list[Any], labels: dict[str, str]) -> list[str]:
-    """Where each engine runs: the node id its `stats()` reports (`node_id`, or `node`), else
-    the GCS's actor table (Ray's private state API: there is no dashboard), else nothing."""
+    """Where each engine runs (the node its `stats()` reports), as head / w1..wN."""
     import ray
 
-    found = []
-    for engine in engines:
-        stats = ray.get(engine.stats.remote(), timeout=30)
-        node = stats.get("node_id") or stats.get("node")
-        if node not in labels:
-            try:
-                from ray._private import state
-
-                node = state.actors(actor_id=engine._actor_id.hex())["Address"]["NodeID"]
-            except Exception:
-                pass
-        if node:
-            found.append(labels.get(str(node), str(node)))
-    return found
+    stats = ray.get([engine.stats.remote() for engine in engines], timeout=30)
+    return [labels.get(s["node_id"], s["node_id"]) for s in stats]
 
 
 def wait_runs(rt: Any, run_ids: list[str], timeout: float) -> list[dict[str, Any]]:

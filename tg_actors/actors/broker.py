@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +23,9 @@ from tg_actors.errors import BrokerFull
 def _restarted() -> bool:
     """Whether this actor process is a restart (Ray re-ran __init__ after a crash)."""
     try:
-        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        with warnings.catch_warnings():  # Ray's own property reads its deprecated actor_id
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return bool(ray.get_runtime_context().was_current_actor_reconstructed)
     except Exception:  # not in an actor (plain tests)
         return False
 
