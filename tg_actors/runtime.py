@@ -65,12 +65,13 @@ class Runtime:
         names = ray.get(self.pool.names.remote()) if self.pool is not None else []
         return [ray.get_actor(name, namespace=self.settings.namespace) for name in names]
 
-    def components(self) -> dict[str, Any]:
+    def components(self, engines: bool = True) -> dict[str, Any]:
         named = {"broker": self.broker, "database": self.db, "config_manager": self.config}
         named["scheduler"] = self.scheduler
         named["rate_limiter"] = self.limiter
         named["engine_pool"] = self.pool
-        named.update({f"engine_{i}": e for i, e in enumerate(self.engines)})
+        if engines:
+            named.update({f"engine_{i}": e for i, e in enumerate(self.engines)})
         return named
 
 
@@ -224,7 +225,15 @@ def stop(rt: Runtime, grace: float | None = None) -> None:
             print(f"{outcome['requeued']} unfinished run(s) left queued for the next start")
     except Exception:
         log.warning("scheduler did not stop cleanly", exc_info=True)
-    for engine in rt.engines:
+    try:
+        engines = rt.engines
+    except Exception:
+        log.warning("engine pool unavailable: engines found by name", exc_info=True)
+        engines = [
+            ray.get_actor(engine_name(i), namespace=rt.settings.namespace)
+            for i in existing_engines(rt.settings.namespace)
+        ]
+    for engine in engines:
         try:
             ray.get(engine.stop.remote(), timeout=10)
         except Exception:
@@ -234,6 +243,6 @@ def stop(rt: Runtime, grace: float | None = None) -> None:
 
         serve.shutdown()  # type: ignore[no-untyped-call]
     ray.get(rt.db.close.remote(), timeout=60)
-    for handle in rt.components().values():
+    for handle in [*rt.components(engines=False).values(), *engines]:
         if handle is not None:
             ray.kill(handle, no_restart=True)

@@ -75,3 +75,18 @@ class UiApi(Protocol):
         """{"by_state": {state: count}, "loaded": [{finished_at, job, rows}]} (the latter for
         succeeded runs)."""
         ...
+
+    async def engines(self) -> dict[str, Any]:
+        """The SyncEngine actors and the Scheduler's capacity: {count, capacity (run slots in
+        all), running, queue_depth, nodes (distinct nodes the engines run on), engines: [{name,
+        engine, state ("up" | "draining" | "unavailable"), node_id, node_ip, pid, slots,
+        runs_done, current_runs: [run ids], error (only when unavailable)}]}."""
+        ...
+
+    async def scale_engines(self, count: int, grace: float | None = None) -> dict[str, Any]:
+        """Add or remove engines until there are `count` (1..256); a removed engine's runs get
+        `grace` seconds to end (None: the server's default), then are retried on the others.
+        Returns what `engines()` returns now, plus {added, removed: [engine names],
+        interrupted: [run ids]}. Raises NoCapacity when the cluster cannot place the engines
+        (nothing changes), ValueError for a count out of range."""
+        ...

@@ -1,8 +1,9 @@
-"""Gradio UI: Jobs, Editor, Runs, Data and Charts tabs over the API layer (ui.api.UiApi,
-implemented by serve.service.ApiService), never the actors directly.
+"""Gradio UI: Jobs, Editor, Runs, Data, Charts and Engines tabs over the API layer
+(ui.api.UiApi, implemented by serve.service.ApiService), never the actors directly.
 
 Client endpoints (gradio_client `api_name`s): refresh, run_now, pause, resume, load_job,
-validate, save, delete_job, runs, run_detail, cancel_run, preview, stats. Timers, row clicks
+validate, save, delete_job, runs, run_detail, cancel_run, preview, stats, engines,
+scale_engines. Timers, row clicks
 and chained refreshes are private. Each tab's timer runs only while that tab is shown.
 """
 
@@ -16,6 +17,7 @@ from ui import format as fmt
 from ui.api import UiApi
 from ui.common import Loader
 from ui.data import charts_tab, data_tab
+from ui.engines import engines_tab
 from ui.jobs import editor_tab, jobs_tab, refresh_tables
 from ui.runs import runs_tab
 
@@ -23,6 +25,7 @@ __all__ = ["UiApi", "build_ui"]
 
 LIVE_SECONDS = 2.0
 CHARTS_SECONDS = 10.0
+ENGINES_SECONDS = 5.0  # each refresh asks every engine
 
 
 def build_ui(api: UiApi) -> gr.Blocks:
@@ -33,7 +36,8 @@ def build_ui(api: UiApi) -> gr.Blocks:
         jobs_timer = gr.Timer(LIVE_SECONDS, active=True)
         runs_timer = gr.Timer(LIVE_SECONDS, active=False)
         charts_timer = gr.Timer(CHARTS_SECONDS, active=False)
-        timers = [jobs_timer, runs_timer, charts_timer]
+        engines_timer = gr.Timer(ENGINES_SECONDS, active=False)
+        timers = [jobs_timer, runs_timer, charts_timer, engines_timer]
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("Jobs", id="jobs", elem_id="tab-jobs") as jobs_page:
                 jobs = jobs_tab(api)
@@ -45,6 +49,8 @@ def build_ui(api: UiApi) -> gr.Blocks:
                 data = data_tab(api)
             with gr.Tab("Charts", id="charts", elem_id="tab-charts") as charts_page:
                 charts = charts_tab(api, charts_timer)
+            with gr.Tab("Engines", id="engines", elem_id="tab-engines") as engines_page:
+                engines = engines_tab(api, engines_timer)
 
         async def refresh() -> tuple[list[list[Any]], list[list[Any]]]:
             return await refresh_tables(api)
@@ -100,5 +106,6 @@ def build_ui(api: UiApi) -> gr.Blocks:
         show(runs_page, runs_timer, runs.loader)
         show(data_page, None, data)
         show(charts_page, charts_timer, charts)
+        show(engines_page, engines_timer, engines)
     ui.queue(default_concurrency_limit=None)
     return ui

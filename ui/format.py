@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from tg_actors.errors import IllegalTransition, JobValidationError, TGError
+from tg_actors.errors import IllegalTransition, JobValidationError, NoCapacity, TGError
 
 NEW_JOB = "(new job)"
 ALL = "(all)"
@@ -248,6 +248,8 @@ def describe_error(exc: BaseException) -> str:
         return f"Run {exc.run_id} already ended ({exc.current}): nothing to cancel."
     if isinstance(exc, JobValidationError):
         return f"Invalid job: {len(exc.errors)} error(s), see the table."
+    if isinstance(exc, NoCapacity):
+        return f"Not enough room in the cluster: {exc}. The engines are as they were."
     if isinstance(exc, TGError):
         return f"Error: {exc}"
     return f"Error ({type(exc).__name__}): {exc}"

@@ -305,6 +305,17 @@ def test_ui_refresh_shows_jobs_and_runs_through_gradio_client(api: httpx.Client)
     assert any(row[1] == "demo" and row[2] == "succeeded" for row in runs["data"])
 
 
+def test_ui_engines_tab_shows_the_real_engines_through_gradio_client(api: httpx.Client) -> None:
+    from gradio_client import Client
+
+    client = Client(str(api.base_url), verbose=False, headers=AUTH)
+    summary, table, count, _status = client.predict(api_name="/engines")
+    assert count == 1
+    assert summary.startswith("1 engine on 1 node · capacity")
+    ((name, state, node_ip, *_rest),) = table["data"]
+    assert (name, state, node_ip) == ("tg_engine_0", "up", "127.0.0.1")
+
+
 def test_metrics_in_prometheus_text(api: httpx.Client) -> None:
     assert api.get("/metrics").status_code == 401
     run_id = api.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"]

@@ -17,9 +17,11 @@ from tg_actors.errors import (
     IllegalTransition,
     JobNotFound,
     JobValidationError,
+    NoCapacity,
     RunNotFound,
     TableNotFound,
 )
+from ui import engine_format as efmt
 from ui import format as fmt
 
 pytestmark = [pytest.mark.slow]
@@ -38,8 +40,17 @@ def run(
     }  # fmt: skip
 
 
+def engine(index: int, node: str, runs: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "name": f"tg_engine_{index}", "engine": f"engine-{index}", "state": "up",
+        "node_id": node * 56, "node_ip": f"10.0.0.{ord(node) - ord('a') + 1}", "pid": 100 + index,
+        "slots": 8, "runs_done": index, "current_runs": list(runs),
+    }  # fmt: skip
+
+
 class FakeApi:
-    """UiApi in memory: jobs as YAML text, runs, logs, one table; records what it was asked."""
+    """UiApi in memory: jobs as YAML text, runs, logs, one table, engines on two nodes;
+    records what it was asked."""
 
     def __init__(self) -> None:
         self.reset()
@@ -59,6 +70,10 @@ class FakeApi:
             "r1": [{"ts": "2024-05-01T10:00:02+00:00", "level": "INFO", "message": "page 1"}]
         }
         self.triggered: list[str] = []
+        self.engine_list = [engine(0, "a", ("r2",)), engine(1, "b"), engine(2, "a", ("r9",))]
+        self.room = 4  # the most engines the fake cluster can place
+        self.scaled: list[tuple[int, float | None]] = []
+        self.engines_error: Exception | None = None
 
     @staticmethod
     def _parse(body: str) -> dict[str, Any]:
@@ -161,6 +176,37 @@ class FakeApi:
             if r["state"] == "succeeded"
         ]
         return {"by_state": by_state, "loaded": loaded}
+
+    async def engines(self) -> dict[str, Any]:
+        if self.engines_error is not None:
+            raise self.engines_error
+        return {
+            "count": len(self.engine_list),
+            "capacity": sum(e.get("slots", 0) for e in self.engine_list),
+            "running": sum(len(e.get("current_runs", [])) for e in self.engine_list),
+            "queue_depth": 2,
+            "nodes": len({e["node_id"] for e in self.engine_list if e.get("node_id")}),
+            "engines": [dict(e) for e in self.engine_list],
+        }
+
+    async def scale_engines(self, count: int, grace: float | None = None) -> dict[str, Any]:
+        self.scaled.append((count, grace))
+        if not 1 <= count <= 256:
+            raise ValueError(f"engine count must be between 1 and 256, not {count}")
+        have = len(self.engine_list)
+        if count > self.room:
+            raise NoCapacity(
+                f"could not start {count - have} more engine(s): add nodes or ask for fewer"
+            )
+        added = [engine(i, "ab"[i % 2]) for i in range(have, count)]
+        removed = self.engine_list[count:][::-1]  # the newest go first
+        self.engine_list = self.engine_list[:count] + added
+        return {
+            **(await self.engines()),
+            "added": [e["name"] for e in added],
+            "removed": [e["name"] for e in removed],
+            "interrupted": [run_id for e in removed for run_id in e["current_runs"]],
+        }
 
 
 class StartedOnce:
@@ -290,3 +336,70 @@ def test_preview_and_stats(served: tuple[FakeApi, Any]) -> None:
     assert loaded["columns"] == ["finished_at", "job", "rows"]
     assert loaded["datatypes"]["finished_at"] == "temporal"
     assert [row[1:] for row in loaded["data"]] == [["orders", 3]]
+
+
+def test_engines_tab_lists_where_the_engines_run(served: tuple[FakeApi, Any]) -> None:
+    fake, client = served
+    summary, table, count, _ = client.predict(api_name="/engines")
+    assert summary == "3 engines on 2 nodes · capacity 24 runs at once · 2 running · 2 queued"
+    assert table["headers"] == efmt.ENGINE_COLUMNS and count == 3
+    rows = {row[0]: row for row in table["data"]}
+    assert list(rows) == ["tg_engine_0", "tg_engine_1", "tg_engine_2"]
+    assert rows["tg_engine_0"] == ["tg_engine_0", "up", "10.0.0.1", "aaaaaaaa", 100, 8, 1, 0, "r2"]
+    assert rows["tg_engine_1"][2:4] == ["10.0.0.2", "bbbbbbbb"] and rows["tg_engine_1"][6] == 0
+    fake.engine_list[1] = {"name": "tg_engine_1", "state": "unavailable", "error": "ActorDiedError"}
+    summary, table, _, _ = client.predict(api_name="/engines")
+    assert summary == (
+        "3 engines on 1 node · capacity 16 runs at once · 2 running · 2 queued · 1 unavailable"
+    )
+    assert table["data"][1][:3] == ["tg_engine_1", "unavailable (ActorDiedError)", ""]
+    fake.engines_error = RuntimeError("pool down")
+    status = client.predict(api_name="/engines")[3]
+    assert status == "Refresh failed: Error (RuntimeError): pool down"
+    ids = {c.get("props", {}).get("elem_id") for c in client.config["components"]}
+    assert {"tab-engines", "engines-summary", "engines-table", "engines-count", "engines-grace",
+            "engines-scale", "engines-status"} <= ids  # fmt: skip
+    timers = [c["props"] for c in client.config["components"] if c["type"] == "timer"]
+    # the Engines timer (the last) waits until its tab is shown, like those of Runs and Charts
+    assert [(t["value"], t["active"]) for t in timers] == [
+        (2.0, True), (2.0, False), (10.0, False), (5.0, False)
+    ]  # fmt: skip
+
+
+def test_scale_engines_calls_the_api_and_says_what_changed(served: tuple[FakeApi, Any]) -> None:
+    fake, client = served
+    summary, table, count, status = client.predict(4, None, api_name="/scale_engines")
+    assert fake.scaled == [(4, None)]
+    assert status == "Added 1 engine: tg_engine_3. Now 4 engines."
+    assert count == 4 and summary.startswith("4 engines on 2 nodes · capacity 32 runs at once")
+    assert [row[0] for row in table["data"]] == [f"tg_engine_{i}" for i in range(4)]
+    summary, table, count, status = client.predict(2, 1.5, api_name="/scale_engines")
+    assert fake.scaled[-1] == (2, 1.5) and len(fake.engine_list) == 2
+    assert status == (
+        "Removed 2 engines: tg_engine_3, tg_engine_2. 1 run interrupted, retried on the other"
+        " engines: r9. Now 2 engines."
+    )
+    assert count == 2 and [row[0] for row in table["data"]] == ["tg_engine_0", "tg_engine_1"]
+    assert client.predict(2, None, api_name="/scale_engines")[3] == (
+        "Already 2 engines: nothing changed."
+    )
+
+
+def test_scale_engines_errors_are_status_lines(served: tuple[FakeApi, Any]) -> None:
+    fake, client = served
+    status = client.predict(9, 0, api_name="/scale_engines")[3]
+    assert status == (
+        "Not enough room in the cluster: could not start 6 more engine(s): add nodes or ask for"
+        " fewer. The engines are as they were."
+    )
+    assert fake.scaled == [(9, 0.0)] and len(fake.engine_list) == 3
+    refused = {
+        (0, None): "Engines must be a whole number from 1 to 256, not 0.",
+        (300, None): "Engines must be a whole number from 1 to 256, not 300.",
+        (None, None): "Enter how many engines to run (1 to 256).",
+        (2, -5): "Grace must be 0 to 86400 seconds, or empty, not -5.",
+    }
+    for (count, grace), message in refused.items():
+        assert client.predict(count, grace, api_name="/scale_engines")[3] == message
+    assert fake.scaled == [(9, 0.0)]  # a refused form never reaches the API
+    assert client.predict(api_name="/engines")[2] == 3

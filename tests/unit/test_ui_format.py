@@ -12,9 +12,11 @@ from tg_actors.errors import (
     IllegalTransition,
     JobNotFound,
     JobValidationError,
+    NoCapacity,
     RunNotFound,
     TableNotFound,
 )
+from ui import engine_format as efmt
 from ui import format as fmt
 
 RUN: dict[str, Any] = {
@@ -320,6 +322,11 @@ def test_template_is_a_valid_job() -> None:
         (JobNotFound("ghost"), "Error: No job named 'ghost'"),
         (RunNotFound("nope"), "Error: No run with id 'nope'"),
         (TableNotFound("t"), "Error: No table named 't'"),
+        (NoCapacity("could not start 2 more engine(s): add nodes or ask for fewer"),
+         "Not enough room in the cluster: could not start 2 more engine(s): add nodes or ask"
+         " for fewer. The engines are as they were."),
+        (ValueError("engine count must be between 1 and 256, not 0"),
+         "Error (ValueError): engine count must be between 1 and 256, not 0"),
         (RuntimeError("boom"), "Error (RuntimeError): boom"),
     ],
 )  # fmt: skip
@@ -346,6 +353,149 @@ def test_choices(names: list[str], first: Any, expected: list[str]) -> None:
 )
 def test_optional(value: str | None, expected: str | None) -> None:
     assert fmt.optional(value) == expected
+
+
+NODE_A = "a1b2c3d4" + "0" * 48
+ENGINE: dict[str, Any] = {
+    "name": "tg_engine_0", "engine": "engine-0", "state": "up", "node_id": NODE_A,
+    "node_ip": "10.0.0.1", "pid": 4242, "slots": 8, "runs_done": 17, "current_runs": ["r1", "r2"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("engine", "expected"),
+    [
+        (ENGINE, ["tg_engine_0", "up", "10.0.0.1", "a1b2c3d4", 4242, 8, 2, 17, "r1, r2"]),
+        (ENGINE | {"state": "draining", "current_runs": []},
+         ["tg_engine_0", "draining", "10.0.0.1", "a1b2c3d4", 4242, 8, 0, 17, ""]),
+        ({"name": "tg_engine_3", "state": "unavailable", "error": "GetTimeoutError"},
+         ["tg_engine_3", "unavailable (GetTimeoutError)", "", "", "", "", "", "", ""]),
+        ({"engine": "engine-5"}, ["engine-5", "?", "", "", "", "", 0, "", ""]),
+    ],
+)  # fmt: skip
+def test_engine_rows(engine: dict[str, Any], expected: list[Any]) -> None:
+    assert efmt.engine_rows([engine]) == [expected]
+    assert len(expected) == len(efmt.ENGINE_COLUMNS)
+
+
+def test_engine_rows_keeps_the_order_given() -> None:
+    engines = [ENGINE | {"name": f"tg_engine_{i}"} for i in (2, 0, 1)]
+    assert [row[0] for row in efmt.engine_rows(engines)] == [
+        "tg_engine_2",
+        "tg_engine_0",
+        "tg_engine_1",
+    ]
+    assert efmt.engine_rows([]) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (None, "0 engines on 0 nodes · capacity 0 runs at once · 0 running · 0 queued"),
+        ({"count": 3, "capacity": 24, "running": 5, "queue_depth": 2, "nodes": 2,
+          "engines": [ENGINE, ENGINE, ENGINE]},
+         "3 engines on 2 nodes · capacity 24 runs at once · 5 running · 2 queued"),
+        ({"count": 1, "capacity": 1, "running": 1, "queue_depth": 0, "nodes": 1,
+          "engines": [ENGINE]},
+         "1 engine on 1 node · capacity 1 run at once · 1 running · 0 queued"),
+        ({"count": 3, "capacity": 16, "running": 0, "queue_depth": 7, "nodes": 1,
+          "engines": [ENGINE, ENGINE | {"state": "draining"},
+                      {"name": "tg_engine_2", "state": "unavailable", "error": "X"}]},
+         "3 engines on 1 node · capacity 16 runs at once · 0 running · 7 queued · 1 draining"
+         " · 1 unavailable"),
+    ],
+)  # fmt: skip
+def test_engine_summary(answer: dict[str, Any] | None, expected: str) -> None:
+    assert efmt.engine_summary(answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"count": 3, "added": [], "removed": [], "interrupted": []},
+         "Already 3 engines: nothing changed."),
+        ({"count": 4, "added": ["tg_engine_3"], "removed": [], "interrupted": []},
+         "Added 1 engine: tg_engine_3. Now 4 engines."),
+        ({"count": 5, "added": ["tg_engine_3", "tg_engine_4"]},
+         "Added 2 engines: tg_engine_3, tg_engine_4. Now 5 engines."),
+        ({"count": 1, "added": [], "removed": ["tg_engine_2", "tg_engine_1"],
+          "interrupted": ["r7", "r9"]},
+         "Removed 2 engines: tg_engine_2, tg_engine_1. 2 runs interrupted, retried on the other"
+         " engines: r7, r9. Now 1 engine."),
+        ({"count": 2, "added": [], "removed": ["tg_engine_2"], "interrupted": ["r7"]},
+         "Removed 1 engine: tg_engine_2. 1 run interrupted, retried on the other engines: r7."
+         " Now 2 engines."),
+        ({"count": 2, "added": [], "removed": ["tg_engine_2"], "interrupted": []},
+         "Removed 1 engine: tg_engine_2. No run was interrupted. Now 2 engines."),
+    ],
+)  # fmt: skip
+def test_scale_outcome(answer: dict[str, Any], expected: str) -> None:
+    assert efmt.scale_outcome(answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("count", "grace", "expected"),
+    [
+        (1, None, (1, None)),
+        (256, 0, (256, 0.0)),
+        (3.0, 2.5, (3, 2.5)),
+        (4, 86_400, (4, 86_400.0)),
+    ],
+)
+def test_scale_request_accepts(
+    count: float, grace: float | None, expected: tuple[int, float | None]
+) -> None:
+    wanted, seconds = efmt.scale_request(count, grace)
+    assert (wanted, seconds) == expected and type(wanted) is int
+
+
+@pytest.mark.parametrize(
+    ("count", "grace", "message"),
+    [
+        (None, None, "Enter how many engines to run (1 to 256)."),
+        (0, None, "Engines must be a whole number from 1 to 256, not 0."),
+        (257, None, "Engines must be a whole number from 1 to 256, not 257."),
+        (2.5, None, "Engines must be a whole number from 1 to 256, not 2.5."),
+        (float("nan"), None, "Engines must be a whole number from 1 to 256, not nan."),
+        (float("inf"), None, "Engines must be a whole number from 1 to 256, not inf."),
+        (2, -1, "Grace must be 0 to 86400 seconds, or empty, not -1."),
+        (2, 86_401, "Grace must be 0 to 86400 seconds, or empty, not 86401."),
+        (2, float("nan"), "Grace must be 0 to 86400 seconds, or empty, not nan."),
+    ],
+)
+def test_scale_request_refuses(count: float | None, grace: float | None, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        efmt.scale_request(count, grace)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("count", "grace"),
+    [(1, None), (256, 0), (257, None), (0, None), (3, 86_400), (3, 86_401), (3, -0.5)],
+)
+def test_scale_request_agrees_with_the_http_route(count: int, grace: float | None) -> None:
+    """The UI refuses what PUT /api/engines refuses, and sends what it accepts."""
+    from pydantic import ValidationError
+
+    from serve.routes.api import EngineScale
+    from tg_actors.actors.engine_pool import MAX_ENGINES
+
+    assert efmt.MAX_ENGINES == MAX_ENGINES
+    try:
+        body = EngineScale(count=count, grace_seconds=grace)
+    except ValidationError:
+        with pytest.raises(ValueError):
+            efmt.scale_request(count, grace)
+    else:
+        assert efmt.scale_request(count, grace) == (body.count, body.grace_seconds)
+
+
+@pytest.mark.parametrize(
+    ("count", "word", "expected"),
+    [(0, "run", "0 runs"), (1, "run", "1 run"), (2, "engine", "2 engines")],
+)
+def test_plural(count: int, word: str, expected: str) -> None:
+    assert efmt.plural(count, word) == expected
 
 
 def test_format_module_does_not_import_gradio() -> None:

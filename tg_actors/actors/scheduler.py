@@ -113,7 +113,10 @@ class Scheduler:
         for topic, group in GROUPS:
             await self._broker.subscribe(topic, group)
         if self._pool is not None:  # after a restart the engines may not be those we began with
-            self._set_engines(await self._pool.peers.remote())
+            try:
+                self._set_engines(await self._pool.peers.remote())
+            except Exception:  # the pool restarting: it tells us the engines once it is back
+                log.warning("engine pool unavailable; keeping %d engine(s)", len(self._engines))
         async with self._lock:
             for row in await self._db.list_jobs.remote():
                 await self._load_job(row["name"], row["spec"], bool(row["paused"]))
