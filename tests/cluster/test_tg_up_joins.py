@@ -1,6 +1,7 @@
 """`tg up --address` as the README tells a user to run it on a cluster: it joins the session's
 cluster (a head with the `db` resource and two workers), spreads its engines over the workers,
-syncs, scales with `tg engines`, and stops cleanly; a cluster with no `db` node is refused.
+syncs, scales with `tg engines`, and stops cleanly; it also runs as a Ray Client (`ray://`);
+a cluster with no `db` node is refused.
 
 (The cluster is ray.cluster_utils', not `ray start` processes: a multi-node `ray start` refuses
 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, and without it Ray binds the machine's address, not
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,19 +57,40 @@ def test_tg_up_joins_a_cluster_spreads_engines_syncs_and_scales(
         server.stop()  # exit 0, "DuckDB closed cleanly", nothing of it left running
 
 
-def test_tg_up_refuses_a_cluster_without_a_db_node(tmp_path: Path) -> None:
-    gcs = free_port()
-    head = [RAY, "start", "--head", f"--port={gcs}", "--num-cpus=1", "--include-dashboard=false"]
-    head += ["--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
-    with started(head, token_env(0), tmp_path) as proc:
+@contextmanager
+def ray_head(tmp_path: Path, *flags: str) -> Iterator[tuple[int, int]]:
+    """A single-node `ray start --head` of ours on 127.0.0.1: (GCS port, Ray Client port)."""
+    gcs, client = free_port(), free_port()
+    head = [RAY, "start", "--head", f"--port={gcs}", f"--ray-client-server-port={client}"]
+    head += ["--include-dashboard=false", "--block", "--node-ip-address=127.0.0.1", *flags]
+    with started([*head, "--disable-usage-stats"], token_env(0), tmp_path) as proc:
         proc.wait_for_line(r"Ray runtime started", 90)
         try:
-            db = str(tmp_path / "x.duckdb")
-            args = tg("up", "--address", f"127.0.0.1:{gcs}", "--db", db)
-            rc, out = run_tg(args, token_env(free_port()), tmp_path, 120)
+            yield gcs, client
         finally:
             proc.record_descendants()  # killed by PID after, should any outlive `ray start`
             proc.popen.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started
             proc.wait(60)
+
+
+def test_tg_up_refuses_a_cluster_without_a_db_node(tmp_path: Path) -> None:
+    with ray_head(tmp_path, "--num-cpus=1") as (gcs, _client):
+        db = str(tmp_path / "x.duckdb")
+        args = tg("up", "--address", f"127.0.0.1:{gcs}", "--db", db)
+        rc, out = run_tg(args, token_env(free_port()), tmp_path, 120)
     assert rc == 1, out
     assert "declares the custom resource 'db'" in out and "Traceback" not in out
+
+
+def test_tg_up_runs_as_a_ray_client_through_ray_url(tmp_path: Path) -> None:
+    port = free_port()
+    configs, db = tmp_path / "configs", tmp_path / "data" / "client.duckdb"
+    write_job(configs, "e2e_orders", orders_job(port, interval=False))
+    with ray_head(tmp_path, "--num-cpus=2", '--resources={"db": 1}') as (_gcs, client):
+        extra = ("--address", f"ray://127.0.0.1:{client}", "--engines", "1")
+        with tg_up(configs, db, port, tmp_path, token_env(port), extra) as server:
+            run_id = server.trigger("e2e_orders")
+            run = server.wait_ended([run_id], 120)[run_id]
+            assert (run["state"], run["rows_loaded"]) == ("succeeded", 2500), run
+            assert server.get("/api/engines")["count"] == 1
+            server.stop()
