@@ -13,16 +13,16 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from tg_actors.actors.error_handler import ErrorHandler
 from tg_actors.actors.lifecycle import Boot
-from tg_actors.actors.state_manager import NewRun, StateManager
+from tg_actors.actors.state_manager import NewRun, StateManager, TrackedRun
 from tg_actors.broker_client import BrokerClient
 from tg_actors.core.coalesce import Coalescer
+from tg_actors.core.inflight import InFlight
 from tg_actors.core.metrics import Histogram
 from tg_actors.core.planning import FireTimes, JobEntry, plan_runs, start_at
 from tg_actors.core.runstate import RunState
@@ -85,15 +85,11 @@ class Scheduler:
         self._states = StateManager(db, self._broker)
         self._errors = ErrorHandler(self._states, alert_webhook_url=alert_webhook_url)
         self._rng = random.Random()
-        self._in_flight: dict[str, str] = {}  # run_id -> job
-        self._engine_of: dict[str, str] = {}  # run_id -> engine id, from its events
-        self._running_per_job: Counter[str] = Counter()
+        self._in_flight = InFlight(lease_seconds)  # handed to engines, not ended
         self._fires = FireTimes()
         self._dependents: dict[str, list[str]] | None = None  # job -> jobs it triggers
         self._wake = asyncio.Event()  # something new to do before the next planned wake-up
         self._manual: Coalescer[tuple[str, int | None, str], str] = Coalescer(self._trigger_many)
-        self._last_seen: dict[str, float] = {}  # run_id -> monotonic time of its last sign of life
-        self._lease = lease_seconds
         self._lateness = Histogram()  # started - scheduled_for, seconds
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -153,7 +149,6 @@ class Scheduler:
                     await self._states.move(run_id, RunState.QUEUED)
                 log.info("run %s interrupted by shutdown: queued for the next start", run_id)
             self._in_flight.clear()
-            self._running_per_job.clear()
             await self._states.flush()
         self._stop.set()
         for task in self._tasks:
@@ -224,16 +219,13 @@ class Scheduler:
     async def _fail_runs_of(
         self, engine_id: str, reason: str, runs: list[str] | None = None
     ) -> list[str]:
-        held = [run_id for run_id, engine in self._engine_of.items() if engine == engine_id]
+        held = self._in_flight.held_by(engine_id)
         lost = list(dict.fromkeys(held + [r for r in runs or [] if r in self._in_flight]))
         for run_id in lost:
             run = self._states.get(run_id)
-            if run is None or run.state is not RunState.RUNNING:
-                continue
-            log.warning("run %s lost with engine %s: %s", run_id, engine_id, reason)
-            entry = self._jobs.get(run.job)
-            await self._errors.failed(run, entry.spec if entry else None, reason, 0, self._now())
-            self._release(run_id)
+            if run is not None and run.state is RunState.RUNNING:
+                log.warning("run %s lost with engine %s: %s", run_id, engine_id, reason)
+                await self._fail_lost(run, reason)
         return lost
 
     async def status(self) -> dict[str, Any]:
@@ -309,16 +301,14 @@ class Scheduler:
         self._wake.set()
 
     async def _busy_engines(self) -> dict[str, str]:
-        """run_id -> job for runs an engine is working on right now (after our own restart)."""
+        """run_id -> engine id for runs an engine is working on now (after our own restart)."""
         busy: dict[str, str] = {}
         for engine in self._engines:
             try:
                 stats = await asyncio.wait_for(engine.stats.remote(), 5)
             except Exception:
                 continue
-            runs = stats.get("current_runs") or {}
-            busy.update(runs)
-            self._engine_of.update(dict.fromkeys(runs, stats.get("engine", "")))
+            busy.update(dict.fromkeys(stats.get("current_runs") or {}, stats.get("engine", "")))
         return busy
 
     async def _recover_open_runs(self) -> None:
@@ -326,7 +316,7 @@ class Scheduler:
         for row in await self._db.open_runs.remote():
             run = self._states.adopt(row)
             if run.run_id in busy:  # still being worked on: its events will arrive
-                self._take_slot(run.run_id, run.job)
+                self._in_flight.take(run.run_id, run.job, busy[run.run_id])
                 continue
             if run.state is RunState.RETRYING:  # its backoff timer died with the old session
                 run.attempt += 1
@@ -435,16 +425,11 @@ class Scheduler:
         entry = self._jobs.get(item.job)
         if entry is None:
             return False
-        running = self._running_per_job[item.job]
+        running = self._in_flight.running(item.job)
         schedule = entry.spec.schedule
         if schedule is not None and schedule.overlap is Overlap.QUEUE and running:
             return False  # queue: wait until the active run ends
         return running < entry.spec.max_active_runs
-
-    def _take_slot(self, run_id: str, job: str) -> None:
-        self._in_flight[run_id] = job
-        self._running_per_job[job] += 1
-        self._last_seen[run_id] = time.monotonic()
 
     async def _dispatch(self) -> None:
         """Hand queued runs to the engines while there is capacity: one publish for all."""
@@ -456,7 +441,7 @@ class Scheduler:
             items.append(item)
             entry = self._jobs[item.job]
             run = self._states.get(item.run_id)
-            self._take_slot(item.run_id, item.job)
+            self._in_flight.take(item.run_id, item.job)
             orders.append(
                 TriggerRun(
                     run_id=item.run_id,
@@ -509,10 +494,10 @@ class Scheduler:
 
     async def _on_event(self, message: Any) -> None:
         run_id = getattr(message, "run_id", "")
-        if isinstance(message, RunStarted | RunHeartbeat | RunProgressed):
-            self._last_seen[run_id] = time.monotonic()
-        if isinstance(message, RunStarted | RunHeartbeat) and run_id in self._in_flight:
-            self._engine_of[run_id] = message.engine
+        if isinstance(message, RunStarted | RunHeartbeat):
+            self._in_flight.seen(run_id, message.engine)
+        elif isinstance(message, RunProgressed):
+            self._in_flight.seen(run_id)
         if isinstance(message, EngineStarted):  # a restart: what it held died with it
             await self._fail_runs_of(
                 message.engine,
@@ -549,26 +534,17 @@ class Scheduler:
         """Its own consumer group, no lock: a heartbeat must not wait behind a busy tick, or a
         healthy run would look lost."""
         if isinstance(message, RunStarted | RunHeartbeat | RunProgressed):
-            if message.run_id in self._last_seen:
-                self._last_seen[message.run_id] = time.monotonic()
+            self._in_flight.seen(message.run_id)
 
     def _release(self, run_id: str) -> None:
-        job = self._in_flight.pop(run_id, None)
-        if job is not None:
-            self._running_per_job[job] -= 1
-            if self._running_per_job[job] <= 0:
-                del self._running_per_job[job]
-        self._last_seen.pop(run_id, None)
-        self._engine_of.pop(run_id, None)
+        self._in_flight.release(run_id)
 
     async def _expire_leases(self) -> None:
         """A run whose engine has been silent longer than the lease: its engine is presumed
         dead. Never started: dispatch it again. Running: a failed attempt (retried per the
         job's policy; the attempt number fences off the old engine if it was alive)."""
-        now = time.monotonic()
-        for run_id in list(self._in_flight):
-            if now - self._last_seen.get(run_id, now) <= self._lease:
-                continue
+        lease = self._in_flight.lease
+        for run_id in self._in_flight.expired():
             run = self._states.get(run_id)
             if run is None:
                 self._release(run_id)
@@ -578,23 +554,24 @@ class Scheduler:
             if run.state is RunState.QUEUED:
                 # never started: send it again under a new attempt number, which fences off
                 # the first TriggerRun should an engine still pick it up
-                log.warning(
-                    "run %s not picked up within %.0fs: dispatching again", run_id, self._lease
-                )
+                log.warning("run %s not picked up within %.0fs: dispatching again", run_id, lease)
                 attempt = run.attempt + 1
                 try:
                     await self._db.update_run.remote(run_id, expect_state="queued", attempt=attempt)
                 except IllegalTransition:  # an engine began it meanwhile: its events follow
-                    self._last_seen[run_id] = time.monotonic()
+                    self._in_flight.seen(run_id)
                     continue
                 run.attempt = attempt
                 self._release(run_id)
                 self._queue.push(run.run_id, run.job, run.priority, self._now())
                 continue
-            entry = self._jobs.get(run.job)
-            error = f"engine lost: no heartbeat for {self._lease:.0f}s"
-            await self._errors.failed(run, entry.spec if entry else None, error, 0, self._now())
-            self._release(run_id)
+            await self._fail_lost(run, f"engine lost: no heartbeat for {lease:.0f}s")
+
+    async def _fail_lost(self, run: TrackedRun, reason: str) -> None:
+        """Its engine is gone: this attempt failed (retried per the job's policy)."""
+        entry = self._jobs.get(run.job)
+        await self._errors.failed(run, entry.spec if entry else None, reason, 0, self._now())
+        self._release(run.run_id)
 
     async def _fire_dependents(self, job: str) -> None:
         if self._dependents is None:  # rebuilt after a job change: not a scan per finished run
