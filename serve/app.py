@@ -38,6 +38,11 @@ def build_asgi_app(settings: Settings, token: str) -> Any:
     return gr.mount_gradio_app(api, build_ui(service), path="/")
 
 
-def build_app(settings: Settings, token: str) -> Any:
-    bind: Any = TurboGiggleApp.bind  # type: ignore[attr-defined]  # added by @serve.deployment
-    return bind(settings.model_dump(mode="json"), token)
+def build_app(settings: Settings, token: str, head_resource: str | None = None) -> Any:
+    """`head_resource`: a custom resource of the head node; the replica stays there, by the
+    Database it mostly talks to, and a lost worker never takes the API and UI with it."""
+    deployment: Any = TurboGiggleApp
+    if head_resource is not None:
+        options = {"num_cpus": 0, "resources": {head_resource: 0.001}}
+        deployment = deployment.options(ray_actor_options=options)
+    return deployment.bind(settings.model_dump(mode="json"), token)

@@ -203,9 +203,18 @@ def start_serve(rt: Runtime) -> None:
     existed = s.api_token is not None or s.token_path.exists()
     token, token_file = ensure_token(s)
     quiet = {"log_level": "WARNING", "enable_access_log": False}
-    serve.start(http_options={"host": s.host, "port": s.port}, logging_config=quiet)
+    # one proxy, on the head (where `tg up` prints the URL): not one per node with a replica
+    serve.start(
+        http_options={"host": s.host, "port": s.port},
+        proxy_location="HeadOnly",
+        logging_config=quiet,
+    )
     serve.run(
-        build_app(s, token), name=SERVE_APP, route_prefix="/", blocking=False, logging_config=quiet
+        build_app(s, token, head_resource=DB_RESOURCE),
+        name=SERVE_APP,
+        route_prefix="/",
+        blocking=False,
+        logging_config=quiet,
     )
     rt.serving = True
     rt.token_file = str(token_file) if token_file else None

@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import ray
 
 from tests.cluster.conftest import LocalCluster
+from tests.cluster.test_cluster import node_of
 from tests.e2e.harness import tg_up
 from tests.e2e.test_cli import free_port, orders_job, run_tg, started, tg, tg_env, write_job
 
@@ -54,6 +56,15 @@ def test_tg_up_joins_a_cluster_spreads_engines_syncs_and_scales(
         assert rc == 0, out
         assert "added: tg_engine_2" in out and "3 engine(s) on 2 node(s)" in out
         assert server.get("/api/engines")["capacity"] == 3 * 8
+        # the API and UI: one replica and the one proxy, both on the head
+        serve_actors = [
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == "serve" and ("REPLICA" in a["name"] or "PROXY" in a["name"])
+        ]
+        assert any("REPLICA" in n for n in serve_actors) and any("PROXY" in n for n in serve_actors)
+        for name in serve_actors:
+            assert node_of(ray.get_actor(name, namespace="serve")) == cluster.head_id, name
         server.stop()  # exit 0, "DuckDB closed cleanly", nothing of it left running
 
 
