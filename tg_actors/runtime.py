@@ -137,7 +137,9 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
     _kill_stale_engines(ns)
     engine_ids = [engine_id(i) for i in range(settings.engines)]
     broker = _actor(Broker, BROKER, ns).remote(
-        settings.queue_maxsize, groups=consumer_groups(engine_ids)
+        settings.queue_maxsize,
+        groups=consumer_groups(engine_ids),
+        queue_resources=_CONTROL["resources"],
     )
     limiter = _actor(RateLimiter, LIMITER, ns).remote()
     db = _actor(Database, DATABASE, ns, resources={DB_RESOURCE: 0.01}).remote(

@@ -49,6 +49,9 @@ def test_engines_spread_over_the_workers_and_the_control_plane_stays_on_the_head
         for name, actor in rt.components().items():
             if not name.startswith("engine_"):
                 assert node_of(actor) == cluster.head_id, f"{name} is not on the head"
+        # the engines' work queue is an actor of its own (ray.util.queue): on the head too
+        queue = ray.get(rt.broker.subscribe.remote("triggers", "engines", shared=True))
+        assert node_of(queue.actor) == cluster.head_id
 
 
 def test_batches_made_on_the_workers_land_exactly_in_duckdb_on_the_head(

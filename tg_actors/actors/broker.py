@@ -36,8 +36,14 @@ class Broker:
         maxsize: int = 10_000,
         publish_timeout: float = 30.0,
         groups: Sequence[tuple[str, str, bool, bool]] = (),
+        queue_resources: dict[str, float] | None = None,
     ) -> None:
         self._topics = Topics(maxsize)
+        # where the shared queues' actors may live: by the broker, on the head, so losing a
+        # worker node never empties the engines' work queue
+        self._queue_options: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1}
+        if queue_resources:
+            self._queue_options["resources"] = dict(queue_resources)
         self._shared: dict[str, dict[str, Queue]] = {}
         self._maxsize = maxsize
         self._timeout = publish_timeout
@@ -82,7 +88,7 @@ class Broker:
         if group not in queues:
             queues[group] = Queue(
                 maxsize=maxsize or self._maxsize,
-                actor_options={"num_cpus": 0, "max_restarts": -1},
+                actor_options=self._queue_options,
             )
         return queues[group]
 
