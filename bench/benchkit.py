@@ -69,18 +69,18 @@ def serve() -> None:
 
 
 class ServerProcess:
-    """The trivial source, started as `python bench/benchkit.py`; `url` once it answers."""
+    """A source server in its own process, by default the trivial one (`python
+    bench/benchkit.py`): it prints `port N`, then serves /health; `url` once it answers."""
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve())], stdout=subprocess.PIPE, text=True
-        )
+    def __init__(self, command: Sequence[str] | None = None, ready_s: float = 60.0) -> None:
+        command = command or [sys.executable, str(Path(__file__).resolve())]
+        self.proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith("port "):
             raise RuntimeError(f"source server did not start: {line!r}")
         self.url = f"http://127.0.0.1:{int(line.split()[1])}"
-        wait_http(f"{self.url}/health", 60, "the source server", self.proc)
+        wait_http(f"{self.url}/health", ready_s, "the source server", self.proc)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -26,7 +26,6 @@ import logging
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from benchkit import bounded, wait_http
+from benchkit import ServerProcess, bounded
 
 from tg_actors.core.runstate import TERMINAL
 
@@ -115,26 +114,11 @@ def serve(rows: int, shards: int, size: int, latency: float) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-class Source:
-    def __init__(self, args: argparse.Namespace) -> None:
-        command = [sys.executable, str(HERE), "--serve", "--rows", str(args.rows)]
-        command += ["--shards", str(args.shards), "--page-size", str(args.page_size)]
-        command += ["--latency-ms", str(args.latency_ms)]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("port "):
-            raise RuntimeError(f"source server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
-        wait_http(f"{self.url}/health", 300, "the source server", self.proc)  # after the build
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(15)
+def start_source(args: argparse.Namespace) -> ServerProcess:
+    command = [sys.executable, str(HERE), "--serve", "--rows", str(args.rows)]
+    command += ["--shards", str(args.shards), "--page-size", str(args.page_size)]
+    command += ["--latency-ms", str(args.latency_ms)]
+    return ServerProcess(command, ready_s=300)  # it builds every page before it answers
 
 
 # --- one engine count -----------------------------------------------------------------------
@@ -291,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="tg_scale_bench_"))
     t0 = time.perf_counter()
-    source = Source(args)
+    source = start_source(args)
     print(f"source: {source.url}, up (pages built) in {time.perf_counter() - t0:.1f}s", flush=True)
     cluster = None
     try:

@@ -14,11 +14,10 @@ from tg_actors.settings import Settings
 
 def ensure_token(settings: Settings) -> tuple[str, Path | None]:
     """(token, file it lives in or None when it came from the environment)."""
-    if settings.api_token:
-        return settings.api_token, None
+    known = settings.known_token()
+    if known is not None:
+        return known, None if settings.api_token else settings.token_path
     path = settings.token_path
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip(), path
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -26,13 +26,6 @@ def add_parser(sub: Any) -> None:
     engines.add_argument("--db", dest="db_path", help="DuckDB file (its folder has api_token)")
 
 
-def api_token(settings: Settings) -> str | None:
-    if settings.api_token:
-        return settings.api_token
-    path = settings.token_path
-    return path.read_text(encoding="utf-8").strip() if path.exists() else None
-
-
 def base_url(settings: Settings, url: str | None) -> str:
     if url:
         return url.rstrip("/")
@@ -67,7 +60,7 @@ def render(answer: dict[str, Any]) -> list[str]:
 
 def cmd_engines(args: argparse.Namespace) -> int:
     settings = Settings(**({"db_path": args.db_path} if args.db_path else {}))
-    token = api_token(settings)
+    token = settings.known_token()
     if token is None:
         print(
             f"no API token: set TG_API_TOKEN or point --db at the data folder of `tg up` "

@@ -53,3 +53,10 @@ class Settings(BaseSettings):
     @property
     def token_path(self) -> Path:
         return self.db_path.parent / "api_token"
+
+    def known_token(self) -> str | None:
+        """TG_API_TOKEN, else the token file beside the database, else None."""
+        if self.api_token:
+            return self.api_token
+        path = self.token_path
+        return path.read_text(encoding="utf-8").strip() if path.exists() else None

@@ -188,9 +188,10 @@ class EnginePool:
                 left = []
             ray.kill(handle, no_restart=True)
             await self._broker.unsubscribe(TOPIC_CONTROL, control_group(engine_id(index)))
-            if self._scheduler_handle() is not None:
+            scheduler = self._scheduler_handle()
+            if scheduler is not None:
                 reason = f"engine removed: {engine_id(index)} was scaled down before the run ended"
-                await self._scheduler_handle().engine_lost.remote(engine_id(index), reason, left)
+                await scheduler.engine_lost.remote(engine_id(index), reason, left)
             return left
 
         lost = await asyncio.gather(*(one(i) for i in indexes))

@@ -191,10 +191,30 @@ class Scheduler(EngineSide):
             await self._states.flush()
             return results
 
+    async def set_engines(self, engines: list[Any]) -> int:
+        """The engines changed (scaled at run time): capacity follows. Returns the capacity.
+        Fewer engines lower it at once; runs in flight above it finish, nothing new starts."""
+        async with self._lock:
+            self._set_engines(engines)
+            await self._dispatch()
+            await self._states.flush()
+            return self._capacity
+
+    async def engine_lost(
+        self, engine_id: str, reason: str, runs: list[str] | None = None
+    ) -> list[str]:
+        """Every run `engine_id` was working on (by its events, and `runs`) is lost: its
+        process or node is gone, or it was removed before they ended. Each fails this attempt
+        now and is retried per its job's policy, from its last staged page."""
+        async with self._lock:
+            lost = await self._fail_runs_of(engine_id, reason, runs or [])
+            await self._dispatch()
+            await self._states.flush()
+            return lost
+
     async def status(self) -> dict[str, Any]:
         return {
             "engines": len(self._engines),
-            "engine_names": [getattr(e, "name", str(e)) for e in self._engines],
             "slots": self._capacity,  # runs the engines can work on at once
             "running": len(self._in_flight),
             "queue_depth": len(self._queue),

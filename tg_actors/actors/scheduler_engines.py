@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 class EngineSide:
     # set by Scheduler.__init__
     _db: Any
-    _pool: Any
     _engines: list[Any]
     _slots: int
     _capacity: int
@@ -38,37 +37,12 @@ class EngineSide:
     _errors: ErrorHandler
     _queue: TaskQueue
     _jobs: dict[str, JobEntry]
-    _lock: asyncio.Lock
     _now: Callable[[], datetime]
-
-    async def _dispatch(self) -> None:
-        raise NotImplementedError  # the Scheduler's
-
-    async def set_engines(self, engines: list[Any]) -> int:
-        """The engines changed (scaled at run time): capacity follows. Returns the capacity.
-        Fewer engines lower it at once; runs in flight above it finish, nothing new starts."""
-        async with self._lock:
-            self._set_engines(engines)
-            await self._dispatch()
-            await self._states.flush()
-            return self._capacity
 
     def _set_engines(self, engines: list[Any]) -> None:
         self._engines = list(engines)
         if not self._stopping:
             self._capacity = len(self._engines) * self._slots
-
-    async def engine_lost(
-        self, engine_id: str, reason: str, runs: list[str] | None = None
-    ) -> list[str]:
-        """Every run `engine_id` was working on (by its events, and `runs`) is lost: its
-        process or node is gone, or it was removed before they ended. Each fails this attempt
-        now and is retried per its job's policy, from its last staged page."""
-        async with self._lock:
-            lost = await self._fail_runs_of(engine_id, reason, runs or [])
-            await self._dispatch()
-            await self._states.flush()
-            return lost
 
     async def _fail_runs_of(
         self, engine_id: str, reason: str, runs: list[str] | None = None
