@@ -92,8 +92,27 @@ def init_ray(settings: Settings) -> None:
         cpus = max(2, os.cpu_count() or 2)
         ray.init(address="local", num_cpus=cpus, resources={DB_RESOURCE: 1}, **common)
     else:
-        ray.init(address=settings.address, **common)
+        _join(settings.address, common)
         check_db_node()
+
+
+CLIENT_TRIES = 3
+
+
+def _join(address: str, options: dict[str, Any]) -> None:
+    """ray.init on a cluster. A Ray Client (`ray://`) server starts a process per client and
+    answers "Initialization failure from server" when that process dies at birth (seen on a
+    loaded machine): a new try gets a new one."""
+    for attempt in range(1, CLIENT_TRIES + 1):
+        try:
+            ray.init(address=address, **options)
+            return
+        except ConnectionAbortedError as exc:
+            if not address.startswith("ray://") or attempt == CLIENT_TRIES:
+                raise
+            log.warning("Ray Client at %s: %s; trying again", address, str(exc).splitlines()[0])
+            ray.shutdown()
+            time.sleep(attempt)
 
 
 def check_db_node() -> None:

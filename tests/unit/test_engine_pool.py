@@ -85,3 +85,29 @@ def test_joining_a_cluster_without_a_db_node_says_how_to_declare_one(
     assert """ray start --head --resources='{"db": 1}'""" in str(info.value)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0, "db": 1.0})
     runtime.check_db_node()
+
+
+def test_a_ray_client_whose_server_fails_at_birth_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ray
+
+    from tg_actors import runtime
+
+    # mocked: the Ray Client server's start-up failure cannot be caused on demand
+    calls: list[str] = []
+
+    def init(address: str, **_options: object) -> None:
+        calls.append(address)
+        if len(calls) < 3 or address.startswith("127."):
+            raise ConnectionAbortedError("Initialization failure from server:\nZombieProcess")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(runtime.time, "sleep", lambda _s: None)
+    runtime._join("ray://127.0.0.1:10001", {})
+    assert calls == ["ray://127.0.0.1:10001"] * 3
+    calls.clear()
+    with pytest.raises(ConnectionAbortedError):  # a plain GCS address: no second try
+        runtime._join("127.0.0.1:6379", {})
+    assert calls == ["127.0.0.1:6379"]
