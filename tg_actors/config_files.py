@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tg_actors.core.dependencies import after_edges, find_cycle, spell
 from tg_actors.errors import JobValidationError
 from tg_actors.jobs import JobSpec, parse_job
 
@@ -70,4 +72,36 @@ def load_jobs(paths: list[Path]) -> LoadReport:
             )
             continue
         report.jobs[spec.name] = (path, spec)
+    candidates = {name: (str(path), spec) for name, (path, spec) in report.jobs.items()}
+    for name, error in cycle_errors(candidates).items():
+        del report.jobs[name]
+        report.errors.append(error)
     return report
+
+
+def cycle_errors(
+    candidates: Mapping[str, tuple[str, JobSpec]], others: Mapping[str, list[str]] | None = None
+) -> dict[str, JobValidationError]:
+    """The candidates (name -> (source, spec)) whose `triggers.after` closes a cycle, among
+    themselves or with `others` (name -> its `triggers.after`, e.g. the jobs stored; a
+    candidate's own entry replaces its stored one). Each gets a field error at the entry that
+    leads into the cycle, spelled out in run order; the rest make no cycle. A cycle among the
+    others alone is not the candidates' doing and is not reported."""
+    after = {name: list(upstreams) for name, upstreams in (others or {}).items()}
+    after.update({name: list(spec.triggers.after) for name, (_src, spec) in candidates.items()})
+    errors: dict[str, JobValidationError] = {}
+    for name in sorted(candidates):
+        if name in errors:
+            continue
+        cycle = find_cycle(after_edges(after), through=name)
+        if cycle is None:
+            continue
+        text = f"makes a cycle: {spell(cycle)} (its jobs would trigger each other forever)"
+        for before, job in zip(cycle, cycle[1:], strict=False):
+            if job in candidates and job not in errors:
+                source, spec = candidates[job]
+                index = spec.triggers.after.index(before)
+                loc = f"triggers.after.{index}"
+                errors[job] = JobValidationError(source, [(loc, f"{before!r} {text}")])
+                after.pop(job, None)  # refused: it no longer takes part
+    return errors

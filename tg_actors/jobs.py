@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tg_actors.core.durations import format_duration, parse_duration
 from tg_actors.core.redaction import mask_value
@@ -376,6 +377,17 @@ class JobSpec(Strict):
     source: HttpSource
     transform: Transform | None = None
     destination: Destination
+
+    @model_validator(mode="after")
+    def _not_after_itself(self, info: ValidationInfo) -> JobSpec:
+        # it would run back to back forever (cycles across jobs: ConfigManager, config_files)
+        if _is_input(info) and self.name in self.triggers.after:
+            i = self.triggers.after.index(self.name)
+            message = f"a job cannot run after itself ({self.name!r})"
+            error = PydanticCustomError("after_itself", message)
+            detail = InitErrorDetails(type=error, loc=("triggers", "after", i), input=self.name)
+            raise ValidationError.from_exception_data("JobSpec", [detail])
+        return self
 
     def to_public(self) -> dict[str, Any]:
         """JSON-ready dict for humans (API, UI, logs): secrets shown as `***`."""

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from tg_actors.cli import main
-from tg_actors.config_files import load_jobs
+from tg_actors.config_files import cycle_errors, load_jobs
 
 GOOD = """
 name: good
@@ -58,3 +58,51 @@ def test_tg_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_db_named_tg_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "x", "--db", "data/tg.duckdb"]) == 2
     assert "clashes with the schema 'tg'" in capsys.readouterr().err
+
+
+def after_job(name: str, *after: str) -> str:
+    return (
+        f"name: {name}\ntriggers: {{after: [{', '.join(after)}]}}\n"
+        'source: {url: "http://127.0.0.1:9/x"}\n'
+        f"destination: {{table: {name}}}\n"
+    )
+
+
+def test_a_cycle_of_triggers_after_is_reported_on_each_file_and_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a -> b -> c -> a would run back to back forever; d (after a) and e are fine
+    (tmp_path / "a.yaml").write_text(after_job("a", "c"))
+    (tmp_path / "b.yaml").write_text(after_job("b", "a"))
+    (tmp_path / "c.yaml").write_text(after_job("c", "b"))
+    (tmp_path / "d.yaml").write_text(after_job("d", "a"))
+    (tmp_path / "e.yaml").write_text(after_job("e", "e"))  # itself: the field error
+    report = load_jobs([tmp_path])
+    assert sorted(report.jobs) == ["d"]
+    text = sorted(str(e) for e in report.errors)
+    cycle = "makes a cycle: a -> b -> c -> a (its jobs would trigger each other forever)"
+    assert text == [
+        f"{tmp_path / 'a.yaml'}: triggers.after.0: 'c' {cycle}",
+        f"{tmp_path / 'b.yaml'}: triggers.after.0: 'a' {cycle}",
+        f"{tmp_path / 'c.yaml'}: triggers.after.0: 'b' {cycle}",
+        f"{tmp_path / 'e.yaml'}: triggers.after.0: a job cannot run after itself ('e')",
+    ]
+    assert main(["validate", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'b.yaml'}: triggers.after.0: 'a' {cycle}" in out
+    assert f"{tmp_path / 'd.yaml'}: ok (job d)" in out
+
+
+def test_a_file_closing_a_cycle_with_stored_jobs_is_refused(tmp_path: Path) -> None:
+    # what ConfigManager.load_dir checks at `tg up`: stored x runs after file job f
+    (tmp_path / "f.yaml").write_text(after_job("f", "y", "x"))
+    (tmp_path / "g.yaml").write_text(after_job("g", "x"))
+    report = load_jobs([tmp_path])
+    assert not report.errors
+    files = {name: (str(path), spec) for name, (path, spec) in report.jobs.items()}
+    errors = cycle_errors(files, {"x": ["f"], "f": [], "s": ["t"], "t": ["s"]})
+    assert list(errors) == ["f"]  # the stored s <-> t cycle is not the files' doing
+    assert str(errors["f"]) == (
+        f"{tmp_path / 'f.yaml'}: triggers.after.1: 'x' makes a cycle: f -> x -> f"
+        " (its jobs would trigger each other forever)"
+    )

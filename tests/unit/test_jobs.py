@@ -186,3 +186,10 @@ def test_defaults() -> None:
     assert spec.priority == 50 and spec.max_active_runs == 1 and spec.enabled
     assert isinstance(spec.source.paginate, PagePaginate) and spec.source.paginate.param == "page"
     assert spec.source.method == "GET" and spec.source.records == "$"
+
+
+def test_a_job_after_itself_is_a_field_error() -> None:
+    # it would run back to back forever: refused at the entry that names the job itself
+    found = errors_of(job(triggers={"after": ["customers", "orders"]}))
+    assert found == [("triggers.after.1", "a job cannot run after itself ('orders')")]
+    assert parse_job(job(triggers={"after": ["customers"]})).triggers.after == ["customers"]

@@ -1,13 +1,18 @@
 """ConfigManager actor: validates jobs, persists them through the Database actor, announces
-every change on the `config` topic. Files in the jobs folder win over the database at start."""
+every change on the `config` topic. Files in the jobs folder win over the database at start.
+
+A job whose `triggers.after` would close a cycle with the jobs stored (they would trigger
+each other forever) is refused, naming the cycle; saves are serialized so two concurrent
+saves cannot each close half of one."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from tg_actors.broker_client import BrokerClient
-from tg_actors.config_files import load_jobs, parse_yaml
+from tg_actors.config_files import cycle_errors, load_jobs, parse_yaml
 from tg_actors.core.redaction import restore_masked
 from tg_actors.errors import JobNotFound, JobValidationError
 from tg_actors.jobs import JobSpec, check_shape, parse_job
@@ -29,6 +34,7 @@ class ConfigManager:
         self._settings = Settings(**settings)
         self._db = db
         self._broker = BrokerClient(broker)
+        self._saving = asyncio.Lock()  # check-for-cycle then store, one save at a time
 
     async def load_dir(self) -> dict[str, Any]:
         """Load every file of the jobs folder; returns {"loaded": [...], "errors": [...]}."""
@@ -37,10 +43,17 @@ class ConfigManager:
         if report is None:
             log.warning("jobs folder %s does not exist; no job files loaded", folder)
             return {"loaded": [], "errors": []}
-        for error in report.errors:
-            log.error("skipped invalid job file:\n%s", error)
-        for _path, spec in report.jobs.values():
-            await self._store(spec, origin="file")
+        async with self._saving:
+            files = {name: (str(path), spec) for name, (path, spec) in report.jobs.items()}
+            # the files' jobs among themselves were checked by load_jobs; with the stored ones
+            # (the file wins for its own name) they must not close a cycle either
+            for name, error in cycle_errors(files, await self._stored_after()).items():
+                del report.jobs[name]
+                report.errors.append(error)
+            for error in report.errors:
+                log.error("skipped invalid job file:\n%s", error)
+            for _path, spec in report.jobs.values():
+                await self._store(spec, origin="file")
         return {"loaded": sorted(report.jobs), "errors": [str(e) for e in report.errors]}
 
     async def settings(self) -> dict[str, Any]:
@@ -51,13 +64,29 @@ class ConfigManager:
     async def upsert(self, data: dict[str, Any] | str, name: str | None = None) -> dict[str, Any]:
         """Validate and store a job (dict or YAML text). Raises JobValidationError, storing
         nothing. Returns {"created": bool, "job": public job}."""
-        spec = await self._parse(data, name)
-        created = await self._store(spec, origin="api")
+        async with self._saving:
+            spec = await self._parse(data, name)
+            await self._refuse_cycle(spec, name)
+            created = await self._store(spec, origin="api")
         return {"created": created, "job": await self.get(spec.name)}
 
     async def validate(self, data: dict[str, Any] | str, name: str | None = None) -> dict[str, Any]:
         """What `upsert` would store, as the public job; stores nothing. JobValidationError."""
-        return (await self._parse(data, name)).to_public()
+        spec = await self._parse(data, name)
+        await self._refuse_cycle(spec, name)
+        return spec.to_public()
+
+    async def _stored_after(self) -> dict[str, list[str]]:
+        """{job: its triggers.after} of every stored job."""
+        rows = await self._db.list_jobs.remote()
+        return {row["name"]: list(row["spec"].get("triggers", {}).get("after", [])) for row in rows}
+
+    async def _refuse_cycle(self, spec: JobSpec, name: str | None) -> None:
+        """JobValidationError when `spec` closes a cycle of triggers.after with the stored jobs."""
+        source = f"job {name}" if name else "job"
+        errors = cycle_errors({spec.name: (source, spec)}, await self._stored_after())
+        if spec.name in errors:
+            raise errors[spec.name]
 
     async def _parse(self, data: dict[str, Any] | str, name: str | None) -> JobSpec:
         source = f"job {name}" if name else "job"
