@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from tg_actors.actors.state_manager import StateManager, TrackedRun
+from tg_actors.alerts import AlertSender, run_failed
 from tg_actors.core.redaction import sanitize_url
 from tg_actors.core.retry import RetryPolicy
 from tg_actors.core.runstate import RunState
@@ -38,12 +39,14 @@ class ErrorHandler:
         states: StateManager,
         rng: random.Random | None = None,
         alert_webhook_url: str | None = None,
+        sender: AlertSender | None = None,
     ) -> None:
         self._states = states
         self._rng = rng or random.Random()
         self._due: dict[str, datetime] = {}  # run_id -> when it goes back to the queue
         self._webhook = alert_webhook_url
         self._alerts: set[asyncio.Task[None]] = set()
+        self._sender = sender or (AlertSender(alert_webhook_url) if alert_webhook_url else None)
 
     def waiting(self) -> int:
         return len(self._due)
@@ -82,6 +85,8 @@ class ErrorHandler:
             run.attempt,
             error,
         )
+        if self._sender is not None:  # queued: the POST never blocks the Scheduler
+            self._sender.send(run_failed(run.run_id, run.job, run.attempt, error, now))
         return False
 
     async def release_due(self, now: datetime) -> list[TrackedRun]:
@@ -104,6 +109,8 @@ class ErrorHandler:
     async def drain_alerts(self, timeout: float = 5.0) -> None:
         if self._alerts:
             await asyncio.wait(self._alerts, timeout=timeout)
+        if self._sender is not None:
+            await self._sender.drain(timeout)
 
     def forget(self, run_id: str) -> None:
         self._due.pop(run_id, None)
