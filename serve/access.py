@@ -16,7 +16,7 @@ import html
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from serve.auth import token_matches
 
@@ -50,9 +50,26 @@ def _cookies(header: str) -> dict[str, str]:
     return out
 
 
+def signed_in(headers: dict[str, str], token: str) -> bool:
+    """The UI's session cookie, or `Authorization: Bearer <token>` (lower-cased header names)."""
+    cookie = _cookies(headers.get("cookie", "")).get(COOKIE)
+    if cookie is not None and hmac.compare_digest(cookie.encode(), session_value(token).encode()):
+        return token_matches(token, token)  # never for an empty or short token
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and token_matches(value.strip(), token)
+
+
 def _safe_next(target: str | None) -> str:
-    """Only a local path: a login link must not redirect to another site."""
+    r"""Only a path of this site: a login link must not redirect to another one. Anything but
+    printable ASCII is refused (browsers drop tabs and newlines, so `/\t/evil.example` would
+    become `//evil.example`), and so are backslashes (`/\evil.example` is `//evil.example` to
+    a browser), `//`, a scheme or a host; each falls back to "/"."""
     if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if "\\" in target or not all("!" <= char <= "~" for char in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
         return "/"
     return target
 
@@ -123,12 +140,7 @@ class UiAuth:
         await self._refuse(scope, receive, send)
 
     def _allowed(self, scope: Scope) -> bool:
-        headers = _headers(scope)
-        cookie = _cookies(headers.get("cookie", "")).get(COOKIE)
-        if cookie is not None and hmac.compare_digest(cookie.encode(), self._session.encode()):
-            return True
-        scheme, _, value = headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and token_matches(value.strip(), self._token)
+        return signed_in(_headers(scope), self._token)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":

@@ -1,33 +1,72 @@
-"""API token: TG_API_TOKEN, or one generated at first start into `api_token` beside the DB."""
+"""API token: TG_API_TOKEN, or one generated at first start into `api_token` beside the DB.
+
+A token is never empty or short: TG_API_TOKEN under MIN_TOKEN_CHARS is refused (Settings
+validates it; `ensure_token` checks again for a Settings copied past validation), and a token
+file that is empty or short is replaced by a new token. The file is written whole or not at
+all: a private temporary file (mode 0600) beside it, flushed, then linked (first start) or
+renamed (replacing a short one) into place, so no reader ever sees a half-written token.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from fastapi import HTTPException, Request
 
-from tg_actors.settings import Settings
+from tg_actors.settings import MIN_TOKEN_CHARS, Settings, token_too_short
 
 
 def ensure_token(settings: Settings) -> tuple[str, Path | None]:
     """(token, file it lives in or None when it came from the environment)."""
-    known = settings.known_token()
-    if known is not None:
-        return known, None if settings.api_token else settings.token_path
+    if settings.api_token:
+        if len(settings.api_token.strip()) < MIN_TOKEN_CHARS:
+            raise ValueError(token_too_short(len(settings.api_token.strip())))
+        return settings.api_token, None
     path = settings.token_path
+    for _ in range(3):
+        known = settings.known_token()
+        if known is not None:
+            return known, path
+        _write_token(path, secrets.token_urlsafe(32), replace=path.exists())
+    raise RuntimeError(f"could not write a usable API token to {path}")
+
+
+def _write_token(path: Path, token: str, *, replace: bool) -> None:
+    """Put `token` at `path` atomically, mode 0600. A first write never clobbers a file that
+    another process created meanwhile (os.link refuses): its token wins, and is read back."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(token + "\n")
-    return token, path
+    fd, temp = tempfile.mkstemp(prefix=".api_token.", dir=path.parent)  # 0600, whatever umask
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(token + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(temp, 0o600)
+        if replace:
+            os.replace(temp, path)
+        else:
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                pass
+            except OSError:  # a filesystem without hard links: rename, unless one appeared
+                if not path.exists():
+                    os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
 
 
 def token_matches(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+    """`given` is the token; never true for an empty or short expected token."""
+    if given is None or len(expected) < MIN_TOKEN_CHARS:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def bearer_dependency(expected: str):  # type: ignore[no-untyped-def]

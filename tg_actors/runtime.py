@@ -83,7 +83,11 @@ def init_ray(settings: Settings) -> None:
         "namespace": settings.namespace,
         "include_dashboard": False,
         "logging_level": logging.WARNING,
-        "runtime_env": {"worker_process_setup_hook": "tg_actors.logs.setup"},
+        "runtime_env": {
+            "worker_process_setup_hook": "tg_actors.logs.setup",
+            # the engines read these where they run: on a cluster's workers too
+            "env_vars": settings.engine_env(),
+        },
     }
     if settings.address is None:
         # Ray reads this at import: callers set it before importing ray (cli.main, conftest);
@@ -221,7 +225,7 @@ def start_serve(rt: Runtime) -> None:
     from serve.auth import ensure_token
 
     s = rt.settings
-    existed = s.api_token is not None or s.token_path.exists()
+    existed = s.known_token() is not None  # an empty or short token file is replaced
     token, token_file = ensure_token(s)
     quiet = {"log_level": "WARNING", "enable_access_log": False}
     # one proxy, on the head (where `tg up` prints the URL): not one per node with a replica

@@ -7,7 +7,11 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tg_actors.core.redaction import DEFAULT_SECRET_ENV
+
 NAMESPACE = "turbo_giggle"
+# an API token shorter than this is refused (TG_API_TOKEN) or replaced (the token file)
+MIN_TOKEN_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -34,6 +38,23 @@ class Settings(BaseSettings):
     cors_origins: str = ""  # comma-separated origins allowed cross-site; none by default
     alert_webhook_url: str | None = None  # POSTed a JSON alert when a run fails for good
     duckdb_memory_limit: str | None = "256MB"  # the Database actor's DuckDB buffer pool
+    # which environment variables a job's `${NAME}` may name: comma-separated glob patterns
+    # (a name starting TG_ matches only a pattern that itself starts with TG_)
+    secret_env: str = DEFAULT_SECRET_ENV
+    # refuse sources (and redirects, token URLs) resolving to link-local, metadata or private
+    # addresses; loopback only with block_loopback_targets
+    block_private_targets: bool = False
+    block_loopback_targets: bool = False
+
+    @field_validator("api_token")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None  # unset, or set empty: the token file is used
+        if len(value) < MIN_TOKEN_CHARS:
+            raise ValueError(token_too_short(len(value)))
+        return value
 
     @field_validator("db_path")
     @classmethod
@@ -46,6 +67,14 @@ class Settings(BaseSettings):
             )
         return value
 
+    def engine_env(self) -> dict[str, str]:
+        """The settings the SyncEngines read from their own environment (sources/http.py)."""
+        return {
+            "TG_SECRET_ENV": self.secret_env,
+            "TG_BLOCK_PRIVATE_TARGETS": str(self.block_private_targets).lower(),
+            "TG_BLOCK_LOOPBACK_TARGETS": str(self.block_loopback_targets).lower(),
+        }
+
     @property
     def jobs_dir(self) -> Path:
         return self.configs / "jobs"
@@ -55,8 +84,19 @@ class Settings(BaseSettings):
         return self.db_path.parent / "api_token"
 
     def known_token(self) -> str | None:
-        """TG_API_TOKEN, else the token file beside the database, else None."""
+        """TG_API_TOKEN, else the token file beside the database, else None (also for a file
+        whose token is empty or shorter than MIN_TOKEN_CHARS: `ensure_token` replaces it)."""
         if self.api_token:
             return self.api_token
-        path = self.token_path
-        return path.read_text(encoding="utf-8").strip() if path.exists() else None
+        try:
+            token = self.token_path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return token if len(token) >= MIN_TOKEN_CHARS else None
+
+
+def token_too_short(length: int) -> str:
+    return (
+        f"TG_API_TOKEN must be at least {MIN_TOKEN_CHARS} characters long (it has {length}); "
+        "unset it to use the token generated into api_token beside the database"
+    )

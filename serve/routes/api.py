@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -201,13 +202,11 @@ def build_api(
     from serve.access import BodyLimit, UiAuth
     from serve.errors import install_error_handlers
 
-    app = FastAPI(
-        title="turbo-giggle",
-        openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
-        redoc_url=None,
-    )
+    # the spec and its docs page are routes of ours, behind the token (CONTRACT §4), not
+    # FastAPI's open ones
+    app = FastAPI(title="turbo-giggle", openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(build_api_router(service, token))
+    app.include_router(docs_router(app, token))
     install_error_handlers(app)
     _document_job_schema(app)
     # last added runs first: the body limit, then who may see the UI, then CORS (off unless
@@ -223,6 +222,42 @@ def build_api(
     app.add_middleware(UiAuth, token=token)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     return app
+
+
+OPENAPI_URL = "/api/openapi.json"
+DOCS_URL = "/api/docs"
+
+
+def docs_router(app: FastAPI, token: str) -> APIRouter:
+    """GET /api/openapi.json and /api/docs, for the bearer token or the UI's session cookie (a
+    signed-in browser opens the docs, whose page then fetches the spec with that cookie). A
+    browser without either is sent to sign in first; anything else gets 401."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    from serve.access import signed_in
+
+    async def require_token(request: Request) -> None:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if signed_in(headers, token):
+            return
+        if request.url.path == DOCS_URL and "text/html" in headers.get("accept", ""):
+            location = "/login?" + urlencode({"next": DOCS_URL})
+            raise HTTPException(303, "sign in first", headers={"Location": location})
+        raise HTTPException(
+            401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    router = APIRouter(dependencies=[Depends(require_token)], include_in_schema=False)
+
+    @router.get(OPENAPI_URL)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @router.get(DOCS_URL)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url=OPENAPI_URL, title="turbo-giggle: API docs")
+
+    return router
 
 
 def _document_job_schema(app: FastAPI) -> None:

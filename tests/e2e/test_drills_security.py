@@ -186,7 +186,10 @@ def test_secrets_stay_secret_and_everything_needs_the_token(tmp_path: Path) -> N
 
             # (a) every API route of the OpenAPI spec but GET /api/health refuses a request
             # without the token, with a wrong one, and with the right one in the wrong place
-            spec = httpx.get(f"{server.base}/api/openapi.json", timeout=30).json()
+            bare = httpx.get(f"{server.base}/api/openapi.json", timeout=30)
+            assert bare.status_code == 401, "the OpenAPI spec needs the token"
+            spec = httpx.get(f"{server.base}/api/openapi.json", headers=server.auth, timeout=30)
+            spec = spec.json()
             shop_before = server.get("/api/jobs/shop")
             refused = check_api_needs_token(server, spec, shop_before)
             assert server.get("/api/jobs/shop") == shop_before, "an unauthorised call changed it"
@@ -276,6 +279,7 @@ def check_api_needs_token(server: TgUp, spec: dict[str, Any], job: dict[str, Any
     ]
     expected = {("GET", "/api/events"), ("GET", "/metrics"), ("PUT", "/api/jobs/{name}")}
     assert expected <= set(operations), operations
+    operations += [("GET", "/api/openapi.json"), ("GET", "/api/docs")]  # not in the spec itself
     bad: list[str] = []
     count = 0
     with httpx.Client(base_url=server.base, timeout=15) as client:

@@ -14,7 +14,7 @@ from tests.conftest import write_job
 from tests.integration.helpers import running_system
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
-TOKEN = "test-token-123"
+TOKEN = "test-token-1234567"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -193,7 +193,8 @@ def test_not_found(api: httpx.Client) -> None:
 
 
 def test_openapi_and_ui_are_served(api: httpx.Client) -> None:
-    spec = api.get("/api/openapi.json").json()
+    assert api.get("/api/openapi.json").status_code == 401  # it needs the token too
+    spec = api.get("/api/openapi.json", headers=AUTH).json()
     assert "/api/jobs/{name}" in spec["paths"] and "/api/events" in spec["paths"]
     assert api.get("/").status_code == 401  # the UI needs the token too
     page = api.get("/", headers=AUTH)
@@ -392,6 +393,6 @@ def test_tg_engines_command_lists_and_scales_through_the_api(
     assert "removed: tg_engine_1" in capsys.readouterr().out
     assert main(["engines", "0", "--url", url]) == 1
     assert "count: Input should be greater than or equal to 1" in capsys.readouterr().out
-    monkeypatch.setenv("TG_API_TOKEN", "wrong")
+    monkeypatch.setenv("TG_API_TOKEN", "wrong-but-long-enough")
     assert main(["engines", "--url", url]) == 1
     assert "401" in capsys.readouterr().out

@@ -3,6 +3,8 @@ ASGI app: no Ray, no Gradio."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -12,7 +14,7 @@ from starlette.testclient import TestClient
 
 from serve.access import COOKIE, BodyLimit, UiAuth, session_value
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123"
 
 
 async def echo(request: Request) -> PlainTextResponse:
@@ -83,7 +85,7 @@ def test_bodies_over_the_limit_get_413_before_the_app_sees_them() -> None:
     big = c.put("/api/jobs/x", content=b"x" * 1001)
     assert big.status_code == 413 and "limit is 1000" in big.json()["detail"]
 
-    def chunks():  # no Content-Length: counted while it streams in
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it streams in
         for _ in range(20):
             yield b"y" * 100
 

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from tg_actors.errors import MissingSecret
+from tg_actors.errors import ConfigError, MissingSecret
 
 MASK = "***"
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# the environment variables a job's `${NAME}` may name (TG_SECRET_ENV): names that say they
+# are credentials. Not PATH, HOME, DATABASE_URL, RAY_* or anything else of the engine's host.
+# It covers every `${NAME}` of the shipped examples (configs/), asserted by
+# tests/unit/test_security_fixes.py::test_the_default_allow_list_keeps_the_shipped_examples_working
+DEFAULT_SECRET_ENV = "*_TOKEN,*_KEY,*_SECRET,*_PASSWORD,*_USER,*_USERNAME,*_CLIENT_ID"
+SECRET_ENV_VARIABLE = "TG_SECRET_ENV"
+# the engine's own settings: reachable only through a pattern that itself starts with it
+_OWN_PREFIX = "TG_"
 # query parameters whose values are masked in any URL we log or show
 _SENSITIVE_PARAMS = re.compile(r"(token|key|secret|password|passwd|auth|signature|sig|code)", re.I)
 
@@ -55,6 +65,69 @@ def restore_masked(value: Any, stored: Any, path: str = "") -> tuple[Any, list[s
             unmatched += missing
         return items, unmatched
     return value, []
+
+
+class SecretNotAllowed(ConfigError):
+    """A `${NAME}` outside the allow-list of environment variables a job may name."""
+
+    def __init__(self, field: str, name: str, patterns: str) -> None:
+        self.field, self.name, self.patterns = field, name, patterns
+        allowed = patterns or "nothing"
+        super().__init__(
+            f"{field}: ${{{name}}} names an environment variable jobs may not read: "
+            f"{SECRET_ENV_VARIABLE} allows {allowed} (set {SECRET_ENV_VARIABLE} on the "
+            "engines to widen it)"
+        )
+
+
+@dataclass(frozen=True)
+class SecretNames:
+    """Which environment variables a `${NAME}` may name: glob patterns (case-sensitive, as
+    environment names are). A name starting TG_ (the engine's own settings, TG_API_TOKEN
+    among them) matches only a pattern that itself starts with TG_."""
+
+    patterns: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> SecretNames:
+        return cls(tuple(p.strip() for p in text.split(",") if p.strip()))
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> SecretNames:
+        """The engine's allow-list: TG_SECRET_ENV, else DEFAULT_SECRET_ENV."""
+        source = os.environ if environ is None else environ
+        return cls.parse(source.get(SECRET_ENV_VARIABLE, DEFAULT_SECRET_ENV))
+
+    @classmethod
+    def any(cls) -> SecretNames:
+        return cls(("*",))
+
+    def allows(self, name: str) -> bool:
+        own = name.startswith(_OWN_PREFIX)
+        return any(
+            fnmatchcase(name, pattern)
+            for pattern in self.patterns
+            if not own or pattern.startswith(_OWN_PREFIX)
+        )
+
+    def check(self, value: Any, where: str = "") -> None:
+        """Raise SecretNotAllowed for the first `${NAME}` in `value` outside the list."""
+        for path, name in secret_refs(value, where):
+            if not self.allows(name):
+                raise SecretNotAllowed(path or "value", name, ",".join(self.patterns))
+
+
+def secret_refs(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(field path, NAME) of every `${NAME}` in `value`, paths dotted as `source.auth.token`."""
+    if isinstance(value, str):
+        for match in _REF.finditer(value):
+            yield path, match.group(1)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from secret_refs(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from secret_refs(item, f"{path}.{i}" if path else str(i))
 
 
 def resolve_value(value: Any, env: Mapping[str, str] | None = None) -> Any:

@@ -12,12 +12,23 @@ import pyarrow as pa
 
 from tg_actors.errors import TransformError
 
-# transform SQL comes from job files and the API: no files, no network, no extensions, and
-# no way for the SQL to switch that back on
+# what one transform may use: DuckDB's memory (a sort or an aggregate must fit), one thread
+# (an engine runs several runs at once), and the Arrow result it hands back (rows streamed
+# out of DuckDB are beyond its memory limit: `range(10^12)` would otherwise fill the engine)
+TRANSFORM_MEMORY_LIMIT = "256MB"
+TRANSFORM_THREADS = 1
+TRANSFORM_MAX_OUTPUT_BYTES = 256 * 1024 * 1024
+_OUTPUT_BATCH_ROWS = 64 * 1024
+
+# transform SQL comes from job files and the API: no files, no network, no extensions, no
+# spilling to disk, capped memory and threads, and no way for the SQL to switch that back on
 _SANDBOX: dict[str, str | bool | int | float | list[str]] = {
     "enable_external_access": False,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
+    "memory_limit": TRANSFORM_MEMORY_LIMIT,
+    "threads": TRANSFORM_THREADS,
+    "temp_directory": "",
     "lock_configuration": True,
 }
 
@@ -78,13 +89,31 @@ def apply_transform(table: pa.Table, sql: str) -> pa.Table:
         relation = con.sql(sql)
         if relation is None:
             raise TransformError("transform.sql must be a query over `records` (SELECT ...)")
-        # to_arrow_table: .arrow() is a RecordBatchReader in duckdb 2, fetch_arrow_table()
-        # is deprecated
-        return relation.to_arrow_table()
+        return _bounded_result(relation)
     except duckdb.Error as exc:
         raise TransformError(f"transform.sql failed: {exc}") from exc
     finally:
         con.close()
+
+
+def _bounded_result(relation: duckdb.DuckDBPyRelation) -> pa.Table:
+    """The result as one Arrow table, read batch by batch and refused once it passes
+    TRANSFORM_MAX_OUTPUT_BYTES (to_arrow_table would gather it all first)."""
+    reader = relation.to_arrow_reader(batch_size=_OUTPUT_BATCH_ROWS)
+    batches: list[pa.RecordBatch] = []
+    size = 0
+    for batch in reader:
+        size += batch.nbytes
+        if size > TRANSFORM_MAX_OUTPUT_BYTES:
+            reader.close()
+            limit = TRANSFORM_MAX_OUTPUT_BYTES // (1024 * 1024)
+            raise TransformError(
+                f"transform.sql failed: its result holds more than {limit} MiB "
+                f"(after {sum(b.num_rows for b in batches):,} rows); a transform maps the "
+                "records of a page or a run, it does not generate data"
+            )
+        batches.append(batch)
+    return pa.Table.from_batches(batches, schema=reader.schema)
 
 
 # -- validation: what a transform may be -------------------------------------------------------
@@ -126,9 +155,8 @@ def transform_sql_problem(sql: str) -> str | None:
 
 
 def _tree_problem(tree: dict[str, Any]) -> str | None:
-    ctes = {str(name).lower() for name in _cte_names(tree)}
     reads_records = False
-    for ref in _from_items(tree):
+    for ref, ctes in _from_items(tree):
         kind = ref["type"]
         if kind == "BASE_TABLE":
             name = str(ref.get("table_name", ""))
@@ -152,35 +180,43 @@ def _tree_problem(tree: dict[str, Any]) -> str | None:
     return None
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
-
-
-def _from_items(tree: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every FROM item (table reference) anywhere in the tree, subqueries and CTEs included:
-    the dicts with a `type` and an `alias` that are neither expressions nor query nodes."""
-    for node in _walk(tree):
-        if (
-            isinstance(node.get("type"), str)
-            and "alias" in node
-            and "class" not in node
-            and "modifiers" not in node
-        ):
-            yield node
-
-
-def _cte_names(tree: dict[str, Any]) -> Iterator[Any]:
-    for node in _walk(tree):
-        cte_map = node.get("cte_map")
-        if isinstance(cte_map, dict):
-            for entry in cte_map.get("map") or []:
-                yield entry.get("key", "")
+def _from_items(
+    node: Any, ctes: frozenset[str] = frozenset()
+) -> Iterator[tuple[dict[str, Any], frozenset[str]]]:
+    """Every FROM item (table reference) anywhere in the tree, subqueries and CTEs included
+    (the dicts with a `type` and an `alias` that are neither expressions nor query nodes),
+    each with the CTE names in scope where it stands, as DuckDB binds them: a query node's
+    WITH is seen by that node and what it holds, and not outside it (an enclosing query, the
+    other side of a UNION); a CTE's body sees the CTEs before it in its WITH, not itself nor
+    the ones after it (those names there are tables); a recursive CTE's name is seen by the
+    recursive part only, not by the anchor."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _from_items(item, ctes)
+        return
+    if not isinstance(node, dict):
+        return
+    if (
+        isinstance(node.get("type"), str)
+        and "alias" in node
+        and "class" not in node
+        and "modifiers" not in node
+    ):
+        yield node, ctes
+    inner = ctes
+    cte_map = node.get("cte_map")
+    if isinstance(cte_map, dict):
+        for entry in cte_map.get("map") or []:
+            yield from _from_items(entry.get("value"), inner)
+            inner = inner | {str(entry.get("key", "")).lower()}
+    recursive = node.get("type") == "RECURSIVE_CTE_NODE"
+    for key, value in node.items():
+        if key == "cte_map":
+            continue
+        if recursive and key == "right":
+            yield from _from_items(value, inner | {str(node.get("cte_name", "")).lower()})
+        else:
+            yield from _from_items(value, inner)
 
 
 def _first_line(exc: Exception) -> str:

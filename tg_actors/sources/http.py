@@ -1,8 +1,13 @@
 """HttpSourceClient: one job's `source` read page by page (httpx around core.pagination).
 
-Secrets (`${NAME}`) are resolved here, when a run starts, and nowhere else. Every URL or body
-excerpt that leaves this module (errors, `Page.url`) is sanitized and scrubbed of the resolved
-secret values; checkpoints carry `${NAME}` references instead of them. Requests go through
+Secrets (`${NAME}`) are resolved here, when a run starts, and nowhere else, and only names
+the engine's allow-list (TG_SECRET_ENV, `redaction.SecretNames`) lets a job read. Every URL or
+body excerpt that leaves this module (errors, `Page.url`) is sanitized and scrubbed of the
+resolved secret values, and so are the records (a source that echoes a token back does not get
+it stored); checkpoints carry `${NAME}` references instead of them. With
+TG_BLOCK_PRIVATE_TARGETS (TG_BLOCK_LOOPBACK_TARGETS) every request, redirects and token
+requests included, to a link-local, metadata or private (loopback) address is refused
+(`TargetPolicy`, checked by `GuardedTransport` on each hop). Requests go through
 `requester.Requester` (auth, rate limit, retries); pages addressable in advance are fetched
 several at once through `parallel.Window` and yielded in order.
 """
@@ -11,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import os
 import random
 import re
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -30,7 +37,7 @@ from aiolimiter import AsyncLimiter
 from tg_actors import jobs
 from tg_actors.core.pagination import Paginator, RequestSpec, ResponseView, make_paginator
 from tg_actors.core.records import select_records
-from tg_actors.core.redaction import resolve_value
+from tg_actors.core.redaction import SecretNames, resolve_value, scrub
 from tg_actors.core.retry import RetryPolicy
 from tg_actors.errors import SourceError
 from tg_actors.sources.parallel import Window
@@ -86,6 +93,108 @@ class SharedTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# link-local (cloud metadata at 169.254.169.254 and fd00:ec2::254), private, carrier-grade NAT
+# (some clouds' metadata, 100.100.100.200) and unique-local ranges
+_PRIVATE_NETS = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "169.254.0.0/16",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "fe80::/10",
+        "fc00::/7",
+    )
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LOOPBACK_NETS = tuple(ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128", "0.0.0.0/8"))
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+
+
+class BlockedTarget(httpx.RequestError):
+    """A request to an address the engine's TargetPolicy refuses (never retried)."""
+
+
+@dataclass(frozen=True)
+class TargetPolicy:
+    """Which addresses a source may reach. Off by default; `block_private` refuses link-local,
+    metadata and private ranges, `block_loopback` (separately) 127.0.0.0/8, ::1 and 0.0.0.0.
+    An IPv4 address carried in IPv6 (mapped, 6to4, NAT64) counts as itself."""
+
+    block_private: bool = False
+    block_loopback: bool = False
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> TargetPolicy:
+        """The engine's policy: TG_BLOCK_PRIVATE_TARGETS, TG_BLOCK_LOOPBACK_TARGETS."""
+        source = os.environ if environ is None else environ
+
+        def flag(name: str) -> bool:
+            return source.get(name, "").strip().lower() in _TRUE
+
+        return cls(flag("TG_BLOCK_PRIVATE_TARGETS"), flag("TG_BLOCK_LOOPBACK_TARGETS"))
+
+    @property
+    def active(self) -> bool:
+        return self.block_private or self.block_loopback
+
+    def refuses(self, address: str) -> bool:
+        return self.why(ipaddress.ip_address(address)) is not None
+
+    def why(self, ip: IPAddress) -> str | None:
+        """The reason `ip` is refused, or None."""
+        if isinstance(ip, ipaddress.IPv6Address):  # an IPv4 address carried in IPv6
+            mapped = ip.ipv4_mapped or ip.sixtofour
+            if mapped is None and ip in _NAT64:
+                mapped = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+            if mapped is not None:
+                ip = mapped
+        if self.block_private and any(ip in net for net in _PRIVATE_NETS):
+            return "a link-local or private address: refused because TG_BLOCK_PRIVATE_TARGETS is on"
+        if self.block_loopback and any(ip in net for net in _LOOPBACK_NETS):
+            return "a loopback address: refused because TG_BLOCK_LOOPBACK_TARGETS is on"
+        return None
+
+    async def check(self, request: httpx.Request) -> None:
+        """Raise BlockedTarget when the request's host is, or resolves to, a refused address.
+        A name that does not resolve passes: its connection fails by itself."""
+        host = request.url.host
+        try:
+            addresses: list[IPAddress] = [ipaddress.ip_address(host)]
+        except ValueError:
+            port = request.url.port or (443 if request.url.scheme == "https" else 80)
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM
+                )
+            except OSError:
+                return
+            addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        for ip in addresses:
+            reason = self.why(ip)
+            if reason is not None:
+                shown = host if str(ip) == host else f"{host} ({ip})"
+                raise BlockedTarget(f"{shown} is {reason}", request=request)
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """`inner` behind a TargetPolicy: every request it is handed, each redirect hop (httpx
+    sends each through the transport) and each oauth2 token request, is checked first."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, policy: TargetPolicy) -> None:
+        self._inner = inner
+        self._policy = policy
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await self._policy.check(request)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class HttpSourceClient:
     """Reads an `HttpSource` spec. One `httpx.AsyncClient` per `pages()` run.
 
@@ -93,6 +202,9 @@ class HttpSourceClient:
     engine's shared rate limit. Without it, `spec.rate_limit` is applied per run, locally.
     `extra_params` (the incremental filter) join `spec.params` on the first request and stay
     on every request built from params; a next link from the API is followed as given.
+    `secret_names`: which `${NAME}`s may be resolved (default: every name of an explicit
+    `env`; for the process environment, the engine's TG_SECRET_ENV allow-list). `targets`:
+    the addresses refused (default: TG_BLOCK_PRIVATE_TARGETS / TG_BLOCK_LOOPBACK_TARGETS).
 
     Iterate with `contextlib.aclosing(client.pages())` when you may stop early, so requests
     in flight are cancelled and the connection pool closes at once.
@@ -109,9 +221,15 @@ class HttpSourceClient:
         rng: random.Random | None = None,
         acquire: Acquire | None = None,
         extra_params: Mapping[str, str] | None = None,
+        secret_names: SecretNames | None = None,
+        targets: TargetPolicy | None = None,
     ) -> None:
         self.spec = spec
         self._env = env
+        if secret_names is None:
+            secret_names = SecretNames.from_environ() if env is None else SecretNames.any()
+        self._secret_names = secret_names
+        self._targets = TargetPolicy.from_environ() if targets is None else targets
         self._transport = transport
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -135,7 +253,7 @@ class HttpSourceClient:
         request, number = self._start(run, paginator, base, resume)
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         async with httpx.AsyncClient(
-            transport=self._transport,
+            transport=self._guarded_transport(),
             timeout=spec.timeout.total_seconds(),
             headers=headers,
             follow_redirects=True,
@@ -164,7 +282,7 @@ class HttpSourceClient:
                     url = run.redact.url(str(response.request.url))
                     with self._about(run, spec.method, url):
                         body = self._parse(run, response, url)
-                        records = select_records(body, spec.records)
+                        records = select_records(body, spec.records, page=number)
                         view = ResponseView(
                             response.status_code, response.headers, body, str(response.url)
                         )
@@ -176,9 +294,18 @@ class HttpSourceClient:
                     if request is not None:
                         checkpoint = self._checkpoint(run, paginator, request, number)
                         _fill(window, paginator, request, number, spec.max_pages)
+                    records = _scrub_records(records, run.redact.secrets, response.content)
                     yield Page(number, records, url, len(response.content), checkpoint)
             finally:
                 await window.aclose()
+
+    def _guarded_transport(self) -> httpx.AsyncBaseTransport | None:
+        """The transport of this run: the given one (or httpx's), behind the target policy
+        when it refuses anything."""
+        if not self._targets.active:
+            return self._transport
+        inner = self._transport or httpx.AsyncHTTPTransport(verify=tls_context())
+        return GuardedTransport(inner, self._targets)
 
     def _start(
         self, run: _Run, paginator: Paginator, base: RequestSpec, resume: dict[str, Any] | None
@@ -227,6 +354,7 @@ class HttpSourceClient:
     def _resolve(self) -> _Run:
         """The spec with secrets resolved (never stored beyond this run, never shown)."""
         raw = self.spec.model_dump(by_alias=True)
+        self._secret_names.check(raw, "source")  # before any value is read
         spec = jobs.HttpSource.model_validate(resolve_value(raw, self._env))
         env = os.environ if self._env is None else self._env
         names = set(_REF.findall(orjson.dumps(raw, default=str).decode()))
@@ -272,6 +400,35 @@ def _fill(
         planned = islice(paginator.upcoming(request), len(window) - 1, None)
         for following in islice(planned, room):
             window.push(following)
+
+
+def _scrub_records(
+    records: list[dict[str, Any]], secrets: tuple[str, ...], body: bytes
+) -> list[dict[str, Any]]:
+    """`records` with every secret value of the run inside a string (a value or a key, at any
+    depth) replaced by `***`: a source that echoes its credentials back does not get them
+    stored. Checked against the raw body first, so a page that holds none costs a few `in`
+    scans: only a body that holds a secret as it is, or any JSON escape (by which a secret
+    could be spelled otherwise), is walked."""
+    live = tuple(secret for secret in secrets if len(secret) >= 4)  # as redaction.scrub
+    if not live or not records:
+        return records
+    if b"\\" not in body and not any(secret.encode() in body for secret in live):
+        return records
+    return [_scrub_value(record, live) for record in records]
+
+
+def _scrub_value(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return scrub(value, secrets) if value else value
+    if isinstance(value, dict):
+        return {
+            (scrub(k, secrets) if isinstance(k, str) else k): _scrub_value(v, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub_value(v, secrets) for v in value]
+    return value
 
 
 def _local_limit(rate_limit: jobs.RateLimit | None) -> Acquire | None:
