@@ -18,13 +18,14 @@ ROWS = [{"id": 1}, {"id": 2}]
         ("$.data", {"data": ROWS}, ROWS),
         ("data", {"data": ROWS}, ROWS),  # "$." may be left out
         ("$.data", {"data": {"id": 1}}, [{"id": 1}]),
-        ("$.data", {"other": ROWS}, []),  # missing path
-        ("$.data", {"data": None}, []),
+        ("$.data", {"data": None}, []),  # present, null: an empty page
         ("$.data", {"data": []}, []),
         ("$", None, []),  # empty body (204)
         ("$.result.items", {"result": {"items": ROWS}}, ROWS),
         ("$.groups[*].items", {"groups": [{"items": [{"id": 1}]}, {"items": [{"id": 2}]}]}, ROWS),
         ("$.data[*]", {"data": ROWS}, ROWS),
+        ("$.groups[*].items", {"groups": []}, []),  # the list is there, and empty
+        ("$.data[*]", {"data": []}, []),
     ],
 )
 def test_select_records(path: str, body: Any, expected: list[dict[str, Any]]) -> None:
@@ -68,3 +69,30 @@ def test_extract_value(path: str, body: Any, expected: Any) -> None:
 
 def test_paths_compile_once() -> None:
     assert compile_path("$.data") is compile_path("$.data")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "missing"),
+    [
+        ("$.data", {"other": ROWS}, "$.data"),
+        ("data", {"error": "busy"}, "data"),
+        ("$.result.items", {"result": {}}, "$.result.items"),
+        ("$.result.items", {"status": "ok"}, "$.result.items"),
+        ("$.data", ROWS, "$.data"),  # a list where an object with `data` was expected
+        ("$.groups[*].items", {"error": "busy"}, "$.groups"),  # the part before the wildcard
+        ("$.data[*]", {}, "$.data"),
+    ],
+)
+def test_a_missing_records_path_is_an_error_naming_path_and_page(
+    path: str, body: Any, missing: str
+) -> None:
+    """Issue 12 #13: a page that lacks the records path is not an empty page (which would end
+    pagination and let the run succeed half-done); an explicit [] still is."""
+    with pytest.raises(SourceError) as caught:
+        select_records(body, path, page=3)
+    message = str(caught.value)
+    assert message.startswith(f"page 3: records path {path!r} not found in the response")
+    if missing != path:
+        assert f"({missing!r} is missing)" in message
+    with pytest.raises(SourceError, match=r"^records path"):  # no page number given
+        select_records(body, path)
