@@ -4,23 +4,22 @@ These helpers run inside the caller's transaction (writes.py): a checkpoint is w
 the batch it follows and removed with the run's commit or discard; the cursor is written with
 the commit.
 
-A cursor only moves forward: a stored cursor is replaced only by a value that is not smaller.
-Two values compare as timestamps when both parse as ISO-8601 (`datetime.fromisoformat`; a
-value without an offset counts as UTC), else as numbers when both are finite decimals, else as
-strings. A run that ends behind the stored cursor (e.g. an older page replayed) leaves it as
+A cursor only moves forward: a stored cursor is replaced only by a value that is not smaller
+in THE cursor order, `core.incremental.cursor_order` (numbers exactly, ISO-8601 instants as
+instants, else text; one function for the whole code base). A run that ends behind the stored cursor (e.g. an older page replayed) leaves it as
 it is, so the next run never re-reads from further back than before.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from tg_actors.core.incremental import cursor_order
 from tg_actors.store.schema import one
 
 _CURSORS = "_tg_new_cursors"  # name write_cursors registers its rows under
@@ -132,27 +131,5 @@ def write_cursors(
 
 
 def behind(new: str, stored: str) -> bool:
-    """True when cursor `new` is smaller than `stored` (see the module docstring)."""
-    new_ts, stored_ts = _timestamp(new), _timestamp(stored)
-    if new_ts is not None and stored_ts is not None:
-        return new_ts < stored_ts
-    new_n, stored_n = _number(new), _number(stored)
-    if new_n is not None and stored_n is not None:
-        return new_n < stored_n
-    return new < stored
-
-
-def _timestamp(value: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _number(value: str) -> Decimal | None:
-    try:
-        parsed = Decimal(value.strip())
-    except InvalidOperation:
-        return None
-    return parsed if parsed.is_finite() else None
+    """True when cursor `new` is smaller than `stored` in the one cursor order."""
+    return cursor_order(new, stored) < 0
