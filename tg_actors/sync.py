@@ -47,18 +47,32 @@ class SyncResult:
 
 
 def batch_cursor(table: pa.Table, field: str) -> str | None:
-    """The largest `field` value in a raw batch, as cursor text."""
+    """The largest `field` value in a raw batch, as cursor text, in THE cursor order
+    (`core.incremental.cursor_order`: numbers exactly, instants as instants, else text)."""
     if field not in table.column_names:
         raise SourceError(f"incremental cursor_field {field!r} is not in the records")
-    column = table.column(field)
+    column = pc.drop_null(table.column(field))
+    if not len(column):
+        return None
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        # ISO-8601 text compares as instants (mixed offsets), in Arrow, not row by row
+        # fast path: a column Arrow casts to instants as a whole holds only ISO instants (its
+        # formats are a subset of fromisoformat's, none all digits), so its maximum is the
+        # order's; anything else (numeric text, mixed offsets and naive, text) goes value by
+        # value through the one order
         for target in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
             try:
                 return as_text(pc.max(pc.cast(column, target)).as_py())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 continue
-    return as_text(pc.max(column).as_py())
+        return newest(*pc.unique(column).to_pylist())
+    try:
+        top = pc.max(column).as_py()  # one typed kind: Arrow's order is the cursor order
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise SourceError(
+            f"incremental cursor_field {field!r} holds {column.type} values, not a number,"
+            " a timestamp or text"
+        ) from None
+    return newest(as_text(top))
 
 
 def transformed(spec: JobSpec, table: pa.Table) -> pa.Table:
@@ -98,7 +112,11 @@ class Stager:
         self._pending: asyncio.Future[object] | None = None
         self.staged = False
 
-    def add(self, records: list[dict[str, Any]]) -> None:
+    def add(
+        self, records: list[dict[str, Any]], source_checkpoint: dict[str, Any] | None = None
+    ) -> None:
+        """One page's records; `source_checkpoint` is the page's own (`Page.checkpoint`): where
+        a resumed attempt continues when this page is the last one staged."""
         self.pages += 1
         if not records:
             return
@@ -108,20 +126,27 @@ class Stager:
             self.cursor = newest(self.cursor, batch_cursor(table, incremental.cursor_field))
         table = transformed(self.spec, table)
         if table.num_rows:
-            self._batch.add(table)
+            mark = None
+            if source_checkpoint is not None:
+                mark = Mark({"source": source_checkpoint, "cursor": self.cursor}, self.pages)
+            self._batch.add(table, mark)
             self.rows += table.num_rows
 
     async def flush(self, source_checkpoint: dict[str, Any] | None, force: bool = False) -> None:
         if not (force or self._batch.full()):
             return
-        checkpoint = {"source": source_checkpoint, "cursor": self.cursor}
-        tables = self._batch.take()
-        for i, table in enumerate(tables):
+        here = Mark({"source": source_checkpoint, "cursor": self.cursor}, self.pages)
+        parts = self._batch.take()
+        for i, (table, mark) in enumerate(parts):
             await self.wait()  # stages stay in order: a checkpoint covers every page before it
-            # only the last part may carry the position: a crash between parts re-fetches
-            position = checkpoint if i == len(tables) - 1 else None
+            # pages whose schemas Arrow cannot unify are staged one by one (the store evolves
+            # types across them), each with the checkpoint right after its own page: an
+            # attempt cut off between two parts resumes after the last part that landed.
+            # The last part carries where the run is now (empty pages after it included).
+            at = here if i == len(parts) - 1 else mark
+            checkpoint, pages = (None, self.pages) if at is None else (at.checkpoint, at.pages)
             self.staged = True
-            self._pending = asyncio.ensure_future(self._stage(table, position, self.pages))
+            self._pending = asyncio.ensure_future(self._stage(table, checkpoint, pages))
 
     async def wait(self) -> None:
         if self._pending is not None:
@@ -140,9 +165,9 @@ class Stager:
             return None
         parts = self._batch.take()
         if len(parts) == 1:
-            return parts[0]
-        for part in parts:  # several schemas that cannot be unified: they are staged
-            self._batch.add(part)
+            return parts[0][0]
+        for part, mark in parts:  # several schemas that cannot be unified: they are staged
+            self._batch.add(part, mark)
         return None
 
     def abandon(self) -> None:
@@ -185,7 +210,7 @@ async def extract_and_stage(
     )
     try:
         async for page in client.pages(resume=saved.get("source") if resume else None):
-            stager.add(page.records)
+            stager.add(page.records, page.checkpoint)
             if page.checkpoint is not None:
                 await stager.flush(page.checkpoint)
             if progress is not None:
@@ -205,24 +230,33 @@ async def extract_and_stage(
     return SyncResult(stager.rows, stager.pages, seconds, stager.cursor, tail)
 
 
+@dataclass(frozen=True)
+class Mark:
+    """Where a resumed attempt continues once the rows up to here are staged: the checkpoint
+    (`{"source", "cursor"}`) and the pages fetched by then."""
+
+    checkpoint: dict[str, Any]
+    pages: int
+
+
 class Batch:
     """Pages gathered into one staged batch: the Database actor's cost is mostly per call, so
     `rows` rows (`source.checkpoint_rows`, 50k), 32 MiB or 1 s of pages go at once; a resumed
-    run re-fetches at most that much."""
+    run re-fetches at most that much. Each page's table keeps the Mark right after it."""
 
     BYTES = 32 * 1024 * 1024
     SECONDS = 1.0
 
     def __init__(self, rows: int = 50_000) -> None:
         self.rows = rows
-        self.parts: list[pa.Table] = []
+        self.parts: list[tuple[pa.Table, Mark | None]] = []
         self._rows = self._bytes = 0
         self._since = time.monotonic()
 
-    def add(self, table: pa.Table) -> None:
+    def add(self, table: pa.Table, mark: Mark | None = None) -> None:
         if not self.parts:
             self._since = time.monotonic()
-        self.parts.append(table)
+        self.parts.append((table, mark))
         self._rows += table.num_rows
         self._bytes += table.nbytes
 
@@ -233,12 +267,14 @@ class Batch:
             or time.monotonic() - self._since >= self.SECONDS
         )
 
-    def take(self) -> list[pa.Table]:
-        """The gathered pages as one table (several when their schemas cannot be unified)."""
+    def take(self) -> list[tuple[pa.Table, Mark | None]]:
+        """The gathered pages as one table with the last page's Mark (several, each with its
+        own Mark, when their schemas cannot be unified)."""
         parts, self.parts, self._rows, self._bytes = self.parts, [], 0, 0
         if len(parts) <= 1:
             return parts
         try:
-            return [pa.concat_tables(parts, promote_options="permissive")]
+            tables = [table for table, _ in parts]
+            return [(pa.concat_tables(tables, promote_options="permissive"), parts[-1][1])]
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             return parts  # staged one by one: the store evolves types across them

@@ -300,10 +300,10 @@ def test_replace(store: DuckStore) -> None:
     # exactly the run's rows; the table keeps its columns (old is NULL now)
     assert rows(store, "SELECT id, old FROM r ORDER BY id") == [(7, None), (8, None)]
 
-    # nothing staged: the table is left as it is
+    # nothing staged: the table becomes the run's rows, none (issue 12 #12)
     run3 = new_run(store, offset=2)
     assert store.commit_run(run3, table="r", write="replace", pages=0) == 0
-    assert rows(store, "SELECT count(*) FROM r") == [(2,)]
+    assert rows(store, "SELECT count(*) FROM r") == [(0,)]
     assert store.get_run(run3)["state"] == "succeeded"  # type: ignore[index]
     # nothing staged and no table yet: no table is created
     run4 = new_run(store, offset=3)

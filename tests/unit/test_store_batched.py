@@ -245,9 +245,14 @@ def test_commit_run_batch_joins_existing_staging(store: DuckStore) -> None:
 
 def test_commit_run_batch_with_no_rows_leaves_target_alone(store: DuckStore) -> None:
     run_id = new_run(store, state="running")
-    assert store.commit_run(run_id, table="t", write="replace", pages=1, batch=ids()) == 0
+    assert store.commit_run(run_id, table="t", write="append", pages=1, batch=ids()) == 0
     assert not has_table(store, "t")
     assert store.get_run(run_id)["state"] == "succeeded"  # type: ignore[index]
+    # a replace makes the table the run's rows, none: created empty, as its columns are known
+    # (tests/unit/test_data_fixes.py, issue 12 #12)
+    other = new_run(store, state="running")
+    assert store.commit_run(other, table="t", write="replace", pages=1, batch=ids()) == 0
+    assert has_table(store, "t")
 
 
 # -- commit_runs -------------------------------------------------------------------------

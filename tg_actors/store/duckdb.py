@@ -382,9 +382,9 @@ class DuckStore:
 
         One transaction, which also drops the staging and the checkpoint: on DestinationError
         (e.g. an incompatible column type, see evolve.py) nothing changed. Idempotent: a run
-        already `succeeded` returns its rows_loaded. A run with nothing staged commits 0 rows
-        and leaves the target untouched (a replace with nothing staged does not empty the
-        table). Merge writes rows inserted + updated, the last staged row per key winning.
+        already `succeeded` returns its rows_loaded. A run with nothing staged commits 0 rows:
+        append and merge leave the target untouched, a replace empties it (the table becomes
+        the run's rows, none; created empty only when the run's columns are known). Merge writes rows inserted + updated, the last staged row per key winning.
         The cursor only moves forward (progress.py): a value behind the stored one is ignored.
         With `attempt` (also on stage_batch/save_checkpoint), a write from an attempt other
         than the run's current one raises StaleAttempt: the attempt number fences off an

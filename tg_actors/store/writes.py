@@ -249,7 +249,13 @@ def commit_run(
             if not staged and incoming is not None:
                 n = int(incoming.num_rows)
             key = list(primary_key)
-            rows = write_rows(con, source, n, table, mode, key, widen_to_varchar) if n else 0
+            if n:
+                rows = write_rows(con, source, n, table, mode, key, widen_to_varchar)
+            else:
+                rows = 0
+                if mode is WriteMode.REPLACE:  # the table becomes the run's rows: none
+                    known = source if staged or incoming is not None else None
+                    empty_table(con, known, table, widen_to_varchar)
             if cursor is not None:
                 progress.write_cursor(con, cursor[0], cursor[1], run_id, now)
             con.execute(
@@ -292,6 +298,20 @@ def _tidy(con: duckdb.DuckDBPyConnection, run_id: str, staged: bool) -> None:
     progress.forget(con, run_id)
 
 
+def empty_table(
+    con: duckdb.DuckDBPyConnection, source: str | None, table: str, widen_to_varchar: bool
+) -> None:
+    """A `replace` with no rows, inside the commit txn: the target is emptied (it keeps its
+    columns). With no target yet it is created empty when `source` (the run's staging or
+    batch, 0 rows) gives typed columns; otherwise there is nothing to create."""
+    if _exists(con, "main", table):
+        con.execute(f"DELETE FROM main.{quote(table)}")
+        return
+    if source is None or not {k for k in _describe(con, source) if k != SEQ}:
+        return
+    write_rows(con, source, 0, table, WriteMode.REPLACE, [], widen_to_varchar)
+
+
 def write_rows(
     con: duckdb.DuckDBPyConnection,
     source: str,
@@ -301,7 +321,7 @@ def write_rows(
     key: list[str],
     widen_to_varchar: bool,
 ) -> int:
-    """Apply the `n` (> 0) rows of relation `source` (a staging table or a registered Arrow
+    """Apply the `n` rows (> 0, or 0 for `empty_table`) of relation `source` (a staging table or a registered Arrow
     table, with SEQ) to the target; return rows written. Runs inside the commit txn."""
     cols = {k: v for k, v in _describe(con, source).items() if k != SEQ}
     if not cols:  # every column was all-null: there is no type to create a table from
