@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tg_actors.core.durations import parse_duration
 from tg_actors.core.redaction import DEFAULT_SECRET_ENV
+from tg_actors.core.retry import DEFAULT_MAX_RETRY_AFTER
 
 NAMESPACE = "turbo_giggle"
 # an API token shorter than this is refused (TG_API_TOKEN) or replaced (the token file)
@@ -45,6 +49,22 @@ class Settings(BaseSettings):
     # addresses; loopback only with block_loopback_targets
     block_private_targets: bool = False
     block_loopback_targets: bool = False
+    # a 429/503 Retry-After is honoured up to this (a duration: 15m); longer fails the request
+    max_retry_after: float = Field(DEFAULT_MAX_RETRY_AFTER, ge=0)
+    # finished runs older than this (by finished_at) and their logs are deleted, never open
+    # runs nor a job's newest run; 0 or none keeps them forever (durations: 90d, 12h)
+    run_retention: float | None = 90 * 86400.0
+    log_retention: float | None = 30 * 86400.0  # the log lines of such runs
+
+    @field_validator("max_retry_after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return duration_seconds(value)
+
+    @field_validator("run_retention", "log_retention", mode="before")
+    @classmethod
+    def _retention(cls, value: object) -> object:
+        return retention_seconds(value)
 
     @field_validator("api_token")
     @classmethod
@@ -73,6 +93,10 @@ class Settings(BaseSettings):
             "TG_SECRET_ENV": self.secret_env,
             "TG_BLOCK_PRIVATE_TARGETS": str(self.block_private_targets).lower(),
             "TG_BLOCK_LOOPBACK_TARGETS": str(self.block_loopback_targets).lower(),
+            # requester.py (engines) and the Database actor's housekeeping read these
+            "TG_MAX_RETRY_AFTER": seconds_text(self.max_retry_after),
+            "TG_RUN_RETENTION": seconds_text(self.run_retention),
+            "TG_LOG_RETENTION": seconds_text(self.log_retention),
         }
 
     @property
@@ -100,3 +124,44 @@ def token_too_short(length: int) -> str:
         f"TG_API_TOKEN must be at least {MIN_TOKEN_CHARS} characters long (it has {length}); "
         "unset it to use the token generated into api_token beside the database"
     )
+
+
+_FOREVER = ("", "none", "never", "off", "forever")
+
+
+def duration_seconds(value: object) -> object:
+    """A duration setting (`15m`, `90d`, `900`) as seconds; others go to pydantic's check."""
+    if isinstance(value, str):
+        return parse_duration(value).total_seconds()
+    return value
+
+
+def retention_seconds(value: object) -> object:
+    """A retention setting as seconds, or None: keep forever (`0`, `none`, `never`)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in _FOREVER):
+        return None
+    seconds = duration_seconds(value)
+    return None if seconds == 0 else seconds
+
+
+def seconds_text(seconds: float | None) -> str:
+    """A duration setting as text that reads back the same ("none": keep forever)."""
+    if seconds is None:
+        return "none"
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:.6f}"
+
+
+def max_retry_after() -> float:
+    """TG_MAX_RETRY_AFTER in seconds, read where the requests are made (each engine)."""
+    return _max_retry_after(os.environ.get("TG_MAX_RETRY_AFTER"))
+
+
+@functools.lru_cache(maxsize=8)
+def _max_retry_after(raw: str | None) -> float:
+    if raw is None:
+        return DEFAULT_MAX_RETRY_AFTER
+    seconds = duration_seconds(raw)
+    assert isinstance(seconds, float)
+    if seconds < 0:
+        raise ValueError(f"TG_MAX_RETRY_AFTER cannot be negative: {raw!r}")
+    return seconds

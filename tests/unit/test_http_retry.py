@@ -72,8 +72,8 @@ def retry_after_at(seconds: float) -> str:
 
 @pytest.mark.parametrize(
     ("header", "low", "high"),
-    [("7", 7.0, 7.0), ("120", 30.0, 30.0), (None, 0.0, 0.5)],
-    ids=["seconds", "capped at max_backoff", "absent: jittered backoff"],
+    [("7", 7.0, 7.0), ("120", 120.0, 120.0), (None, 0.0, 0.5)],
+    ids=["seconds", "above max_backoff: honoured", "absent: jittered backoff"],
 )
 async def test_429_waits_as_retry_after_says(header: str | None, low: float, high: float) -> None:
     headers = {} if header is None else {"Retry-After": header}
@@ -327,3 +327,91 @@ async def test_a_refused_connection_is_retried_then_fails() -> None:
     with pytest.raises(SourceError, match=r"failed after 3 tries: ConnectError"):
         await read_all(HttpSourceClient(spec, sleep=sleeps))
     assert len(sleeps.delays) == 2
+
+
+# -- Retry-After beyond max_backoff (issue 12 #14) ---------------------------------------
+
+
+def too_many(seconds: str, times: int = 1) -> Any:
+    """A handler: the first `times` requests get 429 with Retry-After `seconds`."""
+    return paged(
+        5,
+        10,
+        lambda n: httpx.Response(429, headers={"Retry-After": seconds}) if n <= times else None,
+    )
+
+
+async def test_a_429_asking_60s_is_waited_out_not_capped_at_max_backoff() -> None:
+    handler, seen = too_many("60", times=2)
+    sleeps = Sleeps()
+    spec = source(**PAGED, max_backoff="30s", max_tries=3)
+    client = HttpSourceClient(spec, transport=httpx.MockTransport(handler), sleep=sleeps)
+    assert len(await read_all(client)) == 5
+    assert sleeps.delays == [60.0, 60.0] and len(seen) == 3  # the third try succeeds
+
+
+async def test_a_retry_after_past_the_bound_fails_at_once_naming_the_wait() -> None:
+    handler, seen = too_many("3600", times=5)
+    sleeps = Sleeps()
+    spec = source(url="http://api.test/items?api_key=secret", **PAGED)
+    client = HttpSourceClient(spec, transport=httpx.MockTransport(handler), sleep=sleeps)
+    with pytest.raises(SourceError) as caught:
+        await read_all(client)
+    message = str(caught.value)
+    assert message.startswith(
+        "GET http://api.test/items?api_key=***&page=1 returned HTTP 429 asking to wait 3600s"
+        " (Retry-After), more than TG_MAX_RETRY_AFTER (900s)"
+    )
+    assert caught.value.status == 429 and "secret" not in message
+    assert sleeps.delays == [] and len(seen) == 1  # no sleep, no second try
+
+
+async def test_tg_max_retry_after_sets_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_MAX_RETRY_AFTER", "2m")
+    handler, _ = too_many("100")
+    sleeps = Sleeps()
+    client = HttpSourceClient(source(**PAGED), transport=httpx.MockTransport(handler), sleep=sleeps)
+    assert len(await read_all(client)) == 5 and sleeps.delays == [100.0]
+    handler, _ = too_many("121")
+    client = HttpSourceClient(
+        source(**PAGED), transport=httpx.MockTransport(handler), sleep=Sleeps()
+    )
+    with pytest.raises(SourceError, match=r"asking to wait 121s .*TG_MAX_RETRY_AFTER \(120s\)"):
+        await read_all(client)
+
+
+async def test_an_http_date_retry_after_is_read_on_the_injected_clock() -> None:
+    from tg_actors.core.pagination import RequestSpec
+    from tg_actors.core.retry import RetryPolicy
+    from tg_actors.sources.requester import Redactor, Requester, TokenCache
+
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    at = format_datetime(now + timedelta(minutes=20), usegmt=True)  # 1200 s: past 900
+    handler, seen = paged(1, 10, lambda n: httpx.Response(429, headers={"Retry-After": at}))
+    sleeps = Sleeps()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        requester = Requester(
+            http,
+            method="GET",
+            auth=HttpSource.model_validate({"url": "http://x"}).auth,
+            policy=RetryPolicy(5, 0.5, 30.0),
+            redactor=Redactor(set()),
+            tokens=TokenCache(lambda: 0.0),
+            sleep=sleeps,
+            now=lambda: now,
+        )
+        with pytest.raises(SourceError, match=r"asking to wait 1200s"):
+            await requester.send(RequestSpec("http://api.test/items", {}, {}, None))
+    assert sleeps.delays == [] and len(seen) == 1
+
+
+def test_tg_max_retry_after_reaches_the_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tg_actors.settings import Settings, max_retry_after
+
+    assert Settings().max_retry_after == 900.0  # 15 min by default
+    env = Settings(max_retry_after="20m").engine_env()  # runtime_env env_vars of the workers
+    assert env["TG_MAX_RETRY_AFTER"] == "1200"
+    monkeypatch.setenv("TG_MAX_RETRY_AFTER", env["TG_MAX_RETRY_AFTER"])
+    assert max_retry_after() == 1200.0
+    with pytest.raises(ValueError):
+        Settings(max_retry_after="soon")

@@ -66,7 +66,8 @@ def test_the_same_seed_gives_the_same_delays() -> None:
         (None, None),  # no header: the jittered backoff
         (7.0, 7.0),
         (0.0, 0.0),
-        (120.0, 30.0),  # capped at max_backoff
+        (120.0, 120.0),  # above max_backoff: honoured (issue 12 #14), up to max_retry_after
+        (900.0, 900.0),
     ],
 )
 def test_wait_prefers_retry_after(retry_after: float | None, expected: float | None) -> None:
@@ -150,3 +151,16 @@ def test_invalid_policies(kwargs: dict[str, float], message: str) -> None:
 def test_try_numbers_start_at_one() -> None:
     with pytest.raises(ValueError, match="start at 1"):
         RetryPolicy().ceiling(0)
+
+
+def test_retry_after_has_its_own_bound() -> None:
+    """Issue 12 #14: Retry-After is capped by max_retry_after (TG_MAX_RETRY_AFTER, 15 min),
+    not by max_backoff; past it the request is refused, not slept on."""
+    policy = RetryPolicy(5, 0.5, 30.0)
+    assert policy.max_retry_after == 900.0
+    assert not policy.refuses(None) and not policy.refuses(60.0) and not policy.refuses(900.0)
+    assert policy.refuses(900.5) and policy.refuses(3600.0)
+    short = RetryPolicy(5, 0.5, 30.0, max_retry_after=10.0)
+    assert short.refuses(11.0) and short.wait(1, random.Random(1), 11.0) == 10.0
+    with pytest.raises(ValueError, match="max_retry_after"):
+        RetryPolicy(5, 0.5, 30.0, max_retry_after=-1.0)

@@ -40,6 +40,7 @@ from tg_actors.core.records import select_records
 from tg_actors.core.redaction import SecretNames, resolve_value, scrub
 from tg_actors.core.retry import RetryPolicy
 from tg_actors.errors import SourceError
+from tg_actors.settings import max_retry_after
 from tg_actors.sources.parallel import Window
 from tg_actors.sources.requester import Acquire, Redactor, Requester, Sleep, TokenCache
 
@@ -264,7 +265,10 @@ class HttpSourceClient:
                 method=spec.method,
                 auth=spec.auth,
                 policy=RetryPolicy(
-                    spec.max_tries, spec.backoff.total_seconds(), spec.max_backoff.total_seconds()
+                    spec.max_tries,
+                    spec.backoff.total_seconds(),
+                    spec.max_backoff.total_seconds(),
+                    max_retry_after=max_retry_after(),  # TG_MAX_RETRY_AFTER
                 ),
                 redactor=run.redact,
                 tokens=self._tokens,

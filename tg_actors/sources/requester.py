@@ -9,6 +9,7 @@ A request's tries, for an API request:
                       -> 401 with oauth2: new token, send again (once; not a try)
                       -> connection error, timeout, 408, 429, 5xx: wait (Retry-After, else
                          jittered backoff), next try; after max_tries: SourceError
+                         (a Retry-After over TG_MAX_RETRY_AFTER: SourceError at once)
                       -> any other status: SourceError at once
 """
 
@@ -93,8 +94,10 @@ class Requester:
         rng: random.Random | None = None,
         acquire: Acquire | None = None,
         max_bytes: int | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.client, self.method, self.auth, self.policy = client, method, auth, policy
+        self.now = now  # wall clock for Retry-After given as an HTTP date
         self.redact, self.tokens, self.sleep = redactor, tokens, sleep
         self.rng = rng or random.Random()
         self.acquire = acquire
@@ -139,7 +142,9 @@ class Requester:
                 return response  # a success, or an error no later try can fix
             if last:
                 return self._check(response, tries=number)  # raises: out of tries
-            after = retry_after_seconds(response.headers.get("retry-after"), datetime.now(UTC))
+            after = retry_after_seconds(response.headers.get("retry-after"), self.now())
+            if after is not None and self.policy.refuses(after):
+                raise self._wait_refused(response, after)
             await self.sleep(self.policy.wait(number, self.rng, after))
         raise AssertionError("unreachable: the last try returns or raises")
 
@@ -182,6 +187,19 @@ class Requester:
         tried = f" {_tries_text(tries)}" if tries is not None and tries > 1 else ""
         raise SourceError(
             f"{method} {url} returned HTTP {status}{tried}: {self.redact.excerpt(response)}",
+            url=url,
+            status=status,
+        )
+
+    def _wait_refused(self, response: httpx.Response, after: float) -> SourceError:
+        """The server asked for a longer wait than TG_MAX_RETRY_AFTER: fail, do not sleep."""
+        method, url = response.request.method, self.redact.url(str(response.request.url))
+        status, bound = response.status_code, self.policy.max_retry_after
+        excerpt = self.redact.excerpt(response)
+        return SourceError(
+            f"{method} {url} returned HTTP {status} asking to wait {after:g}s (Retry-After),"
+            f" more than TG_MAX_RETRY_AFTER ({bound:g}s), so it is not retried"
+            + (f": {excerpt}" if excerpt else ""),
             url=url,
             status=status,
         )
