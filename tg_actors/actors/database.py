@@ -2,14 +2,18 @@
 
 Every DuckStore call runs on one dedicated thread (DuckDB connections are not thread-safe;
 one writer keeps the file consistent) while the actor's event loop stays free for callers.
-It also subscribes to the `status` topic and writes engine events into `tg.run_logs`.
+It also subscribes to the `status` topic and writes engine events into `tg.run_logs`, and
+keeps house: at boot and every `housekeeping_seconds` (5 min) it drops the staging of runs
+that are not open and applies TG_RUN_RETENTION / TG_LOG_RETENTION (store/retention.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+import logging
+import os
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,11 @@ from tg_actors.messages import (
     RunStarted,
     RunStateChanged,
 )
+from tg_actors.settings import Settings, retention_seconds
 from tg_actors.store.duckdb import DuckStore
+
+log = logging.getLogger(__name__)
+HOUSEKEEPING_SECONDS = 300.0  # how often closed runs' staging and retention are seen to
 
 GROUP = "database"  # its consumer group on `status`
 
@@ -87,7 +95,20 @@ def log_entry(message: Any) -> tuple[str, Any, str, str] | None:
 
 
 class Database:
-    def __init__(self, path: str, broker: Any = None, memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        broker: Any = None,
+        memory_limit: str | None = None,
+        *,
+        housekeeping_seconds: float = HOUSEKEEPING_SECONDS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._housekeeping_seconds, self._sleep = housekeeping_seconds, sleep
+        self._run_retention = _retention("TG_RUN_RETENTION", "run_retention")
+        self._log_retention = _retention("TG_LOG_RETENTION", "log_retention")
+        self._housekeeper: asyncio.Task[None] | None = None
+        self.housekeeping_passes = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="duckdb")
         self._path = Path(path)
         self._store = self._executor.submit(
@@ -145,10 +166,34 @@ class Database:
         await self._boot.wait()
 
     async def _start(self) -> None:
+        # staging of runs no longer open is garbage (cancelled before pick-up, job deleted)
+        await self._call(self._store.discard_closed_staging)
+        if self._housekeeper is None:  # once, also when the boot is tried again
+            self._housekeeper = asyncio.create_task(self._keep_house())
+            self._tasks.append(self._housekeeper)
         if self._broker is not None:
             await self._broker.subscribe(TOPIC_STATUS, GROUP)
             pump = self._broker.pump_batches(TOPIC_STATUS, GROUP, self._log, self._stop)
             self._tasks.append(asyncio.create_task(pump))
+
+    async def _keep_house(self) -> None:
+        while not self._stop.is_set():
+            await self._sleep(self._housekeeping_seconds)
+            if self._stop.is_set():
+                return
+            try:
+                await self.housekeeping()
+            except Exception:  # the next period tries again; the actor carries on
+                log.exception("housekeeping of %s failed", self._path)
+
+    async def housekeeping(self) -> dict[str, int]:
+        """One pass: drop closed runs' staging, delete runs and logs past their retention."""
+        dropped = await self._call(self._store.discard_closed_staging)
+        pruned = await self._call(
+            self._store.prune_history, self._run_retention, self._log_retention
+        )
+        self.housekeeping_passes += 1
+        return {"staging": dropped, **pruned}
 
     async def _log(self, messages: list[Any]) -> None:
         entries = [entry for m in messages if (entry := log_entry(m)) is not None]
@@ -181,6 +226,17 @@ class Database:
         for task in self._tasks:
             task.cancel()
         await self._call(self._store.close)
+
+
+def _retention(variable: str, field: str) -> float | None:
+    """A retention setting as this actor's environment has it (Settings.engine_env puts it in
+    every worker's), else the default; None keeps for ever."""
+    raw = os.environ.get(variable)
+    value = Settings.model_fields[field].default if raw is None else retention_seconds(raw)
+    if value is None:
+        return None
+    assert isinstance(value, int | float)
+    return float(value)
 
 
 def _delegate(name: str) -> Callable[..., Any]:

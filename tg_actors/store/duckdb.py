@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from tg_actors.errors import ConfigError, IllegalTransition, JobNotFound, RunNotFound
 from tg_actors.jobs import WriteMode
-from tg_actors.store import batched, progress, tables, writes
+from tg_actors.store import batched, progress, retention, tables, writes
 from tg_actors.store.schema import (
     JOB_FIELDS,
     OPEN_STATES,
@@ -465,3 +465,23 @@ class DuckStore:
             [self._now(), run_id],
         ).fetchall()
         return bool(rows)
+
+    # -- housekeeping (retention.py) ------------------------------------------------------
+
+    def discard_closed_staging(self) -> int:
+        """Drop staging and checkpoints of every run that is not open (queued, running,
+        retrying): a run cancelled before pick-up or by its job's deletion leaves none."""
+        return retention.discard_closed_staging(self.con)
+
+    def prune_history(
+        self, run_retention: float | None, log_retention: float | None
+    ) -> dict[str, int]:
+        """Delete finished runs older than `run_retention` seconds (by finished_at) with
+        their logs, and logs of runs older than `log_retention`; None keeps them for ever.
+        Never an open run, nor a job's newest run or newest tick. {"runs": n, "logs": n}."""
+        return retention.prune_history(
+            self.con,
+            self._now(),
+            None if run_retention is None else timedelta(seconds=run_retention),
+            None if log_retention is None else timedelta(seconds=log_retention),
+        )
