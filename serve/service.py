@@ -20,6 +20,8 @@ from tg_actors.core.metrics import render
 from tg_actors.runtime import BROKER, CONFIG, DATABASE, POOL, SCHEDULER
 from tg_actors.store.schema import RUN_FIELDS, jsonable
 
+BOOT_WAIT_S = 2.0  # how long health waits on one actor's start() before saying "starting"
+
 
 def unwrap(exc: BaseException) -> BaseException:
     """The error an actor raised, out of Ray's wrapper."""
@@ -47,6 +49,7 @@ class ApiService:
         # list views polled by many clients share answers for `cache_seconds`; writes clear it
         self.lists = TtlCache(cache_seconds)
         self.events = EventHub(lambda: self._actor(BROKER))
+        self._ready = False  # every component seen booted once: "starting" is over
 
     def _actor(self, name: str) -> Any:
         if name not in self._handles:
@@ -62,21 +65,83 @@ class ApiService:
     # -- health -----------------------------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:
-        names = {"broker": BROKER, "database": DATABASE, "config_manager": CONFIG}
-        names["scheduler"] = SCHEDULER
-
-        async def alive(name: str) -> str:
-            try:
-                await asyncio.wait_for(self._actor(name).ping.remote(), 5)
-                return "alive"
-            except Exception:
-                self._handles.pop(name, None)
-                return "dead"
-
-        states = await asyncio.gather(*(alive(n) for n in names.values()))
-        components = dict(zip(names, states, strict=True))
-        status = "ok" if all(s == "alive" for s in states) else "degraded"
+        """{"status": "ok" | "starting" | "degraded", "components": {name: "alive" |
+        "starting" | "dead"}}. "ok" only once every actor has booted (its `start()` has
+        returned) and the Scheduler has engine slots: a run triggered now would be taken.
+        Until then "starting"; after, a component down makes it "degraded"."""
+        checks = {
+            "broker": self._booted(BROKER, "ping"),
+            "database": self._booted(DATABASE, "start"),
+            "config_manager": self._booted(CONFIG, "ping"),
+            "scheduler": self._scheduler_ready(),
+            "engines": self._engines_ready(),
+        }
+        states = await asyncio.gather(*checks.values())
+        components = dict(zip(checks, states, strict=True))
+        if all(s == "alive" for s in states):
+            self._ready = True
+            status = "ok"
+        else:
+            status = "degraded" if self._ready else "starting"
         return {"status": status, "components": components}
+
+    async def _booted(self, name: str, method: str = "start") -> str:
+        """The actor's state: "alive" once its `method` answers, "starting" while it does
+        not exist yet or its boot has not finished, "dead" when the call fails."""
+        try:
+            handle = self._actor(name)
+        except ValueError:  # not made yet (start-up), or gone
+            return "dead" if self._ready else "starting"
+        try:
+            await asyncio.wait_for(getattr(handle, method).remote(), BOOT_WAIT_S)
+        except TimeoutError:
+            return "starting"
+        except Exception:
+            self._handles.pop(name, None)
+            return "dead"
+        return "alive"
+
+    async def _scheduler_ready(self) -> str:
+        state = await self._booted(SCHEDULER, "start")
+        if state != "alive":
+            return state
+        try:
+            status = await asyncio.wait_for(self._actor(SCHEDULER).status.remote(), BOOT_WAIT_S)
+        except TimeoutError:
+            return "starting"
+        except Exception:
+            self._handles.pop(SCHEDULER, None)
+            return "dead"
+        return "alive" if status["slots"] > 0 else "starting"  # no engine slots: nothing taken
+
+    async def _engines_ready(self) -> str:
+        state = await self._booted(POOL, "ping")
+        if state != "alive":
+            return state
+        try:
+            names = await asyncio.wait_for(self._actor(POOL).names.remote(), BOOT_WAIT_S)
+        except Exception:
+            return "starting"
+        if not names:
+            return "starting"
+        states = await asyncio.gather(*(self._engine_booted(n) for n in names))
+        for worst in ("dead", "starting"):
+            if worst in states:
+                return worst
+        return "alive"
+
+    async def _engine_booted(self, name: str) -> str:
+        try:
+            handle = ray.get_actor(name, namespace=self.namespace)
+        except ValueError:
+            return "starting"
+        try:
+            await asyncio.wait_for(handle.start.remote(), BOOT_WAIT_S)
+        except TimeoutError:
+            return "starting"
+        except Exception:
+            return "dead"
+        return "alive"
 
     # -- jobs -------------------------------------------------------------------------------
 

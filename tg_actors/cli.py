@@ -74,17 +74,40 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if report.errors or missing else 0
 
 
-def _wait_for_signal() -> None:
-    stop = threading.Event()
+class StopRequested(BaseException):
+    """A signal during start-up: unwinds start-up to the clean stop (a BaseException, so no
+    `except Exception` on the way swallows it)."""
 
-    def handler(signum: int, _frame: Any) -> None:
-        print(f"\nreceived {signal.Signals(signum).name}: stopping…", flush=True)
-        stop.set()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    while not stop.is_set():
-        stop.wait(0.5)
+class Signals:
+    """SIGINT and SIGTERM for `tg up`. While starting (`interrupting`), the first signal
+    raises StopRequested wherever start-up is; once up, it only wakes `wait()`. Any signal
+    after the first is noted and ignored: the stop under way finishes (each step of it is
+    bounded)."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.interrupting = True
+        self._event = threading.Event()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            print(f"received {name}: already stopping…", flush=True)
+            return
+        self.received = name
+        print(f"\nreceived {name}: stopping…", flush=True)
+        self._event.set()
+        if self.interrupting:
+            raise StopRequested(name)
+
+    def wait(self) -> None:
+        while not self._event.wait(0.5):
+            pass
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -94,13 +117,43 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     began = time.perf_counter()
+    signals = Signals()
+    signals.install()
+    rt = runtime.Runtime(settings)  # filled in as start-up goes: a stop stops what was started
     try:
-        runtime.init_ray(settings)
-    except (ConnectionError, RuntimeError) as exc:  # no cluster there, or no `db` node
-        print(f"cannot use the Ray cluster at {settings.address}: {exc}", file=sys.stderr)
-        ray.shutdown()
+        try:
+            runtime.init_ray(settings)
+        except SystemExit:
+            # ray.init installs SIGTERM handlers of its own (sys.exit) while it starts Ray:
+            # a SIGTERM then exits from inside it, Ray's processes already stopped
+            if signals.received is None:
+                signals.received = "SIGTERM"
+                print("\nreceived SIGTERM: stopping…", flush=True)
+            raise StopRequested("SIGTERM") from None
+        except (ConnectionError, RuntimeError) as exc:  # no cluster there, or no `db` node
+            signals.interrupting = False
+            print(f"cannot use the Ray cluster at {settings.address}: {exc}", file=sys.stderr)
+            _shutdown_ray()
+            return 1
+        finally:
+            signals.install()  # ours again, over Ray's
+        runtime.start(settings, rt=rt)
+        if signals.received:  # a signal that start-up code swallowed on its way
+            raise StopRequested(signals.received)
+        signals.interrupting = False
+    except StopRequested:
+        signals.interrupting = False
+        return _stop_early(rt)
+    except Exception as exc:
+        signals.interrupting = False
+        if signals.received is not None:
+            # the signal's StopRequested, raised inside code that turned it into an error of
+            # its own (e.g. a C extension's SystemError): still the stop asked for
+            return _stop_early(rt)
+        # an actor, Serve or the token could not start: stop the rest
+        print(f"tg up could not start: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        _stop_early(rt)
         return 1
-    rt = runtime.start(settings)
     url = f"http://{settings.host}:{settings.port}/"
     print(f"turbo-giggle is up in {time.perf_counter() - began:.1f}s", flush=True)
     print(f"  UI:    {url}", flush=True)
@@ -114,12 +167,38 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  data:  {settings.db_path}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
     try:
-        _wait_for_signal()
+        signals.wait()
     finally:
         runtime.stop(rt)
         ray.shutdown()
     print("stopped; DuckDB closed cleanly.", flush=True)
     return 0
+
+
+def _stop_early(rt: Any) -> int:
+    """Stop what start-up had started (a signal came first); exit 0, no traceback."""
+    import ray
+
+    from tg_actors import runtime
+
+    closed = False
+    try:
+        closed = runtime.stop(rt) if ray.is_initialized() else False
+    except Exception as exc:  # best-effort here: nothing may escape as a traceback
+        print(f"stopping: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    _shutdown_ray()
+    tail = "; DuckDB closed cleanly." if closed else "."
+    print(f"stopped before start-up finished{tail}", flush=True)
+    return 0
+
+
+def _shutdown_ray() -> None:
+    import ray
+
+    try:
+        ray.shutdown()
+    except Exception as exc:
+        print(f"stopping Ray: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -161,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         # read by Ray at import time: a single-node Ray then binds 127.0.0.1 only
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # a SIGTERM while ray.init starts our local Ray would have Ray "drain" the node for
+        # 30 s (meant for Kubernetes pods) before stopping it: we stop it ourselves
+        os.environ.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")
     setup()
     try:
         if args.command == "validate":

@@ -46,11 +46,14 @@ _CONTROL: dict[str, Any] = {
 
 @dataclass
 class Runtime:
+    """What is started. `start` fills it in as it goes, so a stop in the middle of start-up
+    (a signal) stops exactly what was started; a handle still None was not."""
+
     settings: Settings
-    broker: Any
-    db: Any
-    config: Any
-    scheduler: Any
+    broker: Any = None
+    db: Any = None
+    config: Any = None
+    scheduler: Any = None
     pool: Any = None
     limiter: Any = None
     serving: bool = False
@@ -152,23 +155,33 @@ def _actor(cls: type, name: str, namespace: str, **options: Any) -> Any:
     return ray.remote(cls).options(name=name, namespace=namespace, get_if_exists=True, **opts)
 
 
-def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True) -> Runtime:
-    """Create every actor (and the Serve app), load job files, start the scheduler."""
+def start(
+    settings: Settings,
+    *,
+    schedules: bool = True,
+    serve_app: bool = True,
+    rt: Runtime | None = None,
+) -> Runtime:
+    """Create every actor (and the Serve app), load job files, start the scheduler. Returns
+    once every actor has booted (engines included): a run triggered then is taken. `rt`: a
+    Runtime to fill in as actors are made (`tg up` stops what it holds when a signal cuts
+    start-up short)."""
     began = time.perf_counter()
     ns = settings.namespace
+    rt = rt if rt is not None else Runtime(settings)
     # actors know each other by name (Peer), never by a handle passed to the constructor
     _kill_stale_engines(ns)
     engine_ids = [engine_id(i) for i in range(settings.engines)]
-    broker = _actor(Broker, BROKER, ns).remote(
+    rt.broker = broker = _actor(Broker, BROKER, ns).remote(
         settings.queue_maxsize,
         groups=consumer_groups(engine_ids),
         queue_resources=_CONTROL["resources"],
     )
-    limiter = _actor(RateLimiter, LIMITER, ns).remote()
-    db = _actor(Database, DATABASE, ns, resources={DB_RESOURCE: 0.01}).remote(
+    rt.limiter = limiter = _actor(RateLimiter, LIMITER, ns).remote()
+    rt.db = db = _actor(Database, DATABASE, ns, resources={DB_RESOURCE: 0.01}).remote(
         str(settings.db_path), Peer(BROKER, ns), settings.duckdb_memory_limit
     )
-    pool = _actor(EnginePool, POOL, ns).remote(
+    rt.pool = pool = _actor(EnginePool, POOL, ns).remote(
         ns,
         Peer(DATABASE, ns),
         Peer(BROKER, ns),
@@ -178,18 +191,19 @@ def start(settings: Settings, *, schedules: bool = True, serve_app: bool = True)
         settings.engine_num_cpus,
         settings.stop_grace_seconds,
     )
-    config = _actor(ConfigManager, CONFIG, ns).remote(
+    rt.config = config = _actor(ConfigManager, CONFIG, ns).remote(
         settings.model_dump(mode="json"), Peer(DATABASE, ns), Peer(BROKER, ns)
     )
+    if serve_app:
+        # while those processes start: the API answers early (health "starting", 503), and
+        # the demo source (it lives in the Serve app) is there before the first tick
+        start_serve(rt)
     # the processes start in parallel; wait for all before loading jobs
     ray.get([broker.ping.remote(), db.start.remote(), config.ping.remote(), limiter.ping.remote()])
     ray.get(pool.scale.remote(settings.engines))
     report = ray.get(config.load_dir.remote())
     for error in report["errors"]:
         print(error)
-    rt = Runtime(settings, broker, db, config, None, pool, limiter)  # scheduler comes last
-    if serve_app:
-        start_serve(rt)  # before the first tick: the demo source lives in the Serve app
     # the Scheduler boots by itself (also after a restart): reloads jobs and open runs
     rt.scheduler = _actor(Scheduler, SCHEDULER, ns).remote(
         Peer(DATABASE, ns),
@@ -228,6 +242,7 @@ def start_serve(rt: Runtime) -> None:
     existed = s.known_token() is not None  # an empty or short token file is replaced
     token, token_file = ensure_token(s)
     quiet = {"log_level": "WARNING", "enable_access_log": False}
+    rt.serving = True  # from here a stop shuts Serve down, also a half-started one
     # one proxy, on the head (where `tg up` prints the URL): not one per node with a replica
     serve.start(
         http_options={"host": s.host, "port": s.port},
@@ -246,37 +261,94 @@ def start_serve(rt: Runtime) -> None:
     rt.token, rt.token_new = token, not existed
 
 
-def stop(rt: Runtime, grace: float | None = None) -> None:
+def stop(rt: Runtime, grace: float | None = None) -> bool:
     """Stop dispatching, let running runs finish (up to the grace period; the rest go back to
-    `queued`), stop the engines and Serve, close DuckDB cleanly (checkpoint)."""
+    `queued`), stop the engines and Serve, close DuckDB cleanly (checkpoint). Stops what was
+    started and only that: safe on a Runtime that start-up filled in only partly (a signal
+    cut it short), each step bounded, a failing step logged and the rest still done.
+    Returns whether DuckDB was closed."""
     if rt.stopped:
-        return
+        return False
     rt.stopped = True
+    ns = rt.settings.namespace
     wait = rt.settings.stop_grace_seconds if grace is None else grace
+    _stop_scheduler(rt, wait)
+    engines = _engines_to_stop(rt)
+    for engine in engines:
+        try:
+            ray.get(engine.stop.remote(), timeout=10)
+        except Exception as exc:
+            _warn("engine did not stop cleanly", exc)
+    if rt.serving:
+        from ray import serve
+
+        try:
+            serve.shutdown()  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            _warn("Serve did not stop cleanly", exc)
+    closed = False
+    if rt.db is not None:
+        try:
+            ray.get(rt.db.close.remote(), timeout=60)
+            closed = True
+        except Exception as exc:
+            _warn("the Database did not close cleanly", exc)
+    handles = [*rt.components(engines=False).values(), *engines]
+    handles += [_named(name, ns) for name in (BROKER, DATABASE, CONFIG, SCHEDULER, LIMITER, POOL)]
+    _kill([h for h in handles if h is not None])
+    return closed
+
+
+def _stop_scheduler(rt: Runtime, wait: float) -> None:
+    if rt.scheduler is None:
+        return
     try:
         outcome = ray.get(rt.scheduler.stop.remote(wait), timeout=wait + 30)
         if outcome["requeued"]:
             print(f"{outcome['requeued']} unfinished run(s) left queued for the next start")
-    except Exception:
-        log.warning("scheduler did not stop cleanly", exc_info=True)
-    try:
-        engines = rt.engines
-    except Exception:
-        log.warning("engine pool unavailable: engines found by name", exc_info=True)
-        engines = [
-            ray.get_actor(engine_name(i), namespace=rt.settings.namespace)
-            for i in existing_engines(rt.settings.namespace)
-        ]
-    for engine in engines:
-        try:
-            ray.get(engine.stop.remote(), timeout=10)
-        except Exception:
-            log.warning("engine did not stop cleanly", exc_info=True)
-    if rt.serving:
-        from ray import serve
+    except Exception as exc:
+        _warn("scheduler did not stop cleanly", exc)
 
-        serve.shutdown()  # type: ignore[no-untyped-call]
-    ray.get(rt.db.close.remote(), timeout=60)
-    for handle in [*rt.components(engines=False).values(), *engines]:
-        if handle is not None:
+
+def _kill(handles: list[Any]) -> None:
+    for handle in handles:
+        try:
             ray.kill(handle, no_restart=True)
+        except Exception as exc:
+            _warn("an actor could not be stopped", exc)
+
+
+def _warn(what: str, exc: BaseException) -> None:
+    """One line at WARNING (a stop goes on); the traceback only at DEBUG."""
+    log.warning(
+        "%s: %s: %s", what, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else ""
+    )
+    log.debug("%s", what, exc_info=exc)
+
+
+def _named(name: str, namespace: str) -> Any:
+    """The actor of that name, None when there is none (made after a stop looked, or never)."""
+    try:
+        return ray.get_actor(name, namespace=namespace)
+    except Exception:
+        return None
+
+
+def _engines_to_stop(rt: Runtime) -> list[Any]:
+    """The pool's engines and any other engine of the namespace (detached: one the pool was
+    still adding when start-up was cut short would outlive this session)."""
+    found: dict[str, Any] = {}
+    if rt.pool is not None:
+        try:
+            names = ray.get(rt.pool.names.remote(), timeout=10)
+            found.update({n: ray.get_actor(n, namespace=rt.settings.namespace) for n in names})
+        except Exception as exc:
+            _warn("engine pool unavailable: engines found by name", exc)
+    try:
+        for index in existing_engines(rt.settings.namespace):
+            name = engine_name(index)
+            if name not in found and (handle := _named(name, rt.settings.namespace)) is not None:
+                found[name] = handle
+    except Exception as exc:
+        _warn("could not list the engines", exc)
+    return list(found.values())

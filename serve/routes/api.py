@@ -50,8 +50,11 @@ def build_api_router(service: ApiService, token: str) -> APIRouter:
     public = APIRouter(prefix="/api")
 
     @public.get("/health")
-    async def health() -> dict[str, Any]:
-        return await service.health()
+    async def health() -> JSONResponse:
+        """200 `ok` once every actor has booted and a triggered run would be taken; 503
+        `starting` before that, 503 `degraded` when a component is down later."""
+        body = await service.health()
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
     secured = [Depends(bearer_dependency(token))]
     router = APIRouter()

@@ -64,13 +64,15 @@ def wait_run(api: httpx.Client, run_id: str) -> dict[str, Any]:
 
 
 def test_health_is_public(api: httpx.Client) -> None:
-    body = api.get("/api/health").json()
-    assert body["status"] == "ok"
+    response = api.get("/api/health")
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "ok"
     assert body["components"] == {
         "broker": "alive",
         "database": "alive",
         "config_manager": "alive",
         "scheduler": "alive",
+        "engines": "alive",
     }
 
 
