@@ -50,10 +50,15 @@ class ApiService:
         self.lists = TtlCache(cache_seconds)
         self.events = EventHub(lambda: self._actor(BROKER))
         self._ready = False  # every component seen booted once: "starting" is over
+        self.boot_wait = BOOT_WAIT_S
+
+    def _lookup(self, name: str) -> Any:
+        """The named actor's handle; ValueError when there is none."""
+        return ray.get_actor(name, namespace=self.namespace)
 
     def _actor(self, name: str) -> Any:
         if name not in self._handles:
-            self._handles[name] = ray.get_actor(name, namespace=self.namespace)
+            self._handles[name] = self._lookup(name)
         return self._handles[name]
 
     async def _call(self, actor: str, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -92,38 +97,36 @@ class ApiService:
             handle = self._actor(name)
         except ValueError:  # not made yet (start-up), or gone
             return "dead" if self._ready else "starting"
-        try:
-            await asyncio.wait_for(getattr(handle, method).remote(), BOOT_WAIT_S)
-        except TimeoutError:
-            return "starting"
-        except Exception:
+        state, _ = await self._answer(handle, method)
+        if state == "dead":
             self._handles.pop(name, None)
-            return "dead"
-        return "alive"
+        return state
+
+    async def _answer(self, handle: Any, method: str) -> tuple[str, Any]:
+        try:
+            answer = await asyncio.wait_for(getattr(handle, method).remote(), self.boot_wait)
+        except TimeoutError:
+            return "starting", None
+        except Exception:
+            return "dead", None
+        return "alive", answer
 
     async def _scheduler_ready(self) -> str:
         state = await self._booted(SCHEDULER, "start")
         if state != "alive":
             return state
-        try:
-            status = await asyncio.wait_for(self._actor(SCHEDULER).status.remote(), BOOT_WAIT_S)
-        except TimeoutError:
-            return "starting"
-        except Exception:
-            self._handles.pop(SCHEDULER, None)
-            return "dead"
+        state, status = await self._answer(self._actor(SCHEDULER), "status")
+        if state != "alive":
+            return state
         return "alive" if status["slots"] > 0 else "starting"  # no engine slots: nothing taken
 
     async def _engines_ready(self) -> str:
         state = await self._booted(POOL, "ping")
         if state != "alive":
             return state
-        try:
-            names = await asyncio.wait_for(self._actor(POOL).names.remote(), BOOT_WAIT_S)
-        except Exception:
-            return "starting"
-        if not names:
-            return "starting"
+        state, names = await self._answer(self._actor(POOL), "names")
+        if state != "alive" or not names:
+            return "starting" if state != "dead" else state
         states = await asyncio.gather(*(self._engine_booted(n) for n in names))
         for worst in ("dead", "starting"):
             if worst in states:
@@ -132,16 +135,11 @@ class ApiService:
 
     async def _engine_booted(self, name: str) -> str:
         try:
-            handle = ray.get_actor(name, namespace=self.namespace)
+            handle = self._lookup(name)  # not cached: engines come and go at run time
         except ValueError:
             return "starting"
-        try:
-            await asyncio.wait_for(handle.start.remote(), BOOT_WAIT_S)
-        except TimeoutError:
-            return "starting"
-        except Exception:
-            return "dead"
-        return "alive"
+        state, _ = await self._answer(handle, "start")
+        return state
 
     # -- jobs -------------------------------------------------------------------------------
 

@@ -49,7 +49,10 @@ async def job_body(request: Request) -> dict[str, Any] | str:
 def build_api_router(service: ApiService, token: str) -> APIRouter:
     public = APIRouter(prefix="/api")
 
-    @public.get("/health")
+    @public.get(
+        "/health",
+        responses={503: {"description": "starting (not every actor has booted) or degraded"}},
+    )
     async def health() -> JSONResponse:
         """200 `ok` once every actor has booted and a triggered run would be taken; 503
         `starting` before that, 503 `degraded` when a component is down later."""
