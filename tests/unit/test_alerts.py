@@ -216,13 +216,21 @@ def test_drain_gives_up_after_its_timeout() -> None:
 
 
 class FakeStates:
-    """What ErrorHandler needs of a StateManager: `move` records its calls."""
+    """What ErrorHandler needs of a StateManager: `move` records its calls and, as the real
+    one does, moves the tracked run."""
 
-    def __init__(self) -> None:
+    def __init__(self, *runs: TrackedRun) -> None:
+        self.runs = {run.run_id: run for run in runs}
         self.moves: list[tuple[str, RunState, dict[str, Any]]] = []
 
-    async def move(self, run_id: str, target: RunState, **fields: Any) -> None:
+    async def move(self, run_id: str, target: RunState, **fields: Any) -> TrackedRun:
         self.moves.append((run_id, target, fields))
+        run = self.runs[run_id]
+        run.state = target
+        return run
+
+    def get(self, run_id: str) -> TrackedRun | None:
+        return self.runs.get(run_id)
 
 
 class RecordingSender(AlertSender):
@@ -243,15 +251,15 @@ def test_error_handler_alerts_once_for_good_never_for_a_retried_attempt() -> Non
             "destination": {"table": "orders"},
         }
     )
-    states = FakeStates()
+    run = TrackedRun("r1", "orders", RunState.RUNNING, "manual", 1, 50, NOW)
+    states = FakeStates(run)
     recorder = RecordingSender()
     handler = ErrorHandler(cast(StateManager, states), sender=recorder)
-    run = TrackedRun("r1", "orders", RunState.RUNNING, "manual", 1, 50, NOW)
 
     async def go() -> None:
         assert await handler.failed(run, spec, "first", 1, NOW) is True  # retried: no alert
         assert recorder.alerts == []
-        run.attempt = 2
+        run.state, run.attempt = RunState.RUNNING, 2  # the retry's attempt 2 runs, and fails
         assert await handler.failed(run, spec, "second", 2, NOW) is False  # for good
         await handler.drain_alerts(1)
 
@@ -264,8 +272,8 @@ def test_error_handler_posts_to_the_configured_webhook_url(
     receiver: tuple[Receiver, str],
 ) -> None:
     hook, url = receiver  # alert_webhook_url alone (as the Scheduler passes it) still works
-    handler = ErrorHandler(cast(StateManager, FakeStates()), alert_webhook_url=url)
     run = TrackedRun("r9", "orders", RunState.RUNNING, "schedule", 1, 50, NOW)
+    handler = ErrorHandler(cast(StateManager, FakeStates(run)), alert_webhook_url=url)
 
     async def go() -> None:
         assert await handler.failed(run, None, "no retries", 0, NOW) is False
