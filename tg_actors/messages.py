@@ -7,7 +7,9 @@ Topics: `config` (JobUpserted, JobDeleted, JobPauseChanged), `triggers` (Trigger
 engines compete for them), `control` (CancelRun; every engine sees it), `status`
 (EngineStarted, RunStarted, RunHeartbeat, RunProgressed, RunFinished, RunFailed, RunCancelled
 from engines;
-RunStateChanged from the Scheduler's StateManager) fanned out to every group.
+RunStateChanged from the Scheduler's StateManager) fanned out to every group. Every message
+about a run carries (run_id, attempt): a receiver drops one of an attempt other than the
+run's current one (docs/RELIABILITY.md, the run-lifecycle protocol).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class RunHeartbeat(Message):
     kind: Literal["run_heartbeat"] = "run_heartbeat"
     run_id: str
     job: str
+    attempt: int  # which attempt of the run: events of another one are dropped
     engine: str
 
 
@@ -83,12 +86,14 @@ class RunCancelled(Message):
     kind: Literal["run_cancelled"] = "run_cancelled"
     run_id: str
     job: str
+    attempt: int  # which attempt of the run: events of another one are dropped
 
 
 class RunStarted(Message):
     kind: Literal["run_started"] = "run_started"
     run_id: str
     job: str
+    attempt: int  # which attempt of the run: events of another one are dropped
     engine: str
 
 
@@ -96,6 +101,7 @@ class RunProgressed(Message):
     kind: Literal["run_progressed"] = "run_progressed"
     run_id: str
     job: str
+    attempt: int  # which attempt of the run: events of another one are dropped
     rows: int
     pages: int
 
@@ -104,6 +110,7 @@ class RunFinished(Message):
     kind: Literal["run_finished"] = "run_finished"
     run_id: str
     job: str
+    attempt: int  # which attempt of the run: events of another one are dropped
     rows: int
     pages: int
     seconds: float
@@ -113,6 +120,7 @@ class RunFailed(Message):
     kind: Literal["run_failed"] = "run_failed"
     run_id: str
     job: str
+    attempt: int  # which attempt of the run: events of another one are dropped
     error: str
     rows: int = 0
     pages: int = 0
@@ -124,6 +132,7 @@ class RunStateChanged(Message):
     job: str
     state: str
     previous: str | None = None
+    attempt: int = 1
     trigger: str = "schedule"
     error: str | None = None
 

@@ -20,7 +20,7 @@ from tg_actors.messages import (
     [
         TriggerRun(run_id="r1", job="orders", spec={"name": "orders"}, attempt=2, trigger="manual"),
         RunStateChanged(run_id="r1", job="orders", state="running", previous="queued"),
-        RunFailed(run_id="r1", job="orders", error="boom", pages=3),
+        RunFailed(run_id="r1", job="orders", attempt=2, error="boom", pages=3),
         JobUpserted(name="orders", spec={"name": "orders"}, paused=True),
     ],
 )
@@ -30,11 +30,11 @@ def test_round_trip_through_the_wire_and_pickle(message: object) -> None:
 
 
 def test_messages_are_frozen_and_strict() -> None:
-    message = RunFailed(run_id="r1", job="j", error="e")
+    message = RunFailed(run_id="r1", job="j", attempt=1, error="e")
     with pytest.raises(ValidationError):
         message.error = "other"  # type: ignore[misc]
     with pytest.raises(ValidationError):
-        RunFailed(run_id="r1", job="j", error="e", extra=1)  # type: ignore[call-arg]
+        RunFailed(run_id="r1", job="j", attempt=1, error="e", extra=1)  # type: ignore[call-arg]
 
 
 def test_unknown_kind_is_rejected() -> None:

@@ -56,11 +56,28 @@ def committed_cursor(store: DuckStore, job: str, value: str) -> None:
 # -- begin_attempts ----------------------------------------------------------------------
 
 
+def test_begin_starts_a_running_run_only_for_the_engine_that_began_it(store: DuckStore) -> None:
+    """Two engines never hold one attempt (issue 12 #2): a duplicate TriggerRun, or a
+    re-dispatch under the same attempt, is refused to a second engine; the first engine's
+    own begin, repeated after a lost answer, goes through."""
+    run_id = new_run(store)
+    item = {"run_id": run_id, "job": "orders", "attempt": 1, "incremental": False}
+    first = store.begin_attempts([item], "engine-1")[0]
+    assert isinstance(first, dict)
+    again = store.begin_attempts([item], "engine-1")[0]
+    assert isinstance(again, dict)
+    other = store.begin_attempts([item], "engine-2")[0]
+    assert isinstance(other, IllegalTransition) and other.current == "running"
+    store.update_run(run_id, expect_state="running", state="queued", attempt=2)
+    stale = store.begin_attempts([item], "engine-1")[0]
+    assert isinstance(stale, StaleAttempt)
+
+
 def test_begin_attempts_starts_runs_and_returns_resume_and_cursor(store: DuckStore) -> None:
     committed_cursor(store, "orders", "2026-02-01")
     fresh = new_run(store)  # queued, leftover staging without checkpoint
     store.stage_batch(fresh, ids(1, 2))
-    resumed = new_run(store, state="running")  # staged with a checkpoint: resumes
+    resumed = new_run(store)  # re-queued after a failed attempt, with a checkpoint: resumes
     store.stage_batch(resumed, ids(3), checkpoint={"page": 2}, pages=2)
     plain = new_run(store, "other")
     before = store.checkpoint(resumed)

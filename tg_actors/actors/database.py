@@ -215,7 +215,8 @@ class Database:
         return {k: {"batches": c.batches, "items": c.items} for k, c in kinds.items()}
 
     async def ping(self) -> str:
-        return "ok"
+        """"ok" once booted (its subscriptions run), else "booting" (tried again until so)."""
+        return self._boot.state
 
     async def path(self) -> str:
         return str(self._path)

@@ -56,7 +56,9 @@ class ErrorHandler:
     ) -> bool:
         """Record a failed attempt. True when a retry is scheduled, False when it failed for good."""
         if run.state is RunState.QUEUED:  # its RunStarted was never seen
-            await self._states.move(run.run_id, RunState.RUNNING)
+            run = await self._states.move(run.run_id, RunState.RUNNING)
+        if run.state is not RunState.RUNNING:  # DuckDB holds something newer: that stands
+            return False
         retries = spec.retries if spec is not None else None
         if retries is not None and run.attempt < retries.max_attempts:
             policy = RetryPolicy(
@@ -65,7 +67,11 @@ class ErrorHandler:
                 retries.max_backoff.total_seconds(),
             )
             delay = policy.delay(run.attempt, self._rng)
-            await self._states.move(run.run_id, RunState.RETRYING, error=error, pages=pages)
+            moved = await self._states.move(
+                run.run_id, RunState.RETRYING, error=error, pages=pages
+            )
+            if moved.state is not RunState.RETRYING:
+                return False
             self._due[run.run_id] = now + timedelta(seconds=delay)
             log.info(
                 "run %s attempt %d failed; retry in %.1fs: %s",
@@ -75,9 +81,11 @@ class ErrorHandler:
                 error,
             )
             return True
-        await self._states.move(
+        moved = await self._states.move(
             run.run_id, RunState.FAILED, error=error, finished_at=now, rows_loaded=0, pages=pages
         )
+        if moved.state is not RunState.FAILED:  # e.g. its commit won the race: no alert
+            return False
         log.error(
             "run %s of %s failed for good after %d attempt(s): %s",
             run.run_id,
@@ -99,12 +107,17 @@ class ErrorHandler:
             run = self._states.get(run_id)
             if run is None or run.state is not RunState.RETRYING:
                 continue  # cancelled meanwhile
-            run.attempt += 1
             # the failed attempt's error stays in tg.run_logs; the run row shows the current one
-            released.append(
-                await self._states.move(run_id, RunState.QUEUED, attempt=run.attempt, error=None)
+            moved = await self._states.move(
+                run_id, RunState.QUEUED, attempt=run.attempt + 1, error=None
             )
+            if moved.state is RunState.QUEUED:
+                released.append(moved)
         return released
+
+    def retry_at(self, run_id: str, when: datetime) -> None:
+        """A `retrying` run found in DuckDB (after a restart): its backoff ends at `when`."""
+        self._due.setdefault(run_id, when)
 
     async def drain_alerts(self, timeout: float = 5.0) -> None:
         if self._alerts:

@@ -20,12 +20,18 @@ from typing import Any
 from tg_actors.actors.error_handler import ErrorHandler
 from tg_actors.actors.lifecycle import Boot
 from tg_actors.actors.scheduler_engines import EngineSide
-from tg_actors.actors.state_manager import NewRun, StateManager
+from tg_actors.actors.state_manager import (
+    DB_RETRY_S,
+    PUBLISH_RETRY_S,
+    NewRun,
+    StateManager,
+    new_run_id,
+)
 from tg_actors.broker_client import BrokerClient
 from tg_actors.core.coalesce import Coalescer
 from tg_actors.core.inflight import InFlight
 from tg_actors.core.metrics import Histogram
-from tg_actors.core.planning import FireTimes, JobEntry, plan_runs, start_at
+from tg_actors.core.planning import FireTimes, JobEntry, plan_runs, schedule_part, start_at
 from tg_actors.core.runstate import RunState
 from tg_actors.core.schedule import due_ticks
 from tg_actors.core.taskqueue import QueuedRun, TaskQueue
@@ -53,6 +59,7 @@ from tg_actors.messages import (
 
 log = logging.getLogger(__name__)
 AGING_EVERY = timedelta(seconds=5)  # a waiting run gains a priority point every 5 s
+RECONCILE_S = 5.0  # how often jobs and open runs are checked against DuckDB
 GROUP, LEASE_GROUP = "scheduler", "scheduler-leases"  # its consumer groups
 GROUPS = ((TOPIC_CONFIG, GROUP), (TOPIC_STATUS, GROUP), (TOPIC_STATUS, LEASE_GROUP))
 
@@ -70,6 +77,14 @@ class Scheduler(EngineSide):
         clock: Callable[[], datetime] = utcnow,
         slots: int = 1,
         pool: Any = None,
+        *,
+        run_loops: bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        new_id: Callable[[], str] = new_run_id,
+        reconcile_seconds: float = RECONCILE_S,
+        db_retry_s: float = DB_RETRY_S,
+        publish_retry_s: float = PUBLISH_RETRY_S,
     ) -> None:
         self._db = db
         self._broker = BrokerClient(broker)
@@ -83,10 +98,26 @@ class Scheduler(EngineSide):
         self._now = clock
         self._jobs: dict[str, JobEntry] = {}
         self._queue = TaskQueue()
-        self._states = StateManager(db, self._broker)
-        self._errors = ErrorHandler(self._states, alert_webhook_url=alert_webhook_url)
-        self._rng = random.Random()
-        self._in_flight = InFlight(lease_seconds)  # handed to engines, not ended
+        self._states = StateManager(
+            db,
+            self._broker,
+            db_retry_s=db_retry_s,
+            publish_retry_s=publish_retry_s,
+            new_id=new_id,
+        )
+        # ticks after this instant fell while we were up: on time however late they are handled
+        self._up_since = clock()
+        self._reconcile_s = reconcile_seconds
+        self._reconciled_at = monotonic()
+        self._versions: dict[str, tuple[Any, bool]] = {}  # job -> (updated_at, paused) loaded
+        self._minted: dict[tuple[str, datetime], str] = {}  # tick -> run_id until inserted
+        self._rng = rng or random.Random()
+        self._mono = monotonic
+        self._aged_at = monotonic()
+        self._errors = ErrorHandler(
+            self._states, rng=self._rng, alert_webhook_url=alert_webhook_url
+        )
+        self._in_flight = InFlight(lease_seconds, monotonic)  # handed to engines, not ended
         self._fires = FireTimes()
         self._dependents: dict[str, list[str]] | None = None  # job -> jobs it triggers
         self._wake = asyncio.Event()  # something new to do before the next planned wake-up
@@ -96,7 +127,9 @@ class Scheduler(EngineSide):
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._schedules = schedules
-        self._boot = Boot(self._start)
+        # run_loops=False: the caller drives tick_once() and the handlers (the simulation)
+        self._run_loops = run_loops
+        self._boot = Boot(self._start, autostart=run_loops)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -115,9 +148,19 @@ class Scheduler(EngineSide):
             except Exception:  # the pool restarting: it tells us the engines once it is back
                 log.warning("engine pool unavailable; keeping %d engine(s)", len(self._engines))
         async with self._lock:
+            self._jobs.clear()
+            self._queue = TaskQueue()
+            self._in_flight.clear()
+            for run in self._states.active():  # a boot tried again starts from DuckDB afresh
+                self._states.forget(run.run_id)
             for row in await self._db.list_jobs.remote():
                 await self._load_job(row["name"], row["spec"], bool(row["paused"]))
+                self._versions[row["name"]] = (row["updated_at"], bool(row["paused"]))
             await self._recover_open_runs()
+            await self._reconcile_dependents()
+            await self._states.flush()
+        if not self._run_loops:
+            return
         self._tasks = [
             asyncio.create_task(
                 self._broker.pump(TOPIC_CONFIG, GROUP, self._on_config, self._stop)
@@ -147,7 +190,8 @@ class Scheduler(EngineSide):
             for run_id in requeued:
                 run = self._states.get(run_id)
                 if run is not None and run.state is RunState.RUNNING:
-                    await self._states.move(run_id, RunState.QUEUED)
+                    # a new attempt: the interrupted one can never commit after all
+                    await self._states.move(run_id, RunState.QUEUED, attempt=run.attempt + 1)
                 log.info("run %s interrupted by shutdown: queued for the next start", run_id)
             self._in_flight.clear()
             await self._states.flush()
@@ -157,7 +201,8 @@ class Scheduler(EngineSide):
         return {"finished": before - len(requeued), "requeued": len(requeued)}
 
     async def ping(self) -> str:
-        return "ok"
+        """"ok" once booted (jobs and open runs reloaded, loops running), else "booting"."""
+        return "ok" if self._boot.done else "booting"
 
     # -- scheduler API ----------------------------------------------------------------------
 
@@ -184,11 +229,22 @@ class Scheduler(EngineSide):
                 last[job] = when
                 by_priority.setdefault(priority, []).append((i, (entry, when, trigger)))
             for priority, group in by_priority.items():
-                ids = await self._enqueue_many([g for _, g in group], priority, False)
-                for (i, _), run_id in zip(group, ids, strict=True):
+                ids: list[str | None] | None = None
+                for left in range(2, -1, -1):  # the same minted ids each try: never two runs
+                    try:
+                        ids = await self._enqueue_many([g for _, g in group], priority, False)
+                        break
+                    except Exception as exc:
+                        if not left:
+                            for i, _ in group:
+                                results[i] = exc
+                for (i, _), run_id in zip(group, ids or [], strict=True):
                     results[i] = run_id if run_id else RuntimeError("run not created")
-            await self._dispatch()
-            await self._states.flush()
+            try:  # the runs exist now: an error from here on must not make a client retry
+                await self._dispatch()
+                await self._states.flush()
+            except Exception:
+                log.warning("triggered runs wait for the next tick", exc_info=True)
             return results
 
     async def set_engines(self, engines: list[Any]) -> int:
@@ -276,32 +332,45 @@ class Scheduler(EngineSide):
         previous = self._jobs.get(name)
         if previous is not None:
             watermark = previous.watermark  # an edit must not re-fire ticks already run
+            if schedule_part(previous.stored) != schedule_part(stored) or (
+                previous.paused and not paused
+            ):
+                # a new schedule, re-enabled or resumed: counts from now, as DuckDB's
+                # schedule_from does after a restart; the window before is not replayed
+                watermark = max(watermark, self._now())
         else:
-            watermark = await self._db.last_tick.remote(name) or self._now()
+            watermark = await self._db.watermark.remote(name) or self._now()
         self._jobs[name] = entry = JobEntry(spec, stored, paused, watermark)
         self._dependents = None
         self._fires.set(name, self._now() if entry.schedulable else None)  # due now: catch-up
         self._wake.set()
 
     async def _tick_loop(self) -> None:
-        aged_at = 0.0
         while not self._stop.is_set():
             try:
-                async with self._lock:
-                    if self._schedules:
-                        await self._fire_due()
-                    for run in await self._errors.release_due(self._now()):
-                        self._queue.push(run.run_id, run.job, run.priority, self._now())
-                    await self._expire_leases()
-                    # one point per AGING_EVERY: checking more often only costs a queue scan
-                    if time.monotonic() - aged_at >= AGING_EVERY.total_seconds():
-                        self._queue.age(self._now(), AGING_EVERY)
-                        aged_at = time.monotonic()
-                    await self._dispatch()
-                    await self._states.flush()
+                await self.tick_once()
             except Exception:
                 log.exception("scheduler tick failed; next tick continues")
             await self._sleep_until_next()
+
+    async def tick_once(self) -> None:
+        """One turn of the loop: fire due ticks, release retries, expire leases, reconcile
+        with DuckDB now and then, dispatch."""
+        async with self._lock:
+            if self._mono() - self._reconciled_at >= self._reconcile_s:
+                self._reconciled_at = self._mono()
+                await self._reconcile()
+            if self._schedules:
+                await self._fire_due()
+            for run in await self._errors.release_due(self._now()):
+                self._queue.push(run.run_id, run.job, run.priority, self._now())
+            await self._expire_leases()
+            # one point per AGING_EVERY: checking more often only costs a queue scan
+            if self._mono() - self._aged_at >= AGING_EVERY.total_seconds():
+                self._queue.age(self._now(), AGING_EVERY)
+                self._aged_at = self._mono()
+            await self._dispatch()
+            await self._states.flush()
 
     async def _sleep_until_next(self) -> None:
         """Until the next job is due (at most `tick_seconds`: retries, leases and jitter are
@@ -318,31 +387,31 @@ class Scheduler(EngineSide):
 
     async def _fire_due(self) -> None:
         """Every due tick of every due job becomes a run: one insert and one publish per tick of
-        the loop, however many jobs fire at once."""
+        the loop, however many jobs fire at once. A job's watermark moves past its ticks only
+        once their runs exist in DuckDB: if the insert fails, the same ticks (with the same
+        minted run ids) are tried again at the next turn."""
         now = self._now()
         batch: list[tuple[JobEntry, datetime, str]] = []
+        fired: list[tuple[JobEntry, datetime]] = []
         for name in self._fires.pop_due(now):
             entry = self._jobs.get(name)
             if entry is None or not entry.schedulable or entry.spec.schedule is None:
                 continue
-            due = due_ticks(entry.spec.schedule, entry.watermark, now)
+            due = due_ticks(entry.spec.schedule, entry.watermark, now, up_since=self._up_since)
             if due.cut:
                 log.warning("job %s: catch-up bounded, older missed ticks dropped", entry.spec.name)
             batch.extend((entry, tick, trigger) for tick, trigger in due.ticks)
-            entry.watermark = due.next_after
-            self._fires.set(name, entry.next_run_at(now))
-        if batch:
-            await self._enqueue_many(batch, None, check_overlap=True)
-
-    async def _enqueue(
-        self,
-        entry: JobEntry,
-        when: datetime,
-        trigger: str,
-        priority: int | None,
-        check_overlap: bool,
-    ) -> str | None:
-        return (await self._enqueue_many([(entry, when, trigger)], priority, check_overlap))[0]
+            fired.append((entry, due.next_after))
+        try:
+            if batch:
+                await self._enqueue_many(batch, None, check_overlap=True)
+        except Exception:
+            for entry, _ in fired:  # not inserted: due again at once
+                self._fires.set(entry.spec.name, now)
+            raise
+        for entry, watermark in fired:
+            entry.watermark = watermark
+            self._fires.set(entry.spec.name, entry.next_run_at(now))
 
     async def _enqueue_many(
         self,
@@ -360,10 +429,13 @@ class Scheduler(EngineSide):
                 p.trigger,
                 p.priority,
                 RunState.SKIPPED if p.skip else RunState.QUEUED,
+                self._minted.setdefault((p.job, p.scheduled_for), self._states.new_id()),
             )
             for p in plans
         ]
         runs = await self._states.create_many(entries)
+        for p in plans:
+            self._minted.pop((p.job, p.scheduled_for), None)
         for (entry, when, trigger), run in zip(batch, runs, strict=True):
             if run is None or run.state is not RunState.QUEUED:
                 continue
@@ -388,17 +460,19 @@ class Scheduler(EngineSide):
             item = self._queue.pop_ready(self._now(), self._can_run)
             if item is None:
                 break
-            items.append(item)
             entry = self._jobs[item.job]
             run = self._states.get(item.run_id)
-            self._in_flight.take(item.run_id, item.job)
+            if run is None or run.state is not RunState.QUEUED:
+                continue  # ended or taken meanwhile: nothing to hand out
+            items.append(item)
+            self._in_flight.take(item.run_id, item.job, run.attempt)
             orders.append(
                 TriggerRun(
                     run_id=item.run_id,
                     job=item.job,
                     spec=entry.stored,
-                    attempt=run.attempt if run else 1,
-                    trigger=run.trigger if run else "schedule",
+                    attempt=run.attempt,
+                    trigger=run.trigger,
                 )
             )
         if orders and not await self._broker.publish(TOPIC_TRIGGERS, *orders):
@@ -417,19 +491,44 @@ class Scheduler(EngineSide):
                     await self._load_job(message.name, message.spec, message.paused)
                 case JobPauseChanged() if message.name in self._jobs:
                     entry = self._jobs[message.name]
+                    if entry.paused and not message.paused:  # resumed: the pause is not replayed
+                        entry.watermark = max(entry.watermark, self._now())
                     entry.paused = message.paused
+                    self._dependents = None
                     self._fires.set(message.name, self._now() if entry.schedulable else None)
                     self._wake.set()
                 case JobDeleted():
-                    self._jobs.pop(message.name, None)
-                    self._dependents = None
-                    self._fires.set(message.name, None)
-                    for run in self._states.active(message.name):
-                        if self._queue.remove(run.run_id):
-                            await self._states.move(
-                                run.run_id, RunState.CANCELLED, error="job deleted"
-                            )
+                    await self._drop_job(message.name)
             await self._states.flush()
+
+    async def _drop_job(self, name: str) -> None:
+        """The job is gone: it fires no more, and its runs still waiting are cancelled."""
+        self._jobs.pop(name, None)
+        self._versions.pop(name, None)
+        self._dependents = None
+        self._fires.set(name, None)
+        for run in self._states.active(name):
+            if self._queue.remove(run.run_id) or run.state is RunState.RETRYING:
+                self._errors.forget(run.run_id)
+                await self._states.move(run.run_id, RunState.CANCELLED, error="job deleted")
+                if self._states.get(run.run_id) is None:
+                    await self._db.discard_run.remote(run.run_id)
+
+    async def _reconcile(self) -> None:
+        """DuckDB is the truth, the broker only transport: jobs whose change message was lost
+        (a broker restart) and runs whose events were lost are brought in line."""
+        versions = await self._db.job_versions.remote()
+        for name in [n for n in self._jobs if n not in versions]:
+            log.info("job %s is gone from the database: dropping it", name)
+            await self._drop_job(name)
+        for name, version in versions.items():
+            if self._versions.get(name) != version:
+                row = await self._db.get_job.remote(name)
+                if row is not None:
+                    await self._load_job(name, row["spec"], bool(row["paused"]))
+                    self._versions[name] = (row["updated_at"], bool(row["paused"]))
+        await self._reconcile_runs()
+        await self._reconcile_dependents()
 
     async def _on_status(self, batch: list[Any]) -> None:
         """A consumed batch of engine events: one dispatch and one publish for all of them."""
@@ -444,10 +543,11 @@ class Scheduler(EngineSide):
 
     async def _on_event(self, message: Any) -> None:
         run_id = getattr(message, "run_id", "")
+        attempt = getattr(message, "attempt", None)
         if isinstance(message, RunStarted | RunHeartbeat):
-            self._in_flight.seen(run_id, message.engine)
+            self._in_flight.seen(run_id, message.engine, attempt)
         elif isinstance(message, RunProgressed):
-            self._in_flight.seen(run_id)
+            self._in_flight.seen(run_id, attempt=attempt)
         if isinstance(message, EngineStarted):  # a restart: what it held died with it
             await self._fail_runs_of(
                 message.engine,
@@ -456,22 +556,32 @@ class Scheduler(EngineSide):
             return
         run = self._states.get(run_id)
         if run is None:  # ended here already (cancelled): the engine is free again
+            if isinstance(message, RunFinished):
+                await self._fire_dependents(message.job)
             if isinstance(message, RunCancelled | RunFinished | RunFailed):
-                self._release(run_id)
+                if self._in_flight.attempt(run_id) == attempt:
+                    self._release(run_id)
+            return
+        if isinstance(message, RunFinished):  # DuckDB says succeeded: whichever attempt
+            self._errors.forget(run.run_id)  # a presumed-lost attempt that made it
+            self._states.ended(run.run_id, RunState.SUCCEEDED)
+            self._release(run.run_id)
+            await self._fire_dependents(run.job)
+            return
+        if attempt != run.attempt:  # of a superseded attempt: the current one owns the run
+            log.info("run %s: dropping %s of attempt %s", run_id, message.kind, attempt)
             return
         match message:
             case RunStarted() if run.state is RunState.QUEUED:
                 # the engine's begin_attempts wrote `running` and started_at already
                 await self._states.move(run.run_id, RunState.RUNNING, persist=False)
                 self._lateness.observe((message.ts - run.scheduled_for).total_seconds())
-            case RunFinished():
-                if run.state is RunState.QUEUED:
-                    await self._states.move(run.run_id, RunState.RUNNING)
-                self._errors.forget(run.run_id)  # a presumed-lost attempt that made it
-                # the Database committed rows and `succeeded` in one transaction already
-                await self._states.move(run.run_id, RunState.SUCCEEDED, persist=False)
-                self._release(run.run_id)
-                await self._fire_dependents(run.job)
+            case RunCancelled():
+                # the engine was refused the run (cancelled, or another engine holds it)
+                await self._states.refresh(run)
+                if self._states.get(run.run_id) is None:
+                    self._queue.remove(run.run_id)
+                    self._release(run.run_id)
             case RunFailed() if run.state is not RunState.RETRYING:
                 entry = self._jobs.get(run.job)
                 spec = entry.spec if entry else None
@@ -486,7 +596,28 @@ class Scheduler(EngineSide):
             for each in self._jobs.values():
                 for upstream in each.spec.triggers.after:
                     self._dependents.setdefault(upstream, []).append(each.spec.name)
-        for name in self._dependents.get(job, ()):
-            entry = self._jobs.get(name)
-            if entry is not None and entry.spec.enabled and not entry.paused:
-                await self._enqueue(entry, self._now(), f"after:{job}", None, check_overlap=True)
+        if job in self._dependents:
+            await self._reconcile_dependents(job)
+
+    async def _reconcile_dependents(self, upstream: str | None = None) -> None:
+        """Each success of an upstream job fires each dependent once: DuckDB says which
+        successes have no dependent run yet (the RunFinished message may be lost, or arrive
+        while we restart), and the dependent's run is unique on that success (its
+        scheduled_for is the success's finished_at), so creating it twice is a no-op."""
+        edges = [
+            (entry.spec.name, up, place)
+            for entry in self._jobs.values()
+            if entry.spec.enabled and not entry.paused
+            for place, up in enumerate(entry.spec.triggers.after)
+            if upstream in (None, up)
+        ]
+        if not edges:
+            return
+        missing = await self._db.missing_dependents.remote(edges)
+        batch = [
+            (self._jobs[name], when, f"after:{up}")
+            for name, up, when in missing
+            if name in self._jobs
+        ]
+        if batch:
+            await self._enqueue_many(batch, None, check_overlap=True)

@@ -19,7 +19,6 @@ from tg_actors.core.inflight import InFlight
 from tg_actors.core.planning import JobEntry
 from tg_actors.core.runstate import RunState
 from tg_actors.core.taskqueue import TaskQueue
-from tg_actors.errors import IllegalTransition
 from tg_actors.messages import RunHeartbeat, RunProgressed, RunStarted
 
 log = logging.getLogger(__name__)
@@ -68,20 +67,24 @@ class EngineSide:
         return busy
 
     async def _recover_open_runs(self) -> None:
+        """After our own (re)start: every open run of DuckDB is tracked again. A run an engine
+        still reports working on stays with it; every other `running` or `retrying` run is
+        re-dispatched under a new attempt number, which fences off whatever still holds the
+        old one (a busy engine that missed the stats() timeout cannot stage or commit it)."""
         busy = await self._busy_engines()
         for row in await self._db.open_runs.remote():
             run = self._states.adopt(row)
-            if run.run_id in busy:  # still being worked on: its events will arrive
-                self._in_flight.take(run.run_id, run.job, busy[run.run_id])
+            if run.state is RunState.RUNNING and run.run_id in busy:
+                # still being worked on: its events (of this attempt) will arrive
+                self._in_flight.take(run.run_id, run.job, run.attempt, busy[run.run_id])
                 continue
-            if run.state is RunState.RETRYING:  # its backoff timer died with the old session
-                run.attempt += 1
+            if run.state is not RunState.QUEUED:
                 await self._states.move(
-                    run.run_id, RunState.QUEUED, attempt=run.attempt, error=None
+                    run.run_id, RunState.QUEUED, attempt=run.attempt + 1, error=None
                 )
-            elif run.state is not RunState.QUEUED:  # its engine is gone with the old session
-                await self._states.move(run.run_id, RunState.QUEUED)
-            self._queue.push(run.run_id, run.job, run.priority, run.scheduled_for)
+            if run.state is RunState.QUEUED:
+                # a TriggerRun of it may still wait in the work queue: begin starts it once
+                self._queue.push(run.run_id, run.job, run.priority, run.scheduled_for)
         if len(self._queue) or self._in_flight:
             log.info(
                 "recovered %d queued and %d running runs from the database",
@@ -89,42 +92,72 @@ class EngineSide:
                 len(self._in_flight),
             )
 
+    async def _reconcile_runs(self) -> None:
+        """DuckDB is the truth: runs it holds open that we do not track (an insert whose answer
+        was lost, a message lost with the broker) are tracked; runs it ended are let go."""
+        rows = {row["run_id"]: row for row in await self._db.open_runs.remote()}
+        for run in self._states.active():
+            if run.run_id not in rows:  # ended in DuckDB without us hearing of it
+                await self._states.refresh(run)
+                if self._states.get(run.run_id) is None:
+                    self._queue.remove(run.run_id)
+                    self._errors.forget(run.run_id)
+                    self._release(run.run_id)
+        for run_id, row in rows.items():
+            known = self._states.get(run_id)
+            before = (known.state, known.attempt) if known else None
+            synced = self._states.sync(row)
+            if synced is None or before == (synced.state, synced.attempt):
+                continue
+            run = synced
+            if self._in_flight.attempt(run_id) not in (None, run.attempt):
+                self._release(run_id)  # the attempt we handed out is not the current one
+            if run.state is RunState.QUEUED and run_id not in self._in_flight:
+                self._queue.push(run_id, run.job, run.priority, run.scheduled_for)
+            elif run.state is RunState.RUNNING:
+                self._queue.remove(run_id)
+                self._in_flight.take(run_id, run.job, run.attempt, row.get("engine"))
+            elif run.state is RunState.RETRYING:
+                self._errors.retry_at(run_id, self._now())
+
     async def _on_sign_of_life(self, message: Any) -> None:
         """Its own consumer group, no lock: a heartbeat must not wait behind a busy tick, or a
-        healthy run would look lost."""
+        healthy run would look lost. Only the attempt handed out renews its lease."""
         if isinstance(message, RunStarted | RunHeartbeat | RunProgressed):
-            self._in_flight.seen(message.run_id)
+            self._in_flight.seen(message.run_id, attempt=message.attempt)
 
     def _release(self, run_id: str) -> None:
         self._in_flight.release(run_id)
 
     async def _expire_leases(self) -> None:
         """A run whose engine has been silent longer than the lease: its engine is presumed
-        dead. Never started: dispatch it again. Running: a failed attempt (retried per the
-        job's policy; the attempt number fences off the old engine if it was alive)."""
-        lease = self._in_flight.lease
+        dead. Never started: dispatch it again under a new attempt. Begun (DuckDB says
+        `running`, even if its RunStarted never reached us): a failed attempt, retried per the
+        job's policy; the attempt number fences off the old engine if it was alive. Each run
+        is handled on its own: one that cannot be (the Database down) waits for the next tick."""
         for run_id in self._in_flight.expired():
-            run = self._states.get(run_id)
-            if run is None:
-                self._release(run_id)
-                continue
-            # each run is released once DuckDB has its new state: if the Database is down,
-            # it stays in flight, expired, and the next tick tries again
-            if run.state is RunState.QUEUED:
-                # never started: send it again under a new attempt number, which fences off
-                # the first TriggerRun should an engine still pick it up
-                log.warning("run %s not picked up within %.0fs: dispatching again", run_id, lease)
-                attempt = run.attempt + 1
-                try:
-                    await self._db.update_run.remote(run_id, expect_state="queued", attempt=attempt)
-                except IllegalTransition:  # an engine began it meanwhile: its events follow
-                    self._in_flight.seen(run_id)
-                    continue
-                run.attempt = attempt
+            try:
+                await self._expire(run_id)
+            except Exception:
+                log.warning("run %s: lease expiry not recorded yet", run_id, exc_info=True)
+
+    async def _expire(self, run_id: str) -> None:
+        lease = self._in_flight.lease
+        run = self._states.get(run_id)
+        if run is None or run.state is RunState.RETRYING:
+            self._release(run_id)
+            return
+        if run.state is RunState.QUEUED:
+            log.warning("run %s not picked up within %.0fs: dispatching again", run_id, lease)
+            if await self._states.redispatch(run):  # else DuckDB knew better: adopted
                 self._release(run_id)
                 self._queue.push(run.run_id, run.job, run.priority, self._now())
-                continue
-            await self._fail_lost(run, f"engine lost: no heartbeat for {lease:.0f}s")
+                return
+            current = self._states.get(run_id)
+            if current is None or current.state is not RunState.RUNNING:
+                self._release(run_id)
+                return
+        await self._fail_lost(run, f"engine lost: no heartbeat for {lease:.0f}s")
 
     async def _fail_lost(self, run: TrackedRun, reason: str) -> None:
         """Its engine is gone: this attempt failed (retried per the job's policy)."""

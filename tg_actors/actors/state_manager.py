@@ -1,8 +1,10 @@
 """StateManager: the Scheduler's record of run states.
 
 Every change is checked against the transition table (core.runstate), persisted to `tg.runs`
-through the Database actor, then published on the `status` topic — in that order, so what
-subscribers see is already true in DuckDB. Publishes wait in an outbox until `flush`: the
+through the Database actor as a conditional update on (run_id, attempt, from-state), then
+published on the `status` topic — in that order, so what subscribers see is already true in
+DuckDB. A refused update means someone newer owns the run (an engine committed, a newer
+attempt exists): the DuckDB row is taken as the truth, never overwritten. Publishes wait in an outbox until `flush`: the
 Scheduler flushes once per handled batch of events, so a burst of changes is one publish.
 """
 
@@ -11,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +24,7 @@ from ray.exceptions import RayActorError
 
 from tg_actors.broker_client import BrokerClient
 from tg_actors.core.runstate import ACTIVE, RunState, check_transition
-from tg_actors.errors import IllegalTransition
+from tg_actors.errors import IllegalTransition, StaleAttempt
 from tg_actors.messages import TOPIC_STATUS, RunStateChanged
 
 log = logging.getLogger(__name__)
@@ -46,14 +50,31 @@ class NewRun:
     trigger: str
     priority: int
     state: RunState = RunState.QUEUED
+    run_id: str = ""  # minted by the Scheduler, so a retried insert recognises its own row
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
 
 
 class StateManager:
-    def __init__(self, db: Any, broker: BrokerClient) -> None:
+    def __init__(
+        self,
+        db: Any,
+        broker: BrokerClient,
+        *,
+        db_retry_s: float = DB_RETRY_S,
+        publish_retry_s: float = PUBLISH_RETRY_S,
+        new_id: Callable[[], str] = new_run_id,
+    ) -> None:
         self._db = db
         self._broker = broker
+        self._db_retry_s = db_retry_s
+        self._publish_retry_s = publish_retry_s
+        self.new_id = new_id
         self._runs: dict[str, TrackedRun] = {}  # active runs only
-        self._by_job: defaultdict[str, set[str]] = defaultdict(set)
+        # insertion-ordered (a dict, not a set): the same seed replays the same order
+        self._by_job: defaultdict[str, dict[str, None]] = defaultdict(dict)
         self._outbox: list[RunStateChanged] = []
 
     async def flush(self) -> None:
@@ -61,7 +82,9 @@ class StateManager:
         if self._outbox:
             pending, self._outbox = self._outbox, []
             try:  # a restarting broker is waited out; if it stays down they go with the next
-                await self._broker.publish(TOPIC_STATUS, *pending, retry_for=PUBLISH_RETRY_S)
+                await self._broker.publish(
+                    TOPIC_STATUS, *pending, retry_for=self._publish_retry_s
+                )
             except Exception:
                 self._outbox[:0] = pending
                 raise
@@ -76,13 +99,13 @@ class StateManager:
 
     def _track(self, run: TrackedRun) -> None:
         self._runs[run.run_id] = run
-        self._by_job[run.job].add(run.run_id)
+        self._by_job[run.job][run.run_id] = None
 
     def _untrack(self, run: TrackedRun) -> None:
         self._runs.pop(run.run_id, None)
         ids = self._by_job.get(run.job)
         if ids is not None:
-            ids.discard(run.run_id)
+            ids.pop(run.run_id, None)
             if not ids:
                 del self._by_job[run.job]
 
@@ -99,10 +122,12 @@ class StateManager:
 
     async def create_many(self, entries: list[NewRun]) -> list[TrackedRun | None]:
         """Insert many runs in one statement and announce them in one publish (a tick of many
-        jobs); None for an entry whose (job, scheduled_for) already had a run."""
+        jobs); None for an entry whose (job, scheduled_for) already had a run. Entries keep
+        the run_id they were given (minted once): a retry after a lost answer is recognised."""
         ids = await self._db.create_runs.remote(
             [
                 {
+                    "run_id": e.run_id or self.new_id(),
                     "job": e.job,
                     "scheduled_for": e.scheduled_for,
                     "trigger": e.trigger,
@@ -132,6 +157,12 @@ class StateManager:
         self._outbox.extend(self._changed(r, None) for r in runs if r is not None)
         return runs
 
+    def forget(self, run_id: str) -> None:
+        """Stop tracking the run (a boot tried again reloads everything from DuckDB)."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            self._untrack(run)
+
     def adopt(self, row: dict[str, Any]) -> TrackedRun:
         """Track a run read back from DuckDB after a restart."""
         run = TrackedRun(
@@ -150,18 +181,29 @@ class StateManager:
         self, run_id: str, target: RunState, *, persist: bool = True, **fields: Any
     ) -> TrackedRun:
         """Apply a legal transition; raise IllegalTransition otherwise. `persist=False` when
-        the Database already wrote the state (the engine's commit is the source of truth)."""
+        the Database already wrote the state (the engine's commit is the source of truth).
+        Persisted as a conditional update on the run's current attempt and state: when DuckDB
+        holds something newer, that is adopted instead (the returned run shows it)."""
         run = self._runs[run_id]
         previous = run.state
         check_transition(run_id, previous, target)
         if persist:
+            expect = run.attempt
             try:  # conditional: a late event must not overwrite what DuckDB already holds
                 await self._update_run(
-                    run_id, expect_state=previous.value, state=target.value, **fields
+                    run_id,
+                    expect_state=previous.value,
+                    expect_attempt=expect,
+                    state=target.value,
+                    **fields,
                 )
+            except StaleAttempt:
+                return await self.refresh(run)
             except IllegalTransition as exc:
                 if exc.current != target.value:  # else: our own write, repeated after a crash
                     return await self._adopt_newer(run, exc)
+        if "attempt" in fields:
+            run.attempt = int(fields["attempt"])
         run.state = target
         if target not in ACTIVE:
             self._untrack(run)
@@ -182,7 +224,7 @@ class StateManager:
         """update_run, waiting out a Database restart (a few seconds, during which calls fail
         at once): else a state change made then would be lost, e.g. a failed attempt never
         retried. Safe to repeat: the update is conditional on the state it expects."""
-        deadline = time.monotonic() + DB_RETRY_S
+        deadline = time.monotonic() + self._db_retry_s
         while True:
             try:
                 await self._db.update_run.remote(run_id, **kwargs)
@@ -192,6 +234,66 @@ class StateManager:
                     raise
                 log.warning("run %s: database unavailable; retrying its state change", run_id)
                 await asyncio.sleep(0.25)
+
+    async def redispatch(self, run: TrackedRun) -> bool:
+        """A queued run handed out but never begun gets the next attempt number (no state
+        change), fencing off the first TriggerRun should an engine still pick it up. False
+        when DuckDB held something newer (then adopted)."""
+        try:
+            await self._update_run(
+                run.run_id,
+                expect_state=RunState.QUEUED.value,
+                expect_attempt=run.attempt,
+                attempt=run.attempt + 1,
+            )
+        except (StaleAttempt, IllegalTransition):
+            await self.refresh(run)
+            return False
+        run.attempt += 1
+        return True
+
+    def ended(self, run_id: str, state: RunState) -> TrackedRun | None:
+        """DuckDB ended the run already (an engine's commit wrote `succeeded`): track and
+        announce that, without writing. None if the run is no longer tracked."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        previous = run.state
+        run.state = state
+        self._untrack(run)
+        log.info("run_state run_id=%s job=%s from=%s to=%s", run_id, run.job, previous, state)
+        self._outbox.append(self._changed(run, previous))
+        return run
+
+    async def refresh(self, run: TrackedRun) -> TrackedRun:
+        """Take DuckDB's state and attempt for the run (read back after a refused write)."""
+        row = await self._db.get_run.remote(run.run_id)
+        if row is None:
+            self._untrack(run)
+            return run
+        return self.sync(row) or run
+
+    def sync(self, row: dict[str, Any]) -> TrackedRun | None:
+        """Make the tracked run match its DuckDB row (reconcile); adopt it if untracked and
+        open. Returns the tracked run, or None when it is ended (and no longer tracked)."""
+        run = self._runs.get(row["run_id"])
+        state = RunState(row["state"])
+        if run is None:
+            return self.adopt(row) if state in ACTIVE else None
+        if (run.state, run.attempt) != (state, row["attempt"]):
+            log.info(
+                "run %s is %s (attempt %s) in the database; keeping that",
+                run.run_id,
+                state,
+                row["attempt"],
+            )
+            previous = run.state
+            run.state, run.attempt = state, int(row["attempt"])
+            if state not in ACTIVE:
+                self._untrack(run)
+            if previous is not state:
+                self._outbox.append(self._changed(run, previous))
+        return run if state in ACTIVE else None
 
     async def _adopt_newer(self, run: TrackedRun, exc: IllegalTransition) -> TrackedRun:
         """DuckDB moved on without us (an engine committed while our event waited): take its
@@ -214,4 +316,5 @@ class StateManager:
             previous=previous.value if previous else None,
             trigger=run.trigger,
             error=error,
+            attempt=run.attempt,
         )

@@ -167,7 +167,8 @@ class SyncEngine:
         }
 
     async def ping(self) -> str:
-        return "ok"
+        """"ok" once booted (its subscriptions run), else "booting" (tried again until so)."""
+        return self._boot.state
 
     # -- the work loop ------------------------------------------------------------------------
 
@@ -189,7 +190,14 @@ class SyncEngine:
                 continue
             for message in messages:
                 if message.run_id in self._cancelled:  # cancelled before it was picked up
-                    await self._status.submit(RunCancelled(run_id=message.run_id, job=message.job))
+                    await self._status.submit(
+                        RunCancelled(
+                            run_id=message.run_id, job=message.job, attempt=message.attempt
+                        )
+                    )
+                    continue
+                if message.run_id in self._runs:  # a duplicate delivery: one task per run
+                    log.info("engine %s: run %s already in hand", self._id, message.run_id)
                     continue
                 task = asyncio.create_task(self.run(message))
                 self._runs[message.run_id] = (message, task)
@@ -224,7 +232,9 @@ class SyncEngine:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             beats = [
-                RunHeartbeat(run_id=run_id, job=message.job, engine=self._id)
+                RunHeartbeat(
+                    run_id=run_id, job=message.job, attempt=message.attempt, engine=self._id
+                )
                 for run_id, (message, _) in list(self._runs.items())
             ]
             if beats:
@@ -251,7 +261,7 @@ class SyncEngine:
 
     async def run(self, message: TriggerRun) -> SyncResult | None:
         """One attempt; never raises: the outcome is an event on `status`."""
-        run_id, job = message.run_id, message.job
+        run_id, job, attempt = message.run_id, message.job, message.attempt
         pages_seen = 0
         last_progress = time.monotonic()  # a run shorter than PROGRESS_EVERY_S reports none
 
@@ -263,7 +273,7 @@ class SyncEngine:
             last_progress = time.monotonic()
             try:  # progress is only news: losing it (broker down) must not fail the run
                 await self._status.submit(
-                    RunProgressed(run_id=run_id, job=job, rows=rows, pages=pages)
+                    RunProgressed(run_id=run_id, job=job, attempt=attempt, rows=rows, pages=pages)
                 )
             except Exception:
                 log.warning("run %s: progress not published", run_id, exc_info=True)
@@ -278,7 +288,9 @@ class SyncEngine:
                     "incremental": spec.source.incremental is not None,
                 }
             )
-            started = RunStarted(run_id=run_id, job=job, engine=self._id, ts=begun["started_at"])
+            started = RunStarted(
+                run_id=run_id, job=job, attempt=attempt, engine=self._id, ts=begun["started_at"]
+            )
             await self._status.submit(started)
             if begun["resume"] is not None:
                 log.info("run %s resumes after page %s", run_id, begun["resume"]["pages"])
@@ -304,23 +316,30 @@ class SyncEngine:
             if run_id not in self._cancelled:
                 raise  # the engine itself is stopping
             await self._db.discard_run.remote(run_id)  # nothing of a cancelled run is kept
-            await self._status.submit(RunCancelled(run_id=run_id, job=job))
+            await self._status.submit(RunCancelled(run_id=run_id, job=job, attempt=attempt))
             return None
         except StaleAttempt as exc:  # superseded after a lost lease: the new attempt owns it
             log.warning("run %s: %s; stopping this attempt", run_id, exc)
             return None
         except IllegalTransition as exc:  # it ended meanwhile (cancelled): nothing to do
             log.info("run %s: %s; not running it", run_id, exc)
-            await self._status.submit(RunCancelled(run_id=run_id, job=job))
+            await self._status.submit(RunCancelled(run_id=run_id, job=job, attempt=attempt))
             return None
         except Exception as exc:
             # staging and checkpoint stay: a retry of this run continues from the last page
             log.warning("run %s of %s failed: %s", run_id, job, describe(exc))
-            failed = RunFailed(run_id=run_id, job=job, error=describe(exc), pages=pages_seen)
+            failed = RunFailed(
+                run_id=run_id, job=job, attempt=attempt, error=describe(exc), pages=pages_seen
+            )
             await self._status.submit(failed)
             return None
         finished = RunFinished(
-            run_id=run_id, job=job, rows=rows, pages=result.pages, seconds=result.seconds
+            run_id=run_id,
+            job=job,
+            attempt=attempt,
+            rows=rows,
+            pages=result.pages,
+            seconds=result.seconds,
         )
         await self._status.submit(finished)
         return SyncResult(rows, result.pages, result.seconds, result.cursor)

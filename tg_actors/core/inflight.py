@@ -20,6 +20,7 @@ class InFlight:
         self._per_job: Counter[str] = Counter()
         self._seen: dict[str, float] = {}  # run_id -> clock() of its last sign of life
         self._engine: dict[str, str] = {}  # run_id -> engine id, once an engine said so
+        self._attempt: dict[str, int] = {}  # run_id -> the attempt handed out
 
     def __len__(self) -> int:
         return len(self._job)
@@ -33,12 +34,18 @@ class InFlight:
     def running(self, job: str) -> int:
         return self._per_job[job]
 
-    def take(self, run_id: str, job: str, engine: str | None = None) -> None:
-        """Handed to the engines: its lease starts now."""
+    def take(self, run_id: str, job: str, attempt: int, engine: str | None = None) -> None:
+        """Handed to the engines (as `attempt`): its lease starts now."""
         if run_id not in self._job:
             self._job[run_id] = job
             self._per_job[job] += 1
-        self.seen(run_id, engine)
+        if self._attempt.get(run_id) != attempt:
+            self._engine.pop(run_id, None)  # a new attempt: whoever held the old one does not
+        self._attempt[run_id] = attempt
+        self.seen(run_id, engine, attempt)
+
+    def attempt(self, run_id: str) -> int | None:
+        return self._attempt.get(run_id)
 
     def release(self, run_id: str) -> str | None:
         """Ended (or given back): its job, or None if it was not in flight."""
@@ -49,12 +56,16 @@ class InFlight:
                 del self._per_job[job]
         self._seen.pop(run_id, None)
         self._engine.pop(run_id, None)
+        self._attempt.pop(run_id, None)
         return job
 
-    def seen(self, run_id: str, engine: str | None = None) -> None:
+    def seen(self, run_id: str, engine: str | None = None, attempt: int | None = None) -> None:
         """A sign of life (started, heartbeat, progress): the lease starts over. Events of runs
-        no longer in flight are ignored."""
+        no longer in flight, or of another attempt than the one handed out, are ignored: a
+        superseded attempt's heartbeats must not keep the new attempt's lease alive."""
         if run_id not in self._job:
+            return
+        if attempt is not None and self._attempt.get(run_id) != attempt:
             return
         self._seen[run_id] = self._clock()
         if engine:
@@ -73,3 +84,4 @@ class InFlight:
         self._per_job.clear()
         self._seen.clear()
         self._engine.clear()
+        self._attempt.clear()

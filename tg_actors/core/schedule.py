@@ -69,10 +69,13 @@ def due_ticks(
     *,
     grace: timedelta = timedelta(seconds=5),
     limit: int = 1000,
+    up_since: datetime | None = None,
 ) -> DueTicks:
     """Ticks t with since < t <= now, filtered by `schedule.catchup`.
 
-    A tick with now - t <= grace is on time (SCHEDULE) and always kept. Older ones are late
+    A tick with now - t <= grace, or at or after `up_since` (the Scheduler was up when it
+    fell, so it was not missed however late it is handled now: a busy loop, a Database
+    restart), is on time (SCHEDULE) and always kept. Older ones are late
     (CATCHUP): NONE drops them, LATEST keeps the newest one, ALL keeps the newest `limit`.
     Walks backwards from `now`, so the work is bounded by the ticks kept (+1), never by the
     length of the downtime: a 100ms interval after 30 days down costs ~1000 steps.
@@ -90,7 +93,7 @@ def due_ticks(
             break
         if newest is None:
             newest = tick
-        if now - tick <= grace:
+        if now - tick <= grace or (up_since is not None and tick >= up_since):
             on_time.append(tick)
             continue
         # descending: every tick from here on is late too

@@ -25,7 +25,6 @@ from tg_actors.store import progress, writes
 _BEGIN = "_tg_begin_runs"
 _GROUP = "_tg_group_rows"
 _DONE = "_tg_group_done"
-_STARTABLE = ("queued", "running")
 _COMMIT_KEYS = frozenset(
     {
         "run_id",
@@ -65,12 +64,14 @@ def begin_attempts(
     try:
         with writes.transaction(con):
             found = con.execute(
-                f"SELECT b.i, r.state, r.attempt, c.checkpoint, c.pages, c.rows, s.cursor"
+                f"SELECT b.i, r.state, r.attempt, c.checkpoint, c.pages, c.rows, s.cursor, r.engine"
                 f" FROM {_BEGIN} b LEFT JOIN tg.runs r ON r.run_id = b.run_id"
                 " LEFT JOIN tg.run_checkpoints c ON c.run_id = b.run_id"
                 " LEFT JOIN tg.state s ON s.job = b.job ORDER BY b.i"
             ).fetchall()
-            results = [_begin_one(item, row, now) for item, row in zip(items, found, strict=True)]
+            results = [
+                _begin_one(item, row, engine, now) for item, row in zip(items, found, strict=True)
+            ]
             good = [item["run_id"] for item, r in zip(items, results, strict=True) if _ok(r)]
             if good:
                 con.execute(
@@ -87,16 +88,19 @@ def begin_attempts(
 
 
 def _begin_one(
-    item: dict[str, Any], row: tuple[Any, ...], now: datetime
+    item: dict[str, Any], row: tuple[Any, ...], engine: str, now: datetime
 ) -> dict[str, Any] | Exception:
+    """Only a `queued` run starts, or a `running` one this same engine began (its begin
+    repeated after a lost answer, or its restarted process taking the run up again): two
+    engines never hold one attempt. A re-dispatch always comes with a new attempt number."""
     run_id, attempt = str(item["run_id"]), item.get("attempt")
-    _, state, current, checkpoint, pages, rows, cursor = row
+    _, state, current, checkpoint, pages, rows, cursor, holder = row
     if state is None:
         return RunNotFound(run_id)
-    if state not in _STARTABLE:
-        return IllegalTransition(run_id, str(state), "running")
     if attempt is not None and int(current) != attempt:
         return StaleAttempt(run_id, int(attempt), int(current))
+    if state != "queued" and not (state == "running" and holder == engine):
+        return IllegalTransition(run_id, str(state), "running")
     resume = None
     if checkpoint is not None:  # the same dict as progress.load
         resume = {"checkpoint": json.loads(checkpoint), "pages": int(pages), "rows": int(rows)}

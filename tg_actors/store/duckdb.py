@@ -17,7 +17,15 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tg_actors.errors import ConfigError, IllegalTransition, JobNotFound, RunNotFound
+from tg_actors.core.planning import schedule_part
+from tg_actors.core.runstate import check_transition
+from tg_actors.errors import (
+    ConfigError,
+    IllegalTransition,
+    JobNotFound,
+    RunNotFound,
+    StaleAttempt,
+)
 from tg_actors.jobs import WriteMode
 from tg_actors.store import batched, progress, retention, tables, writes
 from tg_actors.store.schema import (
@@ -43,6 +51,7 @@ _ORIGINS = ("file", "api")
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
 
 
 class DuckStore:
@@ -99,21 +108,26 @@ class DuckStore:
     # -- jobs ------------------------------------------------------------------------------
 
     def upsert_job(self, name: str, spec: dict[str, Any], origin: str) -> bool:
-        """Store the job's stored form; True if created. A replace keeps paused and created_at."""
+        """Store the job's stored form; True if created. A replace keeps paused and created_at;
+        a new job, or a change of its schedule, `enabled` or `triggers`, moves schedule_from
+        to now (see watermark)."""
         if origin not in _ORIGINS:
             raise ValueError(f"origin must be one of {_ORIGINS}, not {origin!r}")
         now, text = self._now(), json.dumps(spec)
         with writes.transaction(self.con):
-            exists = one(self.con, "SELECT 1 FROM tg.jobs WHERE name = ?", [name])
+            exists = one(self.con, "SELECT spec FROM tg.jobs WHERE name = ?", [name])
             if exists:
+                moved = schedule_part(json.loads(exists[0])) != schedule_part(spec)
                 self.con.execute(
-                    "UPDATE tg.jobs SET spec = ?, origin = ?, updated_at = ? WHERE name = ?",
-                    [text, origin, now, name],
+                    "UPDATE tg.jobs SET spec = ?, origin = ?, updated_at = ?,"
+                    " schedule_from = CASE WHEN ? THEN ? ELSE schedule_from END WHERE name = ?",
+                    [text, origin, now, moved, now, name],
                 )
             else:
                 self.con.execute(
-                    "INSERT INTO tg.jobs VALUES (?, ?, false, ?, ?, ?)",
-                    [name, text, origin, now, now],
+                    "INSERT INTO tg.jobs (name, spec, paused, origin, created_at, updated_at,"
+                    " schedule_from) VALUES (?, ?, false, ?, ?, ?, ?)",
+                    [name, text, origin, now, now, now],
                 )
         return exists is None
 
@@ -130,12 +144,21 @@ class DuckStore:
         rows = self.con.execute(f"SELECT {_JOB_COLUMNS} FROM tg.jobs ORDER BY name").fetchall()
         return [job_row(row) for row in rows]
 
+    def job_versions(self) -> dict[str, tuple[datetime, bool]]:
+        """{name: (updated_at, paused)} of every job: what the Scheduler compares against the
+        jobs it holds, to reconcile changes whose message the broker lost."""
+        rows = self.con.execute("SELECT name, updated_at, paused FROM tg.jobs").fetchall()
+        return {str(n): (utc(at), bool(p)) for n, at, p in rows}
+
     def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
         """Set the flag and return the job; raises JobNotFound."""
-        row = one(
+        now = self._now()
+        row = one(  # a resume moves schedule_from: the paused window is not replayed
             self.con,
-            f"UPDATE tg.jobs SET paused = ?, updated_at = ? WHERE name = ? RETURNING {_JOB_COLUMNS}",
-            [paused, self._now(), name],
+            "UPDATE tg.jobs SET schedule_from = CASE WHEN paused AND NOT ? THEN ?"
+            " ELSE schedule_from END, paused = ?, updated_at = ? WHERE name = ?"
+            f" RETURNING {_JOB_COLUMNS}",
+            [paused, now, paused, now, name],
         )
         if row is None:
             raise JobNotFound(name)
@@ -169,10 +192,13 @@ class DuckStore:
 
     def create_runs(self, runs: list[dict[str, Any]]) -> list[str | None]:
         """Many `create_run`s in one statement (a tick of many jobs): each dict has job,
-        scheduled_for, trigger, state, priority. Returns run_id or None per entry, in order."""
+        scheduled_for, trigger, state, priority and, optionally, run_id (minted by the caller).
+        Returns run_id or None per entry, in order: None when (job, scheduled_for) is held by
+        another run. Idempotent for minted ids: an entry whose tick already holds that very
+        run_id (an earlier call whose answer was lost) returns it again."""
         if not runs:
             return []
-        ids = [uuid.uuid4().hex for _ in runs]
+        ids = [str(r.get("run_id") or uuid.uuid4().hex) for r in runs]
         now = self._now()
         batch = pa.table(
             {
@@ -198,17 +224,32 @@ class DuckStore:
         finally:
             self.con.unregister("_new_runs")
         created = {row[0] for row in inserted}
+        if len(created) < len(ids):  # a conflict: our own earlier insert, or another run's
+            known = self.con.execute(
+                "SELECT run_id FROM tg.runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                [[i for i in ids if i not in created]],
+            ).fetchall()
+            created |= {row[0] for row in known}
         return [run_id if run_id in created else None for run_id in ids]
 
     def update_run(
-        self, run_id: str, *, expect_state: str | None = None, **fields: Any
+        self,
+        run_id: str,
+        *,
+        expect_state: str | None = None,
+        expect_attempt: int | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
         """Change only the given fields; return the run. ValueError / RunNotFound. With
-        `expect_state`, only while the run is still in that state, else IllegalTransition:
-        a late state change must never overwrite a newer one (e.g. `succeeded`)."""
+        `expect_state` (and `expect_attempt`), only while the run is still in that state (at
+        that attempt), else IllegalTransition: a late state change must never overwrite a newer
+        one (e.g. `succeeded`), nor one of a newer attempt. A state change must be a move of the
+        transition table (core/runstate.py) from `expect_state`."""
         unknown = set(fields) - UPDATABLE_RUN_FIELDS
         if unknown:
             raise ValueError(f"cannot update run field(s) {sorted(unknown)}")
+        if expect_state is not None and "state" in fields and fields["state"] != expect_state:
+            check_transition(run_id, expect_state, fields["state"])
         values = [
             aware(v, k) if k in TIMESTAMP_RUN_FIELDS and v is not None else v
             for k, v in fields.items()
@@ -222,6 +263,9 @@ class DuckStore:
         where, params = "run_id = ?", [run_id]
         if expect_state is not None:
             where, params = "run_id = ? AND state = ?", [run_id, expect_state]
+        if expect_attempt is not None:
+            where += " AND attempt = ?"
+            params.append(str(expect_attempt))
         sql = f"UPDATE tg.runs SET {assignments} WHERE {where} RETURNING {_RUN_COLUMNS}"
         if fields.get("state") == "failed" and fields.get("finished_at") is not None:
             # a run failed for good (the scheduler records it with its finish time) keeps
@@ -237,6 +281,8 @@ class DuckStore:
             current = self.get_run(run_id)
             if current is None:
                 raise RunNotFound(run_id)
+            if expect_attempt is not None and current["attempt"] != expect_attempt:
+                raise StaleAttempt(run_id, expect_attempt, int(current["attempt"]))
             raise IllegalTransition(run_id, current["state"], str(fields.get("state", "?")))
         return run_row(row)
 
@@ -265,6 +311,52 @@ class DuckStore:
             list(OPEN_STATES),
         ).fetchall()
         return [run_row(row) for row in rows]
+
+    def watermark(self, job: str) -> datetime | None:
+        """Where the job's schedule resumes: its last tick run, or its schedule_from (created,
+        resumed, re-enabled, schedule changed) when that is later. None for an unknown job."""
+        row = one(
+            self.con,
+            "SELECT greatest((SELECT max(scheduled_for) FROM tg.runs WHERE job = ?"
+            " AND trigger IN ('schedule', 'catchup')), j.schedule_from)"
+            " FROM tg.jobs j WHERE j.name = ?",
+            [job, job],
+        )
+        return utc(row[0]) if row and row[0] is not None else None
+
+    def missing_dependents(
+        self, edges: list[tuple[str, str, int]]
+    ) -> list[tuple[str, str, datetime]]:
+        """Successes of an upstream job that have no run of their dependent yet. Each edge is
+        (dependent, upstream, place: the upstream's index in the dependent's triggers.after).
+        Successes count from the dependent's schedule_from (created, resumed, its triggers
+        changed). The dependent's run of one success is scheduled_for that success's
+        finished_at + place microseconds, trigger `after:<upstream>`: unique on (job,
+        scheduled_for), so creating it twice is a no-op. Returns (dependent, upstream,
+        scheduled_for) per missing run, oldest first."""
+        if not edges:
+            return []
+        table = pa.table(
+            {
+                "dependent": pa.array([e[0] for e in edges], pa.string()),
+                "upstream": pa.array([e[1] for e in edges], pa.string()),
+                "place": pa.array([e[2] for e in edges], pa.int64()),
+            }
+        )
+        self.con.register("_tg_edges", table)
+        try:
+            rows = self.con.execute(
+                "SELECT e.dependent, e.upstream, u.finished_at + to_microseconds(e.place) AS at"
+                " FROM _tg_edges e JOIN tg.jobs j ON j.name = e.dependent"
+                " JOIN tg.runs u ON u.job = e.upstream AND u.state = 'succeeded'"
+                " AND u.finished_at >= coalesce(j.schedule_from, j.created_at)"
+                " WHERE NOT EXISTS (SELECT 1 FROM tg.runs d WHERE d.job = e.dependent"
+                " AND d.scheduled_for = u.finished_at + to_microseconds(e.place))"
+                " ORDER BY at, e.place"
+            ).fetchall()
+        finally:
+            self.con.unregister("_tg_edges")
+        return [(str(d), str(up), utc(at)) for d, up, at in rows]
 
     def last_tick(self, job: str) -> datetime | None:
         """The latest scheduled_for of the job's schedule/catchup runs."""

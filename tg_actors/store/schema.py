@@ -81,6 +81,10 @@ _DDL = (
     # tg.runs(state): an indexed column turns each state update into a delete + insert, and a
     # columnar scan of tg.runs is cheap anyway.
     "CREATE INDEX IF NOT EXISTS run_logs_run_id ON tg.run_logs (run_id)",
+    # the instant from which the job's schedule counts: set when the job is created, resumed,
+    # re-enabled, or its schedule or triggers change. Ticks (and upstream successes) before it
+    # are not missed runs: a resumed job does not replay the window it was paused for.
+    "ALTER TABLE tg.jobs ADD COLUMN IF NOT EXISTS schedule_from TIMESTAMPTZ",
     """CREATE TABLE IF NOT EXISTS tg.state (
         job VARCHAR PRIMARY KEY,
         cursor VARCHAR,
