@@ -8,7 +8,7 @@ UV := .bootstrap/bin/uv
 endif
 PYTEST_ARGS ?=
 
-.PHONY: up test venv lint bench clean browser
+.PHONY: up test venv lint bench clean browser soak
 
 # bytecode compiled at install: first imports (pandas via pyarrow, ray) are much faster
 venv: $(UV)
@@ -37,6 +37,12 @@ browser:
 	    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
 	    || echo "chromium could not be installed: the browser test will be skipped"; \
 	  else echo "no chromium and no way to install it here: the browser test will be skipped"; fi; }
+
+# the run-lifecycle simulation over many more seeds than make test runs (SEEDS=N, STEPS=M)
+SEEDS ?= 2000
+STEPS ?= 300
+soak: venv
+	.venv/bin/python -m tests.sim --seeds $(SEEDS) --steps $(STEPS)
 
 lint: venv
 	.venv/bin/ruff check .

@@ -204,9 +204,10 @@ def test_sigkill_mid_run_then_restart(tmp_path: Path) -> None:
         resumed_pages = source.seen()[served_first:]
 
     after = snapshot(db)
-    # the run in flight: the same run, succeeded, same attempt, all its rows exactly once
+    # the run in flight: the same run, succeeded, all its rows exactly once. Re-dispatched
+    # under the next attempt number, which fences off the attempt that was cut off
     assert done["state"] == "succeeded", done
-    assert done["attempt"] == 1, done
+    assert done["attempt"] == 2, done
     assert done["rows_loaded"] == PAGES * PER_PAGE, done
     assert done["pages"] == PAGES + 1, done  # the empty page that ends it counts
     assert done["error"] is None, done

@@ -24,7 +24,6 @@ from tg_actors.messages import (
     TOPIC_STATUS,
     TOPIC_TRIGGERS,
     CancelRun,
-    EngineStarted,
     RunCancelled,
     RunFailed,
     RunFinished,
@@ -184,7 +183,10 @@ class SimEngine:
     async def stats(self) -> dict[str, Any]:
         if not self.alive or self.world.rng.random() < self.stats_fail:
             raise TimeoutError(f"{self.id}: stats() timed out")
-        return {"engine": self.id, "current_runs": {r: a.message.job for r, a in self.attempts.items()}}
+        return {
+            "engine": self.id,
+            "current_runs": {r: a.message.job for r, a in self.attempts.items()},
+        }
 
     # -- the engine protocol, one await per step ----------------------------------------
 
@@ -324,5 +326,7 @@ class SimEngine:
             raise rows
         attempt.phase = "report"
         attempt.outcome = "finished"
-        attempt.event = RunFinished(**self._ids(attempt), rows=rows, pages=attempt.pages, seconds=1.0)
+        attempt.event = RunFinished(
+            **self._ids(attempt), rows=rows, pages=attempt.pages, seconds=1.0
+        )
         self.world.trace(f"{self.id}: committed {m.run_id}/{m.attempt}: {rows} rows")

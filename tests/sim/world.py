@@ -20,8 +20,6 @@ from typing import Any
 
 from tests.sim import checks
 from tests.sim.peers import Handle, Process, SimBroker, SimClock, SimDown, SimEngine
-from tg_actors.actors import scheduler as scheduler_module
-from tg_actors.actors import state_manager
 from tg_actors.actors.scheduler import GROUP, LEASE_GROUP, Scheduler
 from tg_actors.messages import (
     TOPIC_CONFIG,
@@ -33,6 +31,7 @@ from tg_actors.messages import (
 from tg_actors.store.duckdb import DuckStore
 
 LEASE_S = 10.0
+SETTLE_STEPS = 3000  # at most, steps of 0.1 s with every fault healed, at the end of a seed
 
 
 @dataclass
@@ -67,13 +66,23 @@ class SimJob:
 
 
 JOBS = (
-    SimJob("a", 3, {"interval": "5s", "catchup": "all", "overlap": "allow"}, max_active=2,
-           role="stable"),
+    SimJob(
+        "a",
+        3,
+        {"interval": "10s", "catchup": "all", "overlap": "allow"},
+        max_active=2,
+        role="stable",
+    ),
     SimJob("b", 1, None, after=["a"], retries=2, role="dependent"),
-    SimJob("c", 1, {"interval": "7s", "catchup": "none", "overlap": "skip"}, retries=1,
-           role="catchup_none"),
-    SimJob("p", 2, {"interval": "4s", "catchup": "all", "overlap": "allow"}, role="pausable"),
-    SimJob("e", 1, {"interval": "6s", "catchup": "latest"}, retries=2, role="editable"),
+    SimJob(
+        "c",
+        1,
+        {"interval": "14s", "catchup": "none", "overlap": "skip"},
+        retries=1,
+        role="catchup_none",
+    ),
+    SimJob("p", 2, {"interval": "8s", "catchup": "all", "overlap": "allow"}, role="pausable"),
+    SimJob("e", 1, {"interval": "12s", "catchup": "latest"}, retries=2, role="editable"),
 )
 
 
@@ -106,7 +115,7 @@ class World:
         self.db = Process("database", self, lost_reply=0.03)
         self.broker_proc = Process("broker", self, lost_reply=0.01)
         self.broker = SimBroker(self)
-        self.engines = [SimEngine(f"engine-{i}", self) for i in range(2)]
+        self.engines = [SimEngine(f"engine-{i}", self, slots=3) for i in range(2)]
         self.engine_procs = [Process(e.id, self, lost_reply=0.0) for e in self.engines]
         self.jobs_by_name = {j.name: j for j in JOBS}
         self.scheduler: Scheduler | None = None
@@ -130,6 +139,8 @@ class World:
         return f"r{next(self._ids):04d}"
 
     async def db_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if name in ("commit_runs", "stage_batch", "discard_run"):
+            self.model.dirty = True
         return await Handle(self.store, self.db).__getattr__(name).remote(*args, **kwargs)
 
     async def broker_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -141,9 +152,6 @@ class World:
     # -- set-up -------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        # our own constants: the simulation answers at once instead of waiting peers out
-        state_manager.PUBLISH_RETRY_S = 0.0
-        state_manager.DB_RETRY_S = 0.0
         for job in JOBS:
             self.store.upsert_job(job.name, job.spec(), "file")
         self.model.created(self.clock.now())
@@ -184,13 +192,15 @@ class World:
 
     async def step(self) -> None:
         self.step_no += 1
-        self.clock.advance(self.rng.choice((0.1, 0.2, 0.3, 0.5, 0.8, 1.2)))
+        self.clock.advance(
+            self.rng.choice((0.1, 0.2, 0.3, 0.5, 0.8, 1.2) if self.faults else (0.1,))
+        )
         await self.heartbeats()
         actions = self.actions()
         names = [a[0] for a in actions]
         weights = [a[1] for a in actions]
         name = self.rng.choices(names, weights)[0]
-        await dict((a[0], a[2]) for a in actions)[name]()
+        await {a[0]: a[2] for a in actions}[name]()
 
     def actions(self) -> list[tuple[str, float, Callable[[], Any]]]:
         out: list[tuple[str, float, Callable[[], Any]]] = []
@@ -217,7 +227,7 @@ class World:
 
     def fault_actions(self) -> list[tuple[str, float, Callable[[], Any]]]:
         out: list[tuple[str, float, Callable[[], Any]]] = [
-            ("trigger", 2.5, self.user_trigger),
+            ("trigger", 1.0, self.user_trigger),
             ("cancel", 0.8, self.user_cancel),
             ("pause", 0.8, self.user_pause),
             ("edit", 0.4, self.user_edit),
@@ -254,7 +264,7 @@ class World:
 
     async def _deliver(self, topic: str, group: str, handle: Callable[[list[Any]], Any]) -> None:
         try:
-            batch = await self.broker_call("consume", topic, group, self.rng.randint(1, 8))
+            batch = await self.broker_call("consume", topic, group, self.rng.choice((2, 20, 500)))
         except SimDown:
             return
         if batch:
@@ -384,7 +394,7 @@ class World:
         if self.db.down or self.model.deleted_at:
             return
         job = self.jobs_by_name["e"]
-        interval = self.rng.choice(("6s", "9s"))
+        interval = self.rng.choice(("12s", "18s"))
         spec = job.spec(interval)
         self.store.upsert_job("e", spec, "api")
         self.trace(f"user edits e: interval {interval}")
@@ -430,9 +440,13 @@ class World:
         if self.scheduler is None:
             await self.start_scheduler()
         healed = self.clock.now()
-        for _ in range(400):
+        # run until everything from before the healing has ended (a backlog drains at the
+        # engines' pace), at most SETTLE_STEPS: what is left then is stuck
+        for i in range(SETTLE_STEPS):
             await self.step()
             self.check()
+            if i % 50 == 49 and i >= 300 and not self.model.check_settled(self.clock.now(), healed):
+                break
         problems = self.model.check_settled(self.clock.now(), healed)
         if problems:
             raise checks.Violation(self, problems)
@@ -443,22 +457,27 @@ def make_scheduler(world: World) -> Scheduler:
     engines = [Handle(e, p) for e, p in zip(world.engines, world.engine_procs, strict=True)]
     kwargs: dict[str, Any] = {
         "tick_seconds": 0.2,
+        "slots": 3,  # as many as each simulated engine runs at once
         "lease_seconds": LEASE_S,
         "clock": world.clock.now,
         "run_loops": False,
         "monotonic": world.clock.monotonic,
         "rng": rng,
+        "db_retry_s": 0.0,  # a peer that is down answers at once: no real waiting
+        "publish_retry_s": 0.0,
     }
-    if "new_id" in scheduler_module.Scheduler.__init__.__code__.co_varnames:
-        kwargs["new_id"] = world.new_id
-    return Scheduler(Handle(world.store, world.db), Handle(world.broker, world.broker_proc),
-                     engines, **kwargs)
+    kwargs["new_id"] = world.new_id
+    return Scheduler(
+        Handle(world.store, world.db), Handle(world.broker, world.broker_proc), engines, **kwargs
+    )
 
 
 def describe(message: Any) -> str:
     kind = type(message).__name__
-    run = getattr(message, "run_id", "") or getattr(message, "name", "") or getattr(
-        message, "engine", ""
+    run = (
+        getattr(message, "run_id", "")
+        or getattr(message, "name", "")
+        or getattr(message, "engine", "")
     )
     attempt = getattr(message, "attempt", None)
     return f"{kind}({run}{'/' + str(attempt) if attempt is not None else ''})"

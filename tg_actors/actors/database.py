@@ -50,6 +50,9 @@ STORE_METHODS = (
     "list_runs",
     "open_runs",
     "last_tick",
+    "watermark",
+    "job_versions",
+    "missing_dependents",
     "run_counts",
     "last_runs",
     "add_logs",
@@ -215,7 +218,7 @@ class Database:
         return {k: {"batches": c.batches, "items": c.items} for k, c in kinds.items()}
 
     async def ping(self) -> str:
-        """"ok" once booted (its subscriptions run), else "booting" (tried again until so)."""
+        """ "ok" once booted (its subscriptions run), else "booting" (tried again until so)."""
         return self._boot.state
 
     async def path(self) -> str:

@@ -67,9 +67,7 @@ class ErrorHandler:
                 retries.max_backoff.total_seconds(),
             )
             delay = policy.delay(run.attempt, self._rng)
-            moved = await self._states.move(
-                run.run_id, RunState.RETRYING, error=error, pages=pages
-            )
+            moved = await self._states.move(run.run_id, RunState.RETRYING, error=error, pages=pages)
             if moved.state is not RunState.RETRYING:
                 return False
             self._due[run.run_id] = now + timedelta(seconds=delay)

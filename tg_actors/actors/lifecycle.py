@@ -72,7 +72,9 @@ class Boot:
             try:
                 await self._try()
             except Exception as exc:
-                log.warning("boot failed (try %d), trying again in %.2fs: %r", self.tries, delay, exc)
+                log.warning(
+                    "boot failed (try %d), trying again in %.2fs: %r", self.tries, delay, exc
+                )
                 self._settle(exc)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, MAX_RETRY_S)

@@ -25,6 +25,7 @@ from tg_actors.actors.state_manager import (
     PUBLISH_RETRY_S,
     NewRun,
     StateManager,
+    TrackedRun,
     new_run_id,
 )
 from tg_actors.broker_client import BrokerClient
@@ -33,7 +34,7 @@ from tg_actors.core.inflight import InFlight
 from tg_actors.core.metrics import Histogram
 from tg_actors.core.planning import FireTimes, JobEntry, plan_runs, schedule_part, start_at
 from tg_actors.core.runstate import RunState
-from tg_actors.core.schedule import due_ticks
+from tg_actors.core.schedule import due_ticks, next_fire
 from tg_actors.core.taskqueue import QueuedRun, TaskQueue
 from tg_actors.errors import IllegalTransition, JobNotFound, RunNotFound
 from tg_actors.jobs import JobSpec, Overlap
@@ -62,6 +63,15 @@ AGING_EVERY = timedelta(seconds=5)  # a waiting run gains a priority point every
 RECONCILE_S = 5.0  # how often jobs and open runs are checked against DuckDB
 GROUP, LEASE_GROUP = "scheduler", "scheduler-leases"  # its consumer groups
 GROUPS = ((TOPIC_CONFIG, GROUP), (TOPIC_STATUS, GROUP), (TOPIC_STATUS, LEASE_GROUP))
+
+
+def off_schedule(entry: JobEntry, when: datetime) -> datetime:
+    """`when`, or a microsecond later if it is one of the job's schedule ticks: a manual run
+    must never take a tick's (job, scheduled_for), or that tick would be lost."""
+    schedule = entry.spec.schedule
+    if schedule is not None and next_fire(schedule, when - timedelta(microseconds=1)) == when:
+        return when + timedelta(microseconds=1)
+    return when
 
 
 class Scheduler(EngineSide):
@@ -195,13 +205,14 @@ class Scheduler(EngineSide):
                 log.info("run %s interrupted by shutdown: queued for the next start", run_id)
             self._in_flight.clear()
             await self._states.flush()
+        await self._errors.drain_alerts()  # alerts still queued go out before we stop
         self._stop.set()
         for task in self._tasks:
             task.cancel()
         return {"finished": before - len(requeued), "requeued": len(requeued)}
 
     async def ping(self) -> str:
-        """"ok" once booted (jobs and open runs reloaded, loops running), else "booting"."""
+        """ "ok" once booted (jobs and open runs reloaded, loops running), else "booting"."""
         return "ok" if self._boot.done else "booting"
 
     # -- scheduler API ----------------------------------------------------------------------
@@ -226,6 +237,7 @@ class Scheduler(EngineSide):
                 # runs are unique on (job, scheduled_for): a job's triggers in one batch
                 # get distinct instants, a microsecond apart
                 when = max(now, last[job] + timedelta(microseconds=1)) if job in last else now
+                when = off_schedule(entry, when)
                 last[job] = when
                 by_priority.setdefault(priority, []).append((i, (entry, when, trigger)))
             for priority, group in by_priority.items():
@@ -313,17 +325,29 @@ class Scheduler(EngineSide):
                 if row is None:
                     raise RunNotFound(run_id)
                 raise IllegalTransition(run_id, row["state"], RunState.CANCELLED.value)
-            if not await self._db.cancel_run.remote(run_id):
-                raise IllegalTransition(run_id, run.state.value, RunState.CANCELLED.value)
-            self._queue.remove(run_id)
-            self._errors.forget(run_id)
-            await self._states.move(run_id, RunState.CANCELLED, persist=False)
+            await self._cancel(run)
             await self._states.flush()
-            if run_id in self._in_flight:  # the engine stops it and drops its staging
-                await self._broker.publish(TOPIC_CONTROL, CancelRun(run_id=run_id))
-            else:
-                await self._db.discard_run.remote(run_id)
             return run_id
+
+    async def _cancel(self, run: TrackedRun) -> None:
+        run_id = run.run_id
+        if not await self._db.cancel_run.remote(run_id):  # ended meanwhile: DuckDB says how
+            state = run.state.value
+            await self._states.refresh(run)
+            if self._states.get(run_id) is None:
+                self._queue.remove(run_id)
+                self._release(run_id)
+            raise IllegalTransition(run_id, state, RunState.CANCELLED.value)
+        self._queue.remove(run_id)
+        self._errors.forget(run_id)
+        self._states.ended(run_id, RunState.CANCELLED)  # DuckDB wrote it, atomically
+        if run_id in self._in_flight:  # the engine stops it and drops its staging
+            try:  # if this is lost, the engine's next stage or commit is refused anyway
+                await self._broker.publish(TOPIC_CONTROL, CancelRun(run_id=run_id))
+            except Exception:
+                log.warning("run %s: cancel not sent to the engines", run_id, exc_info=True)
+        else:
+            await self._db.discard_run.remote(run_id)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -486,6 +510,9 @@ class Scheduler(EngineSide):
 
     async def _on_config(self, message: Any) -> None:
         async with self._lock:
+            # a message may be stale (delayed, reordered, duplicated): the next reconcile
+            # reads this job back from DuckDB, whose row is the truth
+            self._versions.pop(getattr(message, "name", ""), None)
             match message:
                 case JobUpserted():
                     await self._load_job(message.name, message.spec, message.paused)
@@ -508,11 +535,11 @@ class Scheduler(EngineSide):
         self._dependents = None
         self._fires.set(name, None)
         for run in self._states.active(name):
-            if self._queue.remove(run.run_id) or run.state is RunState.RETRYING:
-                self._errors.forget(run.run_id)
-                await self._states.move(run.run_id, RunState.CANCELLED, error="job deleted")
-                if self._states.get(run.run_id) is None:
-                    await self._db.discard_run.remote(run.run_id)
+            log.info("run %s cancelled: job %s deleted", run.run_id, name)
+            try:
+                await self._cancel(run)
+            except IllegalTransition:
+                pass  # it ended first
 
     async def _reconcile(self) -> None:
         """DuckDB is the truth, the broker only transport: jobs whose change message was lost
@@ -528,6 +555,9 @@ class Scheduler(EngineSide):
                     await self._load_job(name, row["spec"], bool(row["paused"]))
                     self._versions[name] = (row["updated_at"], bool(row["paused"]))
         await self._reconcile_runs()
+        for run in self._states.active():
+            if run.job not in self._jobs:  # its job was deleted while we did not hear it
+                await self._drop_job(run.job)
         await self._reconcile_dependents()
 
     async def _on_status(self, batch: list[Any]) -> None:
@@ -556,11 +586,7 @@ class Scheduler(EngineSide):
             return
         run = self._states.get(run_id)
         if run is None:  # ended here already (cancelled): the engine is free again
-            if isinstance(message, RunFinished):
-                await self._fire_dependents(message.job)
-            if isinstance(message, RunCancelled | RunFinished | RunFailed):
-                if self._in_flight.attempt(run_id) == attempt:
-                    self._release(run_id)
+            await self._on_untracked(message, attempt)
             return
         if isinstance(message, RunFinished):  # DuckDB says succeeded: whichever attempt
             self._errors.forget(run.run_id)  # a presumed-lost attempt that made it
@@ -589,6 +615,13 @@ class Scheduler(EngineSide):
                 # released once recorded: should that fail (Database down for long), the run
                 # stays in flight, and its lease (no more heartbeats) brings it back
                 self._release(run.run_id)
+
+    async def _on_untracked(self, message: Any, attempt: int | None) -> None:
+        if isinstance(message, RunFinished):
+            await self._fire_dependents(message.job)
+        if isinstance(message, RunCancelled | RunFinished | RunFailed):
+            if self._in_flight.attempt(message.run_id) == attempt:
+                self._release(message.run_id)
 
     async def _fire_dependents(self, job: str) -> None:
         if self._dependents is None:  # rebuilt after a job change: not a scan per finished run

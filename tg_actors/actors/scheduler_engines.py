@@ -119,6 +119,26 @@ class EngineSide:
                 self._in_flight.take(run_id, run.job, run.attempt, row.get("engine"))
             elif run.state is RunState.RETRYING:
                 self._errors.retry_at(run_id, self._now())
+        for run in self._states.active():
+            self._place(run)
+
+    def _place(self, run: TrackedRun) -> None:
+        """Make sure a tracked run is where its state says: a queued run not handed out is in
+        the TaskQueue, a running one has a lease, a retrying one a backoff. A refused write
+        that adopted DuckDB's row (a newer attempt, a state we did not expect) leaves the run
+        in none of them otherwise."""
+        if run.state is RunState.QUEUED:
+            if self._in_flight.attempt(run.run_id) not in (None, run.attempt):
+                self._release(run.run_id)
+            if run.run_id not in self._in_flight:
+                self._queue.push(run.run_id, run.job, run.priority, run.scheduled_for)
+        elif run.state is RunState.RUNNING:
+            self._queue.remove(run.run_id)
+            if self._in_flight.attempt(run.run_id) != run.attempt:
+                self._in_flight.take(run.run_id, run.job, run.attempt)
+        elif run.state is RunState.RETRYING:
+            self._release(run.run_id)
+            self._errors.retry_at(run.run_id, self._now())
 
     async def _on_sign_of_life(self, message: Any) -> None:
         """Its own consumer group, no lock: a heartbeat must not wait behind a busy tick, or a
@@ -154,8 +174,11 @@ class EngineSide:
                 self._queue.push(run.run_id, run.job, run.priority, self._now())
                 return
             current = self._states.get(run_id)
-            if current is None or current.state is not RunState.RUNNING:
+            if current is None:
                 self._release(run_id)
+                return
+            if current.state is not RunState.RUNNING:
+                self._place(current)
                 return
         await self._fail_lost(run, f"engine lost: no heartbeat for {lease:.0f}s")
 

@@ -82,9 +82,7 @@ class StateManager:
         if self._outbox:
             pending, self._outbox = self._outbox, []
             try:  # a restarting broker is waited out; if it stays down they go with the next
-                await self._broker.publish(
-                    TOPIC_STATUS, *pending, retry_for=self._publish_retry_s
-                )
+                await self._broker.publish(TOPIC_STATUS, *pending, retry_for=self._publish_retry_s)
             except Exception:
                 self._outbox[:0] = pending
                 raise

@@ -167,7 +167,7 @@ class SyncEngine:
         }
 
     async def ping(self) -> str:
-        """"ok" once booted (its subscriptions run), else "booting" (tried again until so)."""
+        """ "ok" once booted (its subscriptions run), else "booting" (tried again until so)."""
         return self._boot.state
 
     # -- the work loop ------------------------------------------------------------------------

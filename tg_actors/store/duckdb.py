@@ -53,7 +53,6 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-
 class DuckStore:
     """Jobs, runs, logs, cursors and data tables in one DuckDB file.
 
@@ -346,13 +345,13 @@ class DuckStore:
         self.con.register("_tg_edges", table)
         try:
             rows = self.con.execute(
-                "SELECT e.dependent, e.upstream, u.finished_at + to_microseconds(e.place) AS at"
+                "SELECT e.dependent, e.upstream, u.finished_at + to_microseconds(e.place) AS fire_at"
                 " FROM _tg_edges e JOIN tg.jobs j ON j.name = e.dependent"
                 " JOIN tg.runs u ON u.job = e.upstream AND u.state = 'succeeded'"
                 " AND u.finished_at >= coalesce(j.schedule_from, j.created_at)"
                 " WHERE NOT EXISTS (SELECT 1 FROM tg.runs d WHERE d.job = e.dependent"
                 " AND d.scheduled_for = u.finished_at + to_microseconds(e.place))"
-                " ORDER BY at, e.place"
+                " ORDER BY fire_at, e.place"
             ).fetchall()
         finally:
             self.con.unregister("_tg_edges")
