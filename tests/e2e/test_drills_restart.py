@@ -218,7 +218,8 @@ def test_sigkill_mid_run_then_restart(tmp_path: Path) -> None:
     assert set(after["runs"]) == {inc_run, slow_run}
     assert after["runs"][inc_run] == before["runs"][inc_run]  # untouched
     old, new = before["runs"][slow_run], after["runs"][slow_run]
-    assert new[:8] == old[:2] + ("succeeded",) + old[3:8], (old, new)  # id, job, trigger, ...
+    # id, job, trigger, ... the same; the attempt one up (the re-dispatch's fence)
+    assert new[:8] == old[:2] + ("succeeded", old[3], old[4] + 1) + old[5:8], (old, new)
     # jobs, cursor and the data committed before the crash: unchanged
     assert jobs_listed == {"inc", "slow"}
     changed = [
