@@ -41,8 +41,9 @@ browser:
 # the run-lifecycle simulation over many more seeds than make test runs (SEEDS=N, STEPS=M)
 SEEDS ?= 2000
 STEPS ?= 300
+JOBS ?= $(shell nproc)
 soak: venv
-	.venv/bin/python -m tests.sim --seeds $(SEEDS) --steps $(STEPS)
+	.venv/bin/python -m tests.sim --seeds $(SEEDS) --steps $(STEPS) --jobs $(JOBS)
 
 lint: venv
 	.venv/bin/ruff check .

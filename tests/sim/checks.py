@@ -59,6 +59,10 @@ class Model:
     deleted_at: datetime | None = None
     best_cursor: dict[str, int] = field(default_factory=dict)
     dirty: bool = True  # rows may have changed since the last check
+    _read_at: int = -1  # the Database's write count when tg.runs was last read
+    _runs: list[tuple[Any, ...]] = field(default_factory=list)
+    _stored: dict[str, Any] = field(default_factory=dict)
+    _tables: list[str] = field(default_factory=list)
 
     # -- what happened ---------------------------------------------------------------------
 
@@ -109,25 +113,28 @@ class Model:
 
     def check(self, now: datetime) -> list[str]:
         con = self.world.store.con
-        runs = con.execute(
-            "SELECT run_id, job, state, attempt, trigger, scheduled_for, queued_at, engine"
-            " FROM tg.runs"
-        ).fetchall()
+        if self.world.db.writes != self._read_at:  # else DuckDB is as it was at the last read
+            self._read_at = self.world.db.writes
+            self._runs = con.execute(
+                "SELECT run_id, job, state, attempt, trigger, scheduled_for, queued_at,"
+                " finished_at FROM tg.runs"
+            ).fetchall()
+            self._stored = dict(con.execute("SELECT job, cursor FROM tg.state").fetchall())
+        runs = self._runs
         problems: list[str] = []
-        before = dict(self.states)
         problems += self._states(runs)
-        if self.dirty or before != self.states:  # rows move only with a commit or a state
+        if self.dirty:  # data tables change only with a commit
             self.dirty = False
             problems += self._rows(con, runs)
-        problems += self._cursor(con, runs)
+        problems += self._cursor(runs)
         problems += self._zombies(runs, now)
-        problems += self._ticks(con, now)
+        problems += self._ticks(runs, now)
         problems += self._config(runs, now)
         problems += self._dependents(runs, settled=False)
-        dup = con.execute(
-            "SELECT job, scheduled_for, count(*) FROM tg.runs GROUP BY ALL HAVING count(*) > 1"
-        ).fetchall()
-        problems += [f"tick ({job}, {at}) has {n} runs" for job, at, n in dup]
+        seen: dict[tuple[str, datetime], int] = {}
+        for run in runs:
+            seen[(run[1], run[5])] = seen.get((run[1], run[5]), 0) + 1
+        problems += [f"tick ({job}, {at}) has {n} runs" for (job, at), n in seen.items() if n > 1]
         return problems
 
     def _states(self, runs: list[tuple[Any, ...]]) -> list[str]:
@@ -152,17 +159,20 @@ class Model:
 
     def _rows(self, con: Any, runs: list[tuple[Any, ...]]) -> list[str]:
         """Each succeeded run's rows are in its table exactly once; any other run's none."""
-        tables = {
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
-            ).fetchall()
-        }
+        if len(self._tables) < len(self.world.jobs_by_name):  # a table, once made, stays
+            self._tables = sorted(
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+                ).fetchall()
+            )
         counts: dict[str, tuple[int, int]] = {}
-        for table in sorted(tables):
-            for run_id, n, distinct in con.execute(
-                f'SELECT run_id, count(*), count(DISTINCT (page, i)) FROM "{table}" GROUP BY 1'
-            ).fetchall():
+        if self._tables:
+            union = " UNION ALL ".join(
+                f'SELECT run_id, count(*), count(DISTINCT (page, i)) FROM "{t}" GROUP BY 1'
+                for t in self._tables
+            )
+            for run_id, n, distinct in con.execute(union).fetchall():
                 counts[run_id] = (n, distinct)
         out = []
         for run_id, job, state, *_ in runs:
@@ -175,10 +185,10 @@ class Model:
         out += [f"rows of unknown run {r}" for r in counts]
         return out
 
-    def _cursor(self, con: Any, runs: list[tuple[Any, ...]]) -> list[str]:
+    def _cursor(self, runs: list[tuple[Any, ...]]) -> list[str]:
         """The cursor is the newest committed one, and never moves back."""
         out = []
-        stored = dict(con.execute("SELECT job, cursor FROM tg.state").fetchall())
+        stored = self._stored
         want: dict[str, int] = {}
         for run_id, job, state, attempt, *_ in runs:
             if state == "succeeded" and (run_id, attempt) in self.cursors:
@@ -223,7 +233,7 @@ class Model:
     def _stalled(self, start: float, end: float) -> bool:
         return any(a < end and start < b for a, b in self.stalls)
 
-    def _ticks(self, con: Any, now: datetime) -> list[str]:
+    def _ticks(self, runs: list[tuple[Any, ...]], now: datetime) -> list[str]:
         """Every due tick of `a` (catchup: all) exists once the Scheduler has been healthy for a
         margin; every tick of `c` (catchup: none) that fell while it was up exists too; no
         tick of `p` inside a window where it was paused ran."""
@@ -231,12 +241,7 @@ class Model:
         t = self.world.clock.seconds
         m = MARGIN.total_seconds()
         assert self.created_at is not None
-        have = {
-            (job, at)
-            for job, at in con.execute(
-                "SELECT job, scheduled_for FROM tg.runs WHERE trigger IN ('schedule', 'catchup')"
-            ).fetchall()
-        }
+        have = {(r[1], r[5]) for r in runs if r[4] in ("schedule", "catchup")}
         for job, every in (("a", 10), ("c", 14)):
             tick = _first_tick(self.created_at, every)
             while self._secs(tick) <= t - m:
@@ -269,19 +274,25 @@ class Model:
     def _dependents(
         self, runs: list[tuple[Any, ...]], *, settled: bool, now: datetime | None = None
     ) -> list[str]:
-        """Each success of `a` fires `b` (after: [a]) exactly once: never twice, and once
-        everything has settled (a margin after the success), not zero times."""
-        ups = sum(1 for r in runs if r[1] == "a" and r[2] == "succeeded")
-        downs = sum(1 for r in runs if r[1] == "b" and r[4] == "after:a")
-        if downs > ups:
-            return [f"{downs} runs of b after:a for {ups} successes of a"]
+        """Each success of `a` fires `b` (after: [a]) exactly once: b's run of a success is
+        scheduled_for the success's finished_at (RELIABILITY.md), so a run of b after:a that
+        matches no success of `a` is a phantom or a double, and once everything has settled
+        a success older than a margin without its run of b was lost."""
+        ups = {r[7] for r in runs if r[1] == "a" and r[2] == "succeeded"}
+        downs = [r[5] for r in runs if r[1] == "b" and r[4] == "after:a"]
+        out = [
+            f"run of b after:a at {at:%H:%M:%S.%f} matches no success of a"
+            for at in downs
+            if at not in ups
+        ]
         if settled and now is not None:
-            old = sum(
-                1 for r in runs if r[1] == "a" and r[2] == "succeeded" and r[7] < now - MARGIN
-            )
-            if downs < old:
-                return [f"{downs} runs of b after:a for {old} successes of a"]
-        return []
+            fired = set(downs)
+            out += [
+                f"success of a at {at:%H:%M:%S.%f} fired no run of b after:a"
+                for at in sorted(ups)
+                if at < now - MARGIN and at not in fired
+            ]
+        return out
 
     # -- once settled ------------------------------------------------------------------------
 

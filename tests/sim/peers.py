@@ -83,6 +83,14 @@ class Handle:
         return Method(getattr(self._target, name), self._proc, name)
 
 
+# DuckStore methods that only read: a call of any other one may have changed DuckDB
+READS = frozenset(
+    "get_job list_jobs job_versions get_run list_runs open_runs watermark missing_dependents"
+    " last_tick last_runs run_counts get_logs checkpoint staged_rows staged_run_ids cursor"
+    " list_tables preview_table".split()
+)
+
+
 class Process:
     """A peer's process: down for a while (calls raise before running), or a call's reply lost
     after it ran (the caller sees an error, the effect happened)."""
@@ -93,6 +101,7 @@ class Process:
         self.down_until = -1.0
         self.lost_reply = lost_reply
         self.calls = 0
+        self.writes = 0  # calls that may have written: the checks re-read DuckDB after one
 
     @property
     def down(self) -> bool:
@@ -104,6 +113,8 @@ class Process:
         self.calls += 1
         if self.down:
             raise SimDown(f"{self.name} is down ({name})")
+        if name not in READS:
+            self.writes += 1
         result = call(*args, **kwargs)
         if hasattr(result, "__await__"):
             result = await result
