@@ -236,6 +236,49 @@ def test_validate_route_checks_without_storing(api: httpx.Client) -> None:
     assert api.get("/api/jobs/checked", headers=AUTH).status_code == 404
 
 
+def test_a_cycle_of_triggers_after_is_422_spelled_out_and_nothing_stored(
+    api: httpx.Client,
+) -> None:
+    def job(name: str, *after: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "triggers": {"after": list(after)},
+            "source": {"url": "http://127.0.0.1:9/x"},
+            "destination": {"table": name},
+        }
+
+    assert api.put("/api/jobs/cyc_a", json=job("cyc_a", "cyc_c"), headers=AUTH).status_code == 201
+    assert api.put("/api/jobs/cyc_b", json=job("cyc_b", "cyc_a"), headers=AUTH).status_code == 201
+    try:
+        # cyc_c after cyc_b closes cyc_c -> cyc_a -> cyc_b -> cyc_c: refused, by PUT and validate
+        for path in ("/api/jobs/cyc_c", "/api/jobs/cyc_c/validate"):
+            method = "PUT" if path.endswith("cyc_c") else "POST"
+            body = job("cyc_c", "other", "cyc_b")
+            response = api.request(method, path, json=body, headers=AUTH)
+            assert response.status_code == 422, response.text
+            [detail] = response.json()["detail"]
+            assert detail["loc"] == ["body", "triggers", "after", "1"]
+            assert "cyc_c -> cyc_a -> cyc_b -> cyc_c" in detail["msg"], detail
+        assert api.get("/api/jobs/cyc_c", headers=AUTH).status_code == 404
+        # a job after itself: the field error
+        response = api.put("/api/jobs/cyc_self", json=job("cyc_self", "cyc_self"), headers=AUTH)
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body", "triggers", "after", "0"]
+        assert api.get("/api/jobs/cyc_self", headers=AUTH).status_code == 404
+        # re-saving a job of the chain unchanged is no cycle; closing it from the other end is
+        assert (
+            api.put("/api/jobs/cyc_b", json=job("cyc_b", "cyc_a"), headers=AUTH).status_code == 200
+        )
+        response = api.put("/api/jobs/cyc_a", json=job("cyc_a", "cyc_b"), headers=AUTH)
+        assert response.status_code == 422
+        assert "cyc_a -> cyc_b -> cyc_a" in response.json()["detail"][0]["msg"]
+        stored = api.get("/api/jobs/cyc_a", headers=AUTH).json()
+        assert stored["triggers"]["after"] == ["cyc_c"]  # the refused change stored nothing
+    finally:
+        for name in ("cyc_a", "cyc_b"):
+            api.delete(f"/api/jobs/{name}", headers=AUTH)
+
+
 def test_masked_secrets_round_trip_keeps_the_stored_reference(api: httpx.Client) -> None:
     job = {
         "name": "secretive",
