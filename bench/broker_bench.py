@@ -19,7 +19,7 @@ import ray
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-from tg_actors.actors.broker import Broker  # noqa: E402
+from tg_actors.broker.actor import Broker  # noqa: E402
 
 
 @ray.remote(num_cpus=0)

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.json as pj
 from sync_bench import build_pages
 
-from tg_actors.core.records import select_records
+from tg_actors.records import select_records
 from tg_actors.sources.batches import records_to_arrow
 
 

@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 from benchkit import ServerProcess, bounded
 
-from tg_actors.core.runstate import TERMINAL
+from tg_actors.runstate import TERMINAL
 
 HERE = Path(__file__).resolve()
 JOB = """name: scale_s{shard}

@@ -27,7 +27,7 @@ def build_asgi_app(settings: Settings, token: str) -> Any:
     """The whole ASGI app; also used without Ray Serve in tests (TestClient)."""
     import gradio as gr
 
-    from serve.demo import build_demo_app
+    from demo.app import build_demo_app
     from serve.routes.api import build_api
     from serve.service import ApiService
     from ui.app import build_ui

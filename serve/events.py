@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from tg_actors.broker_client import BrokerClient
+from tg_actors.broker.client import BrokerClient
 from tg_actors.messages import TOPIC_STATUS, RunStateChanged
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from ray.exceptions import RayTaskError
 
 from serve.cache import TtlCache
 from serve.events import EventHub
-from tg_actors.core.metrics import render
+from tg_actors.metrics import render
 from tg_actors.runtime import BROKER, CONFIG, DATABASE, POOL, SCHEDULER
 from tg_actors.store.schema import RUN_FIELDS, jsonable
 

@@ -18,8 +18,8 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from serve.demo import build_demo_app
-from tg_actors.local_server import ThreadedServer
+from demo.app import build_demo_app
+from tg_actors.cli.local_server import ThreadedServer
 
 DEMO_ROWS = 10_000
 

@@ -29,9 +29,9 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from tg_actors.core.durations import format_duration, parse_duration
-from tg_actors.core.redaction import mask_value
+from tg_actors.durations import format_duration, parse_duration
 from tg_actors.errors import JobValidationError, SourceError
+from tg_actors.redaction import mask_value
 
 JOB_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -68,7 +68,7 @@ def _jsonpath(value: str, info: ValidationInfo) -> str:
     is a 422 naming the field, not a failed run later."""
     if not _is_input(info):
         return value
-    from tg_actors.core.records import compile_path
+    from tg_actors.records import compile_path
 
     try:
         compile_path(value)

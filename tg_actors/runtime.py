@@ -15,18 +15,18 @@ from typing import Any
 
 import ray
 
-from tg_actors.actors.broker import Broker
-from tg_actors.actors.config_manager import ConfigManager
-from tg_actors.actors.database import GROUP as DATABASE_GROUP
-from tg_actors.actors.database import Database
-from tg_actors.actors.engine_pool import EnginePool, engine_id, engine_name, existing_engines
-from tg_actors.actors.peer import Peer
-from tg_actors.actors.rate_limiter import RateLimiter
-from tg_actors.actors.scheduler import GROUPS as SCHEDULER_GROUPS
-from tg_actors.actors.scheduler import Scheduler
-from tg_actors.actors.sync_engine import WORK_GROUP, control_group
+from tg_actors.broker.actor import Broker
+from tg_actors.config.actor import ConfigManager
+from tg_actors.engine.actor import WORK_GROUP, control_group
+from tg_actors.engine.pool import EnginePool, engine_id, engine_name, existing_engines
 from tg_actors.messages import TOPIC_CONTROL, TOPIC_STATUS, TOPIC_TRIGGERS
+from tg_actors.peer import Peer
+from tg_actors.ratelimit.actor import RateLimiter
+from tg_actors.scheduler.actor import GROUPS as SCHEDULER_GROUPS
+from tg_actors.scheduler.actor import Scheduler
 from tg_actors.settings import Settings
+from tg_actors.store.actor import GROUP as DATABASE_GROUP
+from tg_actors.store.actor import Database
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tg_actors.core.durations import parse_duration
-from tg_actors.core.redaction import DEFAULT_SECRET_ENV
-from tg_actors.core.retry import DEFAULT_MAX_RETRY_AFTER
+from tg_actors.durations import parse_duration
+from tg_actors.redaction import DEFAULT_SECRET_ENV
+from tg_actors.retry import DEFAULT_MAX_RETRY_AFTER
 
 NAMESPACE = "turbo_giggle"
 # an API token shorter than this is refused (TG_API_TOKEN) or replaced (the token file)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve.auth import bearer_dependency
 from serve.service import ApiService
-from tg_actors.actors.engine_pool import MAX_ENGINES
+from tg_actors.engine.pool import MAX_ENGINES
 from tg_actors.errors import JobValidationError
 from tg_actors.jobs import check_shape
 

@@ -64,7 +64,7 @@ def tg_env(port: int) -> dict[str, str]:
 
 
 def tg(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tg_actors.cli", *args]
+    return [sys.executable, "-m", "tg_actors.cli.main", *args]
 
 
 def orders_job(port: int, *, name: str = JOB, path: str = "/demo/orders", interval: bool) -> str:

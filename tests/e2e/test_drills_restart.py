@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from serve.demo import build_demo_app
+from demo.app import build_demo_app
 from tests.e2e.harness import boot, db_tables, tg_up, up_command
 from tests.e2e.test_cli import alive, free_port, poll, psutil, started, tg_env, write_job
 from tests.servers import serve_app

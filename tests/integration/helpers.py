@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import ray
 
 from tg_actors import runtime
-from tg_actors.core.runstate import TERMINAL
+from tg_actors.runstate import TERMINAL
 from tg_actors.settings import Settings
 
 T = TypeVar("T")

@@ -425,7 +425,7 @@ def test_scaling_engines_refuses_bad_input_naming_the_field(
 def test_tg_engines_command_lists_and_scales_through_the_api(
     api: httpx.Client, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tg_actors.cli import main
+    from tg_actors.cli.main import main
 
     monkeypatch.setenv("TG_API_TOKEN", TOKEN)
     url = str(api.base_url)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import ray
 
-from tg_actors.actors.broker import Broker
+from tg_actors.broker.actor import Broker
 from tg_actors.errors import BrokerFull
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]

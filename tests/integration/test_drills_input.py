@@ -291,7 +291,7 @@ def test_job_names_with_path_separators_reach_no_job(app: App, name: str) -> Non
 def test_nothing_of_a_refused_file_is_loaded_and_the_others_are(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    from tg_actors.config_files import load_jobs
+    from tg_actors.config.files import load_jobs
 
     folder = tmp_path_factory.mktemp("drill_files")
     files = {

@@ -18,9 +18,9 @@ from tests.integration.drillkit import (
     totals,
 )
 from tests.integration.helpers import poll_until, running_system, wait_for_run, wait_state
-from tg_actors.actors.engine_pool import EnginePool
-from tg_actors.actors.peer import Peer
+from tg_actors.engine.pool import EnginePool
 from tg_actors.errors import NoCapacity
+from tg_actors.peer import Peer
 from tg_actors.runtime import Runtime
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 import ray
 
-from serve.demo import demo_orders
+from demo.app import demo_orders
 from tests.conftest import write_job
 from tests.integration.helpers import running_system, wait_for_run
 from tests.servers import DEMO_ROWS, demo_server  # noqa: F401

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from tg_actors.core.runstate import TERMINAL, TRANSITIONS, RunState
+from tg_actors.runstate import TERMINAL, TRANSITIONS, RunState
 
 OPEN = ("queued", "running", "retrying")
 MARGIN = timedelta(seconds=20)  # a lease, a reconcile pass and a few turns of the loop

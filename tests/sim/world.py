@@ -21,7 +21,6 @@ from typing import Any
 
 from tests.sim import checks
 from tests.sim.peers import Handle, Process, SimBroker, SimClock, SimDown, SimEngine
-from tg_actors.actors.scheduler import GROUP, LEASE_GROUP, Scheduler
 from tg_actors.messages import (
     TOPIC_CONFIG,
     TOPIC_STATUS,
@@ -29,6 +28,7 @@ from tg_actors.messages import (
     JobPauseChanged,
     JobUpserted,
 )
+from tg_actors.scheduler.actor import GROUP, LEASE_GROUP, Scheduler
 from tg_actors.store.duckdb import DuckStore
 
 LEASE_S = 10.0

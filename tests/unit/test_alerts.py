@@ -1,4 +1,4 @@
-"""The alert webhook (tg_actors/alerts.py) against a real HTTP receiver on 127.0.0.1, and the
+"""The alert webhook (tg_actors/scheduler/alerts.py) against a real HTTP receiver on 127.0.0.1, and the
 ErrorHandler raising exactly one alert per run failed for good."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.servers import serve_app
-from tg_actors.actors.error_handler import ErrorHandler
-from tg_actors.actors.state_manager import StateManager, TrackedRun
-from tg_actors.alerts import AlertSender, run_failed
-from tg_actors.core.runstate import RunState
 from tg_actors.jobs import parse_job
+from tg_actors.runstate import RunState
+from tg_actors.scheduler.alerts import AlertSender, run_failed
+from tg_actors.scheduler.error_handler import ErrorHandler
+from tg_actors.scheduler.states import StateManager, TrackedRun
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -169,7 +169,7 @@ def test_a_dead_receiver_is_logged_sanitized_and_never_raises(
         assert await alerts.drain(10)
         return alerts
 
-    with caplog.at_level(logging.WARNING, logger="tg_actors.alerts"):
+    with caplog.at_level(logging.WARNING, logger="tg_actors.scheduler.alerts"):
         alerts = asyncio.run(go())
     assert alerts.failed == 2 and alerts.sent == 0
     failures = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
@@ -192,7 +192,7 @@ def test_pending_alerts_are_bounded_the_oldest_dropped_with_a_warning(
         assert await alerts.drain(10)
         return alerts
 
-    with caplog.at_level(logging.WARNING, logger="tg_actors.alerts"):
+    with caplog.at_level(logging.WARNING, logger="tg_actors.scheduler.alerts"):
         alerts = asyncio.run(go())
     assert [b["run_id"] for b in hook.bodies] == ["run-3", "run-4"]
     assert alerts.dropped == 3

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serve.demo import demo_orders
+from demo.app import demo_orders
 from tg_actors.errors import TransformError
 from tg_actors.sources.batches import apply_transform, records_to_arrow
 

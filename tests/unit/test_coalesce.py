@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tg_actors.core.coalesce import Coalescer
+from tg_actors.coalesce import Coalescer
 
 
 class Recorder:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tg_actors.cli import main
-from tg_actors.config_files import cycle_errors, load_jobs
+from tg_actors.cli.main import main
+from tg_actors.config.files import cycle_errors, load_jobs
 
 GOOD = """
 name: good

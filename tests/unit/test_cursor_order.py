@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.stepclock import T0, Clock
-from tg_actors.core import incremental
-from tg_actors.core.incremental import cursor_key, cursor_order, newest, request_value
+from tg_actors import incremental
+from tg_actors.engine.sync import batch_cursor
+from tg_actors.incremental import cursor_key, cursor_order, newest, request_value
 from tg_actors.store import progress
 from tg_actors.store.duckdb import DuckStore
-from tg_actors.sync import batch_cursor
 
 BIG = "1234567890123456789"  # 19 digits: two neighbours are one float
 BIGGER = "1234567890123456790"
@@ -77,10 +77,10 @@ def test_typed_columns_use_the_same_order() -> None:
 
 
 def test_the_three_places_share_one_function() -> None:
-    # sync.batch_cursor and store/progress.behind call core.incremental, nothing of their own
+    # sync.batch_cursor and store/progress.behind call tg_actors.incremental, nothing of their own
     import inspect
 
-    from tg_actors import sync
+    from tg_actors.engine import sync
 
     assert "cursor_order" in inspect.getsource(progress.behind)
     assert "newest" in inspect.getsource(sync.batch_cursor)

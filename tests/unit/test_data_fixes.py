@@ -22,10 +22,10 @@ from starlette.routing import Route
 
 from tests.servers import serve_app
 from tests.unit.stepclock import T0, Clock
-from tg_actors import sync
+from tg_actors.engine import sync
+from tg_actors.engine.sync import extract_and_stage
 from tg_actors.jobs import JobSpec, parse_job
 from tg_actors.store.duckdb import DuckStore
-from tg_actors.sync import extract_and_stage
 
 # -- #1: parts of a batch, each staged with its own checkpoint -----------------------------
 

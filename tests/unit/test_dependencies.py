@@ -1,10 +1,10 @@
-"""`triggers.after` cycles: the pure graph check (tg_actors/core/dependencies.py)."""
+"""`triggers.after` cycles: the pure graph check (tg_actors/config/dependencies.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tg_actors.core.dependencies import after_edges, find_cycle, spell
+from tg_actors.config.dependencies import after_edges, find_cycle, spell
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from tg_actors.engine.sync import Stager
 from tg_actors.errors import DestinationError
 from tg_actors.jobs import parse_job
 from tg_actors.store.duckdb import DuckStore
-from tg_actors.sync import Stager
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tg_actors.config_files import parse_yaml
+from tg_actors.config.files import parse_yaml
 from tg_actors.errors import JobValidationError
 from tg_actors.jobs import MAX_DEPTH, MAX_VALUES, check_shape, parse_job
 from tg_actors.sources.batches import apply_transform, records_to_arrow, transform_sql_problem

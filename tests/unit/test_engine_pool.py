@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tg_actors.actors.engine_pool import MAX_ENGINES, engine_id, engine_name, plan_scale
-from tg_actors.engines_cli import base_url, render
+from tg_actors.cli.engines import base_url, render
+from tg_actors.engine.pool import MAX_ENGINES, engine_id, engine_name, plan_scale
 from tg_actors.settings import Settings
 
 

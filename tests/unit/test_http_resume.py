@@ -12,7 +12,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from serve.demo import build_demo_app, demo_orders
+from demo.app import build_demo_app, demo_orders
 from tests.servers import CountingApp, serve_app
 from tg_actors.errors import PaginationLoop, SourceError
 from tg_actors.jobs import HttpSource

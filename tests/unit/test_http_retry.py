@@ -381,8 +381,8 @@ async def test_tg_max_retry_after_sets_the_bound(monkeypatch: pytest.MonkeyPatch
 
 
 async def test_an_http_date_retry_after_is_read_on_the_injected_clock() -> None:
-    from tg_actors.core.pagination import RequestSpec
-    from tg_actors.core.retry import RetryPolicy
+    from tg_actors.retry import RetryPolicy
+    from tg_actors.sources.pagination import RequestSpec
     from tg_actors.sources.requester import Redactor, Requester, TokenCache
 
     now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from serve.demo import demo_orders
+from demo.app import demo_orders
 from tests.servers import DEMO_ROWS, demo_server, oauth_app, serve_app  # noqa: F401
 from tg_actors.errors import MissingSecret, PaginationLoop, SourceError
 from tg_actors.jobs import HttpSource

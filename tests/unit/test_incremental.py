@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tg_actors.core.incremental import as_text, newest, request_value
+from tg_actors.incremental import as_text, newest, request_value
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tg_actors.core.inflight import InFlight
+from tg_actors.scheduler.inflight import InFlight
 
 
 class Clock:

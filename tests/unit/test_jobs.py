@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tg_actors.core.durations import format_duration, parse_duration
+from tg_actors.durations import format_duration, parse_duration
 from tg_actors.errors import JobValidationError
 from tg_actors.jobs import ApiKeyAuth, Catchup, Overlap, PagePaginate, WriteMode, parse_job
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tg_actors.core.metrics import Histogram, render
+from tg_actors.metrics import Histogram, render
 
 
 def test_histogram_is_cumulative() -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from tg_actors import jobs
-from tg_actors.core.pagination import (
+from tg_actors.errors import PaginationLoop, SourceError
+from tg_actors.sources.pagination import (
     PAGINATORS,
     BasePaginator,
     CursorPaginator,
@@ -24,7 +25,6 @@ from tg_actors.core.pagination import (
     merge_query,
     parse_link_header,
 )
-from tg_actors.errors import PaginationLoop, SourceError
 
 BASE = RequestSpec("http://api.test/orders", {"status": "paid"}, {"Accept": "x"}, None)
 URL = "http://api.test/orders?status=paid"

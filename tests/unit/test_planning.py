@@ -4,8 +4,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tg_actors.core.planning import FireTimes, JobEntry, plan_runs, start_at
 from tg_actors.jobs import parse_job
+from tg_actors.scheduler.planning import FireTimes, JobEntry, plan_runs, start_at
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

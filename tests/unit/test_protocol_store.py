@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.unit.stepclock import T0, Clock
-from tg_actors.core.schedule import SCHEDULE, due_ticks
 from tg_actors.errors import IllegalTransition, StaleAttempt
 from tg_actors.jobs import Schedule
+from tg_actors.scheduler.schedule import SCHEDULE, due_ticks
 from tg_actors.store.duckdb import DuckStore
 
 SPEC = {"name": "orders", "schedule": {"interval": "1m", "catchup": "all"}}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tg_actors.core.ratelimit import Reservations
+from tg_actors.ratelimit.book import Reservations
 
 
 def test_slots_are_one_interval_apart() -> None:

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from tg_actors.core.records import compile_path, extract_value, select_records
 from tg_actors.errors import SourceError
+from tg_actors.records import compile_path, extract_value, select_records
 
 ROWS = [{"id": 1}, {"id": 2}]
 

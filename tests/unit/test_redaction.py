@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tg_actors.core.redaction import mask_value, resolve_value, sanitize_url, scrub
 from tg_actors.errors import MissingSecret
+from tg_actors.redaction import mask_value, resolve_value, sanitize_url, scrub
 
 
 def test_resolve_nested() -> None:
@@ -60,7 +60,7 @@ def test_errors_survive_pickle() -> None:
 
 
 def test_restore_masked_puts_back_the_stored_secret_references() -> None:
-    from tg_actors.core.redaction import restore_masked
+    from tg_actors.redaction import restore_masked
 
     stored = {
         "source": {

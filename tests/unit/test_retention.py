@@ -180,7 +180,7 @@ def closed_with_staging(path: Path) -> tuple[str, str]:
 
 
 async def test_the_database_actor_drops_closed_staging_at_boot(tmp_path: Path) -> None:
-    from tg_actors.actors.database import Database
+    from tg_actors.store.actor import Database
 
     path = tmp_path / "boot.duckdb"
     open_run, cancelled = closed_with_staging(path)
@@ -211,7 +211,7 @@ class Steps:
 async def test_the_database_actor_keeps_house_periodically(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tg_actors.actors.database import Database
+    from tg_actors.store.actor import Database
 
     monkeypatch.setenv("TG_RUN_RETENTION", "90d")
     monkeypatch.setenv("TG_LOG_RETENTION", "30d")

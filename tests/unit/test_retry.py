@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tg_actors.core.retry import RetryPolicy, is_retryable_status, retry_after_seconds
+from tg_actors.retry import RetryPolicy, is_retryable_status, retry_after_seconds
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 

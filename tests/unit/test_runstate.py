@@ -4,7 +4,8 @@ import itertools
 
 import pytest
 
-from tg_actors.core.runstate import (
+from tg_actors.errors import IllegalTransition
+from tg_actors.runstate import (
     ACTIVE,
     INITIAL,
     TERMINAL,
@@ -13,7 +14,6 @@ from tg_actors.core.runstate import (
     can_transition,
     check_transition,
 )
-from tg_actors.errors import IllegalTransition
 
 Q, R, RT = RunState.QUEUED, RunState.RUNNING, RunState.RETRYING
 S, F, C, K = RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.SKIPPED

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tg_actors.core.schedule import (
+from tg_actors.jobs import Schedule
+from tg_actors.scheduler.schedule import (
     CATCHUP,
     SCHEDULE,
     DueTicks,
@@ -18,7 +19,6 @@ from tg_actors.core.schedule import (
     due_ticks,
     next_fire,
 )
-from tg_actors.jobs import Schedule
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

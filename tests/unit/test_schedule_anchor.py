@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tg_actors.core.schedule import CATCHUP, EPOCH, SCHEDULE, DueTicks, due_ticks, next_fire
 from tg_actors.errors import JobValidationError
 from tg_actors.jobs import Schedule, parse_job
+from tg_actors.scheduler.schedule import CATCHUP, EPOCH, SCHEDULE, DueTicks, due_ticks, next_fire
 
 
 def sched(**fields: Any) -> Schedule:

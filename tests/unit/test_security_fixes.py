@@ -23,9 +23,9 @@ from starlette.testclient import TestClient
 from serve.access import COOKIE, UiAuth, session_value
 from serve.auth import ensure_token, token_matches
 from tests.servers import serve_app
-from tg_actors.core.redaction import DEFAULT_SECRET_ENV, SecretNames, SecretNotAllowed
 from tg_actors.errors import SourceError, TransformError
 from tg_actors.jobs import HttpSource
+from tg_actors.redaction import DEFAULT_SECRET_ENV, SecretNames, SecretNotAllowed
 from tg_actors.settings import MIN_TOKEN_CHARS, Settings
 from tg_actors.sources.batches import (
     TRANSFORM_MAX_OUTPUT_BYTES,
@@ -86,7 +86,7 @@ def test_a_short_tg_api_token_is_a_clear_error_at_start(
     copied = Settings(db_path=tmp_path / "x.duckdb").model_copy(update={"api_token": "short"})
     with pytest.raises(ValueError, match=f"at least {MIN_TOKEN_CHARS} characters"):
         ensure_token(copied)
-    from tg_actors.cli import main
+    from tg_actors.cli.main import main
 
     monkeypatch.setenv("TG_API_TOKEN", "only-12-char")
     assert main(["up", "--db", str(tmp_path / "x.duckdb")]) == 2

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tg_actors.core.taskqueue import QueuedRun, TaskQueue
+from tg_actors.scheduler.taskqueue import QueuedRun, TaskQueue
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 

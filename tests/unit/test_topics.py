@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tg_actors.core.topics import Topics
+from tg_actors.broker.topics import Topics
 from tg_actors.errors import BrokerFull
 
 

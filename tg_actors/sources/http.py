@@ -1,4 +1,4 @@
-"""HttpSourceClient: one job's `source` read page by page (httpx around core.pagination).
+"""HttpSourceClient: one job's `source` read page by page (httpx around sources.pagination).
 
 Secrets (`${NAME}`) are resolved here, when a run starts, and nowhere else, and only names
 the engine's allow-list (TG_SECRET_ENV, `redaction.SecretNames`) lets a job read. Every URL or
@@ -35,12 +35,12 @@ import orjson
 from aiolimiter import AsyncLimiter
 
 from tg_actors import jobs
-from tg_actors.core.pagination import Paginator, RequestSpec, ResponseView, make_paginator
-from tg_actors.core.records import select_records
-from tg_actors.core.redaction import SecretNames, resolve_value, scrub
-from tg_actors.core.retry import RetryPolicy
 from tg_actors.errors import SourceError
+from tg_actors.records import select_records
+from tg_actors.redaction import SecretNames, resolve_value, scrub
+from tg_actors.retry import RetryPolicy
 from tg_actors.settings import max_retry_after
+from tg_actors.sources.pagination import Paginator, RequestSpec, ResponseView, make_paginator
 from tg_actors.sources.parallel import Window
 from tg_actors.sources.requester import Acquire, Redactor, Requester, Sleep, TokenCache
 

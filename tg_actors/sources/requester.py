@@ -28,10 +28,10 @@ import httpx
 import orjson
 
 from tg_actors import jobs
-from tg_actors.core.pagination import RequestSpec, merge_query
-from tg_actors.core.redaction import sanitize_url, scrub
-from tg_actors.core.retry import RetryPolicy, is_retryable_status, retry_after_seconds
 from tg_actors.errors import SourceError
+from tg_actors.redaction import sanitize_url, scrub
+from tg_actors.retry import RetryPolicy, is_retryable_status, retry_after_seconds
+from tg_actors.sources.pagination import RequestSpec, merge_query
 
 EXCERPT_CHARS = 300
 Acquire = Callable[[], Awaitable[None]]

@@ -17,8 +17,6 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tg_actors.core.planning import schedule_part
-from tg_actors.core.runstate import check_transition
 from tg_actors.errors import (
     ConfigError,
     IllegalTransition,
@@ -27,6 +25,8 @@ from tg_actors.errors import (
     StaleAttempt,
 )
 from tg_actors.jobs import WriteMode
+from tg_actors.runstate import check_transition
+from tg_actors.scheduler.planning import schedule_part
 from tg_actors.store import batched, progress, retention, tables, writes
 from tg_actors.store.schema import (
     JOB_FIELDS,

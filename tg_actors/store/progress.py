@@ -5,7 +5,7 @@ the batch it follows and removed with the run's commit or discard; the cursor is
 the commit.
 
 A cursor only moves forward: a stored cursor is replaced only by a value that is not smaller
-in THE cursor order, `core.incremental.cursor_order` (numbers exactly, ISO-8601 instants as
+in THE cursor order, `incremental.cursor_order` (numbers exactly, ISO-8601 instants as
 instants, else text; one function for the whole code base). A run that ends behind the stored cursor (e.g. an older page replayed) leaves it as
 it is, so the next run never re-reads from further back than before.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tg_actors.core.incremental import cursor_order
+from tg_actors.incremental import cursor_order
 from tg_actors.store.schema import one
 
 _CURSORS = "_tg_new_cursors"  # name write_cursors registers its rows under

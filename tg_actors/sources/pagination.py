@@ -25,20 +25,20 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urljoin
 
-from tg_actors.core.paginator_base import BasePaginator as BasePaginator
-from tg_actors.core.paginator_base import Next as Next
-from tg_actors.core.paginator_base import Paginator as Paginator
-from tg_actors.core.paginator_base import Records as Records
-from tg_actors.core.records import extract_value
-from tg_actors.core.redaction import sanitize_url
-from tg_actors.core.requestspec import Headers as Headers
-from tg_actors.core.requestspec import RequestSpec as RequestSpec
-from tg_actors.core.requestspec import ResponseView as ResponseView
-from tg_actors.core.requestspec import full_url as full_url
-from tg_actors.core.requestspec import merge_query as merge_query
-from tg_actors.core.requestspec import param_str
-from tg_actors.core.requestspec import parse_link_header as parse_link_header
 from tg_actors.errors import SourceError
+from tg_actors.records import extract_value
+from tg_actors.redaction import sanitize_url
+from tg_actors.sources.paginator_base import BasePaginator as BasePaginator
+from tg_actors.sources.paginator_base import Next as Next
+from tg_actors.sources.paginator_base import Paginator as Paginator
+from tg_actors.sources.paginator_base import Records as Records
+from tg_actors.sources.requestspec import Headers as Headers
+from tg_actors.sources.requestspec import RequestSpec as RequestSpec
+from tg_actors.sources.requestspec import ResponseView as ResponseView
+from tg_actors.sources.requestspec import full_url as full_url
+from tg_actors.sources.requestspec import merge_query as merge_query
+from tg_actors.sources.requestspec import param_str
+from tg_actors.sources.requestspec import parse_link_header as parse_link_header
 
 
 @dataclass

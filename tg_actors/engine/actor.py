@@ -22,11 +22,12 @@ import pyarrow as pa
 import ray
 from ray.util.queue import Empty
 
-from tg_actors.actors.lifecycle import Boot
-from tg_actors.broker_client import BrokerClient
-from tg_actors.core.coalesce import Coalescer
+from tg_actors.broker.client import BrokerClient
+from tg_actors.coalesce import Coalescer
+from tg_actors.engine.sync import Stage, SyncResult, extract_and_stage
 from tg_actors.errors import IllegalTransition, StaleAttempt
 from tg_actors.jobs import JobSpec
+from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
     TOPIC_CONTROL,
     TOPIC_STATUS,
@@ -43,7 +44,6 @@ from tg_actors.messages import (
 )
 from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sources.http import SharedTransport
-from tg_actors.sync import Stage, SyncResult, extract_and_stage
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5  # at most two progress events a second per run
@@ -65,7 +65,7 @@ def describe(exc: BaseException) -> str:
 
 class SyncEngine:
     """Runs up to `slots` attempts at once. Its calls to the Database and the broker are
-    coalesced (core.coalesce): many short runs share each begin, commit and publish."""
+    coalesced (tg_actors.coalesce): many short runs share each begin, commit and publish."""
 
     def __init__(
         self, engine_id: str, db: Any, broker: Any, limiter: Any = None, slots: int = 4

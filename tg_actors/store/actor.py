@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tg_actors.actors.lifecycle import Boot
-from tg_actors.broker_client import BrokerClient
-from tg_actors.core.coalesce import Coalescer
+from tg_actors.broker.client import BrokerClient
+from tg_actors.coalesce import Coalescer
+from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
     TOPIC_STATUS,
     RunFailed,

@@ -11,12 +11,12 @@ import asyncio
 import logging
 from typing import Any
 
-from tg_actors.broker_client import BrokerClient
-from tg_actors.config_files import cycle_errors, load_jobs, parse_yaml
-from tg_actors.core.redaction import restore_masked
+from tg_actors.broker.client import BrokerClient
+from tg_actors.config.files import cycle_errors, load_jobs, parse_yaml
 from tg_actors.errors import JobNotFound, JobValidationError
 from tg_actors.jobs import JobSpec, check_shape, parse_job
 from tg_actors.messages import TOPIC_CONFIG, JobDeleted, JobPauseChanged, JobUpserted
+from tg_actors.redaction import restore_masked
 from tg_actors.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Paginator: the interface every paginator implements, and the base class with loop guards
-and checkpoints (`snapshot` / `restore`) that the ones in `core.pagination` build on."""
+and checkpoints (`snapshot` / `restore`) that the ones in `sources.pagination` build on."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any, ClassVar, Protocol
 
 import orjson
 
-from tg_actors.core.redaction import sanitize_url
-from tg_actors.core.requestspec import RequestSpec, ResponseView, full_url
 from tg_actors.errors import PaginationLoop, SourceError
+from tg_actors.redaction import sanitize_url
+from tg_actors.sources.requestspec import RequestSpec, ResponseView, full_url
 
 Records = list[dict[str, Any]]
 Next = RequestSpec | None  # None: no more pages

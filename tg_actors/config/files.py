@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from tg_actors.core.dependencies import after_edges, find_cycle, spell
+from tg_actors.config.dependencies import after_edges, find_cycle, spell
 from tg_actors.errors import JobValidationError
 from tg_actors.jobs import JobSpec, parse_job
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tg_actors import engines_cli
-from tg_actors.config_files import load_jobs
+from tg_actors.cli import engines as engines_cli
+from tg_actors.config.files import load_jobs
 from tg_actors.settings import Settings
 
 
@@ -205,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import ray
 
     from tg_actors import runtime
-    from tg_actors.run_once import run_once, serve_demo_if_free
+    from tg_actors.cli.run_once import run_once, serve_demo_if_free
 
     settings = _settings(args).model_copy(update={"engines": 1})
     demo = None if args.no_demo else serve_demo_if_free(settings)

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from tg_actors.actors.state_manager import StateManager, TrackedRun
-from tg_actors.alerts import AlertSender, run_failed
-from tg_actors.core.redaction import sanitize_url
-from tg_actors.core.retry import RetryPolicy
-from tg_actors.core.runstate import RunState
 from tg_actors.jobs import JobSpec
+from tg_actors.redaction import sanitize_url
+from tg_actors.retry import RetryPolicy
+from tg_actors.runstate import RunState
+from tg_actors.scheduler.alerts import AlertSender, run_failed
+from tg_actors.scheduler.states import StateManager, TrackedRun
 
 log = logging.getLogger(__name__)
 

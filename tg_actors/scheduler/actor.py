@@ -1,6 +1,6 @@
 """Scheduler actor: trigger mechanism, TaskQueue and StateManager wired to the broker.
 
-Each tick: for every enabled, unpaused job, the ticks due since its watermark (core.schedule,
+Each tick: for every enabled, unpaused job, the ticks due since its watermark (scheduler.schedule,
 with the catch-up policy) become runs in `tg.runs` (unique on job + scheduled_for) and enter
 the TaskQueue; then queued runs are dispatched on the `triggers` topic while engines are free.
 Engine events on `status` drive the run states. Truth is DuckDB: a restart reloads jobs and
@@ -17,27 +17,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from tg_actors.actors.error_handler import ErrorHandler
-from tg_actors.actors.lifecycle import Boot
-from tg_actors.actors.scheduler_engines import EngineSide
-from tg_actors.actors.state_manager import (
-    DB_RETRY_S,
-    PUBLISH_RETRY_S,
-    NewRun,
-    StateManager,
-    TrackedRun,
-    new_run_id,
-)
-from tg_actors.broker_client import BrokerClient
-from tg_actors.core.coalesce import Coalescer
-from tg_actors.core.inflight import InFlight
-from tg_actors.core.metrics import Histogram
-from tg_actors.core.planning import FireTimes, JobEntry, plan_runs, schedule_part, start_at
-from tg_actors.core.runstate import RunState
-from tg_actors.core.schedule import due_ticks, next_fire
-from tg_actors.core.taskqueue import QueuedRun, TaskQueue
+from tg_actors.broker.client import BrokerClient
+from tg_actors.coalesce import Coalescer
 from tg_actors.errors import IllegalTransition, JobNotFound, RunNotFound
 from tg_actors.jobs import JobSpec, Overlap
+from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
     TOPIC_CONFIG,
     TOPIC_CONTROL,
@@ -57,6 +41,22 @@ from tg_actors.messages import (
     TriggerRun,
     utcnow,
 )
+from tg_actors.metrics import Histogram
+from tg_actors.runstate import RunState
+from tg_actors.scheduler.engines import EngineSide
+from tg_actors.scheduler.error_handler import ErrorHandler
+from tg_actors.scheduler.inflight import InFlight
+from tg_actors.scheduler.planning import FireTimes, JobEntry, plan_runs, schedule_part, start_at
+from tg_actors.scheduler.schedule import due_ticks, next_fire
+from tg_actors.scheduler.states import (
+    DB_RETRY_S,
+    PUBLISH_RETRY_S,
+    NewRun,
+    StateManager,
+    TrackedRun,
+    new_run_id,
+)
+from tg_actors.scheduler.taskqueue import QueuedRun, TaskQueue
 
 log = logging.getLogger(__name__)
 AGING_EVERY = timedelta(seconds=5)  # a waiting run gains a priority point every 5 s

@@ -7,9 +7,9 @@ from typing import Any
 
 import ray
 
-from tg_actors.core.runstate import TERMINAL
-from tg_actors.local_server import ThreadedServer, port_is_free
+from tg_actors.cli.local_server import ThreadedServer, port_is_free
 from tg_actors.messages import TOPIC_STATUS, RunStateChanged
+from tg_actors.runstate import TERMINAL
 from tg_actors.runtime import Runtime
 from tg_actors.settings import Settings
 
@@ -23,7 +23,7 @@ def serve_demo_if_free(settings: Settings) -> ThreadedServer | None:
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    from serve.demo import build_demo_app
+    from demo.app import build_demo_app
 
     app = Starlette(routes=[Mount("/demo", app=build_demo_app())])
     return ThreadedServer(app, settings.host, settings.port).start()

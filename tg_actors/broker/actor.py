@@ -1,4 +1,4 @@
-"""Broker actor: topics with consumer groups (core.topics) plus shared work queues.
+"""Broker actor: topics with consumer groups (broker.topics) plus shared work queues.
 
 A group may be *shared*: it is then backed by a `ray.util.queue.Queue` that its members (the
 engines) read directly, so competing consumers do not go through this actor at all; the broker
@@ -16,7 +16,7 @@ from typing import Any
 import ray
 from ray.util.queue import Full, Queue
 
-from tg_actors.core.topics import Topics
+from tg_actors.broker.topics import Topics
 from tg_actors.errors import BrokerFull
 
 

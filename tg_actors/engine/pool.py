@@ -20,12 +20,12 @@ from typing import Any
 
 import ray
 
-from tg_actors.actors.lifecycle import Boot
-from tg_actors.actors.peer import Peer
-from tg_actors.actors.sync_engine import SyncEngine, control_group
-from tg_actors.broker_client import BrokerClient
+from tg_actors.broker.client import BrokerClient
+from tg_actors.engine.actor import SyncEngine, control_group
 from tg_actors.errors import NoCapacity
+from tg_actors.lifecycle import Boot
 from tg_actors.messages import TOPIC_CONTROL
+from tg_actors.peer import Peer
 
 log = logging.getLogger(__name__)
 ENGINE_NAME = re.compile(r"^tg_engine_(\d+)$")

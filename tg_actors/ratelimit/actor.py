@@ -1,4 +1,4 @@
-"""RateLimiter actor: one for the system, a reservation book per job (core.ratelimit).
+"""RateLimiter actor: one for the system, a reservation book per job (ratelimit.book).
 
 Engines call `reserve(job, per_second)` before each request and sleep the returned delay, so
 the limit holds for the job across every engine and node.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from tg_actors.core.ratelimit import Reservations
+from tg_actors.ratelimit.book import Reservations
 
 
 class RateLimiter:

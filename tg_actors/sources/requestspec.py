@@ -1,6 +1,6 @@
 """What paginators read and write: a request to make, a response seen, and URL query helpers.
 
-Pure values (no I/O); `core.pagination` re-exports them, so callers import from there.
+Pure values (no I/O); `sources.pagination` re-exports them, so callers import from there.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tg_actors.core.schedule import apply_jitter, next_fire
 from tg_actors.jobs import JobSpec, Overlap
+from tg_actors.scheduler.schedule import apply_jitter, next_fire
 
 
 def schedule_part(stored: dict[str, Any]) -> tuple[Any, ...]:

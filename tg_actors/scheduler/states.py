@@ -1,6 +1,6 @@
 """StateManager: the Scheduler's record of run states.
 
-Every change is checked against the transition table (core.runstate), persisted to `tg.runs`
+Every change is checked against the transition table (tg_actors.runstate), persisted to `tg.runs`
 through the Database actor as a conditional update on (run_id, attempt, from-state), then
 published on the `status` topic — in that order, so what subscribers see is already true in
 DuckDB. A refused update means someone newer owns the run (an engine committed, a newer
@@ -22,10 +22,10 @@ from typing import Any
 
 from ray.exceptions import RayActorError
 
-from tg_actors.broker_client import BrokerClient
-from tg_actors.core.runstate import ACTIVE, RunState, check_transition
+from tg_actors.broker.client import BrokerClient
 from tg_actors.errors import IllegalTransition, StaleAttempt
 from tg_actors.messages import TOPIC_STATUS, RunStateChanged
+from tg_actors.runstate import ACTIVE, RunState, check_transition
 
 log = logging.getLogger(__name__)
 PUBLISH_RETRY_S = 10.0  # state changes wait this long for a restarting broker

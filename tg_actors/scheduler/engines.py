@@ -13,13 +13,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from tg_actors.actors.error_handler import ErrorHandler
-from tg_actors.actors.state_manager import StateManager, TrackedRun
-from tg_actors.core.inflight import InFlight
-from tg_actors.core.planning import JobEntry
-from tg_actors.core.runstate import RunState
-from tg_actors.core.taskqueue import TaskQueue
 from tg_actors.messages import RunHeartbeat, RunProgressed, RunStarted
+from tg_actors.runstate import RunState
+from tg_actors.scheduler.error_handler import ErrorHandler
+from tg_actors.scheduler.inflight import InFlight
+from tg_actors.scheduler.planning import JobEntry
+from tg_actors.scheduler.states import StateManager, TrackedRun
+from tg_actors.scheduler.taskqueue import TaskQueue
 
 log = logging.getLogger(__name__)
 

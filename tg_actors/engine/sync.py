@@ -23,8 +23,8 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tg_actors.core.incremental import as_text, newest, request_value
 from tg_actors.errors import SourceError, TGError, TransformError
+from tg_actors.incremental import as_text, newest, request_value
 from tg_actors.jobs import JobSpec
 from tg_actors.sources.batches import apply_transform, records_to_arrow
 from tg_actors.sources.http import HttpSourceClient
@@ -48,7 +48,7 @@ class SyncResult:
 
 def batch_cursor(table: pa.Table, field: str) -> str | None:
     """The largest `field` value in a raw batch, as cursor text, in THE cursor order
-    (`core.incremental.cursor_order`: numbers exactly, instants as instants, else text)."""
+    (`incremental.cursor_order`: numbers exactly, instants as instants, else text)."""
     if field not in table.column_names:
         raise SourceError(f"incremental cursor_field {field!r} is not in the records")
     column = pc.drop_null(table.column(field))
