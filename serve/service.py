@@ -17,7 +17,7 @@ from ray.exceptions import RayTaskError
 from serve.cache import TtlCache
 from serve.events import EventHub
 from tg_actors.metrics import render
-from tg_actors.runtime import BROKER, CONFIG, DATABASE, POOL, SCHEDULER
+from tg_actors.names import BROKER, CONFIG, DATABASE, POOL, SCHEDULER
 from tg_actors.store.schema import RUN_FIELDS, jsonable
 
 BOOT_WAIT_S = 2.0  # how long health waits on one actor's start() before saying "starting"

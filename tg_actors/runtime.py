@@ -17,23 +17,30 @@ import ray
 
 from tg_actors.broker.actor import Broker
 from tg_actors.config.actor import ConfigManager
-from tg_actors.engine.actor import WORK_GROUP, control_group
+from tg_actors.engine.actor import control_group
 from tg_actors.engine.pool import EnginePool, engine_id, engine_name, existing_engines
 from tg_actors.messages import TOPIC_CONTROL, TOPIC_STATUS, TOPIC_TRIGGERS
+from tg_actors.names import (
+    BROKER,
+    CONFIG,
+    DATABASE,
+    DATABASE_GROUP,
+    DB_RESOURCE,
+    ENGINE_WORK_GROUP,
+    LIMITER,
+    POOL,
+    SCHEDULER,
+    SERVE_APP,
+)
 from tg_actors.peer import Peer
 from tg_actors.ratelimit.actor import RateLimiter
 from tg_actors.scheduler.actor import GROUPS as SCHEDULER_GROUPS
 from tg_actors.scheduler.actor import Scheduler
 from tg_actors.settings import Settings
-from tg_actors.store.actor import GROUP as DATABASE_GROUP
 from tg_actors.store.actor import Database
 
 log = logging.getLogger(__name__)
 
-DB_RESOURCE = "db"  # declared only on the node that holds the DuckDB file
-BROKER, DATABASE, CONFIG, SCHEDULER = "tg_broker", "tg_database", "tg_config", "tg_scheduler"
-LIMITER, POOL = "tg_rate_limiter", "tg_engine_pool"
-SERVE_APP = "turbo_giggle"
 # the control plane stays on the DuckDB node (the head): losing a worker node never takes
 # the broker or the Scheduler with it
 _CONTROL: dict[str, Any] = {
@@ -140,7 +147,7 @@ def consumer_groups(engine_ids: list[str]) -> list[tuple[str, str, bool, bool]]:
     Engines added at run time join by themselves (their groups are lossy: a removed engine's
     group never holds publishers back)."""
     groups = [
-        (TOPIC_TRIGGERS, WORK_GROUP, True, False),
+        (TOPIC_TRIGGERS, ENGINE_WORK_GROUP, True, False),
         (TOPIC_STATUS, DATABASE_GROUP, False, False),
     ]
     groups += [(topic, group, False, False) for topic, group in SCHEDULER_GROUPS]

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tg_actors.durations import parse_duration
+from tg_actors.names import MAX_ENGINES
 from tg_actors.redaction import DEFAULT_SECRET_ENV
 from tg_actors.retry import DEFAULT_MAX_RETRY_AFTER
 
@@ -26,7 +27,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     api_token: str | None = None
-    engines: int = Field(2, ge=1, le=256)
+    engines: int = Field(2, ge=1, le=MAX_ENGINES)
     engine_num_cpus: float = Field(0.0, ge=0)
     # runs one engine works on at once; the Scheduler's capacity is engines * engine_slots
     engine_slots: int = Field(8, ge=1, le=1024)

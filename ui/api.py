@@ -84,7 +84,7 @@ class UiApi(Protocol):
         ...
 
     async def scale_engines(self, count: int, grace: float | None = None) -> dict[str, Any]:
-        """Add or remove engines until there are `count` (1..256); a removed engine's runs get
+        """Add or remove engines until there are `count` (1..MAX_ENGINES); a removed engine's runs get
         `grace` seconds to end (None: the server's default), then are retried on the others.
         Returns what `engines()` returns now, plus {added, removed: [engine names],
         interrupted: [run ids]}. Raises NoCapacity when the cluster cannot place the engines

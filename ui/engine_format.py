@@ -7,13 +7,13 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from tg_actors.names import MAX_ENGINES
 from ui.format import cell
 
 ENGINE_COLUMNS = [
     "engine", "state", "node ip", "node", "pid", "slots", "runs in hand", "runs done",
     "current runs",
 ]  # fmt: skip
-MAX_ENGINES = 256  # tg_actors.engine.pool.MAX_ENGINES (that module needs Ray)
 MAX_GRACE_SECONDS = 86_400  # as PUT /api/engines allows
 NODE_ID_CHARS = 8
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from tg_actors.names import MAX_ENGINES
 from ui import engine_format as efmt
 from ui import format as fmt
 from ui.api import UiApi
@@ -28,7 +29,7 @@ def engines_tab(api: UiApi, timer: gr.Timer) -> Loader:
         # no minimum/maximum here: Gradio would refuse such a value with a pop-up before the
         # handler runs; EnginesActions.scale says what is wrong in the status line instead
         count = gr.Number(
-            label=f"Engines (1 to {efmt.MAX_ENGINES})",
+            label=f"Engines (1 to {MAX_ENGINES})",
             value=None,
             precision=0,
             elem_id="engines-count",

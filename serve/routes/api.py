@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve.auth import bearer_dependency
 from serve.service import ApiService
-from tg_actors.engine.pool import MAX_ENGINES
 from tg_actors.errors import JobValidationError
 from tg_actors.jobs import check_shape
+from tg_actors.names import MAX_ENGINES
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 # PUT and validate read the body themselves (JSON or YAML): documented here, so the OpenAPI

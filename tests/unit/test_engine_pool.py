@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tg_actors.cli.engines import base_url, render
-from tg_actors.engine.pool import MAX_ENGINES, engine_id, engine_name, plan_scale
+from tg_actors.engine.pool import engine_id, engine_name, plan_scale
+from tg_actors.names import MAX_ENGINES
 from tg_actors.settings import Settings
 
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from serve.routes.api import build_api
 from serve.service import ApiService
-from tg_actors.runtime import BROKER, CONFIG, DATABASE, POOL, SCHEDULER
+from tg_actors.names import BROKER, CONFIG, DATABASE, POOL, SCHEDULER
 
 TOKEN = "health-test-token-0123456789"
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from tg_actors.names import MAX_ENGINES
 from tg_actors.settings import Settings
 
 
@@ -15,7 +16,7 @@ def add_parser(sub: Any) -> None:
     engines = sub.add_parser(
         "engines", help="list the sync engines of a running `tg up`, or scale them to COUNT"
     )
-    engines.add_argument("count", nargs="?", type=int, help="engines wanted (1-256)")
+    engines.add_argument("count", nargs="?", type=int, help=f"engines wanted (1-{MAX_ENGINES})")
     engines.add_argument(
         "--grace",
         type=float,

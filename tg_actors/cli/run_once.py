@@ -9,11 +9,12 @@ import ray
 
 from tg_actors.cli.local_server import ThreadedServer, port_is_free
 from tg_actors.messages import TOPIC_STATUS, RunStateChanged
+from tg_actors.names import CLI_GROUP
 from tg_actors.runstate import TERMINAL
 from tg_actors.runtime import Runtime
 from tg_actors.settings import Settings
 
-GROUP = "cli"
+GROUP = CLI_GROUP
 
 
 def serve_demo_if_free(settings: Settings) -> ThreadedServer | None:

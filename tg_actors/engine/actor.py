@@ -42,6 +42,7 @@ from tg_actors.messages import (
     RunStarted,
     TriggerRun,
 )
+from tg_actors.names import ENGINE_WORK_GROUP
 from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sources.http import SharedTransport
 
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5  # at most two progress events a second per run
 HEARTBEAT_S = 2.0  # the Scheduler's lease is several heartbeats long
 PUBLISH_RETRY_S = 30.0  # how long status events wait for a broker that is restarting
-WORK_GROUP = "engines"  # the engines' shared group on `triggers`
+WORK_GROUP = ENGINE_WORK_GROUP  # the engines' shared group on `triggers`
 
 
 def control_group(engine_id: str) -> str:

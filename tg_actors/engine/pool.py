@@ -25,16 +25,16 @@ from tg_actors.engine.actor import SyncEngine, control_group
 from tg_actors.errors import NoCapacity
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import TOPIC_CONTROL
+from tg_actors.names import ENGINE_PREFIX, MAX_ENGINES
 from tg_actors.peer import Peer
 
 log = logging.getLogger(__name__)
-ENGINE_NAME = re.compile(r"^tg_engine_(\d+)$")
+ENGINE_NAME = re.compile(rf"^{ENGINE_PREFIX}(\d+)$")
 PLACE_TIMEOUT_S = 120.0  # an engine no node can hold waits silently: say so instead
-MAX_ENGINES = 256
 
 
 def engine_name(index: int) -> str:
-    return f"tg_engine_{index}"
+    return f"{ENGINE_PREFIX}{index}"
 
 
 def engine_id(index: int) -> str:

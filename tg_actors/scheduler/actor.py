@@ -42,6 +42,7 @@ from tg_actors.messages import (
     utcnow,
 )
 from tg_actors.metrics import Histogram
+from tg_actors.names import SCHEDULER_GROUP, SCHEDULER_LEASE_GROUP
 from tg_actors.runstate import RunState
 from tg_actors.scheduler.engines import EngineSide
 from tg_actors.scheduler.error_handler import ErrorHandler
@@ -61,7 +62,7 @@ from tg_actors.scheduler.taskqueue import QueuedRun, TaskQueue
 log = logging.getLogger(__name__)
 AGING_EVERY = timedelta(seconds=5)  # a waiting run gains a priority point every 5 s
 RECONCILE_S = 5.0  # how often jobs and open runs are checked against DuckDB
-GROUP, LEASE_GROUP = "scheduler", "scheduler-leases"  # its consumer groups
+GROUP, LEASE_GROUP = SCHEDULER_GROUP, SCHEDULER_LEASE_GROUP  # its consumer groups
 GROUPS = ((TOPIC_CONFIG, GROUP), (TOPIC_STATUS, GROUP), (TOPIC_STATUS, LEASE_GROUP))
 
 

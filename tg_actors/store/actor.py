@@ -29,13 +29,14 @@ from tg_actors.messages import (
     RunStarted,
     RunStateChanged,
 )
+from tg_actors.names import DATABASE_GROUP
 from tg_actors.settings import Settings, retention_seconds
 from tg_actors.store.duckdb import DuckStore
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 300.0  # how often closed runs' staging and retention are seen to
 
-GROUP = "database"  # its consumer group on `status`
+GROUP = DATABASE_GROUP  # its consumer group on `status`
 
 # DuckStore methods exposed one-to-one as actor methods
 STORE_METHODS = (
