@@ -1,11 +1,30 @@
-"""Our error tree -> HTTP, in one place."""
+"""Our error tree -> HTTP, in one place: the status follows the error's branch (errors.py)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tg_actors.errors import ConfigError, JobValidationError, NoCapacity, NotFound, TGError
+from tg_actors.errors import (
+    ConfigError,
+    Conflict,
+    JobValidationError,
+    NotFound,
+    TGError,
+    Unavailable,
+)
+
+# the first branch in an error's MRO decides; an error of no branch is our bug: 500
+STATUS: dict[type[TGError], int] = {
+    NotFound: 404,
+    ConfigError: 422,
+    Conflict: 409,
+    Unavailable: 503,
+}
+
+
+def status_of(exc: TGError) -> int:
+    return next((STATUS[c] for c in type(exc).__mro__ if c in STATUS), 500)
 
 
 def validation_detail(exc: JobValidationError) -> list[dict[str, object]]:
@@ -20,10 +39,4 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _tg_error(_: Request, exc: TGError) -> JSONResponse:
         if isinstance(exc, JobValidationError):
             return JSONResponse({"detail": validation_detail(exc)}, status_code=422)
-        if isinstance(exc, NotFound):
-            return JSONResponse({"detail": str(exc)}, status_code=404)
-        if isinstance(exc, NoCapacity):
-            return JSONResponse({"detail": str(exc)}, status_code=503)
-        if isinstance(exc, ConfigError):
-            return JSONResponse({"detail": str(exc)}, status_code=422)
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+        return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))

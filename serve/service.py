@@ -7,25 +7,23 @@ sees exactly what the API returns (secrets masked).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import ray
-from ray.exceptions import RayTaskError
 
 from serve.cache import TtlCache
 from serve.events import EventHub
+from tg_actors import interfaces
 from tg_actors.metrics import render
 from tg_actors.names import BROKER, CONFIG, DATABASE, POOL, SCHEDULER
+from tg_actors.peer import face
 from tg_actors.store.schema import RUN_FIELDS, jsonable
 
+# asks one actor whether it has booted (its ping or start), through its face
+Probe = Callable[[Any], Awaitable[Any]]
 BOOT_WAIT_S = 2.0  # how long health waits on one actor's start() before saying "starting"
-
-
-def unwrap(exc: BaseException) -> BaseException:
-    """The error an actor raised, out of Ray's wrapper."""
-    return exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
 
 
 def _public_engine(stats: dict[str, Any]) -> dict[str, Any]:
@@ -61,11 +59,22 @@ class ApiService:
             self._handles[name] = self._lookup(name)
         return self._handles[name]
 
-    async def _call(self, actor: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await getattr(self._actor(actor), method).remote(*args, **kwargs)
-        except RayTaskError as exc:
-            raise unwrap(exc) from None
+    # the actors' faces (tg_actors/interfaces.py): typed calls, Ray's errors translated once
+    @property
+    def _db(self) -> interfaces.Database:
+        return face(self._actor(DATABASE))  # type: ignore[no-any-return]
+
+    @property
+    def _config(self) -> interfaces.ConfigManager:
+        return face(self._actor(CONFIG))  # type: ignore[no-any-return]
+
+    @property
+    def _scheduler(self) -> interfaces.Scheduler:
+        return face(self._actor(SCHEDULER))  # type: ignore[no-any-return]
+
+    @property
+    def _pool(self) -> interfaces.EnginePool:
+        return face(self._actor(POOL))  # type: ignore[no-any-return]
 
     # -- health -----------------------------------------------------------------------------
 
@@ -75,9 +84,9 @@ class ApiService:
         returned) and the Scheduler has engine slots: a run triggered now would be taken.
         Until then "starting"; after, a component down makes it "degraded"."""
         checks = {
-            "broker": self._booted(BROKER, "ping"),
-            "database": self._booted(DATABASE, "start"),
-            "config_manager": self._booted(CONFIG, "ping"),
+            "broker": self._booted(BROKER, lambda broker: broker.ping()),
+            "database": self._booted(DATABASE, lambda db: db.start()),
+            "config_manager": self._booted(CONFIG, lambda config: config.ping()),
             "scheduler": self._scheduler_ready(),
             "engines": self._engines_ready(),
         }
@@ -90,21 +99,21 @@ class ApiService:
             status = "degraded" if self._ready else "starting"
         return {"status": status, "components": components}
 
-    async def _booted(self, name: str, method: str = "start") -> str:
-        """The actor's state: "alive" once its `method` answers, "starting" while it does
-        not exist yet or its boot has not finished, "dead" when the call fails."""
+    async def _booted(self, name: str, probe: Probe) -> str:
+        """The actor's state: "alive" once `probe` (its ping or start) answers, "starting"
+        while it does not exist yet or its boot has not finished, "dead" when the call fails."""
         try:
             handle = self._actor(name)
         except ValueError:  # not made yet (start-up), or gone
             return "dead" if self._ready else "starting"
-        state, _ = await self._answer(handle, method)
+        state, _ = await self._answer(probe(face(handle)))
         if state == "dead":
             self._handles.pop(name, None)
         return state
 
-    async def _answer(self, handle: Any, method: str) -> tuple[str, Any]:
+    async def _answer(self, call: Awaitable[Any]) -> tuple[str, Any]:
         try:
-            answer = await asyncio.wait_for(getattr(handle, method).remote(), self.boot_wait)
+            answer = await asyncio.wait_for(call, self.boot_wait)
         except TimeoutError:
             return "starting", None
         except Exception:
@@ -112,19 +121,19 @@ class ApiService:
         return "alive", answer
 
     async def _scheduler_ready(self) -> str:
-        state = await self._booted(SCHEDULER, "start")
+        state = await self._booted(SCHEDULER, lambda scheduler: scheduler.start())
         if state != "alive":
             return state
-        state, status = await self._answer(self._actor(SCHEDULER), "status")
+        state, status = await self._answer(self._scheduler.status())
         if state != "alive":
             return state
         return "alive" if status["slots"] > 0 else "starting"  # no engine slots: nothing taken
 
     async def _engines_ready(self) -> str:
-        state = await self._booted(POOL, "ping")
+        state = await self._booted(POOL, lambda pool: pool.ping())
         if state != "alive":
             return state
-        state, names = await self._answer(self._actor(POOL), "names")
+        state, names = await self._answer(self._pool.names())
         if state != "alive" or not names:
             return "starting" if state != "dead" else state
         states = await asyncio.gather(*(self._engine_booted(n) for n in names))
@@ -138,16 +147,17 @@ class ApiService:
             handle = self._lookup(name)  # not cached: engines come and go at run time
         except ValueError:
             return "starting"
-        state, _ = await self._answer(handle, "start")
+        engine: interfaces.Engine = face(handle)
+        state, _ = await self._answer(engine.start())
         return state
 
     # -- jobs -------------------------------------------------------------------------------
 
     async def list_jobs(self) -> list[dict[str, Any]]:
         jobs, status, last = await asyncio.gather(
-            self._call(CONFIG, "list"),
-            self._call(SCHEDULER, "job_status"),
-            self._call(DATABASE, "last_runs"),  # one query, not one per job
+            self._config.list(),
+            self._scheduler.job_status(),
+            self._db.last_runs(),  # one query, not one per job
         )
         out = []
         for job in jobs:
@@ -172,9 +182,9 @@ class ApiService:
         return await self.lists.get(key, lambda: _encode(self.list_runs(job, state, limit)))
 
     async def get_job(self, name: str) -> dict[str, Any]:
-        job = await self._call(CONFIG, "get", name)
-        status = (await self._call(SCHEDULER, "job_status")).get(name, {})
-        runs = await self._call(DATABASE, "list_runs", job=name, limit=1)
+        job = await self._config.get(name)
+        status = (await self._scheduler.job_status()).get(name, {})
+        runs = await self._db.list_runs(job=name, limit=1)
         job["status"] = {
             "paused": job["paused"],
             "next_run_at": status.get("next_run_at"),
@@ -188,7 +198,7 @@ class ApiService:
         stored reference)."""
         import yaml
 
-        job = await self._call(CONFIG, "get", name)
+        job = await self._config.get(name)
         spec = {k: v for k, v in job.items() if k not in ("paused", "origin")}
         return str(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
 
@@ -196,53 +206,43 @@ class ApiService:
         self, body: dict[str, Any] | str, name: str | None = None
     ) -> dict[str, Any]:
         """The job as it would be stored (secrets masked); JobValidationError; stores nothing."""
-        return dict(await self._call(CONFIG, "validate", body, name))
+        return dict(await self._config.validate(body, name))
 
     async def run_stats(self, days: int = 7) -> dict[str, Any]:
         """For the UI's charts: runs by state, and rows loaded per succeeded run over time."""
-        counts = await self._call(DATABASE, "run_counts")
-        rows = await self._call(
-            DATABASE,
-            "query",
-            "SELECT finished_at, job, rows_loaded FROM tg.runs WHERE state = 'succeeded'"
-            " AND finished_at >= now() - to_days(?) ORDER BY finished_at DESC LIMIT 5000",
-            [days],
-        )
-        loaded = [
-            {"finished_at": ts.isoformat(), "job": job, "rows": int(n)} for ts, job, n in rows
-        ]
-        return {"by_state": dict(counts), "loaded": loaded[::-1]}
+        counts, loaded = await asyncio.gather(self._db.run_counts(), self._db.loaded_since(days))
+        for point in loaded:
+            point["finished_at"] = point["finished_at"].isoformat()
+        return {"by_state": dict(counts), "loaded": loaded}
 
     async def put_job(self, name: str, body: dict[str, Any] | str) -> tuple[bool, dict[str, Any]]:
         self.lists.clear()
-        result = await self._call(CONFIG, "upsert", body, name)
+        result = await self._config.upsert(body, name)
         return bool(result["created"]), await self.get_job(name)
 
     async def delete_job(self, name: str) -> None:
         self.lists.clear()
-        await self._call(CONFIG, "delete", name)
+        await self._config.delete(name)
 
     async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
         self.lists.clear()
-        await self._call(CONFIG, "set_paused", name, paused)
+        await self._config.set_paused(name, paused)
         return dict((await self.get_job(name))["status"]) | {"name": name}
 
     async def trigger(self, name: str, priority: int | None = None) -> str:
         self.lists.clear()
-        return str(await self._call(SCHEDULER, "trigger", name, priority))
+        return str(await self._scheduler.trigger(name, priority))
 
     async def cancel(self, run_id: str) -> str:
         """RunNotFound (404) or IllegalTransition (409, the run already ended)."""
         self.lists.clear()
-        return str(await self._call(SCHEDULER, "cancel", run_id))
+        return str(await self._scheduler.cancel(run_id))
 
     # -- engines ----------------------------------------------------------------------------
 
     async def engines(self) -> dict[str, Any]:
         """The engines, where they run and what they hold; the Scheduler's capacity."""
-        engines, sched = await asyncio.gather(
-            self._call(POOL, "describe"), self._call(SCHEDULER, "status")
-        )
+        engines, sched = await asyncio.gather(self._pool.describe(), self._scheduler.status())
         return {
             "count": len(engines),
             "capacity": sched["slots"],
@@ -254,17 +254,14 @@ class ApiService:
 
     async def scale_engines(self, count: int, grace: float | None = None) -> dict[str, Any]:
         """Add or remove engines without stopping anything (see EnginePool.scale)."""
-        outcome = await self._call(POOL, "scale", count, grace)
+        outcome = await self._pool.scale(count, grace)
         changes = {k: outcome[k] for k in ("added", "removed", "interrupted")}
         return {**(await self.engines()), **changes}
 
     async def metrics(self) -> str:
         """Prometheus text: runs by state, rows loaded, queue depth, engines, trigger lateness."""
-        sched = await self._call(SCHEDULER, "metrics")
-        counts = await self._call(DATABASE, "run_counts")
-        rows = await self._call(
-            DATABASE, "query", "SELECT coalesce(sum(rows_loaded), 0) FROM tg.runs"
-        )
+        sched = await self._scheduler.metrics()
+        counts, loaded = await asyncio.gather(self._db.run_counts(), self._db.rows_loaded_total())
         busy, slots = sched["running"], sched["slots"]
         return render(
             gauges={
@@ -286,7 +283,7 @@ class ApiService:
                     sched["lateness"],
                 )
             },
-            counters={"tg_rows_loaded_total": ("Rows committed by succeeded runs.", rows[0][0])},
+            counters={"tg_rows_loaded_total": ("Rows committed by succeeded runs.", loaded)},
         )
 
     # -- runs, tables -----------------------------------------------------------------------
@@ -294,20 +291,20 @@ class ApiService:
     async def list_runs(
         self, job: str | None = None, state: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
-        rows = await self._call(DATABASE, "list_runs", job=job, state=state, limit=limit)
+        rows = await self._db.list_runs(job=job, state=state, limit=limit)
         return [public_run(r) for r in rows]
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
-        row = await self._call(DATABASE, "get_run", run_id)
+        row = await self._db.get_run(run_id)
         return public_run(row) if row else None
 
     async def run_logs(self, run_id: str) -> list[dict[str, Any]] | None:
-        if await self._call(DATABASE, "get_run", run_id) is None:
+        if await self._db.get_run(run_id) is None:
             return None
-        return jsonable(await self._call(DATABASE, "get_logs", run_id))  # type: ignore[no-any-return]
+        return jsonable(await self._db.get_logs(run_id))  # type: ignore[no-any-return]
 
     async def list_tables(self) -> list[dict[str, Any]]:
-        return jsonable(await self._call(DATABASE, "list_tables"))  # type: ignore[no-any-return]
+        return jsonable(await self._db.list_tables())  # type: ignore[no-any-return]
 
     async def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
-        return jsonable(await self._call(DATABASE, "preview_table", name, limit))  # type: ignore[no-any-return]
+        return jsonable(await self._db.preview_table(name, limit))  # type: ignore[no-any-return]

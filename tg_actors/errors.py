@@ -6,15 +6,24 @@ TGError
 │   └── MissingSecret           `${NAME}` with no such environment variable
 ├── NotFound
 │   ├── JobNotFound
-│   └── RunNotFound
-├── IllegalTransition           a run state change not in the table
+│   ├── RunNotFound
+│   └── TableNotFound
+├── Conflict                    the request contradicts what DuckDB holds now
+│   ├── IllegalTransition       a run state change not in the table
+│   └── StaleAttempt            a superseded attempt (the fence) tried to write
 ├── SourceError                 the HTTP source failed (URL sanitized)
 │   └── PaginationLoop          a paginator would repeat itself
 ├── TransformError              transform.sql failed
 ├── DestinationError            the DuckDB write failed (schema, primary key)
-├── NoCapacity                  the cluster cannot place the engines asked for
-└── BrokerError
-    └── BrokerFull              a bounded queue stayed full past the publish timeout
+└── Unavailable                 the system cannot take this now; trying later may work
+    ├── NoCapacity              the cluster cannot place the engines asked for
+    ├── PeerUnavailable         an actor is down or restarting (Ray's RayActorError)
+    └── BrokerError
+        └── BrokerFull          a bounded queue stayed full past the publish timeout
+
+HTTP answers follow the branch (serve/errors.py): NotFound 404, ConfigError 422, Conflict 409,
+Unavailable 503, anything else 500. tests/unit/test_errors.py checks this drawing against the
+classes.
 """
 
 from __future__ import annotations
@@ -78,13 +87,17 @@ class TableNotFound(NotFound):
         super().__init__(f"No table named {name!r}")
 
 
-class IllegalTransition(TGError):
+class Conflict(TGError):
+    pass
+
+
+class IllegalTransition(Conflict):
     def __init__(self, run_id: str, current: str, target: str) -> None:
         self.run_id, self.current, self.target = run_id, current, target
         super().__init__(f"run {run_id}: cannot go from {current!r} to {target!r}")
 
 
-class StaleAttempt(TGError):
+class StaleAttempt(Conflict):
     """The attempt number is the fencing token: an engine presumed dead (lease expired) that
     is in fact still running must not write next to the attempt that replaced it."""
 
@@ -111,11 +124,24 @@ class DestinationError(TGError):
     pass
 
 
-class NoCapacity(TGError):
+class Unavailable(TGError):
+    pass
+
+
+class NoCapacity(Unavailable):
     """Engines asked for that no node of the cluster can hold (CPUs, TG_ENGINE_NUM_CPUS)."""
 
 
-class BrokerError(TGError):
+class PeerUnavailable(Unavailable):
+    """A call to another actor failed because that actor is down or restarting: the one
+    translation of Ray's actor errors (tg_actors/peer.py), so no caller imports Ray for it."""
+
+    def __init__(self, actor: str, reason: str) -> None:
+        self.actor, self.reason = actor, reason
+        super().__init__(f"{actor} is unavailable: {reason}")
+
+
+class BrokerError(Unavailable):
     pass
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve.auth import bearer_dependency
 from serve.service import ApiService
-from tg_actors.errors import JobValidationError
+from tg_actors.errors import JobValidationError, RunNotFound
 from tg_actors.jobs import check_shape
 from tg_actors.names import MAX_ENGINES
 
@@ -166,7 +166,7 @@ def runs_router(service: ApiService) -> APIRouter:
     async def get_run(run_id: str) -> dict[str, Any]:
         run = await service.get_run(run_id)
         if run is None:
-            raise HTTPException(404, f"No run with id {run_id!r}")
+            raise RunNotFound(run_id)
         return run
 
     @secured.post("/runs/{run_id}/cancel", status_code=202)
@@ -178,7 +178,7 @@ def runs_router(service: ApiService) -> APIRouter:
     async def run_logs(run_id: str) -> list[dict[str, Any]]:
         logs = await service.run_logs(run_id)
         if logs is None:
-            raise HTTPException(404, f"No run with id {run_id!r}")
+            raise RunNotFound(run_id)
         return logs
 
     @secured.get("/events")

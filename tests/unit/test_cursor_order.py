@@ -1,4 +1,4 @@
-"""One cursor order (core/incremental.py) for the batch maximum, the run's cursor and the
+"""One cursor order (tg_actors/incremental.py) for the batch maximum, the run's cursor and the
 store's forward-only write: numbers exactly, instants as instants, else text (issue 12 #3)."""
 
 from __future__ import annotations

@@ -38,8 +38,9 @@ def staged_run(store: DuckStore, minute: int) -> str:
 
 def test_failing_for_good_drops_staging_and_checkpoint_with_the_state(store: DuckStore) -> None:
     run_id = staged_run(store, 0)
-    store.update_run(run_id, expect_state="running", state="failed", error="boom", finished_at=T0)
+    store.fail_run(run_id, expect_state="running", error="boom", finished_at=T0)
     assert store.get_run(run_id)["state"] == "failed"  # type: ignore[index]
+    assert store.get_run(run_id)["error"] == "boom"  # type: ignore[index]
     assert store.staged_run_ids() == [] and store.checkpoint(run_id) is None
     assert store.staged_rows(run_id) == 0
 
@@ -51,12 +52,19 @@ def test_a_retried_attempt_keeps_its_staging_to_resume(store: DuckStore) -> None
     assert store.checkpoint(run_id) == {"checkpoint": {"page": 2}, "pages": 1, "rows": 2}
 
 
+def test_update_run_never_drops_staging_only_fail_run_does(store: DuckStore) -> None:
+    """The drop is an explicit operation: no state write drops staging as a side effect."""
+    run_id = staged_run(store, 3)
+    store.update_run(run_id, expect_state="running", state="failed", finished_at=T0)
+    assert store.staged_run_ids() == [run_id] and store.checkpoint(run_id) is not None
+
+
 def test_a_refused_state_change_drops_nothing(store: DuckStore) -> None:
     from tg_actors.errors import IllegalTransition
 
     run_id = staged_run(store, 2)
     with pytest.raises(IllegalTransition):  # it is not queued any more
-        store.update_run(run_id, expect_state="queued", state="failed", finished_at=T0)
+        store.fail_run(run_id, expect_state="queued", finished_at=T0)
     assert store.staged_run_ids() == [run_id] and store.checkpoint(run_id) is not None
 
 

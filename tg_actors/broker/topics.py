@@ -38,7 +38,7 @@ class GroupBuffer:
 
 
 class Topics:
-    """The in-process broker core; the Ray actor in `actors/broker.py` is a thin shell around it."""
+    """The in-process broker core; the Ray actor in `broker/actor.py` is a thin shell around it."""
 
     def __init__(self, maxsize: int = 10_000) -> None:
         self._maxsize = maxsize

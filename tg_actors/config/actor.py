@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tg_actors import interfaces
 from tg_actors.broker.client import BrokerClient
 from tg_actors.config.files import cycle_errors, load_jobs, parse_yaml
 from tg_actors.errors import JobNotFound, JobValidationError
 from tg_actors.jobs import JobSpec, check_shape, parse_job
 from tg_actors.messages import TOPIC_CONFIG, JobDeleted, JobPauseChanged, JobUpserted
+from tg_actors.peer import face
 from tg_actors.redaction import restore_masked
 from tg_actors.settings import Settings
 
@@ -32,7 +34,7 @@ def public_job(row: dict[str, Any]) -> dict[str, Any]:
 class ConfigManager:
     def __init__(self, settings: dict[str, Any], db: Any, broker: Any) -> None:
         self._settings = Settings(**settings)
-        self._db = db
+        self._db: interfaces.Database = face(db)
         self._broker = BrokerClient(broker)
         self._saving = asyncio.Lock()  # check-for-cycle then store, one save at a time
 
@@ -78,7 +80,7 @@ class ConfigManager:
 
     async def _stored_after(self) -> dict[str, list[str]]:
         """{job: its triggers.after} of every stored job."""
-        rows = await self._db.list_jobs.remote()
+        rows = await self._db.list_jobs()
         return {row["name"]: list(row["spec"].get("triggers", {}).get("after", [])) for row in rows}
 
     async def _refuse_cycle(self, spec: JobSpec, name: str | None) -> None:
@@ -103,7 +105,7 @@ class ConfigManager:
                 )
         if isinstance(raw, dict) and isinstance(raw.get("name"), str):
             # `***` (a secret as the API and UI show it) keeps the stored reference
-            row = await self._db.get_job.remote(raw["name"])
+            row = await self._db.get_job(raw["name"])
             raw, unmatched = restore_masked(raw, row["spec"] if row else None)
             if unmatched:
                 message = "'***' stands for a stored secret, and there is none here: give ${NAME}"
@@ -111,37 +113,44 @@ class ConfigManager:
         return parse_job(raw, source)
 
     async def delete(self, name: str) -> bool:
-        deleted = bool(await self._db.delete_job.remote(name))
+        deleted = bool(await self._db.delete_job(name))
         if not deleted:
             raise JobNotFound(name)
         await self._broker.publish(TOPIC_CONFIG, JobDeleted(name=name))
         return True
 
     async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
-        row = await self._db.get_job.remote(name)
+        row = await self._db.get_job(name)
         if row is None:
             raise JobNotFound(name)
-        await self._db.set_paused.remote(name, paused)
+        await self._db.set_paused(name, paused)
         await self._broker.publish(TOPIC_CONFIG, JobPauseChanged(name=name, paused=paused))
         return await self.get(name)
 
     async def get(self, name: str) -> dict[str, Any]:
-        row = await self._db.get_job.remote(name)
+        row = await self._db.get_job(name)
         if row is None:
             raise JobNotFound(name)
         return public_job(row)
 
     async def list(self) -> list[dict[str, Any]]:
-        return [public_job(row) for row in await self._db.list_jobs.remote()]
+        return [public_job(row) for row in await self._db.list_jobs()]
 
     async def ping(self) -> str:
         return "ok"
 
     async def _store(self, spec: JobSpec, origin: str) -> bool:
         stored = spec.to_stored()
-        created = bool(await self._db.upsert_job.remote(spec.name, stored, origin))
-        row = await self._db.get_job.remote(spec.name)
+        created = bool(await self._db.upsert_job(spec.name, stored, origin))
+        row = await self._db.get_job(spec.name)
+        paused = bool(row["paused"]) if row else False  # None: deleted since, by a racing call
         await self._broker.publish(
-            TOPIC_CONFIG, JobUpserted(name=spec.name, spec=stored, paused=bool(row["paused"]))
+            TOPIC_CONFIG, JobUpserted(name=spec.name, spec=stored, paused=paused)
         )
         return created
+
+
+if TYPE_CHECKING:  # the actor keeps the promises of its face: mypy checks this conversion
+
+    def _keeps_its_face(actor: ConfigManager) -> interfaces.ConfigManager:
+        return actor

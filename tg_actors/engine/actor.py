@@ -16,12 +16,13 @@ import logging
 import os
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import ray
 from ray.util.queue import Empty
 
+from tg_actors import interfaces
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
 from tg_actors.engine.sync import Stage, SyncResult, extract_and_stage
@@ -43,6 +44,7 @@ from tg_actors.messages import (
     TriggerRun,
 )
 from tg_actors.names import ENGINE_WORK_GROUP
+from tg_actors.peer import face
 from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sources.http import SharedTransport
 
@@ -72,8 +74,8 @@ class SyncEngine:
         self, engine_id: str, db: Any, broker: Any, limiter: Any = None, slots: int = 4
     ) -> None:
         self._id = engine_id
-        self._db = db
-        self._limiter = limiter
+        self._db: interfaces.Database = face(db)
+        self._limiter: interfaces.RateLimiter | None = face(limiter) if limiter else None
         self._broker = BrokerClient(broker)
         self._slots = max(1, slots)
         self._stop = asyncio.Event()
@@ -253,10 +255,10 @@ class SyncEngine:
         return [None] * len(messages)
 
     async def _begin_many(self, items: list[dict[str, Any]]) -> list[Any]:
-        return list(await self._db.begin_attempts.remote(items, self._id))
+        return list(await self._db.begin_attempts(items, self._id))
 
     async def _commit_many(self, items: list[dict[str, Any]]) -> list[Any]:
-        return list(await self._db.commit_runs.remote(items))
+        return list(await self._db.commit_runs(items))
 
     # -- one attempt --------------------------------------------------------------------------
 
@@ -316,7 +318,7 @@ class SyncEngine:
         except asyncio.CancelledError:
             if run_id not in self._cancelled:
                 raise  # the engine itself is stopping
-            await self._db.discard_run.remote(run_id)  # nothing of a cancelled run is kept
+            await self._db.discard_run(run_id)  # nothing of a cancelled run is kept
             await self._status.submit(RunCancelled(run_id=run_id, job=job, attempt=attempt))
             return None
         except StaleAttempt as exc:  # superseded after a lost lease: the new attempt owns it
@@ -351,7 +353,7 @@ class SyncEngine:
         dest = spec.destination
 
         async def stage(table: pa.Table, checkpoint: dict[str, Any] | None, pages: int) -> None:
-            await self._db.stage_batch.remote(
+            await self._db.stage_batch(
                 run_id,
                 ray.put(table),
                 checkpoint=checkpoint,
@@ -367,11 +369,12 @@ class SyncEngine:
         self, spec: JobSpec, begun: dict[str, Any], stage: Any, progress: Any
     ) -> SyncResult:
         acquire = None
-        if spec.source.rate_limit is not None and self._limiter is not None:
+        limiter = self._limiter
+        if spec.source.rate_limit is not None and limiter is not None:
             per_second = spec.source.rate_limit.per_second
 
             async def acquire() -> None:
-                delay = await self._limiter.reserve.remote(spec.name, per_second)
+                delay = await limiter.reserve(spec.name, per_second)
                 if delay > 0:
                     await asyncio.sleep(delay)
 
@@ -385,3 +388,9 @@ class SyncEngine:
             keep_tail=True,
             transport=self._transport,
         )
+
+
+if TYPE_CHECKING:  # the actor keeps the promises of its face: mypy checks this conversion
+
+    def _keeps_its_face(actor: SyncEngine) -> interfaces.Engine:
+        return actor

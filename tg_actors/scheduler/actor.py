@@ -15,8 +15,9 @@ import random
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tg_actors import interfaces
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
 from tg_actors.errors import IllegalTransition, JobNotFound, RunNotFound
@@ -43,6 +44,7 @@ from tg_actors.messages import (
 )
 from tg_actors.metrics import Histogram
 from tg_actors.names import SCHEDULER_GROUP, SCHEDULER_LEASE_GROUP
+from tg_actors.peer import face
 from tg_actors.runstate import RunState
 from tg_actors.scheduler.engines import EngineSide
 from tg_actors.scheduler.error_handler import ErrorHandler
@@ -97,20 +99,21 @@ class Scheduler(EngineSide):
         db_retry_s: float = DB_RETRY_S,
         publish_retry_s: float = PUBLISH_RETRY_S,
     ) -> None:
-        self._db = db
+        self._db: interfaces.Database = face(db)
         self._broker = BrokerClient(broker)
-        self._pool = pool  # the EnginePool: the engines of now (they change at run time)
+        # the EnginePool: the engines of now (they change at run time)
+        self._pool: interfaces.EnginePool | None = face(pool) if pool is not None else None
         self._slots = max(1, slots)
-        self._engines: list[Any] = []
+        self._engines: list[interfaces.Engine] = []
         self._capacity = 0
         self._stopping = False
-        self._set_engines(engines)
+        self._set_engines([face(e) for e in engines])
         self._tick_seconds = tick_seconds
         self._now = clock
         self._jobs: dict[str, JobEntry] = {}
         self._queue = TaskQueue()
         self._states = StateManager(
-            db,
+            self._db,
             self._broker,
             db_retry_s=db_retry_s,
             publish_retry_s=publish_retry_s,
@@ -155,7 +158,7 @@ class Scheduler(EngineSide):
             await self._broker.subscribe(topic, group)
         if self._pool is not None:  # after a restart the engines may not be those we began with
             try:
-                self._set_engines(await self._pool.peers.remote())
+                self._set_engines([face(e) for e in await self._pool.peers()])
             except Exception:  # the pool restarting: it tells us the engines once it is back
                 log.warning("engine pool unavailable; keeping %d engine(s)", len(self._engines))
         async with self._lock:
@@ -164,7 +167,7 @@ class Scheduler(EngineSide):
             self._in_flight.clear()
             for run in self._states.active():  # a boot tried again starts from DuckDB afresh
                 self._states.forget(run.run_id)
-            for row in await self._db.list_jobs.remote():
+            for row in await self._db.list_jobs():
                 await self._load_job(row["name"], row["spec"], bool(row["paused"]))
                 self._versions[row["name"]] = (row["updated_at"], bool(row["paused"]))
             await self._recover_open_runs()
@@ -264,7 +267,7 @@ class Scheduler(EngineSide):
         """The engines changed (scaled at run time): capacity follows. Returns the capacity.
         Fewer engines lower it at once; runs in flight above it finish, nothing new starts."""
         async with self._lock:
-            self._set_engines(engines)
+            self._set_engines([face(e) for e in engines])
             await self._dispatch()
             await self._states.flush()
             return self._capacity
@@ -322,7 +325,7 @@ class Scheduler(EngineSide):
         async with self._lock:
             run = self._states.get(run_id)
             if run is None:
-                row = await self._db.get_run.remote(run_id)
+                row = await self._db.get_run(run_id)
                 if row is None:
                     raise RunNotFound(run_id)
                 raise IllegalTransition(run_id, row["state"], RunState.CANCELLED.value)
@@ -332,7 +335,7 @@ class Scheduler(EngineSide):
 
     async def _cancel(self, run: TrackedRun) -> None:
         run_id = run.run_id
-        if not await self._db.cancel_run.remote(run_id):  # ended meanwhile: DuckDB says how
+        if not await self._db.cancel_run(run_id):  # ended meanwhile: DuckDB says how
             state = run.state.value
             await self._states.refresh(run)
             if self._states.get(run_id) is None:
@@ -348,7 +351,7 @@ class Scheduler(EngineSide):
             except Exception:
                 log.warning("run %s: cancel not sent to the engines", run_id, exc_info=True)
         else:
-            await self._db.discard_run.remote(run_id)
+            await self._db.discard_run(run_id)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -364,7 +367,7 @@ class Scheduler(EngineSide):
                 # schedule_from does after a restart; the window before is not replayed
                 watermark = max(watermark, self._now())
         else:
-            watermark = await self._db.watermark.remote(name) or self._now()
+            watermark = await self._db.watermark(name) or self._now()
         self._jobs[name] = entry = JobEntry(spec, stored, paused, watermark)
         self._dependents = None
         self._fires.set(name, self._now() if entry.schedulable else None)  # due now: catch-up
@@ -545,13 +548,13 @@ class Scheduler(EngineSide):
     async def _reconcile(self) -> None:
         """DuckDB is the truth, the broker only transport: jobs whose change message was lost
         (a broker restart) and runs whose events were lost are brought in line."""
-        versions = await self._db.job_versions.remote()
+        versions = await self._db.job_versions()
         for name in [n for n in self._jobs if n not in versions]:
             log.info("job %s is gone from the database: dropping it", name)
             await self._drop_job(name)
         for name, version in versions.items():
             if self._versions.get(name) != version:
-                row = await self._db.get_job.remote(name)
+                row = await self._db.get_job(name)
                 if row is not None:
                     await self._load_job(name, row["spec"], bool(row["paused"]))
                     self._versions[name] = (row["updated_at"], bool(row["paused"]))
@@ -647,7 +650,7 @@ class Scheduler(EngineSide):
         ]
         if not edges:
             return
-        missing = await self._db.missing_dependents.remote(edges)
+        missing = await self._db.missing_dependents(edges)
         batch = [
             (self._jobs[name], when, f"after:{up}")
             for name, up, when in missing
@@ -655,3 +658,9 @@ class Scheduler(EngineSide):
         ]
         if batch:
             await self._enqueue_many(batch, None, check_overlap=True)
+
+
+if TYPE_CHECKING:  # the actor keeps the promises of its face: mypy checks this conversion
+
+    def _keeps_its_face(actor: Scheduler) -> interfaces.Scheduler:
+        return actor

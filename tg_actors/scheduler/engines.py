@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from tg_actors import interfaces
 from tg_actors.messages import RunHeartbeat, RunProgressed, RunStarted
 from tg_actors.runstate import RunState
 from tg_actors.scheduler.error_handler import ErrorHandler
@@ -26,8 +27,8 @@ log = logging.getLogger(__name__)
 
 class EngineSide:
     # set by Scheduler.__init__
-    _db: Any
-    _engines: list[Any]
+    _db: interfaces.Database
+    _engines: list[interfaces.Engine]
     _slots: int
     _capacity: int
     _stopping: bool
@@ -38,7 +39,7 @@ class EngineSide:
     _jobs: dict[str, JobEntry]
     _now: Callable[[], datetime]
 
-    def _set_engines(self, engines: list[Any]) -> None:
+    def _set_engines(self, engines: list[interfaces.Engine]) -> None:
         self._engines = list(engines)
         if not self._stopping:
             self._capacity = len(self._engines) * self._slots
@@ -60,7 +61,7 @@ class EngineSide:
         busy: dict[str, str] = {}
         for engine in self._engines:
             try:
-                stats = await asyncio.wait_for(engine.stats.remote(), 5)
+                stats = await asyncio.wait_for(engine.stats(), 5)
             except Exception:
                 continue
             busy.update(dict.fromkeys(stats.get("current_runs") or {}, stats.get("engine", "")))
@@ -72,7 +73,7 @@ class EngineSide:
         re-dispatched under a new attempt number, which fences off whatever still holds the
         old one (a busy engine that missed the stats() timeout cannot stage or commit it)."""
         busy = await self._busy_engines()
-        for row in await self._db.open_runs.remote():
+        for row in await self._db.open_runs():
             run = self._states.adopt(row)
             if run.state is RunState.RUNNING and run.run_id in busy:
                 # still being worked on: its events (of this attempt) will arrive
@@ -95,7 +96,7 @@ class EngineSide:
     async def _reconcile_runs(self) -> None:
         """DuckDB is the truth: runs it holds open that we do not track (an insert whose answer
         was lost, a message lost with the broker) are tracked; runs it ended are let go."""
-        rows = {row["run_id"]: row for row in await self._db.open_runs.remote()}
+        rows = {row["run_id"]: row for row in await self._db.open_runs()}
         for run in self._states.active():
             if run.run_id not in rows:  # ended in DuckDB without us hearing of it
                 await self._states.refresh(run)

@@ -15,15 +15,14 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ray.exceptions import RayActorError
-
+from tg_actors import interfaces
 from tg_actors.broker.client import BrokerClient
-from tg_actors.errors import IllegalTransition, StaleAttempt
+from tg_actors.errors import IllegalTransition, PeerUnavailable, StaleAttempt
 from tg_actors.messages import TOPIC_STATUS, RunStateChanged
 from tg_actors.runstate import ACTIVE, RunState, check_transition
 
@@ -60,7 +59,7 @@ def new_run_id() -> str:
 class StateManager:
     def __init__(
         self,
-        db: Any,
+        db: interfaces.Database,
         broker: BrokerClient,
         *,
         db_retry_s: float = DB_RETRY_S,
@@ -122,7 +121,7 @@ class StateManager:
         """Insert many runs in one statement and announce them in one publish (a tick of many
         jobs); None for an entry whose (job, scheduled_for) already had a run. Entries keep
         the run_id they were given (minted once): a retry after a lost answer is recognised."""
-        ids = await self._db.create_runs.remote(
+        ids = await self._db.create_runs(
             [
                 {
                     "run_id": e.run_id or self.new_id(),
@@ -188,13 +187,24 @@ class StateManager:
         if persist:
             expect = run.attempt
             try:  # conditional: a late event must not overwrite what DuckDB already holds
-                await self._update_run(
-                    run_id,
-                    expect_state=previous.value,
-                    expect_attempt=expect,
-                    state=target.value,
-                    **fields,
-                )
+                if target is RunState.FAILED:  # for good: nothing of it is kept
+                    await self._until_written(
+                        lambda: self._db.fail_run(
+                            run_id, expect_state=previous.value, expect_attempt=expect, **fields
+                        ),
+                        run_id,
+                    )
+                else:
+                    await self._until_written(
+                        lambda: self._db.update_run(
+                            run_id,
+                            expect_state=previous.value,
+                            expect_attempt=expect,
+                            state=target.value,
+                            **fields,
+                        ),
+                        run_id,
+                    )
             except StaleAttempt:
                 return await self.refresh(run)
             except IllegalTransition as exc:
@@ -218,16 +228,17 @@ class StateManager:
         self._outbox.append(self._changed(run, previous, fields.get("error")))
         return run
 
-    async def _update_run(self, run_id: str, **kwargs: Any) -> None:
-        """update_run, waiting out a Database restart (a few seconds, during which calls fail
-        at once): else a state change made then would be lost, e.g. a failed attempt never
-        retried. Safe to repeat: the update is conditional on the state it expects."""
+    async def _until_written(self, write: Callable[[], Awaitable[Any]], run_id: str) -> None:
+        """A conditional run update, waiting out a Database restart (a few seconds, during
+        which calls fail at once): else a state change made then would be lost, e.g. a failed
+        attempt never retried. Safe to repeat: the update is conditional on the state it
+        expects."""
         deadline = time.monotonic() + self._db_retry_s
         while True:
             try:
-                await self._db.update_run.remote(run_id, **kwargs)
+                await write()
                 return
-            except RayActorError:
+            except PeerUnavailable:
                 if time.monotonic() >= deadline:
                     raise
                 log.warning("run %s: database unavailable; retrying its state change", run_id)
@@ -238,11 +249,14 @@ class StateManager:
         change), fencing off the first TriggerRun should an engine still pick it up. False
         when DuckDB held something newer (then adopted)."""
         try:
-            await self._update_run(
+            await self._until_written(
+                lambda: self._db.update_run(
+                    run.run_id,
+                    expect_state=RunState.QUEUED.value,
+                    expect_attempt=run.attempt,
+                    attempt=run.attempt + 1,
+                ),
                 run.run_id,
-                expect_state=RunState.QUEUED.value,
-                expect_attempt=run.attempt,
-                attempt=run.attempt + 1,
             )
         except (StaleAttempt, IllegalTransition):
             await self.refresh(run)
@@ -265,7 +279,7 @@ class StateManager:
 
     async def refresh(self, run: TrackedRun) -> TrackedRun:
         """Take DuckDB's state and attempt for the run (read back after a refused write)."""
-        row = await self._db.get_run.remote(run.run_id)
+        row = await self._db.get_run(run.run_id)
         if row is None:
             self._untrack(run)
             return run

@@ -13,13 +13,15 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
+from tg_actors.jobs import WriteMode
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
     TOPIC_STATUS,
@@ -33,45 +35,17 @@ from tg_actors.names import DATABASE_GROUP
 from tg_actors.settings import Settings, retention_seconds
 from tg_actors.store.duckdb import DuckStore
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from tg_actors import interfaces
+
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 HOUSEKEEPING_SECONDS = 300.0  # how often closed runs' staging and retention are seen to
 
 GROUP = DATABASE_GROUP  # its consumer group on `status`
-
-# DuckStore methods exposed one-to-one as actor methods
-STORE_METHODS = (
-    "upsert_job",
-    "delete_job",
-    "get_job",
-    "list_jobs",
-    "set_paused",
-    "create_run",
-    "update_run",
-    "get_run",
-    "list_runs",
-    "open_runs",
-    "last_tick",
-    "watermark",
-    "job_versions",
-    "missing_dependents",
-    "run_counts",
-    "last_runs",
-    "add_logs",
-    "get_logs",
-    "stage_batch",
-    "commit_run",
-    "discard_run",
-    "staged_rows",
-    "save_checkpoint",
-    "checkpoint",
-    "discard_orphans",
-    "staged_run_ids",
-    "query",
-    "cancel_run",
-    "list_tables",
-    "preview_table",
-    "cursor",
-)
 
 
 def log_entry(message: Any) -> tuple[str, Any, str, str] | None:
@@ -204,9 +178,213 @@ class Database:
         if entries:  # one insert for the whole consumed batch
             await self._call(self._store.add_logs, entries)
 
-    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def _call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """`fn` on the DuckDB thread (one at a time, in call order)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    # -- the DuckStore, one method each (contracts: interfaces.Database) --------------------
+
+    async def upsert_job(self, name: str, spec: dict[str, Any], origin: str) -> bool:
+        return await self._call(self._store.upsert_job, name, spec, origin)
+
+    async def delete_job(self, name: str) -> bool:
+        return await self._call(self._store.delete_job, name)
+
+    async def get_job(self, name: str) -> dict[str, Any] | None:
+        return await self._call(self._store.get_job, name)
+
+    async def list_jobs(self) -> list[dict[str, Any]]:
+        return await self._call(self._store.list_jobs)
+
+    async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        return await self._call(self._store.set_paused, name, paused)
+
+    async def create_run(
+        self,
+        job: str,
+        scheduled_for: datetime,
+        trigger: str,
+        *,
+        state: str = "queued",
+        attempt: int = 1,
+        priority: int = 50,
+        error: str | None = None,
+    ) -> str | None:
+        return await self._call(
+            self._store.create_run,
+            job,
+            scheduled_for,
+            trigger,
+            state=state,
+            attempt=attempt,
+            priority=priority,
+            error=error,
+        )
+
+    async def update_run(
+        self,
+        run_id: str,
+        *,
+        expect_state: str | None = None,
+        expect_attempt: int | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        return await self._call(
+            self._store.update_run,
+            run_id,
+            expect_state=expect_state,
+            expect_attempt=expect_attempt,
+            **fields,
+        )
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        return await self._call(self._store.get_run, run_id)
+
+    async def list_runs(
+        self, job: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        return await self._call(self._store.list_runs, job, state, limit)
+
+    async def open_runs(self) -> list[dict[str, Any]]:
+        return await self._call(self._store.open_runs)
+
+    async def last_tick(self, job: str) -> datetime | None:
+        return await self._call(self._store.last_tick, job)
+
+    async def watermark(self, job: str) -> datetime | None:
+        return await self._call(self._store.watermark, job)
+
+    async def job_versions(self) -> dict[str, tuple[datetime, bool]]:
+        return await self._call(self._store.job_versions)
+
+    async def missing_dependents(
+        self, edges: list[tuple[str, str, int]]
+    ) -> list[tuple[str, str, datetime]]:
+        return await self._call(self._store.missing_dependents, edges)
+
+    async def run_counts(self) -> dict[str, int]:
+        return await self._call(self._store.run_counts)
+
+    async def last_runs(self) -> dict[str, dict[str, Any]]:
+        return await self._call(self._store.last_runs)
+
+    async def add_logs(self, entries: Sequence[tuple[str, datetime, str, str]]) -> None:
+        return await self._call(self._store.add_logs, entries)
+
+    async def get_logs(self, run_id: str) -> list[dict[str, Any]]:
+        return await self._call(self._store.get_logs, run_id)
+
+    async def stage_batch(
+        self,
+        run_id: str,
+        table: pa.Table | pa.RecordBatch,
+        checkpoint: dict[str, Any] | None = None,
+        pages: int | None = None,
+        *,
+        widen_to_varchar: bool = False,
+        destination: str | None = None,
+        attempt: int | None = None,
+    ) -> int:
+        return await self._call(
+            self._store.stage_batch,
+            run_id,
+            table,
+            checkpoint,
+            pages,
+            widen_to_varchar=widen_to_varchar,
+            destination=destination,
+            attempt=attempt,
+        )
+
+    async def commit_run(
+        self,
+        run_id: str,
+        *,
+        table: str,
+        write: WriteMode | str,
+        primary_key: Sequence[str] = (),
+        pages: int,
+        cursor: tuple[str, str] | None = None,
+        widen_to_varchar: bool = False,
+        attempt: int | None = None,
+        batch: pa.Table | pa.RecordBatch | None = None,
+    ) -> int:
+        return await self._call(
+            self._store.commit_run,
+            run_id,
+            table=table,
+            write=write,
+            primary_key=primary_key,
+            pages=pages,
+            cursor=cursor,
+            widen_to_varchar=widen_to_varchar,
+            attempt=attempt,
+            batch=batch,
+        )
+
+    async def discard_run(self, run_id: str) -> None:
+        return await self._call(self._store.discard_run, run_id)
+
+    async def staged_rows(self, run_id: str) -> int:
+        return await self._call(self._store.staged_rows, run_id)
+
+    async def save_checkpoint(
+        self, run_id: str, checkpoint: dict[str, Any], pages: int, attempt: int | None = None
+    ) -> None:
+        return await self._call(self._store.save_checkpoint, run_id, checkpoint, pages, attempt)
+
+    async def checkpoint(self, run_id: str) -> dict[str, Any] | None:
+        return await self._call(self._store.checkpoint, run_id)
+
+    async def discard_orphans(self, open_run_ids: set[str]) -> int:
+        return await self._call(self._store.discard_orphans, open_run_ids)
+
+    async def staged_run_ids(self) -> list[str]:
+        return await self._call(self._store.staged_run_ids)
+
+    async def cancel_run(self, run_id: str) -> bool:
+        return await self._call(self._store.cancel_run, run_id)
+
+    async def list_tables(self) -> list[dict[str, Any]]:
+        return await self._call(self._store.list_tables)
+
+    async def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
+        return await self._call(self._store.preview_table, name, limit)
+
+    async def cursor(self, job: str) -> str | None:
+        return await self._call(self._store.cursor, job)
+
+    async def fail_run(
+        self,
+        run_id: str,
+        *,
+        expect_state: str,
+        expect_attempt: int | None = None,
+        finished_at: datetime,
+        error: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        return await self._call(
+            self._store.fail_run,
+            run_id,
+            expect_state=expect_state,
+            expect_attempt=expect_attempt,
+            finished_at=finished_at,
+            error=error,
+            **fields,
+        )
+
+    async def rows_loaded_total(self) -> int:
+        return await self._call(self._store.rows_loaded_total)
+
+    async def loaded_since(self, days: int, limit: int = 5000) -> list[dict[str, Any]]:
+        return await self._call(self._store.loaded_since, days, limit)
+
+    async def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Rows of one SQL statement, for tests, benchmarks and diagnostics: not part of the
+        Database face (interfaces.Database), so serve/ and the actors cannot send SQL."""
+        return await self._call(self._store.query, sql, params)
 
     async def stats(self) -> dict[str, dict[str, int]]:
         """Grouped calls so far: {kind: {"batches": n, "items": n}} (items / batches = how
@@ -244,14 +422,7 @@ def _retention(variable: str, field: str) -> float | None:
     return float(value)
 
 
-def _delegate(name: str) -> Callable[..., Any]:
-    async def method(self: Database, *args: Any, **kwargs: Any) -> Any:
-        return await self._call(getattr(self._store, name), *args, **kwargs)
+if TYPE_CHECKING:  # the actor keeps the promises of its face: mypy checks this conversion
 
-    method.__name__ = method.__qualname__ = name
-    method.__doc__ = getattr(DuckStore, name).__doc__
-    return method
-
-
-for _name in STORE_METHODS:
-    setattr(Database, _name, _delegate(_name))
+    def _keeps_its_face(actor: Database) -> interfaces.Database:
+        return actor

@@ -243,7 +243,36 @@ class DuckStore:
         `expect_state` (and `expect_attempt`), only while the run is still in that state (at
         that attempt), else IllegalTransition: a late state change must never overwrite a newer
         one (e.g. `succeeded`), nor one of a newer attempt. A state change must be a move of the
-        transition table (core/runstate.py) from `expect_state`."""
+        transition table (tg_actors/runstate.py) from `expect_state`. Staging is kept: a run
+        that fails for good goes through `fail_run`."""
+        return self._update_run(run_id, expect_state, expect_attempt, fields, drop_staging=False)
+
+    def fail_run(
+        self,
+        run_id: str,
+        *,
+        expect_state: str,
+        expect_attempt: int | None = None,
+        finished_at: datetime,
+        error: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """The run failed for good: `failed`, with its error and finish time, under the same
+        conditions as update_run; its staging and checkpoint are dropped in the same
+        transaction as the state change (CONTRACT §6: a failed run keeps nothing), and only
+        when the change was made (a refused one drops nothing)."""
+        fields |= {"state": "failed", "finished_at": finished_at, "error": error}
+        return self._update_run(run_id, expect_state, expect_attempt, fields, drop_staging=True)
+
+    def _update_run(
+        self,
+        run_id: str,
+        expect_state: str | None,
+        expect_attempt: int | None,
+        fields: dict[str, Any],
+        *,
+        drop_staging: bool,
+    ) -> dict[str, Any]:
         unknown = set(fields) - UPDATABLE_RUN_FIELDS
         if unknown:
             raise ValueError(f"cannot update run field(s) {sorted(unknown)}")
@@ -266,10 +295,7 @@ class DuckStore:
             where += " AND attempt = ?"
             params.append(str(expect_attempt))
         sql = f"UPDATE tg.runs SET {assignments} WHERE {where} RETURNING {_RUN_COLUMNS}"
-        if fields.get("state") == "failed" and fields.get("finished_at") is not None:
-            # a run failed for good (the scheduler records it with its finish time) keeps
-            # nothing: its staging and checkpoint go in the same transaction as the state
-            # change (CONTRACT §6); before, they stayed until the next start, or for ever
+        if drop_staging:
             with writes.transaction(self.con):
                 row = one(self.con, sql, [*values, *params])
                 if row is not None:
@@ -541,6 +567,21 @@ class DuckStore:
     def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
         """First `limit` rows as JSON-ready values: {columns: [names], rows: [[values]]}."""
         return tables.preview_table(self.con, name, limit)
+
+    def rows_loaded_total(self) -> int:
+        """Rows committed by the runs still in tg.runs (the /metrics counter)."""
+        found = self.con.execute("SELECT coalesce(sum(rows_loaded), 0) FROM tg.runs").fetchone()
+        return int(found[0]) if found else 0
+
+    def loaded_since(self, days: int, limit: int = 5000) -> list[dict[str, Any]]:
+        """Rows loaded per succeeded run over the last `days` days, oldest first (at most the
+        newest `limit` runs): [{finished_at, job, rows}] for the UI's chart."""
+        rows = self.con.execute(
+            "SELECT finished_at, job, rows_loaded FROM tg.runs WHERE state = 'succeeded'"
+            " AND finished_at >= now() - to_days(?) ORDER BY finished_at DESC LIMIT ?",
+            [days, limit],
+        ).fetchall()
+        return [{"finished_at": ts, "job": job, "rows": int(n)} for ts, job, n in reversed(rows)]
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of one SQL statement: for tests, benchmarks and diagnostics inside the

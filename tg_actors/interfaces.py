@@ -1,0 +1,500 @@
+"""The actors' faces: what each one promises its callers (apscheduler's abc.py style).
+
+Callers hold `interfaces.X`, never a Ray handle: `db: Database = face(handle)`
+(tg_actors/peer.py), so mypy strict checks every call that crosses a process. Each actor's
+class is checked against its Protocol where it is defined (a TYPE_CHECKING assignment in its
+actor.py), so the two cannot drift apart.
+
+What holds for every method here:
+- it is a coroutine; an error the actor raises reaches the caller as itself (our error tree,
+  tg_actors/errors.py); an actor that is down or restarting raises PeerUnavailable;
+- calls from one caller to one actor run in the order they were made; the Database runs
+  every DuckDB call on one thread, so its writes are serialised;
+- "idempotent" means: repeated after a lost answer, the call changes nothing more and
+  answers the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tg_actors.jobs import WriteMode
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from tg_actors.messages import Message, TriggerRun
+
+
+class Database(Protocol):
+    """The one DuckDB writer (store/actor.py over store/duckdb.py). Every run change is a
+    conditional update on (run_id, attempt, from-state): DuckDB is the arbiter of the
+    run-lifecycle protocol (docs/RELIABILITY.md)."""
+
+    async def upsert_job(self, name: str, spec: dict[str, Any], origin: str) -> bool:
+        """Store the job's stored form; True if created. A replace keeps paused and created_at;
+        a new job, or a change of its schedule, `enabled` or `triggers`, moves schedule_from
+        to now (see watermark)."""
+        ...
+
+    async def delete_job(self, name: str) -> bool:
+        """Remove the job; its runs (and its cursor in tg.state) stay. True if it existed."""
+        ...
+
+    async def get_job(self, name: str) -> dict[str, Any] | None: ...
+
+    async def list_jobs(self) -> list[dict[str, Any]]: ...
+
+    async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        """Set the flag and return the job; raises JobNotFound."""
+        ...
+
+    async def create_run(
+        self,
+        job: str,
+        scheduled_for: datetime,
+        trigger: str,
+        *,
+        state: str = "queued",
+        attempt: int = 1,
+        priority: int = 50,
+        error: str | None = None,
+    ) -> str | None:
+        """Write a new run; its run_id, or None when (job, scheduled_for) already has one."""
+        ...
+
+    async def update_run(
+        self,
+        run_id: str,
+        *,
+        expect_state: str | None = None,
+        expect_attempt: int | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Change only the given fields; return the run. ValueError / RunNotFound. With
+        `expect_state` (and `expect_attempt`), only while the run is still in that state (at
+        that attempt), else IllegalTransition: a late state change must never overwrite a newer
+        one (e.g. `succeeded`), nor one of a newer attempt. A state change must be a move of the
+        transition table (core/runstate.py) from `expect_state`."""
+        ...
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None: ...
+
+    async def list_runs(
+        self, job: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Newest first (queued_at DESC, then run_id DESC); filters are optional."""
+        ...
+
+    async def open_runs(self) -> list[dict[str, Any]]:
+        """Runs queued, running or retrying, oldest first: what a restarted Scheduler resumes."""
+        ...
+
+    async def last_tick(self, job: str) -> datetime | None:
+        """The latest scheduled_for of the job's schedule/catchup runs."""
+        ...
+
+    async def watermark(self, job: str) -> datetime | None:
+        """Where the job's schedule resumes: its last tick run, or its schedule_from (created,
+        resumed, re-enabled, schedule changed) when that is later. None for an unknown job."""
+        ...
+
+    async def job_versions(self) -> dict[str, tuple[datetime, bool]]:
+        """{name: (updated_at, paused)} of every job: what the Scheduler compares against the
+        jobs it holds, to reconcile changes whose message the broker lost."""
+        ...
+
+    async def missing_dependents(
+        self, edges: list[tuple[str, str, int]]
+    ) -> list[tuple[str, str, datetime]]:
+        """Successes of an upstream job that have no run of their dependent yet. Each edge is
+        (dependent, upstream, place: the upstream's index in the dependent's triggers.after).
+        Successes count from the dependent's schedule_from (created, resumed, its triggers
+        changed). The dependent's run of one success is scheduled_for that success's
+        finished_at + place microseconds, trigger `after:<upstream>`: unique on (job,
+        scheduled_for), so creating it twice is a no-op. Returns (dependent, upstream,
+        scheduled_for) per missing run, oldest first."""
+        ...
+
+    async def run_counts(self) -> dict[str, int]:
+        """Runs per state; every state of CONTRACT §4 is present, 0 when none."""
+        ...
+
+    async def last_runs(self) -> dict[str, dict[str, Any]]:
+        """Each job's newest run (list_runs order), in one query: {job: run}."""
+        ...
+
+    async def add_logs(self, entries: Sequence[tuple[str, datetime, str, str]]) -> None:
+        """Append (run_id, ts, level, message) entries in one statement (via Arrow)."""
+        ...
+
+    async def get_logs(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's log lines in ts order (insertion order among equal ts)."""
+        ...
+
+    async def stage_batch(
+        self,
+        run_id: str,
+        table: pa.Table | pa.RecordBatch,
+        checkpoint: dict[str, Any] | None = None,
+        pages: int | None = None,
+        *,
+        widen_to_varchar: bool = False,
+        destination: str | None = None,
+        attempt: int | None = None,
+    ) -> int:
+        """Append an Arrow batch to the run's staging table; rows staged so far.
+
+        With `checkpoint` (JSON-able dict) and `pages` (pages fetched so far; pass both or
+        neither, else ValueError) the run's checkpoint is saved in the same transaction, with
+        the rows staged so far. Column types are evolved as in evolve.py; `destination` (the
+        target table's name) only labels errors. RunNotFound, IllegalTransition (run no
+        longer open), DestinationError (incompatible type change, or DuckDB refused the
+        batch): then nothing of the batch or its checkpoint is stored."""
+        ...
+
+    async def commit_run(
+        self,
+        run_id: str,
+        *,
+        table: str,
+        write: WriteMode | str,
+        primary_key: Sequence[str] = (),
+        pages: int,
+        cursor: tuple[str, str] | None = None,
+        widen_to_varchar: bool = False,
+        attempt: int | None = None,
+        batch: pa.Table | pa.RecordBatch | None = None,
+    ) -> int:
+        """Commit the run's staged rows, its cursor (job, value) and `succeeded`; rows written.
+
+        One transaction, which also drops the staging and the checkpoint: on DestinationError
+        (e.g. an incompatible column type, see evolve.py) nothing changed. Idempotent: a run
+        already `succeeded` returns its rows_loaded. A run with nothing staged commits 0 rows:
+        append and merge leave the target untouched, a replace empties it (the table becomes
+        the run's rows, none; created empty only when the run's columns are known). Merge writes rows inserted + updated, the last staged row per key winning.
+        The cursor only moves forward (progress.py): a value behind the stored one is ignored.
+        With `attempt` (also on stage_batch/save_checkpoint), a write from an attempt other
+        than the run's current one raises StaleAttempt: the attempt number fences off an
+        engine the scheduler gave up on (lease expired) that is still running."""
+        ...
+
+    async def discard_run(self, run_id: str) -> None:
+        """Drop the run's staging and checkpoint (no-op when none): the run restarts afresh."""
+        ...
+
+    async def staged_rows(self, run_id: str) -> int: ...
+
+    async def save_checkpoint(
+        self, run_id: str, checkpoint: dict[str, Any], pages: int, attempt: int | None = None
+    ) -> None:
+        """Save the checkpoint after a page that staged no rows (rows: those staged so far)."""
+        ...
+
+    async def checkpoint(self, run_id: str) -> dict[str, Any] | None:
+        """{"checkpoint": dict, "pages": int, "rows": int} of an uncommitted run, or None."""
+        ...
+
+    async def discard_orphans(self, open_run_ids: set[str]) -> int:
+        """Drop staging and checkpoints of runs not in `open_run_ids`; how many runs."""
+        ...
+
+    async def staged_run_ids(self) -> list[str]:
+        """Runs that have a staging table (leftovers to discard after a crash)."""
+        ...
+
+    async def cancel_run(self, run_id: str) -> bool:
+        """Mark an open run `cancelled`, atomically: False when it had already ended (e.g. its
+        commit won the race), and then nothing changes. Its staging goes with discard_run."""
+        ...
+
+    async def list_tables(self) -> list[dict[str, Any]]:
+        """Data tables of schema main: [{name, rows, columns: [{name, type}]}] by name."""
+        ...
+
+    async def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
+        """First `limit` rows as JSON-ready values: {columns: [names], rows: [[values]]}."""
+        ...
+
+    async def cursor(self, job: str) -> str | None: ...
+
+    async def create_runs(self, runs: list[dict[str, Any]]) -> list[str | None]:
+        """Many create_run entries in one statement (job, scheduled_for, trigger, state,
+        priority, optional minted run_id): run_id or None per entry, in order (None: the tick
+        is held by another run). Idempotent for minted ids. Concurrent calls are grouped into
+        one DuckDB transaction."""
+        ...
+
+    async def begin_attempts(
+        self, items: list[dict[str, Any]], engine: str
+    ) -> list[dict[str, Any] | Exception]:
+        """Start many runs (items: run_id, job, attempt, incremental) for `engine`: per item
+        {"resume", "cursor", "started_at"}, or RunNotFound / IllegalTransition (not queued,
+        nor this engine's own running one) / StaleAttempt returned as the item's result. Begin
+        starts only a `queued` run (or the same engine's own `running` one, repeated)."""
+        ...
+
+    async def commit_runs(self, items: list[dict[str, Any]]) -> list[int | Exception]:
+        """Group commit: each item holds commit_run's keyword arguments (run_id included); per
+        item the rows written or the exception, as if committed one by one in order. Rows,
+        cursor and `succeeded` land in one transaction or not at all."""
+        ...
+
+    async def fail_run(
+        self,
+        run_id: str,
+        *,
+        expect_state: str,
+        expect_attempt: int | None = None,
+        finished_at: datetime,
+        error: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """The run failed for good, conditional like update_run (IllegalTransition,
+        StaleAttempt, RunNotFound); its staging and checkpoint go in the same transaction, and
+        only when the change was made."""
+        ...
+
+    async def rows_loaded_total(self) -> int:
+        """Rows committed by the runs still in tg.runs (the /metrics counter)."""
+        ...
+
+    async def loaded_since(self, days: int, limit: int = 5000) -> list[dict[str, Any]]:
+        """[{finished_at, job, rows}] of succeeded runs over the last `days` days, oldest
+        first."""
+        ...
+
+    async def housekeeping(self) -> dict[str, int]:
+        """One pass: drop closed runs' staging, delete runs and logs past their retention:
+        {"staging": n, "runs": n, "logs": n}. Safe to repeat."""
+        ...
+
+    async def stats(self) -> dict[str, dict[str, int]]:
+        """Grouped calls so far: {kind: {"batches": n, "items": n}}."""
+        ...
+
+    async def start(self) -> None:
+        """Return once booted (the status subscription runs); waits out a boot retried."""
+        ...
+
+    async def ping(self) -> str:
+        """Returns "ok" once booted, else "booting"."""
+        ...
+
+    async def path(self) -> str:
+        """The DuckDB file's path."""
+        ...
+
+    async def close(self) -> None:
+        """Stop consuming, checkpoint and close the file. Idempotent."""
+        ...
+
+
+class ConfigManager(Protocol):
+    """Validates jobs, persists them through the Database, announces changes on `config`."""
+
+    async def validate(self, data: dict[str, Any] | str, name: str | None = None) -> dict[str, Any]:
+        """What `upsert` would store, as the public job (secrets masked); stores nothing.
+        JobValidationError with every problem by field path."""
+        ...
+
+    async def upsert(self, data: dict[str, Any] | str, name: str | None = None) -> dict[str, Any]:
+        """Validate and store a job (dict or YAML text): {"created": bool, "job": public job}.
+        JobValidationError stores nothing. Idempotent: the same job again is not "created"."""
+        ...
+
+    async def delete(self, name: str) -> bool:
+        """Remove the job (its runs and cursor stay); JobNotFound when there is none."""
+        ...
+
+    async def get(self, name: str) -> dict[str, Any]:
+        """The public job; JobNotFound."""
+        ...
+
+    async def list(self) -> list[dict[str, Any]]:
+        """Every public job, by name."""
+        ...
+
+    async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        """Pause or resume the job's schedule: the public job; JobNotFound. Idempotent."""
+        ...
+
+    async def load_dir(self) -> dict[str, Any]:
+        """Load every file of the jobs folder: {"loaded": [...], "errors": [...]}."""
+        ...
+
+    async def settings(self) -> dict[str, Any]:
+        """The settings it runs with (secrets masked)."""
+        ...
+
+    async def ping(self) -> str:
+        """Returns "ok" once booted, else "booting"."""
+        ...
+
+
+class Scheduler(Protocol):
+    """Triggers, the TaskQueue and the StateManager: decides which runs exist and who runs
+    them; every decision is written to DuckDB before it is announced."""
+
+    async def trigger(self, job: str, priority: int | None = None, trigger: str = "manual") -> str:
+        """Queue a run of `job` now: its run_id, once the run exists in DuckDB. JobNotFound."""
+        ...
+
+    async def cancel(self, run_id: str) -> str:
+        """Cancel a queued, retrying or running run ("cancelled"); nothing of it is committed.
+        RunNotFound; IllegalTransition when the run had already ended (its commit won)."""
+        ...
+
+    async def job_status(self, name: str | None = None) -> dict[str, dict[str, Any]]:
+        """{job: {paused, next_run_at, active_runs}} for one job or all."""
+        ...
+
+    async def status(self) -> dict[str, Any]:
+        """{"slots", "running", "queue_depth", ...}: capacity and load now."""
+        ...
+
+    async def metrics(self) -> dict[str, Any]:
+        """Queue depth, retries waiting, engines, slots, runs in flight, jobs, and the trigger
+        lateness histogram, for /metrics."""
+        ...
+
+    async def set_engines(self, engines: list[Any]) -> int:
+        """The engines changed: capacity follows; returns it."""
+        ...
+
+    async def engine_lost(
+        self, engine_id: str, reason: str, runs: list[str] | None = None
+    ) -> list[str]:
+        """Every run the engine held fails this attempt now and is retried per its policy;
+        returns their ids. Idempotent."""
+        ...
+
+    async def tick_once(self) -> None:
+        """One turn of the loop (tests): fire due ticks, release retries, expire leases,
+        reconcile, dispatch."""
+        ...
+
+    async def start(self) -> dict[str, int]:
+        """Return once jobs and open runs are reloaded and the loops run. Idempotent."""
+        ...
+
+    async def stop(self, grace: float = 10.0) -> dict[str, int]:
+        """Dispatch nothing more, give running runs `grace` seconds, put the rest back to
+        `queued`: {"finished": n, "requeued": n}."""
+        ...
+
+    async def ping(self) -> str:
+        """Returns "ok" once booted, else "booting"."""
+        ...
+
+
+class EnginePool(Protocol):
+    """Owns the SyncEngine actors; changes how many there are at run time."""
+
+    async def scale(self, count: int, grace: float | None = None) -> dict[str, Any]:
+        """Add or remove engines until there are `count` (1..MAX_ENGINES, else ValueError;
+        NoCapacity when the cluster cannot place them): {"added", "removed", "interrupted",
+        "engines"}. Idempotent for the same count."""
+        ...
+
+    async def describe(self) -> list[dict[str, Any]]:
+        """Each engine: name, node, slots and the runs it holds (or why it did not answer)."""
+        ...
+
+    async def names(self) -> list[str]:
+        """The engines' actor names."""
+        ...
+
+    async def peers(self) -> list[Any]:
+        """The engines as Peers (picklable, looked up by name), for the Scheduler."""
+        ...
+
+    async def ping(self) -> str:
+        """Returns "ok"."""
+        ...
+
+
+class Broker(Protocol):
+    """Topics with consumer groups over Ray queues: every group of a topic gets every
+    message, in publish order per publisher; a shared group's members split them."""
+
+    async def publish(
+        self, topic: str, messages: list[Message], timeout: float | None = None
+    ) -> int:
+        """Deliver to every group of `topic`: how many groups got the batch. BrokerFull when
+        a bounded group stayed full past `timeout`."""
+        ...
+
+    async def consume(
+        self, topic: str, group: str, max_items: int = 100, timeout: float = 1.0
+    ) -> list[Any]:
+        """Up to `max_items` messages of the group, waiting at most `timeout` for the first."""
+        ...
+
+    async def subscribe(
+        self,
+        topic: str,
+        group: str,
+        *,
+        shared: bool = False,
+        maxsize: int | None = None,
+        lossy: bool = False,
+    ) -> Any:
+        """Join `group` on `topic` (idempotent); a shared group returns the queue its members
+        read."""
+        ...
+
+    async def unsubscribe(self, topic: str, group: str) -> None:
+        """Drop a group whose member is gone for good. Idempotent."""
+        ...
+
+    async def stats(self) -> dict[str, Any]:
+        """Queue depths per topic and group."""
+        ...
+
+    async def ping(self) -> str:
+        """Returns "ok"."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """One reservation book per job, shared by every engine that calls it."""
+
+    async def reserve(self, key: str, per_second: float) -> float:
+        """Take the next slot of `key`'s budget: seconds to wait before the request."""
+        ...
+
+    async def ping(self) -> str:
+        """Returns "ok"."""
+        ...
+
+
+class Engine(Protocol):
+    """One SyncEngine: takes TriggerRun messages from the shared work queue."""
+
+    async def run(self, message: TriggerRun) -> Any:
+        """Run one attempt now (tests and benches): the engine's SyncResult, or None when the
+        attempt was not begun (fenced off)."""
+        ...
+
+    async def stats(self) -> dict[str, Any]:
+        """Name, node, slots, runs done and the runs it holds."""
+        ...
+
+    async def drain(self, grace: float | None = None) -> list[str]:
+        """Take nothing more; give held runs `grace` seconds: the ids still held after."""
+        ...
+
+    async def start(self) -> None:
+        """Return once it consumes its queue."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop consuming. Idempotent."""
+        ...
+
+    async def ping(self) -> str:
+        """Returns "ok"."""
+        ...
