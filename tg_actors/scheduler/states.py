@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ray.exceptions import RayActorError
-
 from tg_actors.broker.client import BrokerClient
 from tg_actors.errors import IllegalTransition, StaleAttempt
 from tg_actors.messages import TOPIC_STATUS, RunStateChanged
@@ -66,8 +64,12 @@ class StateManager:
         db_retry_s: float = DB_RETRY_S,
         publish_retry_s: float = PUBLISH_RETRY_S,
         new_id: Callable[[], str] = new_run_id,
+        unavailable: tuple[type[BaseException], ...] = (),
     ) -> None:
+        """`unavailable`: what a Database call raises while its process restarts (Ray's
+        RayActorError, given by the Scheduler's shell, so this module needs no Ray)."""
         self._db = db
+        self._unavailable = unavailable
         self._broker = broker
         self._db_retry_s = db_retry_s
         self._publish_retry_s = publish_retry_s
@@ -227,7 +229,7 @@ class StateManager:
             try:
                 await self._db.update_run.remote(run_id, **kwargs)
                 return
-            except RayActorError:
+            except self._unavailable:
                 if time.monotonic() >= deadline:
                     raise
                 log.warning("run %s: database unavailable; retrying its state change", run_id)
