@@ -1,5 +1,6 @@
 # make up   — create .venv from uv.lock and start everything on a local Ray (UI + API on :8000)
 # make test — create .venv from uv.lock and run the whole test suite (two pytest sessions)
+# make lint — ruff, mypy, and the import contracts of pyproject.toml (lint-imports)
 SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null)
@@ -49,6 +50,7 @@ lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 bench: venv
 	.venv/bin/python bench/broker_bench.py

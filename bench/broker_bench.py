@@ -74,7 +74,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    broker = ray.remote(Broker).options(num_cpus=0).remote(maxsize=args.messages)
+    queue_options = {"num_cpus": 0, "max_restarts": -1}
+    broker = (
+        ray.remote(Broker)
+        .options(num_cpus=0)
+        .remote(maxsize=args.messages, queue_options=queue_options)
+    )
 
     consumers = [FanOutConsumer.remote(broker, f"g{i}") for i in range(args.groups)]
     ray.get([c.subscribe.remote() for c in consumers])

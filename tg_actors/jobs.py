@@ -337,11 +337,11 @@ class Transform(Strict):
     @classmethod
     def _read_only_select(cls, value: str, info: ValidationInfo) -> str:
         # one read-only SELECT over `records`, decided by DuckDB's parser: no ATTACH, COPY,
-        # INSTALL, writes, PRAGMA, SET, file reads or second statement ever reaches a run
-        from tg_actors.sources.batches import transform_sql_problem
-
+        # INSTALL, writes, PRAGMA, SET, file reads or second statement ever reaches a run.
+        # Imported here: the job model loads no DuckDB until a transform is checked
         if not _is_input(info):
             return value
+        from tg_actors.transform import transform_sql_problem
 
         problem = transform_sql_problem(value)
         if problem is not None:
@@ -436,6 +436,13 @@ def parse_job(data: Any, source: str = "<job>") -> JobSpec:
     except (TypeError, AttributeError, LookupError, OverflowError, OSError, RecursionError) as exc:
         # a validator that met input it did not expect: still the job's fault, never a 500
         raise JobValidationError(source, [("", f"invalid job: {exc}")]) from None
+
+
+def schedule_part(stored: dict[str, Any]) -> tuple[Any, ...]:
+    """What decides when a stored job fires: a change of it restarts the count from now (the
+    store's schedule_from, the Scheduler's watermark), so an edit never replays the window
+    before it."""
+    return (stored.get("schedule"), stored.get("enabled", True), stored.get("triggers"))
 
 
 def validation_errors(exc: ValidationError) -> list[tuple[str, str]]:

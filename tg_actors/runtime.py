@@ -18,7 +18,13 @@ import ray
 from tg_actors.broker.actor import Broker
 from tg_actors.config.actor import ConfigManager
 from tg_actors.engine.actor import control_group
-from tg_actors.engine.pool import EnginePool, engine_id, engine_name, existing_engines
+from tg_actors.engine.pool import (
+    EngineFactory,
+    EnginePool,
+    engine_id,
+    engine_name,
+    existing_engines,
+)
 from tg_actors.messages import TOPIC_CONTROL, TOPIC_STATUS, TOPIC_TRIGGERS
 from tg_actors.names import (
     BROKER,
@@ -49,6 +55,27 @@ _CONTROL: dict[str, Any] = {
     "lifetime": None,
     "resources": {DB_RESOURCE: 0.001},
 }
+# the shared work queue's actor, made by the broker: by it, on the head, so losing a worker
+# node never empties the engines' work queue
+_QUEUE: dict[str, Any] = {
+    "num_cpus": 0,
+    "max_restarts": -1,
+    "resources": _CONTROL["resources"],
+}
+
+
+def engine_options(namespace: str, num_cpus: float) -> dict[str, Any]:
+    """The engines' Ray options (the EnginePool adds each one's name). Detached: Ray kills an
+    actor with its owner, and an engine must outlive a restart of its pool; spread over the
+    nodes; `num_cpus` is TG_ENGINE_NUM_CPUS."""
+    return {
+        "namespace": namespace,
+        "get_if_exists": True,
+        "lifetime": "detached",
+        "max_restarts": -1,
+        "num_cpus": num_cpus,
+        "scheduling_strategy": "SPREAD",
+    }
 
 
 @dataclass
@@ -182,21 +209,18 @@ def start(
     rt.broker = broker = _actor(Broker, BROKER, ns).remote(
         settings.queue_maxsize,
         groups=consumer_groups(engine_ids),
-        queue_resources=_CONTROL["resources"],
+        queue_options=_QUEUE,
     )
     rt.limiter = limiter = _actor(RateLimiter, LIMITER, ns).remote()
     rt.db = db = _actor(Database, DATABASE, ns, resources={DB_RESOURCE: 0.01}).remote(
         str(settings.db_path), Peer(BROKER, ns), settings.duckdb_memory_limit
     )
+    engines = EngineFactory(
+        (Peer(DATABASE, ns), Peer(BROKER, ns), Peer(LIMITER, ns), settings.engine_slots),
+        engine_options(ns, settings.engine_num_cpus),
+    )
     rt.pool = pool = _actor(EnginePool, POOL, ns).remote(
-        ns,
-        Peer(DATABASE, ns),
-        Peer(BROKER, ns),
-        Peer(LIMITER, ns),
-        Peer(SCHEDULER, ns),
-        settings.engine_slots,
-        settings.engine_num_cpus,
-        settings.stop_grace_seconds,
+        ns, engines, Peer(BROKER, ns), Peer(SCHEDULER, ns), settings.stop_grace_seconds
     )
     rt.config = config = _actor(ConfigManager, CONFIG, ns).remote(
         settings.model_dump(mode="json"), Peer(DATABASE, ns), Peer(BROKER, ns)

@@ -33,7 +33,8 @@ class SlowWorker:
 
 
 def new_broker(maxsize: int = 1000) -> Any:
-    return ray.remote(Broker).options(num_cpus=0).remote(maxsize, 30.0)
+    queue_options = {"num_cpus": 0, "max_restarts": -1}  # runtime.py's, less the head resource
+    return ray.remote(Broker).options(num_cpus=0).remote(maxsize, 30.0, queue_options=queue_options)
 
 
 def test_fan_out_each_group_gets_every_message() -> None:

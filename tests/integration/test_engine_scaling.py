@@ -18,10 +18,10 @@ from tests.integration.drillkit import (
     totals,
 )
 from tests.integration.helpers import poll_until, running_system, wait_for_run, wait_state
-from tg_actors.engine.pool import EnginePool
+from tg_actors.engine.pool import EngineFactory, EnginePool
 from tg_actors.errors import NoCapacity
 from tg_actors.peer import Peer
-from tg_actors.runtime import Runtime
+from tg_actors.runtime import Runtime, engine_options
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
@@ -122,10 +122,11 @@ def test_scaling_to_more_engines_than_the_cluster_can_place_fails_whole(
     with running_system(tmp_path, namespace, engines=1) as rt:
         # a second pool over the same engines, whose new engines need 64 CPUs each: no node
         # of the test Ray has them
+        engines = EngineFactory((None, None, None, 1), engine_options(namespace, 64.0))
         strict = (
             ray.remote(EnginePool)
             .options(num_cpus=0, name="strict_pool", namespace=namespace)
-            .remote(namespace, None, None, None, Peer("none", namespace), 1, 64.0, 0.0, 3.0)
+            .remote(namespace, engines, None, Peer("none", namespace), 0.0, 3.0)
         )
         assert ray.get(strict.names.remote()) == ["tg_engine_0"]  # found by name
         with pytest.raises(NoCapacity, match="could not be placed"):

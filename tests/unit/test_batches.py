@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from demo.app import demo_orders
 from tg_actors.errors import TransformError
-from tg_actors.sources.batches import apply_transform, records_to_arrow
+from tg_actors.sources.batches import records_to_arrow
+from tg_actors.transform import apply_transform
 
 
 def all_types(schema: pa.Schema) -> list[pa.DataType]:

@@ -12,7 +12,8 @@ import pytest
 from tg_actors.config.files import parse_yaml
 from tg_actors.errors import JobValidationError
 from tg_actors.jobs import MAX_DEPTH, MAX_VALUES, check_shape, parse_job
-from tg_actors.sources.batches import apply_transform, records_to_arrow, transform_sql_problem
+from tg_actors.sources.batches import records_to_arrow
+from tg_actors.transform import apply_transform, transform_sql_problem
 
 
 def job(**extra: Any) -> dict[str, Any]:

@@ -27,13 +27,9 @@ from tg_actors.errors import SourceError, TransformError
 from tg_actors.jobs import HttpSource
 from tg_actors.redaction import DEFAULT_SECRET_ENV, SecretNames, SecretNotAllowed
 from tg_actors.settings import MIN_TOKEN_CHARS, Settings
-from tg_actors.sources.batches import (
-    TRANSFORM_MAX_OUTPUT_BYTES,
-    apply_transform,
-    records_to_arrow,
-    transform_sql_problem,
-)
+from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sources.http import BlockedTarget, HttpSourceClient, Page, TargetPolicy
+from tg_actors.transform import TRANSFORM_MAX_OUTPUT_BYTES, apply_transform, transform_sql_problem
 
 TOKEN = "a-long-enough-api-token"
 SECRET = "echo-me-s3cr3t-value"

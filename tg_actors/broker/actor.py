@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -37,14 +37,12 @@ class Broker:
         maxsize: int = 10_000,
         publish_timeout: float = 30.0,
         groups: Sequence[tuple[str, str, bool, bool]] = (),
-        queue_resources: dict[str, float] | None = None,
+        queue_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """`queue_options`: the Ray options of each shared group's queue actor, decided by
+        runtime.py (None: Ray's defaults)."""
         self._topics = Topics(maxsize)
-        # where the shared queues' actors may live: by the broker, on the head, so losing a
-        # worker node never empties the engines' work queue
-        self._queue_options: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1}
-        if queue_resources:
-            self._queue_options["resources"] = dict(queue_resources)
+        self._queue_options = dict(queue_options or {})
         self._shared: dict[str, dict[str, Queue]] = {}
         self._maxsize = maxsize
         self._timeout = publish_timeout

@@ -1,8 +1,9 @@
 """EnginePool actor: owns the SyncEngine actors and changes how many there are at run time.
 
-Engines are detached named actors (`tg_engine_{i}`, engine id `engine-{i}`) spread over the
-cluster's nodes. Detached because Ray kills an actor with its owner: should the pool restart,
-the engines and their runs carry on, and the restarted pool finds them again by name.
+Engines are named actors (`tg_engine_{i}`, engine id `engine-{i}`), made by the EngineFactory
+that runtime.py hands the pool with their Ray options: detached and spread over the cluster's
+nodes. Detached because Ray kills an actor with its owner: should the pool restart, the
+engines and their runs carry on, and the restarted pool finds them again by name.
 
 Adding engines waits until each has joined the work queue, then raises the Scheduler's
 capacity. Removing lowers the capacity first (nothing new is dispatched to the removed
@@ -16,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -64,25 +67,39 @@ def existing_engines(namespace: str) -> list[int]:
     return sorted(found)
 
 
+@dataclass(frozen=True)
+class EngineFactory:
+    """Makes (or finds, by name) the engine actor of one index. `options` are its Ray options,
+    decided by runtime.py, not here; the factory adds only the name. `args` are what every
+    engine is built with after its id: (database, broker, rate limiter, slots)."""
+
+    args: tuple[Any, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_cpus(self) -> float:
+        return float(self.options.get("num_cpus", 0))
+
+    def create(self, index: int) -> Any:
+        actor = ray.remote(SyncEngine).options(name=engine_name(index), **self.options)
+        return actor.remote(engine_id(index), *self.args)
+
+
 class EnginePool:
     def __init__(
         self,
         namespace: str,
-        db: Any,
+        engines: EngineFactory,
         broker: Any,
-        limiter: Any,
         scheduler: Any,
-        slots: int,
-        num_cpus: float = 0.0,
         grace: float | None = None,
         place_timeout: float = PLACE_TIMEOUT_S,
     ) -> None:
         self._place_timeout = place_timeout
         self._ns = namespace
-        self._engine_args = (db, broker, limiter, slots)
+        self._engines = engines
         self._broker = BrokerClient(broker)
         self._scheduler = scheduler
-        self._num_cpus = num_cpus
         self._grace = grace
         self._indexes: list[int] = []
         self._lock = asyncio.Lock()
@@ -140,24 +157,8 @@ class EnginePool:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _create(self, index: int) -> Any:
-        db, broker, limiter, slots = self._engine_args
-        return (
-            ray.remote(SyncEngine)
-            .options(
-                name=engine_name(index),
-                namespace=self._ns,
-                get_if_exists=True,
-                lifetime="detached",
-                max_restarts=-1,
-                num_cpus=self._num_cpus,
-                scheduling_strategy="SPREAD",
-            )
-            .remote(engine_id(index), db, broker, limiter, slots)
-        )
-
     async def _add(self, indexes: list[int]) -> None:
-        handles = [self._create(i) for i in indexes]
+        handles = [self._engines.create(i) for i in indexes]
         starts = [asyncio.ensure_future(handle.start.remote()) for handle in handles]
         done, pending = await asyncio.wait(starts, timeout=self._place_timeout)
         errors = [task.exception() for task in done if task.exception() is not None]
@@ -166,7 +167,8 @@ class EnginePool:
                 ray.kill(handle, no_restart=True)
             if errors:
                 raise NoCapacity(f"could not start {len(indexes)} more engine(s): {errors[0]}")
-            need = f"{self._num_cpus:g} CPU" if self._num_cpus else "no CPU"
+            cpus = self._engines.num_cpus
+            need = f"{cpus:g} CPU" if cpus else "no CPU"
             raise NoCapacity(
                 f"could not start {len(indexes)} more engine(s) within {self._place_timeout:.0f}s:"
                 f" {len(pending)} could not be placed (each needs {need}, TG_ENGINE_NUM_CPUS);"

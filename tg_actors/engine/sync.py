@@ -26,8 +26,9 @@ import pyarrow.compute as pc
 from tg_actors.errors import SourceError, TGError, TransformError
 from tg_actors.incremental import as_text, newest, request_value
 from tg_actors.jobs import JobSpec
-from tg_actors.sources.batches import apply_transform, records_to_arrow
+from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sources.http import HttpSourceClient
+from tg_actors.transform import apply_transform
 
 # stage(rows of one or more pages, checkpoint after them or None, pages fetched so far)
 Stage = Callable[[pa.Table, dict[str, Any] | None, int], Awaitable[object]]

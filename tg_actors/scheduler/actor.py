@@ -21,7 +21,7 @@ from tg_actors import interfaces
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
 from tg_actors.errors import IllegalTransition, JobNotFound, RunNotFound
-from tg_actors.jobs import JobSpec, Overlap
+from tg_actors.jobs import JobSpec, Overlap, schedule_part
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
     TOPIC_CONFIG,
@@ -49,7 +49,7 @@ from tg_actors.runstate import RunState
 from tg_actors.scheduler.engines import EngineSide
 from tg_actors.scheduler.error_handler import ErrorHandler
 from tg_actors.scheduler.inflight import InFlight
-from tg_actors.scheduler.planning import FireTimes, JobEntry, plan_runs, schedule_part, start_at
+from tg_actors.scheduler.planning import FireTimes, JobEntry, plan_runs, start_at
 from tg_actors.scheduler.schedule import due_ticks, next_fire
 from tg_actors.scheduler.states import (
     DB_RETRY_S,

@@ -14,12 +14,6 @@ from tg_actors.jobs import JobSpec, Overlap
 from tg_actors.scheduler.schedule import apply_jitter, next_fire
 
 
-def schedule_part(stored: dict[str, Any]) -> tuple[Any, ...]:
-    """What decides when a stored job fires: a change of it restarts the count from now (the
-    store's schedule_from), so an edit never replays the window before it."""
-    return (stored.get("schedule"), stored.get("enabled", True), stored.get("triggers"))
-
-
 @dataclass
 class JobEntry:
     """A job as the Scheduler holds it; `watermark` is the newest tick already turned into a

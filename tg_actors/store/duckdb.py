@@ -24,9 +24,8 @@ from tg_actors.errors import (
     RunNotFound,
     StaleAttempt,
 )
-from tg_actors.jobs import WriteMode
+from tg_actors.jobs import WriteMode, schedule_part
 from tg_actors.runstate import check_transition
-from tg_actors.scheduler.planning import schedule_part
 from tg_actors.store import batched, progress, retention, tables, writes
 from tg_actors.store.schema import (
     JOB_FIELDS,
