@@ -251,10 +251,15 @@ class Scheduler(EngineSide):
                         ids = await self._enqueue_many([g for _, g in group], priority, False)
                         break
                     except Exception as exc:
+                        log.warning(
+                            "triggered runs not created (%d tries left)", left, exc_info=True
+                        )
                         if not left:
                             for i, _ in group:
                                 results[i] = exc
-                for (i, _), run_id in zip(group, ids or [], strict=True):
+                if ids is None:  # every try failed: each caller gets the error, not a run id
+                    continue
+                for (i, _), run_id in zip(group, ids, strict=True):
                     results[i] = run_id if run_id else RuntimeError("run not created")
             try:  # the runs exist now: an error from here on must not make a client retry
                 await self._dispatch()
