@@ -4,7 +4,7 @@ before it, as the simulation in tests/sim found it; here it is pinned down on it
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -91,3 +91,19 @@ def test_a_tick_handled_late_while_up_is_on_time() -> None:
     assert due_ticks(schedule, T0, late).ticks == []  # as before: seen as missed while down
     due = due_ticks(schedule, T0, late, up_since=T0 + timedelta(seconds=10))
     assert due.ticks == [(tick, SCHEDULE)]
+
+
+def test_the_metrics_reads_leave_the_connection_free(tmp_path: Path) -> None:
+    """rows_loaded_total and loaded_since read their whole result: the next statement on the
+    one connection runs (a half-read result would make it raise ResourceInUse)."""
+    store = DuckStore(tmp_path / "m.duckdb")
+    try:
+        assert store.rows_loaded_total() == 0
+        assert store.loaded_since(7) == []
+        assert store.rows_loaded_total() == 0  # then an Arrow registration, as create_runs does
+        when = datetime(2026, 1, 1, tzinfo=UTC)
+        new = {"job": "j", "scheduled_for": when, "trigger": "manual", "state": "queued"}
+        assert store.create_runs([new | {"priority": 50}])[0] is not None
+        assert store.loaded_since(7) == []
+    finally:
+        store.close()

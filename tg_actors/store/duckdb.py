@@ -569,8 +569,11 @@ class DuckStore:
 
     def rows_loaded_total(self) -> int:
         """Rows committed by the runs still in tg.runs (the /metrics counter)."""
-        found = self.con.execute("SELECT coalesce(sum(rows_loaded), 0) FROM tg.runs").fetchone()
-        return int(found[0]) if found else 0
+        # fetchall: a result left half-read would block the connection's next statement
+        ((total,),) = self.con.execute(
+            "SELECT coalesce(sum(rows_loaded), 0) FROM tg.runs"
+        ).fetchall()
+        return int(total)
 
     def loaded_since(self, days: int, limit: int = 5000) -> list[dict[str, Any]]:
         """Rows loaded per succeeded run over the last `days` days, oldest first (at most the
