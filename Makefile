@@ -1,6 +1,7 @@
 # make up   — create .venv from uv.lock and start everything on a local Ray (UI + API on :8000)
 # make test — create .venv from uv.lock and run the whole test suite (two pytest sessions)
 # make lint — ruff, mypy, and the import contracts of pyproject.toml (lint-imports)
+# make bench — every benchmark in its short mode, each printing its table
 SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null)
@@ -52,8 +53,15 @@ lint: venv
 	.venv/bin/mypy
 	.venv/bin/lint-imports
 
+# every benchmark in its short mode (--quick: small sizes, each well under a minute of work
+# plus Ray's start-up), one after another, each printing its table; by hand: drop --quick
+BENCHES := broker_bench convert_bench sync_bench sched_bench api_bench scale_bench
 bench: venv
-	.venv/bin/python bench/broker_bench.py
+	@set -e; for b in $(BENCHES); do \
+	  echo "== bench/$$b.py --quick"; start=$$(date +%s); \
+	  .venv/bin/python bench/$$b.py --quick; \
+	  echo "== bench/$$b.py: $$(( $$(date +%s) - start ))s"; echo; \
+	done
 
 clean:
 	rm -rf .venv .bootstrap .pytest_cache

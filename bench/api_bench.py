@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/api_bench.py [--clients 200] [--seconds 20] [--runs 1000]
         [--jobs 10] [--loadgen auto|wrk|python] [--timeout 10] [--max-ongoing N]
-        [--profile DIR]
+        [--profile DIR] [--quick]
 
-Run by hand, never by the tests. Everything on 127.0.0.1: a trivial source (starlette on
+Run by hand, never by the tests. Everything on 127.0.0.1: a trivial source (an ASGI app on
 uvicorn, in its own process) answers `[{"id": 1}]` at /items; one local Ray; turbo-giggle's
 actors and the Serve app (a free port, a fixed token) started by `runtime.start` from --jobs
 job files written into a temporary configs folder.
@@ -42,10 +42,8 @@ import argparse
 import asyncio
 import os
 import re
-import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -55,50 +53,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# before Ray is imported (tg_actors.runtime imports it): a single-node Ray on 127.0.0.1
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-os.environ.setdefault("TG_LOG_LEVEL", "WARNING")  # every run logs INFO lines otherwise
-
-import httpx  # noqa: E402
-from benchkit import ServerProcess, bounded, free_port, pct, psutil, wait_http  # noqa: E402
+import httpx
+from benchkit import (  # first: it keeps the local Ray on 127.0.0.1
+    CpuMeter,
+    Profiler,
+    ServerProcess,
+    actor_pid,
+    descendant_pids,
+    free_port,
+    ms,
+    parse_args,
+    pct,
+    psutil,
+    read_stacks,
+    start_runtime,
+    stop_runtime,
+    timer,
+    trivial_job,
+    wait_http,
+    write_jobs,
+)
 
 ROUTES = ("/api/runs", "/api/jobs")
 TOKEN = f"bench-{uuid.uuid4().hex}"
 ENDED = ("succeeded", "failed", "cancelled", "skipped")
 
-# --- the jobs: each reads the trivial source (benchkit.ServerProcess) -------------------------
-
-JOB = """name: {name}
-max_active_runs: 100000
-timeout: 1m
-source:
-  url: {url}/items
-  records: "$"
-  paginate: {{type: none}}
-  timeout: 10s
-  max_tries: 1
-destination: {{table: bench, write: append}}
-"""
-
-# --- helpers ---------------------------------------------------------------------------------
+# --- the runtime: jobs that each read the trivial source (benchkit.ServerProcess) ------------
 
 
-def ms(seconds: float) -> str:
-    return "-" if seconds != seconds else f"{seconds * 1000:,.1f}"
-
-
-# --- the runtime -------------------------------------------------------------------------------
-
-
-def start_runtime(tmp: Path, names: list[str], url: str, port: int) -> Any:
-    from tg_actors import runtime
+def start_api_runtime(tmp: Path, names: list[str], url: str, port: int) -> Any:
     from tg_actors.settings import Settings
 
-    jobs = tmp / "configs" / "jobs"
-    jobs.mkdir(parents=True)
-    for name in names:
-        (jobs / f"{name}.yaml").write_text(JOB.format(name=name, url=url))
+    write_jobs(tmp / "configs", {name: trivial_job(name, url) for name in names})
     settings = Settings(
         configs=tmp / "configs",
         db_path=tmp / "data" / "api_bench.duckdb",
@@ -106,20 +92,13 @@ def start_runtime(tmp: Path, names: list[str], url: str, port: int) -> Any:
         port=port,
         api_token=TOKEN,
     )
-    began = time.perf_counter()
-    runtime.init_ray(settings)  # on the main thread (Ray installs signal handlers)
-    print(f"  ray up in {time.perf_counter() - began:.1f}s", flush=True)
-    began = time.perf_counter()
-    rt = bounded(lambda: runtime.start(settings, schedules=False, serve_app=False), 600, "start")
-    print(f"  actors up in {time.perf_counter() - began:.1f}s", flush=True)
-    return rt
+    return start_runtime(settings)
 
 
 def start_serve(rt: Any, base: str, max_ongoing: int | None) -> None:
     import serve.app as app_module
     from tg_actors import runtime
 
-    began = time.perf_counter()
     original = app_module.build_app
     if max_ongoing is not None:  # the app as shipped, but with another max_ongoing_requests
 
@@ -128,20 +107,12 @@ def start_serve(rt: Any, base: str, max_ongoing: int | None) -> None:
             return app.bind(settings.model_dump(mode="json"), token)
 
         app_module.build_app = build_app
-    try:  # on the main thread, as the tests do; serve.run returns once the app is up
-        runtime.start_serve(rt)
-    finally:
-        app_module.build_app = original
-    wait_http(f"{base}/api/health", 300, "the Serve app")
-    print(f"  Serve app up at {base} in {time.perf_counter() - began:.1f}s", flush=True)
-
-
-def stop_runtime(rt: Any) -> None:
-    from tg_actors import runtime
-
-    began = time.perf_counter()
-    bounded(lambda: runtime.stop(rt, grace=5), 240, "runtime.stop")
-    print(f"  runtime stopped in {time.perf_counter() - began:.1f}s", flush=True)
+    with timer(f"Serve app up at {base}"):
+        try:  # on the main thread, as the tests do; serve.run returns once the app is up
+            runtime.start_serve(rt)
+        finally:
+            app_module.build_app = original
+        wait_http(f"{base}/api/health", 300, "the Serve app")
 
 
 def run_counts(rt: Any) -> dict[str, int]:
@@ -382,36 +353,16 @@ def report(results: list[RouteResult], loadgen: str) -> None:
 
 # --- CPU and profiles ------------------------------------------------------------------------
 
-
-def actor_pid(handle: Any) -> int | None:
-    import ray
-
-    try:
-        call = handle.__ray_call__.remote(lambda _self: __import__("os").getpid())
-        return int(ray.get(call, timeout=30))
-    except Exception as exc:
-        print(f"  (pid via __ray_call__ failed: {type(exc).__name__}: {exc})")
-        return None
-
-
-def serve_pids() -> dict[str, int]:
-    """The Serve processes among this benchmark's descendants (other Rays may be running)."""
-    titles = {"ray::ProxyActor": "serve_proxy", "ray::ServeReplica": "serve_replica"}
-    titles["ray::ServeController"] = "serve_controller"
-    found: dict[str, int] = {}
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            cmd = proc.cmdline()
-        except psutil.Error:
-            continue
-        for prefix, name in titles.items():
-            if cmd and cmd[0].startswith(prefix):
-                found[name] = proc.pid
-    return found
+SERVE_TITLES = {
+    "ray::ProxyActor": "serve_proxy",
+    "ray::ServeReplica": "serve_replica",
+    "ray::ServeController": "serve_controller",
+}
+PROFILED = ("serve_proxy", "serve_replica", "database")
 
 
 def watched_pids(rt: Any) -> dict[str, int]:
-    pids = serve_pids()
+    pids = descendant_pids(SERVE_TITLES)
     for name in ("database", "scheduler", "config_manager"):
         pid = actor_pid(rt.components()[name])
         if pid is not None:
@@ -419,119 +370,17 @@ def watched_pids(rt: Any) -> dict[str, int]:
     return pids
 
 
-@dataclass
-class CpuMeter:
-    """CPU seconds of given processes, of this process's children that exited meanwhile
-    (the wrk processes), and of the whole machine between start() and stop() (shares of one
-    core: 100% = one core busy)."""
-
-    pids: dict[str, int]
-    reaped: str | None = None  # the name for the CPU of children reaped in between
-    began: float = 0.0
-    first: dict[str, float] = field(default_factory=dict)
-    share: dict[str, float] = field(default_factory=dict)
-    wall: float = 0.0
-    machine: float = 0.0
-
-    def start(self) -> None:
-        self.began, self.first = time.perf_counter(), self._sample()
-
-    def stop(self) -> None:
-        self.wall = wall = max(time.perf_counter() - self.began, 1e-9)
-        end = self._sample()
-        self.share = {k: (end[k] - self.first[k]) / wall for k in end if k in self.first}
-        self.machine = self.share.pop("(machine)")
-
-    def report(self) -> None:
-        parts = sorted(self.share.items(), key=lambda kv: -kv[1])
-        text = ", ".join(f"{k} {v * 100:.0f}%" for k, v in parts)
-        cores = psutil.cpu_count() or 1
-        print(f"  CPU during the load ({self.wall:.0f}s, % of one core): {text}")
-        print(f"    machine busy {self.machine * 100:.0f}% of {cores * 100}% (others' work too)")
-
-    def _sample(self) -> dict[str, float]:
-        out = {}
-        for name, pid in self.pids.items():
-            try:
-                t = psutil.Process(pid).cpu_times()
-            except psutil.Error:
-                continue
-            out[name] = t.user + t.system
-        if self.reaped:
-            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-            out[self.reaped] = usage.ru_utime + usage.ru_stime
-        out["(machine)"] = _busy()
-        return out
-
-
-def _busy() -> float:
-    t = psutil.cpu_times()
-    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
-
-
-class Profiler:
-    """py-spy record (raw collapsed stacks) of the proxy, the replica and the Database."""
-
-    WHO = ("serve_proxy", "serve_replica", "database")
-
-    def __init__(self, folder: Path | None, pids: dict[str, int], seconds: float) -> None:
-        self.procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
-        py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
-        if folder is None or py_spy is None:
-            if folder is not None:
-                print("  (py-spy not found next to this python: no profile)")
-            return
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in self.WHO:
-            if name not in pids:
-                continue
-            out = folder / f"{name}.txt"
-            command = [py_spy, "record", "-p", str(pids[name]), "-o", str(out), "-f", "raw"]
-            command += ["-d", str(max(1, int(seconds))), "-r", "50", "--nonblocking"]
-            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.procs.append((name, proc, out))
-        print(f"  py-spy recording {', '.join(n for n, _, _ in self.procs)}", flush=True)
-
-    def finish(self) -> None:
-        for name, proc, out in self.procs:
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-            if out.exists():
-                summarise_profile(name, out)
-
-
-def _frame(frame: str) -> str:
-    # "function (path/to/file.py:123)" -> "function (file.py)"
-    name, _, where = frame.partition(" (")
-    file = Path(where.rstrip(")").rsplit(":", 1)[0]).name if where else ""
-    return f"{name} ({file})" if file else name
-
-
 def summarise_profile(label: str, path: Path, top: int = 10) -> None:
     """The hottest leaf frames and the hottest frames anywhere on the stack (inclusive)."""
-    leaf: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n, frames = int(count), stack.split(";")[1:]  # [0] is the thread
-        if not frames:
-            continue
-        total += n
-        leaf[_frame(frames[-1])] += n
-        for key in {_frame(f) for f in frames}:
-            inclusive[key] += n
+    stacks = read_stacks(path)
+    total = stacks.total
     if not total:
         print(f"  profile {label}: no samples")
         return
+    leaf = stacks.leaf.most_common(top)
+    busy = [(k, v) for k, v in stacks.inclusive.most_common() if v < total][:top]
     print(f"  profile {label}: {total} samples (active threads; idle waits excluded)")
-    print("    leaf:      " + "; ".join(f"{k} {v / total:.0%}" for k, v in leaf.most_common(top)))
-    busy = [(k, v) for k, v in inclusive.most_common() if v < total][:top]
+    print("    leaf:      " + "; ".join(f"{k} {v / total:.0%}" for k, v in leaf))
     print("    inclusive: " + "; ".join(f"{k} {v / total:.0%}" for k, v in busy))
 
 
@@ -552,7 +401,12 @@ def measure(args: argparse.Namespace, rt: Any, base: str) -> None:
         f"{clients[ROUTES[1]]} on GET {ROUTES[1]}) for {args.seconds:g}s",
         flush=True,
     )
-    profiler = Profiler(args.profile, pids, args.seconds)
+    profiler = Profiler(args.profile, rate=50)
+    for name in PROFILED:
+        if name in pids:
+            profiler.record(name, pids[name], args.seconds)
+    if profiler.procs:
+        print(f"  py-spy recording {', '.join(n for n, _, _ in profiler.procs)}", flush=True)
     if loadgen == "wrk":
         assert wrk is not None
         meter = CpuMeter(pids, reaped="wrk (both)")
@@ -568,8 +422,8 @@ def measure(args: argparse.Namespace, rt: Any, base: str) -> None:
         results = python_load(base, clients, args.seconds, args.timeout)
     meter.stop()
     report(results, loadgen)
-    meter.report()
-    profiler.finish()
+    meter.report("during the load")
+    profiler.finish(summarise_profile)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -587,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=int,
         help="deploy the app with this max_ongoing_requests (default: the app's own)",
     )
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, clients=20, seconds=3.0, runs=50, jobs=3, fill_budget=60.0)
     if args.clients < 2:
         parser.error("--clients must be at least 2 (half per route)")
 
@@ -602,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rt = None
     try:
         names = [f"api_{i:03d}" for i in range(args.jobs)]
-        rt = start_runtime(tmp, names, server.url, port)
+        rt = start_api_runtime(tmp, names, server.url, port)
         start_serve(rt, base, args.max_ongoing)
         fill_history(rt, names, args.runs, args.fill_budget)
         warm_up(base, {"Authorization": f"Bearer {TOKEN}"})
@@ -610,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         if rt is not None:
             try:
-                stop_runtime(rt)
+                stop_runtime(rt, grace=5)
             except Exception as exc:
                 print(f"  runtime.stop failed: {type(exc).__name__}: {exc}")
         if ray.is_initialized():

@@ -1,6 +1,7 @@
 """Broker benchmark: deliveries/s and publish-to-receive latency on a local Ray.
 
     .venv/bin/python bench/broker_bench.py [--messages 10000] [--batch 100] [--groups 4]
+        [--workers 2] [--quick]
 
 Fan-out: every message to each of --groups consumer groups (one consumer actor each) through
 the broker actor's long-poll. Competition: --workers consumers share one group backed by a
@@ -11,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import statistics
 import time
 
+import benchkit  # first: it keeps the local Ray on 127.0.0.1
 import ray
 
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-
-from tg_actors.broker.actor import Broker  # noqa: E402
+from tg_actors.broker.actor import Broker
 
 
 @ray.remote(num_cpus=0)
@@ -62,8 +60,9 @@ class QueueConsumer:
         return lat
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 1 else 0.0
+def latency(values: list[float]) -> str:
+    p50, p99 = (benchkit.pct(values, q) * 1000 for q in (50, 99))
+    return f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
 
 
 def main() -> None:
@@ -72,7 +71,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--groups", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+    args = benchkit.parse_args(parser, messages=2000, groups=2)
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     queue_options = {"num_cpus": 0, "max_restarts": -1}
     broker = (
@@ -92,8 +91,7 @@ def main() -> None:
     elapsed = time.perf_counter() - began
     print(
         f"fan-out   : {args.messages} msgs x {args.groups} groups, batches of {args.batch}: "
-        f"{len(lat) / elapsed:,.0f} deliveries/s, latency p50 {pct(lat, 50):.1f} ms, "
-        f"p99 {pct(lat, 99):.1f} ms"
+        f"{len(lat) / elapsed:,.0f} deliveries/s, {latency(lat)}"
     )
 
     queue = ray.get(broker.subscribe.remote("work", "engines", shared=True))
@@ -111,8 +109,7 @@ def main() -> None:
     split = ", ".join(str(len(p)) for p in parts)
     print(
         f"competing : {args.messages} msgs to {args.workers} workers (split {split}): "
-        f"{len(lat) / elapsed:,.0f} deliveries/s, latency p50 {pct(lat, 50):.1f} ms, "
-        f"p99 {pct(lat, 99):.1f} ms"
+        f"{len(lat) / elapsed:,.0f} deliveries/s, {latency(lat)}"
     )
     ray.shutdown()
 

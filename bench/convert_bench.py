@@ -1,8 +1,8 @@
 """Page -> Arrow candidates on one page of sync_bench's records (12 fields, an object, a list).
 
-    .venv/bin/python bench/convert_bench.py [--page-size 1000]
+    .venv/bin/python bench/convert_bench.py [--page-size 1000] [--rounds 5] [--quick]
 
-Prints the best of 5 rounds, in ms a page. "dicts" candidates start from the parsed records
+Prints the best of --rounds rounds, in ms a page. "dicts" candidates start from the parsed records
 (what `HttpSourceClient` yields today); "raw" ones from the response body bytes. Only
 `records_to_arrow` and `reference` keep every rule of batches.py; the notes say what the
 others change.
@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import benchkit
 import duckdb
 import orjson
 import polars as pl
@@ -62,7 +63,8 @@ def _plain(t: pa.DataType) -> pa.DataType:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--page-size", type=int, default=1000)
-    args = parser.parse_args()
+    parser.add_argument("--rounds", type=int, default=5, help="best of N rounds of 40 calls")
+    args = benchkit.parse_args(parser, page_size=200, rounds=2)
     body = build_pages(args.page_size, args.page_size, "http://127.0.0.1:1")[0]
     parsed = orjson.loads(body)
     records = parsed["data"]
@@ -114,7 +116,7 @@ def main() -> None:
     for name, fn, note in candidates:
         fn()
         rounds = []
-        for _ in range(5):
+        for _ in range(args.rounds):
             n = 40
             started = time.perf_counter()
             for _ in range(n):

@@ -1,7 +1,7 @@
 """Scale-out: rows/s of one latency-bound source synced by 1, 2, 4 engines on simulated nodes.
 
     .venv/bin/python bench/scale_bench.py [--rows 1000000] [--page-size 1000] [--latency-ms 20]
-        [--shards 8] [--engines 1,2,4] [--timeout 1800] [--keep]
+        [--shards 8] [--engines 1,2,4] [--timeout 1800] [--keep] [--quick]
 
 Run by hand, never by the tests. A uvicorn process on 127.0.0.1 serves `--rows` records
 (id, name, value, ts; ids 1..rows) split into `--shards` shards, `--page-size` a page, each
@@ -25,7 +25,6 @@ import argparse
 import logging
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -36,7 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from benchkit import ServerProcess, bounded
+from benchkit import (  # first: it keeps the local Ray on 127.0.0.1
+    ServerProcess,
+    listen,
+    parse_args,
+    query_of,
+    run_asgi,
+    send_body,
+    start_runtime,
+    stop_runtime,
+)
 
 from tg_actors.runstate import TERMINAL
 
@@ -75,13 +83,7 @@ def serve(rows: int, shards: int, size: int, latency: float) -> None:
     """Bind, print the port, build every page once, serve (each answer `latency` s late)."""
     import asyncio
 
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    print(f"port {sock.getsockname()[1]}", flush=True)
+    sock, base = listen()
     pages: list[list[bytes]] = []
     for shard, (first, count) in enumerate(shard_bounds(rows, shards)):
         ids = range(first, first + count)
@@ -94,24 +96,18 @@ def serve(rows: int, shards: int, size: int, latency: float) -> None:
             ]
             nxt = f"{base}/items?shard={shard}&page={n + 1}" if n < len(chunks) else None
             pages[-1].append(orjson.dumps({"items": items, "next": nxt}))
-    headers = [(b"content-type", b"application/json")]
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        query = dict(p.split(b"=", 1) for p in scope["query_string"].split(b"&") if b"=" in p)
         body, status = b'{"status":"ok"}', 200
         if scope["path"] == "/items":
             await asyncio.sleep(latency)
+            query = query_of(scope)
             shard, n = int(query.get(b"shard", b"0")), int(query.get(b"page", b"1"))
             ok = 0 <= shard < len(pages) and 1 <= n <= len(pages[shard])
             body, status = (pages[shard][n - 1], 200) if ok else (b'{"detail":"none"}', 404)
-        length = (b"content-length", str(len(body)).encode())
-        await send({"type": "http.response.start", "status": status, "headers": [*headers, length]})
-        await send({"type": "http.response.body", "body": body})
+        await send_body(send, body, status)
 
-    config = uvicorn.Config(
-        app, loop="uvloop", http="httptools", lifespan="off", access_log=False, log_level="warning"
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+    run_asgi(app, sock, loop="uvloop", http="httptools")
 
 
 def start_source(args: argparse.Namespace) -> ServerProcess:
@@ -190,7 +186,6 @@ def run_engines(
 ) -> Result:
     import ray
 
-    from tg_actors import runtime
     from tg_actors.settings import Settings
 
     configs = tmp / f"configs_{k}"
@@ -206,18 +201,17 @@ def run_engines(
         engine_slots=1,
         tick_seconds=0.05,
     )
-    began = time.perf_counter()
-    rt = bounded(lambda: runtime.start(settings, schedules=False, serve_app=False), 300, "start")
+    rt = start_runtime(settings, init=False)  # on the cluster this process joined
     try:
         nodes = engine_nodes(rt.engines, labels)
-        print(f"  {k} engine(s) up in {time.perf_counter() - began:.1f}s on {nodes}", flush=True)
+        print(f"  {k} engine(s) on {nodes}", flush=True)
         t0 = time.perf_counter()
         jobs = [f"scale_s{shard}" for shard in range(args.shards)]
         run_ids = ray.get([rt.scheduler.trigger.remote(job) for job in jobs])
         runs = wait_runs(rt, run_ids, args.timeout)
         wall = time.perf_counter() - t0
     finally:
-        runtime.stop(rt)
+        stop_runtime(rt)
     loaded = sum(run["rows_loaded"] for run in runs)
     if loaded != args.rows:
         raise AssertionError(f"{k} engine(s): runs report {loaded} rows loaded, want {args.rows}")
@@ -260,16 +254,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per engine count")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    quick = {"rows": 8000, "page_size": 500, "shards": 4, "engines": "1,2", "timeout": 120.0}
+    args = parse_args(parser, argv, **quick)
     if args.serve:
         return serve(args.rows, args.shards, args.page_size, args.latency_ms / 1000)
     counts = [int(k) for k in args.engines.split(",")]
     if args.rows < args.shards or min(counts) < 1:
         parser.error("need --rows >= --shards and engine counts >= 1")
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before ray is imported: 127.0.0.1
-    os.environ["RAY_DEDUP_LOGS"] = "0"
-    os.environ.setdefault("TG_LOG_LEVEL", "WARNING")  # inherited by every Ray worker
     import ray
     from ray.cluster_utils import Cluster
 

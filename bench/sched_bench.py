@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/sched_bench.py [--jobs 1000] [--interval 10] [--seconds 60]
         [--manual 10000] [--engines 2] [--slots 8] [--burst] [--only a|b] [--b-budget 240]
-        [--profile DIR]
+        [--profile DIR] [--quick]
 
-Run by hand, never by the tests. Everything on 127.0.0.1: a trivial source (starlette on
+Run by hand, never by the tests. Everything on 127.0.0.1: a trivial source (an ASGI app on
 uvicorn, in its own process) answers `[{"id": 1}]` at /items; one local Ray; turbo-giggle's
 actors started by `runtime.start` from job files written into a temporary configs folder.
 
@@ -30,66 +30,37 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-# before Ray is imported (tg_actors.runtime imports it): a single-node Ray on 127.0.0.1
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-# every run logs 3+ INFO lines from the Scheduler, streamed to this terminal: WARNING unless
-# --log-level says otherwise (workers read TG_LOG_LEVEL when Ray starts them)
-os.environ.setdefault("TG_LOG_LEVEL", "WARNING")
-
-from benchkit import ServerProcess, bounded, pct, psutil  # noqa: E402
+# benchkit first: it keeps the local Ray on 127.0.0.1, and the actors' log level at WARNING
+# unless --log-level says otherwise (every run logs 3+ INFO lines from the Scheduler)
+from benchkit import (
+    CpuMeter,
+    Profiler,
+    ServerProcess,
+    actor_pid,
+    descendant_pids,
+    parse_args,
+    pct,
+    psutil,
+    read_stacks,
+    start_runtime,
+    stop_runtime,
+    trivial_job,
+    write_jobs,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# --- job files ------------------------------------------------------------------------------
-
-SCHEDULED = """name: {name}
-schedule: {{interval: {interval}s, overlap: skip, catchup: none{anchor}}}
-timeout: 1m
-source:
-  url: {url}/items
-  records: "$"
-  paginate: {{type: none}}
-  timeout: 10s
-  max_tries: 1
-destination: {{table: bench, write: append}}
-"""
-MANUAL = """name: {name}
-max_active_runs: 100000
-timeout: 1m
-source:
-  url: {url}/items
-  records: "$"
-  paginate: {{type: none}}
-  timeout: 10s
-  max_tries: 1
-destination: {{table: bench, write: append}}
-"""
-
-
-def write_jobs(
-    folder: Path, template: str, names: list[str], anchors: list[str] | None = None, **fields: Any
-) -> None:
-    jobs = folder / "jobs"
-    jobs.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(names):
-        anchor = f", anchor: '{anchors[i]}'" if anchors else ""
-        (jobs / f"{name}.yaml").write_text(template.format(name=name, anchor=anchor, **fields))
-
-
-# --- helpers: bounded calls, percentiles, processes ------------------------------------------
+# --- helpers: figures, processes, profiles ---------------------------------------------------
 
 
 def ms(seconds: float) -> str:
@@ -98,40 +69,18 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:,.0f} ms" if seconds < 10 else f"{seconds:,.1f} s"
 
 
-def actor_pid(handle: Any) -> int | None:
-    import ray
-
-    try:
-        return int(
-            ray.get(handle.__ray_call__.remote(lambda _self: __import__("os").getpid()), timeout=30)
-        )
-    except Exception as exc:  # fall back on the process title Ray gives actor workers
-        print(f"  (pid via __ray_call__ failed: {type(exc).__name__}: {exc})")
-        return None
-
-
-def pids_by_title(prefix: str) -> list[int]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info.get("cmdline") or []
-        if cmd and cmd[0].startswith(prefix):
-            found.append(proc.pid)
-    return found
-
-
 def component_pids(rt: Any) -> dict[str, int]:
     """{name: pid} of every actor of the runtime, the broker's shared work queue included."""
     import ray
 
     pids: dict[str, int] = {}
+    titles = {"scheduler": "ray::Scheduler", "database": "ray::Database"}
     for name, handle in rt.components().items():
         if handle is None:
             continue
         pid = actor_pid(handle)
-        if pid is None:  # only right when one runtime is up
-            title = {"scheduler": "ray::Scheduler", "database": "ray::Database"}.get(name)
-            found = pids_by_title(title) if title else []
-            pid = found[0] if len(found) == 1 else None
+        if pid is None and name in titles:  # the process title Ray gives actor workers
+            pid = descendant_pids({titles[name]: name}).get(name)
         if pid is not None:
             pids[name] = pid
     try:  # idempotent: returns the Queue the engines already read
@@ -144,164 +93,34 @@ def component_pids(rt: Any) -> dict[str, int]:
     return pids
 
 
-def ray_daemons() -> dict[str, int]:
-    """raylet and gcs_server of the Ray this process started (its descendants)."""
-    out = {}
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            name = proc.name()
-        except psutil.Error:
-            continue
-        if name in ("raylet", "gcs_server"):
-            out[name] = proc.pid
-    return out
+PROFILED = ("scheduler", "database", "engine_0", "broker")
 
 
-@dataclass
-class CpuMeter:
-    """CPU seconds of given processes, of this process's tree, and of the whole machine,
-    between entering and leaving (shares are of one core: 100% = one core busy)."""
-
-    pids: dict[str, int]
-    began: float = 0.0
-    start: dict[str, float] = field(default_factory=dict)
-    tree0: float = 0.0
-    machine0: float = 0.0
-    wall: float = 0.0
-    share: dict[str, float] = field(default_factory=dict)
-    tree: float = 0.0
-    machine: float = 0.0
-
-    def __enter__(self) -> CpuMeter:
-        self.began = time.perf_counter()
-        self.start, self.tree0, self.machine0 = self._sample(), _tree_cpu(), _machine_cpu()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        end, tree, machine = self._sample(), _tree_cpu(), _machine_cpu()
-        self.wall = wall = max(time.perf_counter() - self.began, 1e-9)
-        self.share = {k: (end[k] - self.start[k]) / wall for k in end if k in self.start}
-        self.tree = (tree - self.tree0) / wall
-        self.machine = (machine - self.machine0) / wall
-
-    def _sample(self) -> dict[str, float]:
-        out = {}
-        for name, pid in self.pids.items():
-            try:
-                t = psutil.Process(pid).cpu_times()
-            except psutil.Error:
-                continue
-            out[name] = t.user + t.system
-        return out
-
-    def report(self, label: str) -> None:
-        parts = sorted(self.share.items(), key=lambda kv: -kv[1])
-        text = ", ".join(f"{name} {share * 100:.0f}%" for name, share in parts if share >= 0.005)
-        print(f"  CPU {label} ({self.wall:.0f}s, % of one core): {text}")
-        cores = psutil.cpu_count() or 1
-        print(
-            f"    all of this benchmark's processes {self.tree * 100:.0f}%; machine busy "
-            f"{self.machine * 100:.0f}% of {cores * 100}% (others: "
-            f"{max(0.0, self.machine - self.tree) * 100:.0f}%)",
-            flush=True,
-        )
-
-
-def _tree_cpu() -> float:
-    total = 0.0
-    me = psutil.Process()
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
-
-
-def _machine_cpu() -> float:
-    t = psutil.cpu_times()
-    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
-
-
-class Profiler:
-    """py-spy record (raw collapsed stacks, per thread) of some actor processes, in windows."""
-
-    WHO = ("scheduler", "database", "engine_0", "broker")
-
-    def __init__(self, folder: Path | None, pids: dict[str, int]) -> None:
-        self.folder, self.pids = folder, pids
-        self.procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
-        self.py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
-
-    def start(self, label: str, seconds: float) -> None:
-        if self.folder is None or self.py_spy is None:
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for name in self.WHO:
-            pid = self.pids.get(name)
-            if pid is None:
-                continue
-            out = self.folder / f"{label}_{name}.txt"
-            command = [self.py_spy, "record", "-p", str(pid), "-o", str(out), "-d"]
-            command += [str(max(1, int(seconds))), "-r", "100", "-f", "raw", "--threads"]
-            command += ["--nonblocking"]
-            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.procs.append((f"{label} {name}", proc, out))
-        print(f"  py-spy: recording {label} for {seconds:.0f}s", flush=True)
-
-    def finish(self) -> None:
-        for label, proc, out in self.procs:
-            try:
-                proc.wait(90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-            if out.exists():
-                summarise_profile(label, out)
-        self.procs.clear()
-
-
-def _frame_name(frame: str) -> str:
-    # "function (path/to/file.py:123)" -> "function (file.py)"
-    name, _, where = frame.partition(" (")
-    file = Path(where.rstrip(")").rsplit(":", 1)[0]).name if where else ""
-    return f"{name} ({file})" if file else name
+def profile(profiler: Profiler, pids: dict[str, int], label: str, seconds: float) -> None:
+    """py-spy windows of some actor processes."""
+    if not profiler.on:
+        return
+    for name in PROFILED:
+        if name in pids:
+            profiler.record(f"{label} {name}", pids[name], seconds, f"{label}_{name}.txt")
+    print(f"  py-spy: recording {label} for {seconds:.0f}s", flush=True)
 
 
 def summarise_profile(label: str, path: Path, top: int = 12) -> None:
     """Samples per thread, the hottest leaf frames, and the hottest turbo-giggle frames."""
-    threads: Counter[str] = Counter()
-    leaf: Counter[str] = Counter()
-    ours: Counter[str] = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        frames = stack.split(";")
-        total += n
-        threads[frames[0]] += n
-        leaf[_frame_name(frames[-1])] += n
-        seen = set()
-        for frame in frames[1:]:
-            if "tg_actors/" in frame:
-                key = _frame_name(frame)
-                if key not in seen:
-                    seen.add(key)
-                    ours[key] += n
+    stacks = read_stacks(path, inclusive_of="tg_actors/")
+    total = stacks.total
     if not total:
         print(f"  profile {label}: no samples")
         return
     print(f"  profile {label}: {total} samples at 100 Hz (busy threads only) -> {path}")
-    for name, n in threads.most_common(4):
+    for name, n in stacks.threads.most_common(4):
         print(f"    thread {name[:60]}: {n / total * 100:.0f}%")
     print("    top leaf frames:")
-    for name, n in leaf.most_common(top):
+    for name, n in stacks.leaf.most_common(top):
         print(f"      {n / total * 100:5.1f}%  {name}")
     print("    top turbo-giggle frames (inclusive):")
-    for name, n in ours.most_common(top):
+    for name, n in stacks.inclusive.most_common(top):
         print(f"      {n / total * 100:5.1f}%  {name}")
 
 
@@ -384,10 +203,9 @@ def report_consistency(runs: Runs) -> None:
 # --- the runtime ------------------------------------------------------------------------------
 
 
-def start_runtime(
+def start_sched_runtime(
     tmp: Path, label: str, engines: int, schedules: bool, slots: int
 ) -> tuple[Any, Any]:
-    from tg_actors import runtime
     from tg_actors.settings import Settings
 
     settings = Settings(
@@ -397,31 +215,14 @@ def start_runtime(
         engines=engines,
         engine_slots=slots,
     )
-    began = time.perf_counter()
-    runtime.init_ray(settings)  # on the main thread (Ray installs signal handlers)
-    print(f"  ray up in {time.perf_counter() - began:.1f}s", flush=True)
-    began = time.perf_counter()
-    rt = bounded(
-        lambda: runtime.start(settings, schedules=schedules, serve_app=False), 600, "runtime.start"
-    )
-    print(
-        f"  runtime.start (actors, job files, scheduler boot): {time.perf_counter() - began:.1f}s"
-    )
-    return rt, settings
-
-
-def stop_runtime(rt: Any, grace: float = 10.0) -> None:
-    from tg_actors import runtime
-
-    began = time.perf_counter()
-    bounded(lambda: runtime.stop(rt, grace=grace), grace + 180, "runtime.stop")
-    print(f"  runtime stopped in {time.perf_counter() - began:.1f}s", flush=True)
+    return start_runtime(settings, schedules=schedules), settings
 
 
 def all_pids(rt: Any, server: ServerProcess) -> dict[str, int]:
     pids = component_pids(rt)
     print(f"  pids: {pids}", flush=True)
-    return {**pids, "source_server": server.proc.pid, **ray_daemons()}
+    daemons = descendant_pids({"raylet": "raylet", "gcs_server": "gcs_server"})
+    return {**pids, "source_server": server.proc.pid, **daemons}
 
 
 def scheduler_status(rt: Any) -> dict[str, Any] | None:
@@ -471,22 +272,27 @@ def phase_a(args: argparse.Namespace, server: ServerProcess, tmp: Path) -> None:
         if args.burst
         else [(EPOCH + timedelta(seconds=i * step)).isoformat() for i in range(args.jobs)]
     )
-    write_jobs(
-        tmp / "configs_a", SCHEDULED, names, anchors, url=server.url, interval=f"{args.interval:g}"
-    )
-    rt, settings = start_runtime(tmp, "a", args.engines, schedules=True, slots=args.slots)
+    schedule = f"interval: {args.interval:g}s, overlap: skip, catchup: none"
+    jobs = {
+        name: trivial_job(
+            name, server.url, schedule + (f", anchor: '{anchors[i]}'" if anchors else "")
+        )
+        for i, name in enumerate(names)
+    }
+    write_jobs(tmp / "configs_a", jobs)
+    rt, settings = start_sched_runtime(tmp, "a", args.engines, schedules=True, slots=args.slots)
     try:
         pids = all_pids(rt, server)
-        profiler = Profiler(args.profile, pids)
+        profiler = Profiler(args.profile, rate=100, threads=True)
         window_start = datetime.now(UTC)
         window_end = window_start + timedelta(seconds=args.seconds)
         profile_at = time.monotonic() + min(15.0, args.seconds / 4)
-        with CpuMeter(pids) as meter:
+        with CpuMeter(pids, hide_below=0.005) as meter:
             deadline = time.monotonic() + args.seconds
             next_report = time.monotonic() + 10
             while (now := time.monotonic()) < deadline:
                 if profile_at and now >= profile_at:
-                    profiler.start("a", min(20.0, args.seconds / 2))
+                    profile(profiler, pids, "a", min(20.0, args.seconds / 2))
                     profile_at = 0.0
                 if now >= next_report:
                     elapsed = args.seconds - (deadline - now)
@@ -507,7 +313,7 @@ def phase_a(args: argparse.Namespace, server: ServerProcess, tmp: Path) -> None:
         print(f"  after drain: {waiting} run(s) of the window still queued; {status}")
         metrics = ray.get(rt.scheduler.metrics.remote(), timeout=30)
         print(f"  Database group commits: {ray.get(rt.db.stats.remote(), timeout=30)}")
-        profiler.finish()
+        profiler.finish(summarise_profile, wait=90)
         stopped_at = datetime.now(UTC)
     finally:
         stop_runtime(rt)
@@ -606,22 +412,22 @@ def phase_b(args: argparse.Namespace, server: ServerProcess, tmp: Path) -> None:
         flush=True,
     )
     names = [f"manual_{i:03d}" for i in range(jobs)]
-    write_jobs(tmp / "configs_b", MANUAL, names, url=server.url)
-    rt, settings = start_runtime(tmp, "b", args.engines, schedules=False, slots=args.slots)
+    write_jobs(tmp / "configs_b", {name: trivial_job(name, server.url) for name in names})
+    rt, settings = start_sched_runtime(tmp, "b", args.engines, schedules=False, slots=args.slots)
     try:
         pids = all_pids(rt, server)
-        profiler = Profiler(args.profile, pids)
+        profiler = Profiler(args.profile, rate=100, threads=True)
         began = time.monotonic()
         deadline = began + args.b_budget
-        with CpuMeter(pids) as whole:
-            with CpuMeter(pids) as triggering:
+        with CpuMeter(pids, hide_below=0.005) as whole:
+            with CpuMeter(pids, hide_below=0.005) as triggering:
                 refs = [rt.scheduler.trigger.remote(names[i % jobs]) for i in range(args.manual)]
                 print(f"  {args.manual} trigger calls fired in {time.monotonic() - began:.2f}s")
-                profiler.start("b_trigger", 20)
+                profile(profiler, pids, "b_trigger", 20)
                 returned = await_triggers(rt, refs, began, deadline)
             triggering.report("(b) while trigger calls were pending")
-            profiler.start("b_drain", 20)
-            with CpuMeter(pids) as draining:
+            profile(profiler, pids, "b_drain", 20)
+            with CpuMeter(pids, hide_below=0.005) as draining:
                 left = await_drain(rt, returned, began, deadline)
             draining.report("(b) after the trigger calls returned")
         whole.report("(b) whole phase")
@@ -630,7 +436,7 @@ def phase_b(args: argparse.Namespace, server: ServerProcess, tmp: Path) -> None:
         import ray
 
         print(f"  Database group commits: {ray.get(rt.db.stats.remote(), timeout=30)}")
-        profiler.finish()
+        profiler.finish(summarise_profile, wait=90)
     finally:
         stop_runtime(rt)
     report_b(args, read_runs(settings.db_path))
@@ -768,7 +574,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--profile", type=Path, help="py-spy the actors; raw stacks go here")
     parser.add_argument("--log-level", default=None, help="TG_LOG_LEVEL of the actors")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    args = parser.parse_args(argv)
+    quick = {"jobs": 50, "interval": 2.0, "seconds": 6.0, "manual": 200, "b_budget": 60.0}
+    args = parse_args(parser, argv, **quick)
     if args.log_level:
         os.environ["TG_LOG_LEVEL"] = args.log_level.upper()
 

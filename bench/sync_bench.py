@@ -1,6 +1,6 @@
 """Sync throughput on a local paginated JSON API: the fetch+parse limit, turbo-giggle, dlt.
 
-    .venv/bin/python bench/sync_bench.py [--rows 1000000] [--page-size 1000] [--skip-dlt]
+    .venv/bin/python bench/sync_bench.py [--rows 1000000] [--page-size 1000] [--skip-dlt] [--quick]
     .venv/bin/python bench/sync_bench.py --in-process --rows 100000   # Ray in this process
 
 Run by hand, never by the tests. One run:
@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,18 +43,21 @@ from typing import Any
 
 import httpx
 import orjson
-
-try:
-    import psutil
-except ImportError:  # Ray vendors it
-    spec = importlib.util.find_spec("ray")
-    assert spec is not None and spec.submodule_search_locations, "neither psutil nor ray found"
-    sys.path.append(str(Path(spec.submodule_search_locations[0]) / "thirdparty_files"))
-    import psutil
+from benchkit import (  # first: it keeps the local Ray (tg run's too) on 127.0.0.1
+    Profiler,
+    ServerProcess,
+    listen,
+    parse_args,
+    psutil,
+    query_of,
+    run_asgi,
+    send_body,
+    start_runtime,
+    stop_runtime,
+)
 
 HERE = Path(__file__).resolve()
 MIB = 1024 * 1024
-TG_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_DEDUP_LOGS": "0"}
 DLT_ENV = {"RUNTIME__DLTHUB_TELEMETRY": "false", "RUNTIME__LOG_LEVEL": "WARNING"}
 
 # --- the source: records, pages, the server process -------------------------------------
@@ -100,66 +102,26 @@ def build_pages(rows: int, size: int, base_url: str) -> list[bytes]:
 
 def serve(rows: int, size: int) -> None:
     """The server process: bind, print the port, build the pages, serve until terminated."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    print(f"port {port}", flush=True)
-    pages = build_pages(rows, size, f"http://127.0.0.1:{port}")
+    sock, base = listen()
+    pages = build_pages(rows, size, base)
     empty = orjson.dumps({"data": [], "page": None, "total": rows, "next": None})
-    headers = [(b"content-type", b"application/json")]
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        query = dict(p.split(b"=", 1) for p in scope["query_string"].split(b"&") if b"=" in p)
         if scope["path"] == "/items":
-            n = int(query.get(b"page", b"1"))
-            body, status = (pages[n - 1] if 1 <= n <= len(pages) else empty), 200
+            n = int(query_of(scope).get(b"page", b"1"))
+            await send_body(send, pages[n - 1] if 1 <= n <= len(pages) else empty)
         elif scope["path"] == "/health":
-            body, status = b'{"status":"ok"}', 200
+            await send_body(send, b'{"status":"ok"}')
         else:
-            body, status = b'{"detail":"not found"}', 404
-        length = (b"content-length", str(len(body)).encode())
-        await send({"type": "http.response.start", "status": status, "headers": [*headers, length]})
-        await send({"type": "http.response.body", "body": body})
+            await send_body(send, b'{"detail":"not found"}', 404)
 
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-        timeout_keep_alive=30,
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+    run_asgi(app, sock, loop="uvloop", http="httptools")
 
 
-class ServerProcess:
-    def __init__(self, rows: int, size: int) -> None:
-        command = [sys.executable, str(HERE), "--role", "server"]
-        command += ["--rows", str(rows), "--page-size", str(size)]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("port "):
-            raise RuntimeError(f"server did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
-        deadline = time.monotonic() + 300
-        while True:  # it builds every page before it listens
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+def start_source(rows: int, size: int) -> ServerProcess:
+    command = [sys.executable, str(HERE), "--role", "server"]
+    command += ["--rows", str(rows), "--page-size", str(size)]
+    return ServerProcess(command, ready_s=300)  # it builds every page before it listens
 
 
 # --- measuring ----------------------------------------------------------------------------
@@ -334,18 +296,18 @@ def write_jobs(configs: Path, url: str, paginate: str, size: int) -> None:
         (jobs / f"bench_{write}.yaml").write_text(text)
 
 
-class Profiler:
-    """py-spy on the SyncEngine and Database workers, attached as soon as they show up."""
+class Attach:
+    """py-spy on the SyncEngine and Database workers, attached as soon as they show up (a
+    MemorySampler's on_sample), recording until they exit."""
 
     WANT = ("ray::SyncEngine", "ray::Database")
 
     def __init__(self, folder: Path | None, label: str) -> None:
-        self.folder, self.label = folder, label
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
+        self.profiler, self.label = Profiler(folder, rate=200), label
+        self.attached: set[str] = set()
 
     def __call__(self, procs: list[psutil.Process]) -> None:
-        if self.folder is None or self.py_spy is None or len(self.procs) == len(self.WANT):
+        if not self.profiler.on or len(self.attached) == len(self.WANT):
             return
         for proc in procs:
             try:
@@ -353,25 +315,21 @@ class Profiler:
             except psutil.Error:
                 continue
             want = next((w for w in self.WANT if title.startswith(w)), None)
-            if want is None or want in self.procs:
+            if want is None or want in self.attached:
                 continue
-            out = self.folder / f"{self.label}_{want.removeprefix('ray::')}.txt"
-            command = [self.py_spy, "record", "-p", str(proc.pid), "-o", str(out)]
-            command += ["--format", "raw", "--rate", "200", "--nonblocking"]
-            self.procs[want] = subprocess.Popen(
-                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
+            self.attached.add(want)
+            name = want.removeprefix("ray::")
+            self.profiler.record(name, proc.pid, None, f"{self.label}_{name}.txt")
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            proc.wait(30)  # py-spy writes its file when the target exits
+        self.profiler.finish(wait=30)  # py-spy writes its file when the target exits
 
 
 def run_tg(job: str, tmp: Path, rows: int, profile: Path | None) -> Result:
     command = [str(Path(sys.executable).parent / "tg"), "run", job]
     command += ["--configs", str(tmp / "configs"), "--db", str(tmp / "bench.duckdb"), "--no-demo"]
-    env = {**os.environ, **TG_ENV}
-    profiler = Profiler(profile, job)
+    env = dict(os.environ)
+    profiler = Attach(profile, job)
     started = time.perf_counter()
     log = tmp / f"{job}.log"
     with log.open("w") as stderr:
@@ -473,10 +431,8 @@ def run_in_process(url: str, tmp: Path, rows: int) -> list[Result]:
 
     import ray
 
-    from tg_actors import runtime
     from tg_actors.settings import Settings
 
-    os.environ.update(TG_ENV)
     settings = Settings(
         configs=tmp / "configs",
         db_path=tmp / "bench.duckdb",
@@ -484,10 +440,7 @@ def run_in_process(url: str, tmp: Path, rows: int) -> list[Result]:
         engines=1,
         tick_seconds=0.05,
     )
-    began = time.perf_counter()
-    runtime.init_ray(settings)
-    rt = runtime.start(settings, schedules=False, serve_app=False)
-    print(f"  start-up (ray.init + actors): {time.perf_counter() - began:.1f}s", flush=True)
+    rt = start_runtime(settings)
     results = []
     try:
         for job in ("bench_append", "bench_merge"):
@@ -506,7 +459,7 @@ def run_in_process(url: str, tmp: Path, rows: int) -> list[Result]:
             results.append(Result(what, run["rows_loaded"], seconds, wall))
             print(f"  {what}: {run['rows_loaded']} rows, {seconds:.2f}s", flush=True)
     finally:
-        runtime.stop(rt)
+        stop_runtime(rt)
         ray.shutdown()
     return results
 
@@ -567,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--role", default="bench", help=argparse.SUPPRESS)
     for hidden in ("--url", "--write", "--db", "--workdir"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, rows=20_000, in_process=True)  # one Ray start, not two
     if args.role == "server":
         return serve(args.rows, args.page_size)
     if args.role == "dlt":
@@ -577,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="tg_sync_bench_"))
     t0 = time.perf_counter()
-    server = ServerProcess(args.rows, args.page_size)
+    server = start_source(args.rows, args.page_size)
     results: list[Result] = []
     try:
         print(f"{args.rows:,} rows, {args.page_size} a page, served at {server.url}", flush=True)
