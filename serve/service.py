@@ -18,6 +18,7 @@ from serve.cache import TtlCache
 from serve.events import EventHub
 from tg_actors.metrics import render
 from tg_actors.names import BROKER, CONFIG, DATABASE, POOL, SCHEDULER
+from tg_actors.runstate import RunState
 from tg_actors.store.schema import RUN_FIELDS, jsonable
 
 BOOT_WAIT_S = 2.0  # how long health waits on one actor's start() before saying "starting"
@@ -204,9 +205,9 @@ class ApiService:
         rows = await self._call(
             DATABASE,
             "query",
-            "SELECT finished_at, job, rows_loaded FROM tg.runs WHERE state = 'succeeded'"
+            "SELECT finished_at, job, rows_loaded FROM tg.runs WHERE state = ?"
             " AND finished_at >= now() - to_days(?) ORDER BY finished_at DESC LIMIT 5000",
-            [days],
+            [RunState.SUCCEEDED, days],
         )
         loaded = [
             {"finished_at": ts.isoformat(), "job": job, "rows": int(n)} for ts, job, n in rows

@@ -30,6 +30,7 @@ from tg_actors.messages import (
     RunStateChanged,
 )
 from tg_actors.names import DATABASE_GROUP
+from tg_actors.runstate import RunState
 from tg_actors.settings import Settings, retention_seconds
 from tg_actors.store.duckdb import DuckStore
 
@@ -91,7 +92,9 @@ def log_entry(message: Any) -> tuple[str, Any, str, str] | None:
             return (message.run_id, message.ts, "ERROR", message.error)
         case RunStateChanged():
             text = f"state {message.previous or '-'} -> {message.state} ({message.trigger})"
-            level = {"failed": "ERROR", "retrying": "WARNING"}.get(message.state, "INFO")
+            level = {RunState.FAILED: "ERROR", RunState.RETRYING: "WARNING"}.get(
+                message.state, "INFO"
+            )
             if message.error:
                 text += f": {message.error}"
             return (message.run_id, message.ts, level, text)

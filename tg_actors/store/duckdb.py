@@ -25,14 +25,16 @@ from tg_actors.errors import (
     StaleAttempt,
 )
 from tg_actors.jobs import WriteMode
-from tg_actors.runstate import check_transition
+from tg_actors.runstate import RunState, check_transition
 from tg_actors.scheduler.planning import schedule_part
 from tg_actors.store import batched, progress, retention, tables, writes
 from tg_actors.store.schema import (
     JOB_FIELDS,
+    OPEN_SQL,
     OPEN_STATES,
     RUN_FIELDS,
     RUN_STATES,
+    TICK_SQL,
     TIMESTAMP_RUN_FIELDS,
     UPDATABLE_RUN_FIELDS,
     aware,
@@ -47,6 +49,7 @@ from tg_actors.store.schema import (
 _RUN_COLUMNS = ", ".join(RUN_FIELDS)
 _JOB_COLUMNS = ", ".join(JOB_FIELDS)
 _ORIGINS = ("file", "api")
+_OPEN_PARAMS = ", ".join("?" * len(OPEN_STATES))  # open_runs passes OPEN_STATES to these
 
 
 def _utc_now() -> datetime:
@@ -171,7 +174,7 @@ class DuckStore:
         scheduled_for: datetime,
         trigger: str,
         *,
-        state: str = "queued",
+        state: str = RunState.QUEUED,
         attempt: int = 1,
         priority: int = 50,
         error: str | None = None,
@@ -203,7 +206,7 @@ class DuckStore:
             {
                 "run_id": ids,
                 "job": [r["job"] for r in runs],
-                "state": [r.get("state", "queued") for r in runs],
+                "state": [r.get("state", RunState.QUEUED) for r in runs],
                 "trigger": [r["trigger"] for r in runs],
                 "attempt": pa.array([1] * len(runs), pa.int32()),
                 "priority": pa.array([r.get("priority", 50) for r in runs], pa.int32()),
@@ -266,7 +269,7 @@ class DuckStore:
             where += " AND attempt = ?"
             params.append(str(expect_attempt))
         sql = f"UPDATE tg.runs SET {assignments} WHERE {where} RETURNING {_RUN_COLUMNS}"
-        if fields.get("state") == "failed" and fields.get("finished_at") is not None:
+        if fields.get("state") == RunState.FAILED and fields.get("finished_at") is not None:
             # a run failed for good (the scheduler records it with its finish time) keeps
             # nothing: its staging and checkpoint go in the same transaction as the state
             # change (CONTRACT §6); before, they stayed until the next start, or for ever
@@ -305,7 +308,7 @@ class DuckStore:
     def open_runs(self) -> list[dict[str, Any]]:
         """Runs queued, running or retrying, oldest first: what a restarted Scheduler resumes."""
         rows = self.con.execute(
-            f"SELECT {_RUN_COLUMNS} FROM tg.runs WHERE state IN (?, ?, ?)"
+            f"SELECT {_RUN_COLUMNS} FROM tg.runs WHERE state IN ({_OPEN_PARAMS})"
             " ORDER BY queued_at, run_id",
             list(OPEN_STATES),
         ).fetchall()
@@ -317,7 +320,7 @@ class DuckStore:
         row = one(
             self.con,
             "SELECT greatest((SELECT max(scheduled_for) FROM tg.runs WHERE job = ?"
-            " AND trigger IN ('schedule', 'catchup')), j.schedule_from)"
+            f" AND trigger IN ({TICK_SQL})), j.schedule_from)"
             " FROM tg.jobs j WHERE j.name = ?",
             [job, job],
         )
@@ -347,11 +350,12 @@ class DuckStore:
             rows = self.con.execute(
                 "SELECT e.dependent, e.upstream, u.finished_at + to_microseconds(e.place) AS fire_at"
                 " FROM _tg_edges e JOIN tg.jobs j ON j.name = e.dependent"
-                " JOIN tg.runs u ON u.job = e.upstream AND u.state = 'succeeded'"
+                " JOIN tg.runs u ON u.job = e.upstream AND u.state = ?"
                 " AND u.finished_at >= coalesce(j.schedule_from, j.created_at)"
                 " WHERE NOT EXISTS (SELECT 1 FROM tg.runs d WHERE d.job = e.dependent"
                 " AND d.scheduled_for = u.finished_at + to_microseconds(e.place))"
-                " ORDER BY fire_at, e.place"
+                " ORDER BY fire_at, e.place",
+                [RunState.SUCCEEDED],
             ).fetchall()
         finally:
             self.con.unregister("_tg_edges")
@@ -361,8 +365,7 @@ class DuckStore:
         """The latest scheduled_for of the job's schedule/catchup runs."""
         row = one(
             self.con,
-            "SELECT max(scheduled_for) FROM tg.runs WHERE job = ?"
-            " AND trigger IN ('schedule', 'catchup')",
+            f"SELECT max(scheduled_for) FROM tg.runs WHERE job = ? AND trigger IN ({TICK_SQL})",
             [job],
         )
         return utc(row[0]) if row and row[0] is not None else None
@@ -378,7 +381,7 @@ class DuckStore:
 
     def run_counts(self) -> dict[str, int]:
         """Runs per state; every state of CONTRACT §4 is present, 0 when none."""
-        counts = dict.fromkeys(RUN_STATES, 0)
+        counts = dict.fromkeys((state.value for state in RUN_STATES), 0)
         rows = self.con.execute("SELECT state, count(*) FROM tg.runs GROUP BY state").fetchall()
         counts.update({str(state): int(n) for state, n in rows})
         return counts
@@ -551,9 +554,9 @@ class DuckStore:
         """Mark an open run `cancelled`, atomically: False when it had already ended (e.g. its
         commit won the race), and then nothing changes. Its staging goes with discard_run."""
         rows = self.con.execute(
-            "UPDATE tg.runs SET state = 'cancelled', finished_at = ? WHERE run_id = ?"
-            " AND state IN ('queued', 'running', 'retrying') RETURNING run_id",
-            [self._now(), run_id],
+            "UPDATE tg.runs SET state = ?, finished_at = ? WHERE run_id = ?"
+            f" AND state IN ({OPEN_SQL}) RETURNING run_id",
+            [RunState.CANCELLED, self._now(), run_id],
         ).fetchall()
         return bool(rows)
 
