@@ -27,9 +27,9 @@ def event_data(message: RunStateChanged) -> dict[str, Any]:
     return {
         "run_id": message.run_id,
         "job": message.job,
-        "state": message.state,
-        "previous": message.previous,
-        "trigger": message.trigger,
+        "state": message.state.value,
+        "previous": None if message.previous is None else message.previous.value,
+        "trigger": str(message.trigger),
         "error": message.error,
         "ts": message.ts.isoformat(),
     }

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tg_actors.jobs import WriteMode
+from tg_actors.runstate import RunState, Trigger
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -57,7 +58,7 @@ class Database(Protocol):
         scheduled_for: datetime,
         trigger: str,
         *,
-        state: str = "queued",
+        state: str = RunState.QUEUED,
         attempt: int = 1,
         priority: int = 50,
         error: str | None = None,
@@ -338,7 +339,9 @@ class Scheduler(Protocol):
     """Triggers, the TaskQueue and the StateManager: decides which runs exist and who runs
     them; every decision is written to DuckDB before it is announced."""
 
-    async def trigger(self, job: str, priority: int | None = None, trigger: str = "manual") -> str:
+    async def trigger(
+        self, job: str, priority: int | None = None, trigger: str = Trigger.MANUAL
+    ) -> str:
         """Queue a run of `job` now: its run_id, once the run exists in DuckDB. JobNotFound."""
         ...
 

@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from tg_actors.runstate import RunState, Trigger
+
 TOPIC_CONFIG = "config"
 TOPIC_TRIGGERS = "triggers"
 TOPIC_STATUS = "status"
@@ -59,7 +61,7 @@ class TriggerRun(Message):
     job: str
     spec: dict[str, Any]
     attempt: int = 1
-    trigger: str = "schedule"
+    trigger: str = Trigger.SCHEDULE  # a Trigger, or after_trigger(upstream)
 
 
 class CancelRun(Message):
@@ -130,10 +132,10 @@ class RunStateChanged(Message):
     kind: Literal["run_state_changed"] = "run_state_changed"
     run_id: str
     job: str
-    state: str
-    previous: str | None = None
+    state: RunState
+    previous: RunState | None = None
     attempt: int = 1
-    trigger: str = "schedule"
+    trigger: str = Trigger.SCHEDULE  # a Trigger, or after_trigger(upstream)
     error: str | None = None
 
 

@@ -1,4 +1,4 @@
-"""Run states (CONTRACT §4) and the one table of legal moves between them.
+"""Run states and trigger kinds (CONTRACT §4), spelled once, and the table of legal moves.
 
     queued ──► running ──► succeeded
       │  ▲        │  │
@@ -9,6 +9,11 @@
 A run is created `queued` (to be dispatched) or `skipped` (an overlap policy said no). Every
 state change goes through `check_transition`, so a late or duplicated message (a `running`
 report after the user cancelled) is refused instead of resurrecting a finished run.
+
+A run's `trigger` says what made it: a `Trigger` member, or `after:<job>` for a run fired by
+the success of an upstream job (`after_trigger` spells it, `upstream_of` reads it back). These
+strings are what users see in the API, the UI and `tg.runs`: the rest of the code uses the
+names below, never the strings (tests/unit/test_vocabulary.py checks).
 """
 
 from __future__ import annotations
@@ -16,17 +21,23 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Final
 
 from tg_actors.errors import IllegalTransition
 
 __all__ = [
     "ACTIVE",
+    "AFTER_PREFIX",
     "INITIAL",
     "TERMINAL",
+    "TICK_TRIGGERS",
     "TRANSITIONS",
     "RunState",
+    "Trigger",
+    "after_trigger",
     "can_transition",
     "check_transition",
+    "upstream_of",
 ]
 
 
@@ -59,6 +70,38 @@ TERMINAL: frozenset[RunState] = frozenset(
 
 ACTIVE: frozenset[RunState] = frozenset({RunState.QUEUED, RunState.RUNNING, RunState.RETRYING})
 """States that count against `max_active_runs` and `overlap`."""
+
+
+class Trigger(enum.StrEnum):
+    """What made a run, besides `after:<job>` (see `after_trigger`). The values are the
+    strings users see in the API, the UI and `tg.runs.trigger`."""
+
+    SCHEDULE = "schedule"
+    """A schedule tick fired on time (within the grace period)."""
+    CATCHUP = "catchup"
+    """A schedule tick missed while the system was down, fired late (`schedule.catchup`)."""
+    MANUAL = "manual"
+    """An external trigger: `POST /api/jobs/{name}/runs`, the UI's run button, `tg run`."""
+
+
+TICK_TRIGGERS: tuple[Trigger, ...] = (Trigger.SCHEDULE, Trigger.CATCHUP)
+"""Triggers of schedule ticks: the runs the Scheduler's watermark is read from."""
+
+AFTER_PREFIX: Final = "after:"
+"""`after:<job>`: the trigger of a run fired by a success of the upstream `<job>`."""
+
+
+def after_trigger(upstream: str) -> str:
+    """The trigger of a run fired by a success of `upstream` (`triggers: {after: [...]}`)."""
+    return AFTER_PREFIX + upstream
+
+
+def upstream_of(trigger: str) -> str | None:
+    """The upstream job of an `after:<job>` trigger; None for any other trigger."""
+    if trigger.startswith(AFTER_PREFIX) and len(trigger) > len(AFTER_PREFIX):
+        return trigger[len(AFTER_PREFIX) :]
+    return None
+
 
 _S = RunState
 TRANSITIONS: Mapping[RunState, frozenset[RunState]] = MappingProxyType(

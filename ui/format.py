@@ -14,11 +14,12 @@ import pandas as pd
 import yaml
 
 from tg_actors.errors import IllegalTransition, JobValidationError, NoCapacity, TGError
+from tg_actors.runstate import TERMINAL, RunState, Trigger
 
 NEW_JOB = "(new job)"
 ALL = "(all)"
-RUN_STATES = ["queued", "running", "retrying", "succeeded", "failed", "cancelled", "skipped"]
-ENDED_STATES = {"succeeded", "failed", "cancelled", "skipped"}
+RUN_STATES = [state.value for state in RunState]
+ENDED_STATES = {state.value for state in TERMINAL}
 
 JOB_COLUMNS = [
     "job", "enabled", "paused", "schedule", "next run", "last state", "last finished", "last rows",
@@ -100,8 +101,8 @@ def duration(started: str | None, finished: str | None) -> str:
 
 
 def schedule_text(schedule: dict[str, Any] | None) -> str:
-    if not schedule:
-        return "manual"
+    if not schedule:  # runs only when triggered (or after other jobs)
+        return Trigger.MANUAL.value
     for kind in ("cron", "interval", "at"):
         if schedule.get(kind):
             text = f"{kind} {schedule[kind]}"

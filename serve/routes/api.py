@@ -14,6 +14,7 @@ from serve.service import ApiService
 from tg_actors.errors import JobValidationError, RunNotFound
 from tg_actors.jobs import check_shape
 from tg_actors.names import MAX_ENGINES
+from tg_actors.runstate import RunState
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 # PUT and validate read the body themselves (JSON or YAML): documented here, so the OpenAPI
@@ -172,7 +173,7 @@ def runs_router(service: ApiService) -> APIRouter:
     @secured.post("/runs/{run_id}/cancel", status_code=202)
     async def cancel(run_id: str) -> dict[str, str]:
         await service.cancel(run_id)
-        return {"run_id": run_id, "state": "cancelled"}
+        return {"run_id": run_id, "state": RunState.CANCELLED.value}
 
     @secured.get("/runs/{run_id}/logs")
     async def run_logs(run_id: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from tg_actors.cli import engines as engines_cli
 from tg_actors.config.files import load_jobs
+from tg_actors.runstate import RunState
 from tg_actors.settings import Settings
 
 
@@ -228,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if run["error"]:
         print(f"error: {run['error']}")
-    return 0 if run["state"] == "succeeded" else 1
+    return 0 if run["state"] == RunState.SUCCEEDED else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,7 +45,7 @@ from tg_actors.messages import (
 from tg_actors.metrics import Histogram
 from tg_actors.names import SCHEDULER_GROUP, SCHEDULER_LEASE_GROUP
 from tg_actors.peer import face
-from tg_actors.runstate import RunState
+from tg_actors.runstate import RunState, Trigger, after_trigger
 from tg_actors.scheduler.engines import EngineSide
 from tg_actors.scheduler.error_handler import ErrorHandler
 from tg_actors.scheduler.inflight import InFlight
@@ -221,7 +221,9 @@ class Scheduler(EngineSide):
 
     # -- scheduler API ----------------------------------------------------------------------
 
-    async def trigger(self, job: str, priority: int | None = None, trigger: str = "manual") -> str:
+    async def trigger(
+        self, job: str, priority: int | None = None, trigger: str = Trigger.MANUAL
+    ) -> str:
         """Queue a run of `job` now (external trigger). Returns its run_id. Concurrent calls
         share one insert and one dispatch (a burst of triggers costs a few round trips)."""
         return await self._manual.submit((job, priority, trigger))
@@ -657,7 +659,7 @@ class Scheduler(EngineSide):
             return
         missing = await self._db.missing_dependents(edges)
         batch = [
-            (self._jobs[name], when, f"after:{up}")
+            (self._jobs[name], when, after_trigger(up))
             for name, up, when in missing
             if name in self._jobs
         ]

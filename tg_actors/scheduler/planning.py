@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from tg_actors.jobs import JobSpec, Overlap
+from tg_actors.runstate import Trigger
 from tg_actors.scheduler.schedule import apply_jitter, next_fire
 
 
@@ -72,7 +73,7 @@ def start_at(entry: JobEntry, when: datetime, trigger: str, rng: random.Random) 
     """When a queued run may start: its tick, delayed by up to `jitter` for scheduled ticks
     (scheduled_for stays the tick)."""
     schedule = entry.spec.schedule
-    if schedule is not None and schedule.jitter and trigger == "schedule":
+    if schedule is not None and schedule.jitter and trigger == Trigger.SCHEDULE:
         return apply_jitter(when, schedule.jitter, rng)
     return when
 

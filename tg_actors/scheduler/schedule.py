@@ -35,12 +35,13 @@ from zoneinfo import ZoneInfo
 from croniter import CroniterBadDateError, croniter
 
 from tg_actors.jobs import Catchup, Schedule
+from tg_actors.runstate import Trigger
 
 __all__ = ["CATCHUP", "EPOCH", "SCHEDULE", "DueTicks", "apply_jitter", "due_ticks", "next_fire"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-SCHEDULE = "schedule"  # trigger kind of a tick fired on time (within grace)
-CATCHUP = "catchup"  # trigger kind of a tick missed while down, fired late
+SCHEDULE = Trigger.SCHEDULE  # trigger kind of a tick fired on time (within grace)
+CATCHUP = Trigger.CATCHUP  # trigger kind of a tick missed while down, fired late
 _US = timedelta(microseconds=1)
 
 
@@ -48,7 +49,7 @@ _US = timedelta(microseconds=1)
 class DueTicks:
     """What `due_ticks` found between a watermark and now."""
 
-    ticks: list[tuple[datetime, str]]
+    ticks: list[tuple[datetime, Trigger]]
     """Ticks to run, oldest first, each with its trigger kind (SCHEDULE or CATCHUP)."""
     cut: bool
     """True when `catchup: all` had more late ticks than `limit` (the oldest were dropped)."""

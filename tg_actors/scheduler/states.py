@@ -324,8 +324,8 @@ class StateManager:
         return RunStateChanged(
             run_id=run.run_id,
             job=run.job,
-            state=run.state.value,
-            previous=previous.value if previous else None,
+            state=run.state,
+            previous=previous,
             trigger=run.trigger,
             error=error,
             attempt=run.attempt,

@@ -32,6 +32,7 @@ from tg_actors.messages import (
     RunStateChanged,
 )
 from tg_actors.names import DATABASE_GROUP
+from tg_actors.runstate import RunState
 from tg_actors.settings import Settings, retention_seconds
 from tg_actors.store.duckdb import DuckStore
 
@@ -65,7 +66,9 @@ def log_entry(message: Any) -> tuple[str, Any, str, str] | None:
             return (message.run_id, message.ts, "ERROR", message.error)
         case RunStateChanged():
             text = f"state {message.previous or '-'} -> {message.state} ({message.trigger})"
-            level = {"failed": "ERROR", "retrying": "WARNING"}.get(message.state, "INFO")
+            level = {RunState.FAILED: "ERROR", RunState.RETRYING: "WARNING"}.get(
+                message.state, "INFO"
+            )
             if message.error:
                 text += f": {message.error}"
             return (message.run_id, message.ts, level, text)
@@ -206,7 +209,7 @@ class Database:
         scheduled_for: datetime,
         trigger: str,
         *,
-        state: str = "queued",
+        state: str = RunState.QUEUED,
         attempt: int = 1,
         priority: int = 50,
         error: str | None = None,

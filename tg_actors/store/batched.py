@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from tg_actors.errors import IllegalTransition, RunNotFound, StaleAttempt
 from tg_actors.jobs import WriteMode
+from tg_actors.runstate import RunState
 from tg_actors.store import progress, writes
 
 _BEGIN = "_tg_begin_runs"
@@ -75,9 +76,9 @@ def begin_attempts(
             good = [item["run_id"] for item, r in zip(items, results, strict=True) if _ok(r)]
             if good:
                 con.execute(
-                    "UPDATE tg.runs SET state = 'running', started_at = ?, engine = ?"
+                    "UPDATE tg.runs SET state = ?, started_at = ?, engine = ?"
                     " WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
-                    [now, engine, good],
+                    [RunState.RUNNING, now, engine, good],
                 )
             fresh = {i["run_id"] for i, r in zip(items, results, strict=True) if _fresh(r)}
             for run_id in sorted(fresh & set(writes.staged_run_ids(con))):  # discard_run's job
@@ -99,8 +100,8 @@ def _begin_one(
         return RunNotFound(run_id)
     if attempt is not None and int(current) != attempt:
         return StaleAttempt(run_id, int(attempt), int(current))
-    if state != "queued" and not (state == "running" and holder == engine):
-        return IllegalTransition(run_id, str(state), "running")
+    if state != RunState.QUEUED and not (state == RunState.RUNNING and holder == engine):
+        return IllegalTransition(run_id, str(state), RunState.RUNNING.value)
     resume = None
     if checkpoint is not None:  # the same dict as progress.load
         resume = {"checkpoint": json.loads(checkpoint), "pages": int(pages), "rows": int(rows)}
@@ -295,7 +296,7 @@ def _group_check(member: _Member, row: tuple[Any, ...] | None) -> int | Exceptio
     problem = writes.commit_problem(run_id, state, current, member.item.get("attempt"))
     if problem is not None:
         return problem
-    return loaded if state == "succeeded" else None
+    return loaded if state == RunState.SUCCEEDED else None
 
 
 def _insert(con: duckdb.DuckDBPyConnection, group: _Group, batches: list[pa.Table]) -> None:
@@ -331,18 +332,18 @@ def _mark_succeeded(con: duckdb.DuckDBPyConnection, writing: list[_Member], now:
     if len(writing) == 1:  # a point update is 3x cheaper than the join for one run
         m = writing[0]
         con.execute(
-            "UPDATE tg.runs SET state = 'succeeded', finished_at = ?, rows_loaded = ?, pages = ?"
+            "UPDATE tg.runs SET state = ?, finished_at = ?, rows_loaded = ?, pages = ?"
             " WHERE run_id = ?",
-            [now, m.batch.num_rows, m.item["pages"], str(m.item["run_id"])],
+            [RunState.SUCCEEDED, now, m.batch.num_rows, m.item["pages"], str(m.item["run_id"])],
         )
         return
     con.register(_DONE, done)
     try:
         con.execute(
-            f"UPDATE tg.runs SET state = 'succeeded', finished_at = ?,"
+            "UPDATE tg.runs SET state = ?, finished_at = ?,"
             f" rows_loaded = d.rows_loaded, pages = d.pages FROM {_DONE} d"
             " WHERE tg.runs.run_id = d.run_id",
-            [now],
+            [RunState.SUCCEEDED, now],
         )
     finally:
         con.unregister(_DONE)

@@ -25,13 +25,15 @@ from tg_actors.errors import (
     StaleAttempt,
 )
 from tg_actors.jobs import WriteMode, schedule_part
-from tg_actors.runstate import check_transition
+from tg_actors.runstate import RunState, check_transition
 from tg_actors.store import batched, progress, retention, tables, writes
 from tg_actors.store.schema import (
     JOB_FIELDS,
+    OPEN_SQL,
     OPEN_STATES,
     RUN_FIELDS,
     RUN_STATES,
+    TICK_SQL,
     TIMESTAMP_RUN_FIELDS,
     UPDATABLE_RUN_FIELDS,
     aware,
@@ -46,6 +48,7 @@ from tg_actors.store.schema import (
 _RUN_COLUMNS = ", ".join(RUN_FIELDS)
 _JOB_COLUMNS = ", ".join(JOB_FIELDS)
 _ORIGINS = ("file", "api")
+_OPEN_PARAMS = ", ".join("?" * len(OPEN_STATES))  # open_runs passes OPEN_STATES to these
 
 
 def _utc_now() -> datetime:
@@ -170,7 +173,7 @@ class DuckStore:
         scheduled_for: datetime,
         trigger: str,
         *,
-        state: str = "queued",
+        state: str = RunState.QUEUED,
         attempt: int = 1,
         priority: int = 50,
         error: str | None = None,
@@ -202,7 +205,7 @@ class DuckStore:
             {
                 "run_id": ids,
                 "job": [r["job"] for r in runs],
-                "state": [r.get("state", "queued") for r in runs],
+                "state": [r.get("state", RunState.QUEUED) for r in runs],
                 "trigger": [r["trigger"] for r in runs],
                 "attempt": pa.array([1] * len(runs), pa.int32()),
                 "priority": pa.array([r.get("priority", 50) for r in runs], pa.int32()),
@@ -260,7 +263,7 @@ class DuckStore:
         conditions as update_run; its staging and checkpoint are dropped in the same
         transaction as the state change (CONTRACT §6: a failed run keeps nothing), and only
         when the change was made (a refused one drops nothing)."""
-        fields |= {"state": "failed", "finished_at": finished_at, "error": error}
+        fields |= {"state": RunState.FAILED, "finished_at": finished_at, "error": error}
         return self._update_run(run_id, expect_state, expect_attempt, fields, drop_staging=True)
 
     def _update_run(
@@ -330,7 +333,7 @@ class DuckStore:
     def open_runs(self) -> list[dict[str, Any]]:
         """Runs queued, running or retrying, oldest first: what a restarted Scheduler resumes."""
         rows = self.con.execute(
-            f"SELECT {_RUN_COLUMNS} FROM tg.runs WHERE state IN (?, ?, ?)"
+            f"SELECT {_RUN_COLUMNS} FROM tg.runs WHERE state IN ({_OPEN_PARAMS})"
             " ORDER BY queued_at, run_id",
             list(OPEN_STATES),
         ).fetchall()
@@ -342,7 +345,7 @@ class DuckStore:
         row = one(
             self.con,
             "SELECT greatest((SELECT max(scheduled_for) FROM tg.runs WHERE job = ?"
-            " AND trigger IN ('schedule', 'catchup')), j.schedule_from)"
+            f" AND trigger IN ({TICK_SQL})), j.schedule_from)"
             " FROM tg.jobs j WHERE j.name = ?",
             [job, job],
         )
@@ -372,11 +375,12 @@ class DuckStore:
             rows = self.con.execute(
                 "SELECT e.dependent, e.upstream, u.finished_at + to_microseconds(e.place) AS fire_at"
                 " FROM _tg_edges e JOIN tg.jobs j ON j.name = e.dependent"
-                " JOIN tg.runs u ON u.job = e.upstream AND u.state = 'succeeded'"
+                " JOIN tg.runs u ON u.job = e.upstream AND u.state = ?"
                 " AND u.finished_at >= coalesce(j.schedule_from, j.created_at)"
                 " WHERE NOT EXISTS (SELECT 1 FROM tg.runs d WHERE d.job = e.dependent"
                 " AND d.scheduled_for = u.finished_at + to_microseconds(e.place))"
-                " ORDER BY fire_at, e.place"
+                " ORDER BY fire_at, e.place",
+                [RunState.SUCCEEDED],
             ).fetchall()
         finally:
             self.con.unregister("_tg_edges")
@@ -386,8 +390,7 @@ class DuckStore:
         """The latest scheduled_for of the job's schedule/catchup runs."""
         row = one(
             self.con,
-            "SELECT max(scheduled_for) FROM tg.runs WHERE job = ?"
-            " AND trigger IN ('schedule', 'catchup')",
+            f"SELECT max(scheduled_for) FROM tg.runs WHERE job = ? AND trigger IN ({TICK_SQL})",
             [job],
         )
         return utc(row[0]) if row and row[0] is not None else None
@@ -403,7 +406,7 @@ class DuckStore:
 
     def run_counts(self) -> dict[str, int]:
         """Runs per state; every state of CONTRACT §4 is present, 0 when none."""
-        counts = dict.fromkeys(RUN_STATES, 0)
+        counts = dict.fromkeys((state.value for state in RUN_STATES), 0)
         rows = self.con.execute("SELECT state, count(*) FROM tg.runs GROUP BY state").fetchall()
         counts.update({str(state): int(n) for state, n in rows})
         return counts
@@ -579,9 +582,9 @@ class DuckStore:
         """Rows loaded per succeeded run over the last `days` days, oldest first (at most the
         newest `limit` runs): [{finished_at, job, rows}] for the UI's chart."""
         rows = self.con.execute(
-            "SELECT finished_at, job, rows_loaded FROM tg.runs WHERE state = 'succeeded'"
+            "SELECT finished_at, job, rows_loaded FROM tg.runs WHERE state = ?"
             " AND finished_at >= now() - to_days(?) ORDER BY finished_at DESC LIMIT ?",
-            [days, limit],
+            [RunState.SUCCEEDED, days, limit],
         ).fetchall()
         return [{"finished_at": ts, "job": job, "rows": int(n)} for ts, job, n in reversed(rows)]
 
@@ -594,9 +597,9 @@ class DuckStore:
         """Mark an open run `cancelled`, atomically: False when it had already ended (e.g. its
         commit won the race), and then nothing changes. Its staging goes with discard_run."""
         rows = self.con.execute(
-            "UPDATE tg.runs SET state = 'cancelled', finished_at = ? WHERE run_id = ?"
-            " AND state IN ('queued', 'running', 'retrying') RETURNING run_id",
-            [self._now(), run_id],
+            "UPDATE tg.runs SET state = ?, finished_at = ? WHERE run_id = ?"
+            f" AND state IN ({OPEN_SQL}) RETURNING run_id",
+            [RunState.CANCELLED, self._now(), run_id],
         ).fetchall()
         return bool(rows)
 

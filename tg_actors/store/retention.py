@@ -21,20 +21,18 @@ from datetime import datetime, timedelta
 import duckdb
 
 from tg_actors.store import progress, writes
-from tg_actors.store.schema import OPEN_STATES
-
-_OPEN = ", ".join(f"'{state}'" for state in OPEN_STATES)
+from tg_actors.store.schema import OPEN_SQL, TICK_SQL
 
 # runs retention may delete: finished before the cutoff (the one parameter), and neither a
 # job's newest run (list_runs order) nor its newest tick (last_tick)
 _EXPIRED = f"""
     SELECT run_id FROM tg.runs
-    WHERE state NOT IN ({_OPEN}) AND coalesce(finished_at, queued_at) < ?
+    WHERE state NOT IN ({OPEN_SQL}) AND coalesce(finished_at, queued_at) < ?
       AND run_id NOT IN (
         SELECT run_id FROM tg.runs QUALIFY row_number() OVER
           (PARTITION BY job ORDER BY queued_at DESC, run_id DESC) = 1)
       AND run_id NOT IN (
-        SELECT run_id FROM tg.runs WHERE trigger IN ('schedule', 'catchup') QUALIFY
+        SELECT run_id FROM tg.runs WHERE trigger IN ({TICK_SQL}) QUALIFY
           row_number() OVER (PARTITION BY job ORDER BY scheduled_for DESC, run_id DESC) = 1)
 """
 
@@ -42,7 +40,7 @@ _EXPIRED = f"""
 def discard_closed_staging(con: duckdb.DuckDBPyConnection) -> int:
     """Drop the staging and checkpoint of every run that is not open (or has no row any
     more), in one transaction; how many runs. Open runs keep theirs: they resume from it."""
-    rows = con.execute(f"SELECT run_id FROM tg.runs WHERE state IN ({_OPEN})").fetchall()
+    rows = con.execute(f"SELECT run_id FROM tg.runs WHERE state IN ({OPEN_SQL})").fetchall()
     return writes.discard_orphans(con, {str(run_id) for (run_id,) in rows})
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,8 +17,28 @@ from uuid import UUID
 
 import duckdb
 
-RUN_STATES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled", "skipped")
-OPEN_STATES = ("queued", "running", "retrying")
+from tg_actors.runstate import ACTIVE, TICK_TRIGGERS, RunState
+
+RUN_STATES: tuple[RunState, ...] = tuple(RunState)
+OPEN_STATES: tuple[RunState, ...] = tuple(s for s in RunState if s in ACTIVE)
+"""Runs that may still change (queued, running, retrying), in RunState order."""
+
+
+def sql_strings(values: Iterable[str]) -> str:
+    """`'a', 'b'`: vocabulary values (RunState, Trigger) as SQL literals, for an `IN (...)`
+    rendered once at import. Refuses anything but plain names, so nothing needs escaping."""
+    out = []
+    for value in values:
+        if not value.replace("_", "").replace(":", "").isalnum():
+            raise ValueError(f"not a vocabulary name: {value!r}")
+        out.append(f"'{value}'")
+    return ", ".join(out)
+
+
+OPEN_SQL = sql_strings(OPEN_STATES)
+"""OPEN_STATES as SQL literals: `state IN ({OPEN_SQL})`."""
+TICK_SQL = sql_strings(TICK_TRIGGERS)
+"""TICK_TRIGGERS as SQL literals: `trigger IN ({TICK_SQL})`."""
 
 # the run object of CONTRACT §4, plus priority and engine
 RUN_FIELDS = (

@@ -37,6 +37,7 @@ from tg_actors.errors import (
     TGError,
 )
 from tg_actors.jobs import WriteMode
+from tg_actors.runstate import RunState
 from tg_actors.store import progress
 from tg_actors.store.evolve import Columns, evolve, select_list
 from tg_actors.store.schema import OPEN_STATES, one, quote
@@ -259,9 +260,9 @@ def commit_run(
             if cursor is not None:
                 progress.write_cursor(con, cursor[0], cursor[1], run_id, now)
             con.execute(
-                "UPDATE tg.runs SET state = 'succeeded', finished_at = ?, rows_loaded = ?,"
+                "UPDATE tg.runs SET state = ?, finished_at = ?, rows_loaded = ?,"
                 " pages = ? WHERE run_id = ?",
-                [now, rows, pages, run_id],
+                [RunState.SUCCEEDED, now, rows, pages, run_id],
             )
             _tidy(con, run_id, staged)
             return rows
@@ -280,15 +281,15 @@ def _check_commit(con: duckdb.DuckDBPyConnection, run_id: str, attempt: int | No
     problem = commit_problem(run_id, str(row[0]), int(row[2]), attempt)
     if problem is not None:
         raise problem
-    return int(row[1]) if row[0] == "succeeded" else None
+    return int(row[1]) if row[0] == RunState.SUCCEEDED else None
 
 
 def commit_problem(run_id: str, state: str, current: int, attempt: int | None) -> TGError | None:
     """Why a run in `state` (attempt `current`) cannot be committed by `attempt`, if it can't."""
-    if attempt is not None and state != "succeeded" and current != attempt:
+    if attempt is not None and state != RunState.SUCCEEDED and current != attempt:
         return StaleAttempt(run_id, attempt, current)
-    if state != "succeeded" and state not in OPEN_STATES:  # e.g. cancelled meanwhile
-        return IllegalTransition(run_id, state, "succeeded")
+    if state != RunState.SUCCEEDED and state not in OPEN_STATES:  # e.g. cancelled meanwhile
+        return IllegalTransition(run_id, state, RunState.SUCCEEDED.value)
     return None
 
 
