@@ -1,17 +1,21 @@
-"""Shared fixtures: ONE local Ray per test session (ray.init costs 10-25 s here)."""
+"""Shared fixtures: ONE local Ray per test session (ray.init costs 10-25 s here), a fresh
+actor namespace per test, and the session's HTTP sources (`demo_server`, `slow_server`, from
+tests/kit/servers.py). The helpers the tests import are in the tests/kit package."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep Ray on 127.0.0.1
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TG_LOG_LEVEL", "WARNING")
+
+# fixtures for every test (after the environment above: they import the product)
+from tests.kit.servers import demo_server, slow_server  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")
@@ -30,14 +34,6 @@ def ray_session() -> Iterator[None]:
 def namespace() -> str:
     """A fresh actor namespace, so tests never share named actors."""
     return f"t_{uuid.uuid4().hex[:10]}"
-
-
-def write_job(folder: Path, name: str, text: str) -> Path:
-    jobs = folder / "jobs"
-    jobs.mkdir(parents=True, exist_ok=True)
-    path = jobs / f"{name}.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 # tests/cluster needs a multi-node Ray of its own (ray.cluster_utils.Cluster), which cannot

@@ -5,13 +5,12 @@ Database through the object store, and runs retried elsewhere when their worker 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import ray
 
-from tests.cluster.conftest import LocalCluster
-from tests.integration.drillkit import (
+from tests.kit.cluster import LocalCluster, node_of
+from tests.kit.faults import (
     add_job,
     assert_consistent,
     expected,
@@ -20,15 +19,10 @@ from tests.integration.drillkit import (
     staged_pages,
     totals,
 )
-from tests.integration.helpers import poll_until, running_system, wait_for_run
+from tests.kit.ray import poll_until, running_system, wait_for_run
 from tg_actors import runtime
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ray, pytest.mark.slow]
-
-
-def node_of(actor: Any) -> str:
-    ref = actor.__ray_call__.remote(lambda self: ray.get_runtime_context().get_node_id())
-    return str(ray.get(ref, timeout=30))
 
 
 def engine_nodes(rt: runtime.Runtime) -> dict[str, str]:

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import ray
 
-from tests.cluster.conftest import LocalCluster
-from tests.cluster.test_cluster import node_of
-from tests.e2e.harness import tg_up
-from tests.e2e.test_cli import free_port, orders_job, run_tg, started, tg, tg_env, write_job
+from tests.kit.cli import free_port, orders_job, run_tg, started, tg, tg_env
+from tests.kit.cluster import LocalCluster, node_of
+from tests.kit.harness import tg_up
+from tests.kit.jobs import write_job
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 RAY = str(Path(sys.executable).parent / "ray")

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_cli import UP_TIMEOUT, free_port, poll, started, tg, tg_env
+from tests.kit.cli import UP_TIMEOUT, free_port, poll, started, tg, tg_env
 
 pytestmark = [pytest.mark.slow]
 SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "jobs"

@@ -21,8 +21,7 @@ import duckdb
 import httpx
 import pytest
 
-from tests.e2e.harness import up_command
-from tests.e2e.test_cli import (
+from tests.kit.cli import (
     EXIT_TIMEOUT,
     JOB,
     UP_TIMEOUT,
@@ -34,8 +33,9 @@ from tests.e2e.test_cli import (
     poll,
     started,
     tg_env,
-    write_job,
 )
+from tests.kit.harness import up_command
+from tests.kit.jobs import write_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

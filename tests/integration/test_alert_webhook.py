@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 import ray
 
-from tests.conftest import write_job
-from tests.integration.helpers import running_system, wait_for_run
-from tests.servers import serve_app
-from tests.unit.test_alerts import Receiver
+from tests.kit.jobs import write_job
+from tests.kit.ray import running_system, wait_for_run
+from tests.kit.servers import Receiver, serve_app
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import write_job
-from tests.integration.helpers import running_system
+from tests.kit.jobs import write_job
+from tests.kit.ray import running_system
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 TOKEN = "test-token-1234567"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from tests.integration.drillkit import (
+from tests.kit.faults import (
     add_job,
     assert_consistent,
     expected,
@@ -17,7 +17,7 @@ from tests.integration.drillkit import (
     staged_pages,
     totals,
 )
-from tests.integration.helpers import poll_until, running_system, wait_for_run, wait_state
+from tests.kit.ray import poll_until, running_system, wait_for_run, wait_state
 from tg_actors.engine.pool import EngineFactory, EnginePool
 from tg_actors.errors import NoCapacity
 from tg_actors.peer import Peer

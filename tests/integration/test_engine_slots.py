@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import ray
 
-from tests.conftest import write_job
-from tests.integration.helpers import poll_until, running_system, wait_for_run
-from tests.servers import serve_app, slow_pages_app
+from tests.kit.jobs import write_job
+from tests.kit.ray import poll_until, running_system, wait_for_run
+from tests.kit.servers import serve_app, slow_pages_app
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from tests.conftest import write_job
-from tests.integration.helpers import running_system, wait_for_run, wait_idle, wait_state
-from tests.servers import serve_app, slow_server  # noqa: F401
+from tests.kit.jobs import write_job
+from tests.kit.ray import running_system, wait_for_run, wait_idle, wait_state
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
@@ -35,7 +34,7 @@ def slow_job(
 def test_cancel_running_and_queued_runs(
     tmp_path: Path,
     namespace: str,
-    slow_server: str,  # noqa: F811
+    slow_server: str,
 ) -> None:
     slow_job(tmp_path, slow_server)
     with running_system(tmp_path, namespace, engines=1) as rt:
@@ -59,7 +58,7 @@ def test_cancel_running_and_queued_runs(
 def test_timed_out_attempt_is_retried_then_fails_with_nothing_committed(
     tmp_path: Path,
     namespace: str,
-    slow_server: str,  # noqa: F811
+    slow_server: str,
 ) -> None:
     slow_job(tmp_path, slow_server, timeout="1s", attempts=2)  # a run needs ~4 s
     with running_system(tmp_path, namespace, engines=1) as rt:
@@ -75,7 +74,7 @@ def test_timed_out_attempt_is_retried_then_fails_with_nothing_committed(
 def test_engine_killed_mid_run_is_retried_and_resumes_on_a_live_engine(
     tmp_path: Path,
     namespace: str,
-    slow_server: str,  # noqa: F811
+    slow_server: str,
 ) -> None:
     slow_job(tmp_path, slow_server, attempts=3)
     with running_system(tmp_path, namespace, engines=2, lease_seconds=4) as rt:

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from tests.conftest import write_job
-from tests.integration.helpers import running_system, wait_for_run, wait_idle, wait_state
-from tests.servers import demo_server, slow_server  # noqa: F401
+from tests.kit.jobs import write_job
+from tests.kit.ray import running_system, wait_for_run, wait_idle, wait_state
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
@@ -27,7 +26,7 @@ destination: {{table: {name}, write: merge, primary_key: [id]}}
 def test_scheduler_restart_mid_run_neither_loses_nor_doubles_it(
     tmp_path: Path,
     namespace: str,
-    slow_server: str,  # noqa: F811
+    slow_server: str,
 ) -> None:
     write_job(
         tmp_path / "configs", "slow", SLOW_JOB.format(name="slow", priority=50, url=slow_server)
@@ -51,7 +50,7 @@ def test_scheduler_restart_mid_run_neither_loses_nor_doubles_it(
 def test_higher_priority_dispatched_first_when_engines_are_busy(
     tmp_path: Path,
     namespace: str,
-    slow_server: str,  # noqa: F811
+    slow_server: str,
 ) -> None:
     for name, prio in (("blocker", 50), ("low", 10), ("high", 90), ("mid", 50)):
         write_job(
@@ -70,7 +69,7 @@ def test_higher_priority_dispatched_first_when_engines_are_busy(
 def test_after_trigger_runs_dependent_job(
     tmp_path: Path,
     namespace: str,
-    demo_server: str,  # noqa: F811
+    demo_server: str,
 ) -> None:
     write_job(
         tmp_path / "configs",
@@ -102,7 +101,7 @@ def test_after_trigger_runs_dependent_job(
 def test_graceful_stop_requeues_a_run_that_outlives_the_grace_period(
     tmp_path: Path,
     namespace: str,
-    slow_server: str,  # noqa: F811
+    slow_server: str,
 ) -> None:
     import duckdb
 
@@ -149,7 +148,7 @@ def test_overlap_queue_waits_and_allow_runs_alongside(
     tmp_path: Path,
     namespace: str,
     overlap: str,
-    slow_server: str,  # noqa: F811
+    slow_server: str,
 ) -> None:
     # each run takes ~1.6 s (4 requests x 0.4 s) and ticks come every second
     name = f"overlap_{overlap}"
@@ -188,7 +187,7 @@ destination: {{table: ticks, write: append}}
 def test_scheduler_killed_mid_stream_neither_doubles_nor_loses_a_tick(
     tmp_path: Path,
     namespace: str,
-    demo_server: str,  # noqa: F811
+    demo_server: str,
 ) -> None:
     write_job(tmp_path / "configs", "ticks", CATCHUP_JOB.format(url=demo_server))
     with running_system(tmp_path, namespace) as rt:

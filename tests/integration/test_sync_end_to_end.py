@@ -11,9 +11,9 @@ import pytest
 import ray
 
 from demo.app import demo_orders
-from tests.conftest import write_job
-from tests.integration.helpers import running_system, wait_for_run
-from tests.servers import DEMO_ROWS, demo_server  # noqa: F401
+from tests.kit.jobs import write_job
+from tests.kit.ray import running_system, wait_for_run
+from tests.kit.servers import DEMO_ROWS
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
@@ -31,7 +31,7 @@ destination: {{table: orders, write: merge, primary_key: [id]}}
 def test_paginated_source_lands_exactly_and_merge_adds_no_duplicates(
     tmp_path: Path,
     namespace: str,
-    demo_server: str,  # noqa: F811
+    demo_server: str,
 ) -> None:
     write_job(tmp_path / "configs", "orders", ORDERS_JOB.format(url=demo_server))
     expected_sum = round(sum(o["amount"] for o in demo_orders(DEMO_ROWS)), 2)
@@ -68,7 +68,7 @@ def test_paginated_source_lands_exactly_and_merge_adds_no_duplicates(
 def test_failed_run_leaves_the_table_untouched(
     tmp_path: Path,
     namespace: str,
-    demo_server: str,  # noqa: F811
+    demo_server: str,
 ) -> None:
     write_job(
         tmp_path / "configs",
@@ -99,7 +99,7 @@ destination: {{table: ticks, write: append}}
 def test_interval_job_fires_once_per_tick_in_a_window(
     tmp_path: Path,
     namespace: str,
-    demo_server: str,  # noqa: F811
+    demo_server: str,
 ) -> None:
     write_job(tmp_path / "configs", "ticker", INTERVAL_JOB.format(url=demo_server))
     with running_system(tmp_path, namespace) as rt:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import ray
 
-from tests.conftest import write_job
-from tests.fakeapi import FakeApi, later
-from tests.integration.helpers import running_system, wait_for_run
-from tests.servers import serve_app
+from tests.kit.fakeapi import FakeApi, later
+from tests.kit.jobs import write_job
+from tests.kit.ray import running_system, wait_for_run
+from tests.kit.servers import serve_app
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 

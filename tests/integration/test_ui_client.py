@@ -12,7 +12,7 @@ import pytest
 import yaml
 from starlette.responses import PlainTextResponse
 
-from tests.servers import serve_app
+from tests.kit.servers import serve_app
 from tg_actors.errors import (
     IllegalTransition,
     JobNotFound,

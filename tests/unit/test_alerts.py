@@ -11,12 +11,8 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from tests.servers import serve_app
+from tests.kit.servers import Receiver, serve_app
 from tg_actors.jobs import parse_job
 from tg_actors.runstate import RunState
 from tg_actors.scheduler.alerts import AlertSender, run_failed
@@ -24,25 +20,6 @@ from tg_actors.scheduler.error_handler import ErrorHandler
 from tg_actors.scheduler.states import StateManager, TrackedRun
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-class Receiver:
-    """`POST /hook/{secret}`: answers `fail_first` times with `status`, then 204; keeps bodies."""
-
-    def __init__(self, fail_first: int = 0, status: int = 503) -> None:
-        self.fail_first, self.status = fail_first, status
-        self.tries = 0
-        self.bodies: list[Any] = []
-
-    async def hook(self, request: Request) -> Response:
-        self.tries += 1
-        if self.tries <= self.fail_first:
-            return JSONResponse({"detail": "not now"}, status_code=self.status)
-        self.bodies.append(await request.json())
-        return Response(status_code=204)
-
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/hook/{secret}", self.hook, methods=["POST"])])
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.stepclock import T0, Clock
+from tests.kit.stepclock import T0, Clock
 from tg_actors import incremental
 from tg_actors.engine.sync import batch_cursor
 from tg_actors.incremental import cursor_key, cursor_order, newest, request_value

@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.servers import serve_app
-from tests.unit.stepclock import T0, Clock
+from tests.kit.servers import serve_app
+from tests.kit.stepclock import T0, Clock
 from tg_actors.engine import sync
 from tg_actors.engine.sync import extract_and_stage
 from tg_actors.jobs import JobSpec, parse_job

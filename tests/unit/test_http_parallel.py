@@ -12,7 +12,7 @@ import httpx
 import pytest
 from aiolimiter import AsyncLimiter
 
-from tests.servers import FlakyAPI, serve_app
+from tests.kit.servers import FlakyAPI, serve_app
 from tg_actors.errors import PaginationLoop
 from tg_actors.jobs import HttpSource
 from tg_actors.sources.http import HttpSourceClient, Page

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from demo.app import build_demo_app, demo_orders
-from tests.servers import CountingApp, serve_app
+from tests.kit.servers import CountingApp, serve_app
 from tg_actors.errors import PaginationLoop, SourceError
 from tg_actors.jobs import HttpSource
 from tg_actors.sources.http import HttpSourceClient, Page

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import DEMO_ROWS, FlakyAPI, demo_server, serve_app  # noqa: F401
+from tests.kit.servers import DEMO_ROWS, FlakyAPI, serve_app
 from tg_actors.errors import SourceError
 from tg_actors.jobs import HttpSource
 from tg_actors.sources.http import HttpSourceClient
@@ -243,7 +243,7 @@ async def test_extra_params_are_on_every_request_built_from_params() -> None:
     assert all(q["status"] == "paid" for q in seen)
 
 
-async def test_extra_params_with_a_next_link_from_the_api(demo_server: str) -> None:  # noqa: F811
+async def test_extra_params_with_a_next_link_from_the_api(demo_server: str) -> None:
     """link_header: the API's next link carries the filter it was given; it is used as is."""
     since = "2024-02-01T00:00:00Z"
     app_seen: list[str] = []

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from demo.app import demo_orders
-from tests.servers import DEMO_ROWS, demo_server, oauth_app, serve_app  # noqa: F401
+from tests.kit.servers import DEMO_ROWS, oauth_app, serve_app
 from tg_actors.errors import MissingSecret, PaginationLoop, SourceError
 from tg_actors.jobs import HttpSource
 from tg_actors.sources.http import HttpSourceClient, Page
@@ -357,7 +357,7 @@ STYLES: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("style", list(STYLES))
-async def test_demo_source_over_real_http(demo_server: str, style: str) -> None:  # noqa: F811
+async def test_demo_source_over_real_http(demo_server: str, style: str) -> None:
     fields = dict(STYLES[style])
     url = demo_server + fields.pop("path", "/orders")
     client = HttpSourceClient(source(url=url, **fields), env={})
@@ -372,7 +372,7 @@ async def test_demo_source_over_real_http(demo_server: str, style: str) -> None:
     assert len(pages) == expected_pages
 
 
-async def test_demo_source_updated_since(demo_server: str) -> None:  # noqa: F811
+async def test_demo_source_updated_since(demo_server: str) -> None:
     since = "2024-02-01T00:00:00Z"
     spec = source(
         url=f"{demo_server}/orders",

@@ -250,15 +250,49 @@ def test_loop_guards(
 
 
 def test_loop_guard_can_be_turned_off() -> None:
+    same_records: list[Answer] = [(rows(1), {}, {}), (rows(1), {}, {}), ([], {}, {})]
+    with pytest.raises(PaginationLoop):  # the script trips the guard while it is on
+        drive(PagePaginator(), same_records)
     paginator = PagePaginator(loop_guard=False)
-    drive(paginator, [(rows(1), {}, {}), (rows(1), {}, {}), ([], {}, {})])
+    made = drive(paginator, same_records)
+    assert [r.params for r in made] == [{"status": "paid", "page": p} for p in (1, 2, 3)]
+    assert paginator.snapshot()["last_digest"] is None  # no records remembered to compare
+
+    same_cursor: list[Answer] = [
+        (rows(1), {"next_cursor": "abc"}, {}),
+        (rows(2), {"next_cursor": "abc"}, {}),
+        (rows(3), {}, {}),
+    ]
+    with pytest.raises(PaginationLoop):
+        drive(CursorPaginator(), same_cursor)
+    cursor = CursorPaginator(loop_guard=False)
+    made = drive(cursor, same_cursor)
+    assert [r.params for r in made] == [
+        {"status": "paid"},
+        {"status": "paid", "cursor": "abc"},
+        {"status": "paid", "cursor": "abc"},
+    ]
+    assert cursor.snapshot()["seen"] == []  # no requests remembered either
 
 
 def test_first_resets_the_memory_of_a_run() -> None:
     paginator = CursorPaginator()
-    script: list[Answer] = [(rows(1), {"next_cursor": "a"}, {}), (rows(2), {}, {})]
-    drive(paginator, script)
-    drive(paginator, script)  # a second run may see the same cursors
+    # the run ends on the records it began with: a second run, remembering the first, would
+    # see its first page repeat the last one, and its cursors as already requested
+    script: list[Answer] = [
+        (rows(1), {"next_cursor": "a"}, {}),
+        (rows(2), {"next_cursor": "b"}, {}),
+        (rows(1), {}, {}),
+    ]
+    first_run = drive(paginator, script)
+    after = paginator.snapshot()
+    assert after["page"] == 3 and len(after["seen"]) == 3 and after["last_digest"] is not None
+
+    assert paginator.first(BASE) == first_run[0]
+    fresh = paginator.snapshot()
+    assert fresh["page"] == 1 and fresh["last_digest"] is None
+    assert fresh["seen"] == after["seen"][:1]  # only the first request, just made
+    assert drive(paginator, script) == first_run  # a second run may see the same cursors
 
 
 def test_loop_message_masks_secrets_in_urls() -> None:

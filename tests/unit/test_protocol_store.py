@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.stepclock import T0, Clock
+from tests.kit.stepclock import T0, Clock
 from tg_actors.errors import IllegalTransition, StaleAttempt
 from tg_actors.jobs import Schedule
 from tg_actors.scheduler.schedule import SCHEDULE, due_ticks

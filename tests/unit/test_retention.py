@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tests.unit.stepclock import T0, Clock
+from tests.kit.stepclock import T0, Clock
 from tg_actors.store.duckdb import DuckStore
 
 DAY = 86400.0

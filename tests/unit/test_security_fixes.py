@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 
 from serve.access import COOKIE, UiAuth, session_value
 from serve.auth import ensure_token, token_matches
-from tests.servers import serve_app
+from tests.kit.servers import serve_app
 from tg_actors.errors import SourceError, TransformError
 from tg_actors.jobs import HttpSource
 from tg_actors.redaction import DEFAULT_SECRET_ENV, SecretNames, SecretNotAllowed

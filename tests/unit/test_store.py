@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from tests.unit.stepclock import T0, Clock
+from tests.kit.stepclock import T0, Clock
 from tg_actors.errors import (
     ConfigError,
     DestinationError,

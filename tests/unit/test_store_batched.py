@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tests.unit.stepclock import T0, Clock
+from tests.kit.stepclock import T0, Clock
 from tg_actors.errors import DestinationError, IllegalTransition, RunNotFound, StaleAttempt
 from tg_actors.store.duckdb import DuckStore
 

@@ -1,4 +1,5 @@
-"""Start a full runtime (every actor, no Serve) for one test and wait on its runs."""
+"""For tests on a real local Ray: start a full runtime (every actor, no Serve) for one test,
+poll with a deadline, and wait on its runs (ended, in a state) and on idle engines."""
 
 from __future__ import annotations
 

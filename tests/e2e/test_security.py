@@ -1,4 +1,4 @@
-"""Security drill (issue #6): `tg up` in a subprocess whose environment holds a secret.
+"""Security: `tg up` in a subprocess whose environment holds a secret.
 
 Two jobs use `${SHOP_TOKEN}` as bearer token, in a header and in a query parameter: `shop`
 reads a local API that checks all three and returns rows; `leaky` reads one that answers 500
@@ -7,7 +7,7 @@ route and every UI route needs the token; the secret value shows up in no API an
 answer, no output line, no run error and no row of the DuckDB file; the token file is 0600;
 everything listens on loopback only.
 
-The helpers at the top (`TgUp`, `boot`, ...) are shared with the restart and load drills.
+`tg up` is started and stopped by tests/kit/harness.py, as in the restart and load tests.
 """
 
 from __future__ import annotations
@@ -30,15 +30,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tests.e2e.harness import TgUp, db_tables, tg_up
-from tests.e2e.test_cli import (
-    free_port,
-    non_loopback_listeners,
-    psutil,
-    tg_env,
-    write_job,
-)
-from tests.servers import serve_app
+from tests.kit.cli import free_port, non_loopback_listeners, psutil, tg_env
+from tests.kit.harness import TgUp, db_tables, tg_up
+from tests.kit.jobs import write_job
+from tests.kit.servers import serve_app
 
 pytestmark = [pytest.mark.slow]
 

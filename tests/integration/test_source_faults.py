@@ -1,4 +1,4 @@
-"""Source fault drills (issue #6, part 2): a misbehaving API on 127.0.0.1 against the real
+"""Source faults: a misbehaving API on 127.0.0.1 against the real
 system (every actor), one fault per case.
 
 Each case first loads the job once from a well-behaved server (table and incremental cursor
@@ -27,10 +27,10 @@ import orjson
 import pytest
 import ray
 
-from tests.conftest import write_job
-from tests.fakeapi import T0, iso
-from tests.integration.helpers import poll_until, running_system, wait_for_run
-from tests.servers import serve_app
+from tests.kit.fakeapi import T0, iso
+from tests.kit.jobs import write_job
+from tests.kit.ray import poll_until, running_system, wait_for_run
+from tests.kit.servers import serve_app
 from tg_actors import runtime
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]

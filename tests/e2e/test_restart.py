@@ -1,4 +1,4 @@
-"""Crash and restart drill (issue #6): `tg up` and every Ray process it started are SIGKILLed
+"""Crash and restart: `tg up` and every Ray process it started are SIGKILLed
 while a run is in flight; `tg up` again on the same DuckDB file and configs.
 
 The run in flight (a slow paginated source, merge on a primary key, every page staged with a
@@ -26,9 +26,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from demo.app import build_demo_app
-from tests.e2e.harness import boot, db_tables, tg_up, up_command
-from tests.e2e.test_cli import alive, free_port, poll, psutil, started, tg_env, write_job
-from tests.servers import serve_app
+from tests.kit.cli import alive, free_port, poll, psutil, started, tg_env
+from tests.kit.harness import boot, db_tables, tg_up, up_command
+from tests.kit.jobs import write_job
+from tests.kit.servers import serve_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

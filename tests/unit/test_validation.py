@@ -1,4 +1,4 @@
-"""Bad input caught at validation (issue #6): transform SQL by DuckDB's parser, durations,
+"""Bad input caught at validation: transform SQL by DuckDB's parser, durations,
 time zones and JSONPaths that used to escape as 500s, jobs too deep or too big (YAML alias
 bombs), and the OpenAPI documenting the job body."""
 

@@ -1,5 +1,6 @@
-"""What the fault drills share: a paged source that counts its requests, exact-row totals,
-worker pids, and waits on staged pages and run logs."""
+"""For the fault tests (process faults, engine scaling, the cluster): a paged source that
+counts its requests, its job file, exact-row totals, worker pids, and waits on staged pages
+and run logs."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from typing import Any
 
 import ray
 
-from tests.conftest import write_job
-from tests.fakeapi import FakeApi
-from tests.integration.helpers import poll_until
-from tests.servers import FlakyAPI, flaky_app, serve_app
+from tests.kit.fakeapi import FakeApi
+from tests.kit.jobs import write_job
+from tests.kit.ray import poll_until
+from tests.kit.servers import FlakyAPI, flaky_app, serve_app
 from tg_actors.runtime import Runtime
 
 # page-paginated; every page is staged with its checkpoint (checkpoint_rows = the page size), so

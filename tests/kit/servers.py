@@ -1,14 +1,17 @@
-"""Real HTTP for tests: an ASGI app served by uvicorn on 127.0.0.1, in a background thread.
+"""Real HTTP for tests: an ASGI app served by uvicorn on 127.0.0.1, in a background thread,
+and the apps tests serve (the demo source, slow pages, FlakyAPI, an OAuth token server, a
+webhook Receiver).
 
     with serve_app(app) as base_url:          # "http://127.0.0.1:<free port>"
         httpx.get(f"{base_url}/health")
 
-The `demo_server` fixture lives here (tests/conftest.py is the Ray session's): use it with
-`from tests.servers import demo_server  # noqa: F401`.
+The session fixtures `demo_server` and `slow_server` are defined here and offered to every
+test by tests/conftest.py: name them as arguments, import nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +19,9 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
 
 from demo.app import build_demo_app
 from tg_actors.cli.local_server import ThreadedServer
@@ -47,11 +52,6 @@ def demo_server() -> Iterator[str]:
 def slow_pages_app(pages: int, rows_per_page: int, delay: float) -> Starlette:
     """`GET /items?page=N` (1-based): `rows_per_page` rows after `delay` seconds; empty after
     the last page. For runs that must still be running while a test acts on them."""
-    import asyncio
-
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
 
     async def items(request: Request) -> JSONResponse:
         page = int(request.query_params.get("page", "1"))
@@ -122,12 +122,6 @@ class FlakyAPI:
         }
 
     def _build(self) -> Starlette:
-        import asyncio
-
-        from starlette.requests import Request
-        from starlette.responses import JSONResponse, PlainTextResponse, Response
-        from starlette.routing import Route
-
         async def items(request: Request) -> Response:
             self.requests += 1
             number = self.requests
@@ -201,10 +195,6 @@ def oauth_app(rows: int = 300, per_page: int = 100, *, revoke_after: int = 2) ->
     `tok-1`, `tok-2`, ...; `GET /items?page=N` accepts only the newest token, and revokes it
     (answers 401) once it has served `revoke_after` requests. `app.state.counts` holds the
     tokens `issued` and the `unauthorized` answers."""
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
     data = [{"id": i} for i in range(1, rows + 1)]
     state = {"issued": 0, "served": 0, "unauthorized": 0}
 
@@ -228,3 +218,22 @@ def oauth_app(rows: int = 300, per_page: int = 100, *, revoke_after: int = 2) ->
     app = Starlette(routes=[Route("/token", token, methods=["POST"]), Route("/items", items)])
     app.state.counts = state
     return app
+
+
+class Receiver:
+    """`POST /hook/{secret}`: answers `fail_first` times with `status`, then 204; keeps bodies."""
+
+    def __init__(self, fail_first: int = 0, status: int = 503) -> None:
+        self.fail_first, self.status = fail_first, status
+        self.tries = 0
+        self.bodies: list[Any] = []
+
+    async def hook(self, request: Request) -> Response:
+        self.tries += 1
+        if self.tries <= self.fail_first:
+            return JSONResponse({"detail": "not now"}, status_code=self.status)
+        self.bodies.append(await request.json())
+        return Response(status_code=204)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/hook/{secret}", self.hook, methods=["POST"])])

@@ -1,4 +1,4 @@
-"""Load drill (issue #6): `tg up` with 1,000 jobs; 200 runs triggered at once on 2 engines
+"""Load: `tg up` with 1,000 jobs; 200 runs triggered at once on 2 engines
 against a fast local source while 200 API clients poll GET /api/runs and GET /api/jobs for
 30 s. No HTTP errors, every run succeeds exactly once (no run lost, none doubled, each job's
 rows once), and memory stays flat. Prints the figures for docs/RELIABILITY.md.
@@ -22,9 +22,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.e2e.harness import ENDED, TgUp, tg_up
-from tests.e2e.test_cli import free_port, psutil, write_job
-from tests.servers import serve_app
+from tests.kit.cli import free_port, psutil
+from tests.kit.harness import ENDED, TgUp, tg_up
+from tests.kit.jobs import write_job
+from tests.kit.servers import serve_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

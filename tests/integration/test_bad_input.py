@@ -1,4 +1,4 @@
-"""Bad input drills (issue #6, part 3) against the running app (every actor + Serve):
+"""Bad input against the running app (every actor + Serve):
 
 - schemathesis, from the app's own OpenAPI, over every route but the event stream: no 5xx;
 - invalid YAML, unknown keys, job names with path or SQL metacharacters, transform SQL that
@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.integration.helpers import running_system
-from tests.servers import serve_app
+from tests.kit.ray import running_system
+from tests.kit.servers import serve_app
 from tg_actors import runtime
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]

@@ -1,9 +1,9 @@
-"""Process-fault drills (issue #6, part 1) on a real local Ray: a SyncEngine's worker killed
+"""Process faults on a real local Ray: a SyncEngine's worker killed
 with SIGKILL, the Database actor killed mid-run, the Broker actor killed. After each one the
 data is exact (row count, distinct keys, checksums) and tg.runs / tg.state are consistent: one
 run per trigger, the right final state and attempt, no staging or checkpoint left behind.
 
-(The Scheduler killed mid-stream is drilled in test_scheduler_actor.py.)
+(The Scheduler killed mid-stream is tested in test_scheduler_actor.py.)
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 import ray
 
-from tests.conftest import write_job
-from tests.fakeapi import FakeApi, later
-from tests.integration.drillkit import (
+from tests.kit.fakeapi import FakeApi, later
+from tests.kit.faults import (
     add_job,
     assert_consistent,
     expected,
@@ -30,8 +29,9 @@ from tests.integration.drillkit import (
     staged_pages,
     totals,
 )
-from tests.integration.helpers import poll_until, running_system, wait_for_run
-from tests.servers import serve_app
+from tests.kit.jobs import write_job
+from tests.kit.ray import poll_until, running_system, wait_for_run
+from tests.kit.servers import serve_app
 from tg_actors.runtime import Runtime
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]

@@ -1,5 +1,5 @@
-"""A run that fails for good leaves no staging (issue #6 drills), and an error raised behind
-the stage callback's transport reads as ours."""
+"""A run that fails for good leaves no staging (a retried or refused one keeps it), and an
+error raised behind the stage callback's transport reads as ours."""
 
 from __future__ import annotations
 

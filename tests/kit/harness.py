@@ -1,5 +1,5 @@
-"""The `tg up` harness the e2e drills share: start it on a free port, wait until it is up,
-talk to its API, stop it, and list a DuckDB file's tables (built on test_cli's helpers)."""
+"""`tg up` for the e2e and cluster tests: start it on a free port, wait until it is up, talk
+to its API, stop it, and list a DuckDB file's tables (built on tests/kit/cli.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 import httpx
 
-from tests.e2e.test_cli import (
+from tests.kit.cli import (
     EXIT_TIMEOUT,
     UP_TIMEOUT,
     Proc,

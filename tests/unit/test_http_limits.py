@@ -1,4 +1,4 @@
-"""Huge pages (issue #6 drills): a body past `source.max_page_bytes` is refused while it
+"""Huge pages: a body past `source.max_page_bytes` is refused while it
 streams in, announced by Content-Length or not; one under the limit reads as before."""
 
 from __future__ import annotations
