@@ -106,9 +106,10 @@ class Proc:
 
     def _read(self) -> None:
         assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self._new.put(line.rstrip("\n"))
+        with self.popen.stdout:  # closed at EOF: an open pipe left behind is a ResourceWarning
+            for line in self.popen.stdout:
+                self.lines.append(line.rstrip("\n"))
+                self._new.put(line.rstrip("\n"))
         self._new.put(None)
 
     @property
