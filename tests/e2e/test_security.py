@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tests.kit.cli import free_port, non_loopback_listeners, psutil, tg_env
+from tests.kit.cli import free_port, listening_sockets, non_loopback_listeners, psutil, tg_env
 from tests.kit.harness import TgUp, db_tables, tg_up
 from tests.kit.jobs import write_job
 from tests.kit.servers import serve_app
@@ -393,15 +393,7 @@ def ui_answers(server: TgUp, run_ids: list[str]) -> dict[str, str]:
 
 
 def listeners(procs: list[psutil.Process]) -> list[tuple[str, int, str]]:
-    found = []
-    for proc in procs:
-        try:
-            conns = proc.net_connections(kind="inet")
-            name = proc.name()
-        except psutil.Error:
-            continue
-        found += [(c.laddr.ip, c.laddr.port, name) for c in conns if c.status == psutil.CONN_LISTEN]
-    return found
+    return [(ip, port, name) for _, ip, port, name in listening_sockets(procs)]
 
 
 def ray_session_dir(procs: list[psutil.Process]) -> Path | None:

@@ -206,8 +206,8 @@ def upstream_exception(proc: psutil.Process, ip: str) -> bool:
     return False
 
 
-def non_loopback_listeners(procs: list[psutil.Process]) -> list[tuple[int, str, int, str]]:
-    """(pid, ip, port, command) of each listening socket of `procs` beyond loopback."""
+def listening_sockets(procs: list[psutil.Process]) -> list[tuple[psutil.Process, str, int, str]]:
+    """(process, ip, port, command) of each listening socket of `procs`."""
     found = []
     for proc in procs:
         try:
@@ -216,13 +216,18 @@ def non_loopback_listeners(procs: list[psutil.Process]) -> list[tuple[int, str, 
         except psutil.Error:
             continue
         found += [
-            (proc.pid, c.laddr.ip, c.laddr.port, name)
-            for c in conns
-            if c.status == psutil.CONN_LISTEN
-            and not loopback(c.laddr.ip)
-            and not upstream_exception(proc, c.laddr.ip)
+            (proc, c.laddr.ip, c.laddr.port, name) for c in conns if c.status == psutil.CONN_LISTEN
         ]
     return found
+
+
+def non_loopback_listeners(procs: list[psutil.Process]) -> list[tuple[int, str, int, str]]:
+    """(pid, ip, port, command) of each listening socket of `procs` beyond loopback."""
+    return [
+        (proc.pid, ip, port, name)
+        for proc, ip, port, name in listening_sockets(procs)
+        if not loopback(ip) and not upstream_exception(proc, ip)
+    ]
 
 
 def poll(what: str, check: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
