@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -121,6 +122,11 @@ class Overlap(enum.StrEnum):
     SKIP = "skip"  # record a `skipped` run
     QUEUE = "queue"  # wait until the active run ends
     ALLOW = "allow"  # run alongside (still capped by max_active_runs)
+
+
+# a destination table name: letters, digits and _, not starting with a digit, at most 63
+TABLE_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
+TABLE_NAME = re.compile(TABLE_NAME_PATTERN)
 
 
 class WriteMode(enum.StrEnum):
@@ -350,7 +356,7 @@ class Transform(Strict):
 
 
 class Destination(Strict):
-    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    table: str = Field(pattern=rf"^{TABLE_NAME_PATTERN}$")
     write: WriteMode = WriteMode.APPEND
     primary_key: list[str] = []
     # a column whose type changes incompatibly (e.g. BIGINT then VARCHAR) fails the run unless
