@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tg_actors.jobs import WriteMode
 from tg_actors.runstate import RunState, Trigger
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from tg_actors.attempts import Begin, Begun, Commit
     from tg_actors.messages import Message, TriggerRun
 
 
@@ -156,30 +156,19 @@ class Database(Protocol):
         batch): then nothing of the batch or its checkpoint is stored."""
         ...
 
-    async def commit_run(
-        self,
-        run_id: str,
-        *,
-        table: str,
-        write: WriteMode | str,
-        primary_key: Sequence[str] = (),
-        pages: int,
-        cursor: tuple[str, str] | None = None,
-        widen_to_varchar: bool = False,
-        attempt: int | None = None,
-        batch: pa.Table | pa.RecordBatch | None = None,
-    ) -> int:
-        """Commit the run's staged rows, its cursor (job, value) and `succeeded`; rows written.
-
-        One transaction, which also drops the staging and the checkpoint: on DestinationError
-        (e.g. an incompatible column type, see evolve.py) nothing changed. Idempotent: a run
-        already `succeeded` returns its rows_loaded. A run with nothing staged commits 0 rows:
-        append and merge leave the target untouched, a replace empties it (the table becomes
-        the run's rows, none; created empty only when the run's columns are known). Merge writes rows inserted + updated, the last staged row per key winning.
-        The cursor only moves forward (progress.py): a value behind the stored one is ignored.
-        With `attempt` (also on stage_batch/save_checkpoint), a write from an attempt other
-        than the run's current one raises StaleAttempt: the attempt number fences off an
-        engine the scheduler gave up on (lease expired) that is still running."""
+    async def commit_run(self, commit: Commit) -> int:
+        """Commit the run (tg_actors/attempts.py): its staged rows and `commit.batch`, its
+        cursor (job, value) and `succeeded`, in one transaction, which also drops the staging
+        and the checkpoint; rows written. Raises this run's own error only: RunNotFound,
+        IllegalTransition (no longer open, e.g. cancelled), StaleAttempt (`attempt` is not the
+        run's current one: the fence), DestinationError (e.g. an incompatible column type, see
+        evolve.py), and then nothing changed. Idempotent: a run already `succeeded` returns its
+        rows_loaded. A run with nothing staged commits 0 rows: append and merge leave the
+        target untouched, a replace empties it. Merge writes rows inserted + updated, the last
+        staged row per key winning. The cursor only moves forward (progress.py). Concurrent
+        commits (of every engine) are grouped into one DuckDB transaction per target table
+        where they can be (append, a batch, no staging), with the outcome of committing them
+        one by one in arrival order; one bad run never fails the others."""
         ...
 
     async def discard_run(self, run_id: str) -> None:
@@ -228,19 +217,14 @@ class Database(Protocol):
         one DuckDB transaction."""
         ...
 
-    async def begin_attempts(
-        self, items: list[dict[str, Any]], engine: str
-    ) -> list[dict[str, Any] | Exception]:
-        """Start many runs (items: run_id, job, attempt, incremental) for `engine`: per item
-        {"resume", "cursor", "started_at"}, or RunNotFound / IllegalTransition (not queued,
-        nor this engine's own running one) / StaleAttempt returned as the item's result. Begin
-        starts only a `queued` run (or the same engine's own `running` one, repeated)."""
-        ...
-
-    async def commit_runs(self, items: list[dict[str, Any]]) -> list[int | Exception]:
-        """Group commit: each item holds commit_run's keyword arguments (run_id included); per
-        item the rows written or the exception, as if committed one by one in order. Rows,
-        cursor and `succeeded` land in one transaction or not at all."""
+    async def begin_attempt(self, begin: Begin, engine: str) -> Begun:
+        """Start the run for `engine` (`running`, started_at, engine): a Begun with its
+        checkpoint as `resume` (None: none, and its leftover staging is dropped), the job's
+        committed cursor when `begin.incremental`, and started_at. Raises this run's own error
+        only: RunNotFound; IllegalTransition when it is neither `queued` nor this same
+        engine's own `running` one (a begin repeated after a lost answer goes through, so it
+        is idempotent for its engine); StaleAttempt when `begin.attempt` is not the run's.
+        Concurrent begins (of every engine) are grouped into one DuckDB transaction."""
         ...
 
     async def fail_run(

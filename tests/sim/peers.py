@@ -18,7 +18,9 @@ from typing import Any
 import pyarrow as pa
 from ray.exceptions import RayActorError
 
+from tg_actors.attempts import Begin, Commit
 from tg_actors.errors import IllegalTransition, StaleAttempt
+from tg_actors.jobs import WriteMode
 from tg_actors.messages import (
     TOPIC_CONTROL,
     TOPIC_STATUS,
@@ -280,16 +282,16 @@ class SimEngine:
 
     async def _begin(self, attempt: Attempt) -> None:
         m = attempt.message
-        item = {"run_id": m.run_id, "job": m.job, "attempt": m.attempt, "incremental": True}
-        (begun,) = await self.world.db_call("begin_attempts", [item], self.id)
+        begin = Begin(m.run_id, job=m.job, attempt=m.attempt, incremental=True)
+        (begun,) = await self.world.db_call("begin_attempts", [begin], self.id)
         if isinstance(begun, Exception):
             raise begun
-        attempt.page = begun["resume"]["pages"] if begun["resume"] else 0
+        attempt.page = begun.resume.pages if begun.resume else 0
         attempt.cursor = self.world.next_cursor()
         self.world.began(m.run_id, m.attempt, self.id, self.incarnation, attempt.cursor)
         attempt.phase = "stage" if attempt.page < attempt.pages - 1 else "commit"
         self.world.trace(f"{self.id}: began {m.run_id}/{m.attempt} from page {attempt.page}")
-        await self.publish(RunStarted(**self._ids(attempt), engine=self.id, ts=begun["started_at"]))
+        await self.publish(RunStarted(**self._ids(attempt), engine=self.id, ts=begun.started_at))
 
     def _rows(self, attempt: Attempt, page: int) -> pa.Table:
         m = attempt.message
@@ -321,18 +323,16 @@ class SimEngine:
 
     async def _commit(self, attempt: Attempt) -> None:
         m = attempt.message
-        item = {
-            "run_id": m.run_id,
-            "table": f"sim_{m.job}",
-            "write": "append",
-            "primary_key": [],
-            "pages": attempt.pages,
-            "cursor": (m.job, str(attempt.cursor)),
-            "widen_to_varchar": False,
-            "attempt": m.attempt,
-            "batch": self._rows(attempt, attempt.pages - 1),  # the last page: the tail
-        }
-        (rows,) = await self.world.db_call("commit_runs", [item])
+        commit = Commit(
+            m.run_id,
+            table=f"sim_{m.job}",
+            write=WriteMode.APPEND,
+            pages=attempt.pages,
+            cursor=(m.job, str(attempt.cursor)),
+            attempt=m.attempt,
+            batch=self._rows(attempt, attempt.pages - 1),  # the last page: the tail
+        )
+        (rows,) = await self.world.db_call("commit_runs", [commit])
         if isinstance(rows, Exception):
             raise rows
         attempt.phase = "report"

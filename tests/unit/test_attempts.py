@@ -12,6 +12,7 @@ import pytest
 
 from tg_actors.attempts import Begin, Begun, Commit, Resume
 from tg_actors.jobs import TABLE_NAME, Destination, WriteMode
+from tg_actors.store import writes
 
 
 def commit(**kw: Any) -> Commit:
@@ -118,6 +119,7 @@ def test_records_are_frozen_slotted_and_survive_pickling() -> None:
 
 
 def test_one_table_name_rule_for_jobs_commits_and_the_store() -> None:
+    assert not hasattr(writes, "TABLE_NAME")  # spelled once, in tg_actors/jobs.py
     for name in ("t", "_x", "Odd_1", "x" * 63):
         assert TABLE_NAME.fullmatch(name)
         Destination(table=name)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tests.kit.stepclock import T0, Clock
 from tg_actors import incremental
+from tg_actors.attempts import Commit
 from tg_actors.engine.sync import batch_cursor
 from tg_actors.incremental import cursor_key, cursor_order, newest, request_value
 from tg_actors.store import progress
@@ -93,7 +94,7 @@ def test_the_store_keeps_a_numeric_cursor_moving(tmp_path: Path) -> None:
         for minute, value in enumerate(["9", "10", "11", "10"]):
             run = store.create_run("ids", T0 + timedelta(minutes=minute), "manual")
             assert run is not None
-            store.commit_run(run, table="t", write="append", pages=0, cursor=("ids", value))
+            store.commit_run(Commit(run, table="t", write="append", pages=0, cursor=("ids", value)))
         assert store.cursor("ids") == "11"
 
 

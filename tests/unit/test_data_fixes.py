@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from tests.kit.servers import serve_app
 from tests.kit.stepclock import T0, Clock
+from tg_actors.attempts import Commit, Resume
 from tg_actors.engine import sync
 from tg_actors.engine.sync import extract_and_stage
 from tg_actors.jobs import JobSpec, parse_job
@@ -116,10 +117,11 @@ async def test_an_attempt_cut_between_the_parts_of_a_batch_resumes_with_exact_ro
         saved = store.checkpoint(run_id)
         if saved is None:
             store.discard_run(run_id)
+        resume = None if saved is None else Resume(**saved)
         again: list[Any] = []
-        result = await extract_and_stage(spec, stager(store, run_id, again, None), resume=saved)
+        result = await extract_and_stage(spec, stager(store, run_id, again, None), resume=resume)
         loaded = store.commit_run(
-            run_id, table="mixed", write="append", pages=result.pages, widen_to_varchar=True
+            Commit(run_id, table="mixed", write="append", pages=result.pages, widen_to_varchar=True)
         )
         ids = [r[0] for r in store.query("SELECT id FROM mixed ORDER BY id")]
         assert ids == list(range(1, ROWS + 1))  # every row once: none lost, none doubled
@@ -156,9 +158,9 @@ def test_replace_with_zero_rows_empties_the_table(tmp_path: Path) -> None:
     with DuckStore(path, clock=Clock()) as store:
         first = new_run(store, 0)
         store.stage_batch(first, pa.table({"id": [1, 2, 3]}))
-        assert store.commit_run(first, table="r", write="replace", pages=1) == 3
+        assert store.commit_run(Commit(first, table="r", write="replace", pages=1)) == 3
         empty = new_run(store, 1)
-        assert store.commit_run(empty, table="r", write="replace", pages=1) == 0
+        assert store.commit_run(Commit(empty, table="r", write="replace", pages=1)) == 0
         assert store.query("SELECT count(*) FROM r") == [(0,)]  # the run's rows: none
         assert [t["name"] for t in store.list_tables()] == ["r"]  # the table stays
         assert store.get_run(empty)["state"] == "succeeded"  # type: ignore[index]
@@ -169,18 +171,23 @@ def test_replace_with_zero_rows_empties_the_table(tmp_path: Path) -> None:
 def test_replace_with_an_empty_batch_of_known_columns(tmp_path: Path) -> None:
     with DuckStore(tmp_path / "replace.duckdb", clock=Clock()) as store:
         first = new_run(store, 0)
-        store.commit_run(first, table="r", write="replace", pages=1, batch=pa.table({"id": [7]}))
+        store.commit_run(
+            Commit(first, table="r", write="replace", pages=1, batch=pa.table({"id": [7]}))
+        )
         empty = new_run(store, 1)
         none = pa.table({"id": pa.array([], pa.int64())})
-        assert store.commit_run(empty, table="r", write="replace", pages=1, batch=none) == 0
+        assert store.commit_run(Commit(empty, table="r", write="replace", pages=1, batch=none)) == 0
         assert store.query("SELECT count(*) FROM r") == [(0,)]
         # no table yet, but the columns are known: an empty table is created
         fresh = new_run(store, 2)
-        assert store.commit_run(fresh, table="fresh", write="replace", pages=1, batch=none) == 0
+        assert (
+            store.commit_run(Commit(fresh, table="fresh", write="replace", pages=1, batch=none))
+            == 0
+        )
         assert store.query("SELECT count(*) FROM fresh") == [(0,)]
         # nothing known: nothing to create, and that is fine
         bare = new_run(store, 3)
-        assert store.commit_run(bare, table="bare", write="replace", pages=0) == 0
+        assert store.commit_run(Commit(bare, table="bare", write="replace", pages=0)) == 0
         assert "bare" not in [t["name"] for t in store.list_tables()]
 
 
@@ -188,10 +195,13 @@ def test_append_and_merge_with_zero_rows_leave_the_table(tmp_path: Path) -> None
     with DuckStore(tmp_path / "replace.duckdb", clock=Clock()) as store:
         first = new_run(store, 0)
         store.stage_batch(first, pa.table({"id": [1, 2]}))
-        store.commit_run(first, table="r", write="append", pages=1)
+        store.commit_run(Commit(first, table="r", write="append", pages=1))
         for minute, write in ((1, "append"), (2, "merge")):
             run = new_run(store, minute)
-            assert store.commit_run(run, table="r", write=write, primary_key=["id"], pages=1) == 0
+            assert (
+                store.commit_run(Commit(run, table="r", write=write, primary_key=["id"], pages=1))
+                == 0
+            )
         assert store.query("SELECT count(*) FROM r") == [(2,)]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.kit.stepclock import T0, Clock
+from tg_actors.attempts import Commit
 from tg_actors.errors import IllegalTransition, StaleAttempt
 from tg_actors.jobs import Schedule
 from tg_actors.scheduler.schedule import SCHEDULE, due_ticks
@@ -74,7 +75,7 @@ def test_each_upstream_success_is_missing_its_dependent_until_created(store: Duc
     store.upsert_job("b", {"name": "b", "triggers": {"after": ["a"]}}, "api")
     run_id = store.create_run("a", T0 + timedelta(hours=1), "schedule", state="running")
     assert run_id is not None and store.missing_dependents([("b", "a", 0)]) == []
-    store.commit_run(run_id, table="t", write="append", pages=0)
+    store.commit_run(Commit(run_id, table="t", write="append", pages=0))
     (missing,) = store.missing_dependents([("b", "a", 0)])
     finished = store.get_run(run_id)["finished_at"]  # type: ignore[index]
     assert missing == ("b", "a", finished)

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from tests.kit.stepclock import T0, Clock
+from tg_actors.attempts import Commit
 from tg_actors.errors import (
     ConfigError,
     DestinationError,
@@ -215,7 +216,9 @@ def test_stage_batches_with_new_column_then_append(store: DuckStore) -> None:
     assert store.staged_rows(run) == 4
     assert store.staged_run_ids() == [run]
 
-    assert store.commit_run(run, table="orders", write="append", primary_key=[], pages=3) == 4
+    assert (
+        store.commit_run(Commit(run, table="orders", write="append", primary_key=[], pages=3)) == 4
+    )
     assert rows(store, "SELECT id, name, extra FROM orders ORDER BY id") == [
         (1, "a", None), (2, "b", None), (3, "c", True), (4, "d", None),
     ]  # fmt: skip
@@ -228,7 +231,7 @@ def test_stage_batches_with_new_column_then_append(store: DuckStore) -> None:
     # a second run appends; a column missing in the target is added
     run2 = new_run(store, offset=1)
     store.stage_batch(run2, table(id=[5], note=["new"]))
-    assert store.commit_run(run2, table="orders", write="append", pages=1) == 1
+    assert store.commit_run(Commit(run2, table="orders", write="append", pages=1)) == 1
     assert rows(store, "SELECT count(*), count(note) FROM orders") == [(5, 1)]
     assert [c["name"] for c in store.list_tables()[0]["columns"]] == [
         "id", "name", "extra", "note",
@@ -244,12 +247,12 @@ def test_commit_twice_is_a_no_op(store: DuckStore) -> None:
         "pages": 1,
         "cursor": ("orders", "c1"),
     }
-    assert store.commit_run(run, **kwargs) == 3
+    assert store.commit_run(Commit(run, **kwargs)) == 3
     # a retried call, even with a batch re-staged in between, must not double rows
     with pytest.raises(IllegalTransition):
         store.stage_batch(run, table(id=[9]))
-    assert store.commit_run(run, **kwargs) == 3
-    assert store.commit_run(run, **{**kwargs, "cursor": ("orders", "c2")}) == 3
+    assert store.commit_run(Commit(run, **kwargs)) == 3
+    assert store.commit_run(Commit(run, **{**kwargs, "cursor": ("orders", "c2")})) == 3
     assert rows(store, "SELECT count(*) FROM t") == [(3,)]
     assert store.cursor("orders") == "c1"
 
@@ -257,13 +260,17 @@ def test_commit_twice_is_a_no_op(store: DuckStore) -> None:
 def test_merge_across_runs_last_row_wins(store: DuckStore) -> None:
     run1 = new_run(store)
     store.stage_batch(run1, table(id=[1, 2, 3], v=["a", "b", "c"], n=[1, 1, 1]))
-    assert store.commit_run(run1, table="m", write="merge", primary_key=["id"], pages=1) == 3
+    assert (
+        store.commit_run(Commit(run1, table="m", write="merge", primary_key=["id"], pages=1)) == 3
+    )
 
     run2 = new_run(store, offset=1)
     # id 2 appears three times in this run, across batches: the last staged row wins
     store.stage_batch(run2, table(id=[2, 4, 2], v=["b1", "d", "b2"], n=[2, 2, 2]))
     store.stage_batch(run2, table(id=[5, 2], v=["e", "b3"], n=[3, 3]))
-    assert store.commit_run(run2, table="m", write="merge", primary_key=["id"], pages=2) == 3
+    assert (
+        store.commit_run(Commit(run2, table="m", write="merge", primary_key=["id"], pages=2)) == 3
+    )
     assert rows(store, "SELECT id, v, n FROM m ORDER BY id") == [
         (1, "a", 1), (2, "b3", 3), (3, "c", 1), (4, "d", 2), (5, "e", 3),
     ]  # fmt: skip
@@ -271,7 +278,7 @@ def test_merge_across_runs_last_row_wins(store: DuckStore) -> None:
     # composite key; a column absent from this run keeps its value on update
     run3 = new_run(store, offset=2)
     store.stage_batch(run3, table(id=[1, 6], v=["a", "f"], w=[10, 60]))
-    store.commit_run(run3, table="m", write="merge", primary_key=["id", "v"], pages=1)
+    store.commit_run(Commit(run3, table="m", write="merge", primary_key=["id", "v"], pages=1))
     assert rows(store, "SELECT id, v, n, w FROM m WHERE id IN (1, 6) ORDER BY id") == [
         (1, "a", 1, 10), (6, "f", None, 60),
     ]  # fmt: skip
@@ -281,11 +288,11 @@ def test_merge_key_errors(store: DuckStore) -> None:
     run = new_run(store)
     store.stage_batch(run, table(id=[1, None], v=["a", "b"]))
     with pytest.raises(DestinationError, match="NULL primary key"):
-        store.commit_run(run, table="m", write="merge", primary_key=["id"], pages=1)
+        store.commit_run(Commit(run, table="m", write="merge", primary_key=["id"], pages=1))
     with pytest.raises(DestinationError, match=r"table m: .*\['nope'\]"):
-        store.commit_run(run, table="m", write="merge", primary_key=["nope"], pages=1)
+        store.commit_run(Commit(run, table="m", write="merge", primary_key=["nope"], pages=1))
     with pytest.raises(DestinationError, match="primary_key"):
-        store.commit_run(run, table="m", write="merge", primary_key=[], pages=1)
+        store.commit_run(Commit(run, table="m", write="merge", primary_key=[], pages=1))
     assert store.get_run(run)["state"] == "queued"  # type: ignore[index]
     assert store.staged_rows(run) == 2 and store.list_tables() == []
 
@@ -293,28 +300,28 @@ def test_merge_key_errors(store: DuckStore) -> None:
 def test_replace(store: DuckStore) -> None:
     run1 = new_run(store)
     store.stage_batch(run1, table(id=[1, 2, 3], old=["x", "y", "z"]))
-    store.commit_run(run1, table="r", write="replace", pages=1)
+    store.commit_run(Commit(run1, table="r", write="replace", pages=1))
     run2 = new_run(store, offset=1)
     store.stage_batch(run2, table(id=[7, 8]))
-    assert store.commit_run(run2, table="r", write="replace", pages=1) == 2
+    assert store.commit_run(Commit(run2, table="r", write="replace", pages=1)) == 2
     # exactly the run's rows; the table keeps its columns (old is NULL now)
     assert rows(store, "SELECT id, old FROM r ORDER BY id") == [(7, None), (8, None)]
 
     # nothing staged: the table becomes the run's rows, none (issue 12 #12)
     run3 = new_run(store, offset=2)
-    assert store.commit_run(run3, table="r", write="replace", pages=0) == 0
+    assert store.commit_run(Commit(run3, table="r", write="replace", pages=0)) == 0
     assert rows(store, "SELECT count(*) FROM r") == [(0,)]
     assert store.get_run(run3)["state"] == "succeeded"  # type: ignore[index]
     # nothing staged and no table yet: no table is created
     run4 = new_run(store, offset=3)
-    assert store.commit_run(run4, table="fresh", write="append", pages=0) == 0
+    assert store.commit_run(Commit(run4, table="fresh", write="append", pages=0)) == 0
     assert [t["name"] for t in store.list_tables()] == ["r"]
 
 
 def test_failing_commit_changes_nothing(store: DuckStore) -> None:
     run1 = new_run(store)
     store.stage_batch(run1, table(id=[1], amount=[10]))
-    store.commit_run(run1, table="t", write="append", pages=1, cursor=("orders", "c1"))
+    store.commit_run(Commit(run1, table="t", write="append", pages=1, cursor=("orders", "c1")))
     # a constraint of the user's own: DuckDB refuses the insert itself
     store.con.execute("CREATE TABLE c (id BIGINT, amount BIGINT CHECK (amount > 0))")
 
@@ -322,7 +329,7 @@ def test_failing_commit_changes_nothing(store: DuckStore) -> None:
     store.update_run(run2, state="running")
     store.stage_batch(run2, table(id=[2], amount=[-5], more=[1.5]))
     with pytest.raises(DestinationError, match="table c: .*CHECK") as info:
-        store.commit_run(run2, table="c", write="append", pages=1, cursor=("orders", "c2"))
+        store.commit_run(Commit(run2, table="c", write="append", pages=1, cursor=("orders", "c2")))
     assert isinstance(info.value.__cause__, duckdb.Error)
     assert rows(store, "SELECT count(*) FROM c") == [(0,)]
     assert [c["name"] for c in store.list_tables()[0]["columns"]] == ["id", "amount"]  # no more
@@ -335,24 +342,25 @@ def test_failing_commit_changes_nothing(store: DuckStore) -> None:
     store.discard_run(run2)
     store.discard_run(run2)  # no-op
     assert store.staged_rows(run2) == 0
-    assert store.commit_run(run2, table="t", write="append", pages=0) == 0
+    assert store.commit_run(Commit(run2, table="t", write="append", pages=0)) == 0
 
 
 def test_commit_guards(store: DuckStore) -> None:
     with pytest.raises(RunNotFound):
-        store.commit_run("0" * 32, table="t", write="append", pages=0)
+        store.commit_run(Commit("0" * 32, table="t", write="append", pages=0))
     with pytest.raises(RunNotFound):
         store.stage_batch("0" * 32, table(id=[1]))
     run = new_run(store)
+    # refused when the Commit is built: nothing reaches DuckDB
     for bad in ["1abc", "a-b", "x" * 64, "main.t", 't"; DROP TABLE tg.runs; --', "t\n"]:
-        with pytest.raises(DestinationError, match="invalid table name"):
-            store.commit_run(run, table=bad, write="append", pages=0)
-    with pytest.raises(ValueError):
-        store.commit_run(run, table="t", write="upsert", pages=0)
+        with pytest.raises(ValueError, match="Commit.table: invalid table name"):
+            store.commit_run(Commit(run, table=bad, write="append", pages=0))
+    with pytest.raises(ValueError, match="Commit.write"):
+        store.commit_run(Commit(run, table="t", write="upsert", pages=0))  # type: ignore[arg-type]
     store.stage_batch(run, table(id=[1]))
     store.update_run(run, state="cancelled")
     with pytest.raises(IllegalTransition):
-        store.commit_run(run, table="t", write="append", pages=1)
+        store.commit_run(Commit(run, table="t", write="append", pages=1))
     assert store.list_tables() == []
     with pytest.raises(DestinationError, match="reserved"):
         store.stage_batch(new_run(store, offset=1), table(__tg_seq=[1]))
@@ -362,7 +370,9 @@ def test_cursor_written_with_the_commit(store: DuckStore) -> None:
     assert store.cursor("orders") is None
     run = new_run(store)
     store.stage_batch(run, table(id=[1]))
-    store.commit_run(run, table="t", write="append", pages=1, cursor=("orders", "2026-01-01"))
+    store.commit_run(
+        Commit(run, table="t", write="append", pages=1, cursor=("orders", "2026-01-01"))
+    )
     assert store.cursor("orders") == "2026-01-01"
     assert rows(store, "SELECT run_id FROM tg.state") == [(run,)]
 
@@ -371,14 +381,14 @@ def test_types_widen_across_pages_and_runs(store: DuckStore) -> None:
     run = new_run(store)
     store.stage_batch(run, table(id=[1], amount=[10], tag=[None]))  # tag: Arrow null type
     store.stage_batch(run, table(id=[2], amount=[10.5], tag=["x"]))  # no rounding to 11
-    store.commit_run(run, table="w", write="append", pages=2)
+    store.commit_run(Commit(run, table="w", write="append", pages=2))
     assert rows(store, "SELECT id, amount, tag FROM w ORDER BY id") == [
         (1, 10.0, None), (2, 10.5, "x"),
     ]  # fmt: skip
 
     run2 = new_run(store, offset=1)
     store.stage_batch(run2, table(id=[3.25], amount=[1]))  # BIGINT target id widens to DOUBLE
-    store.commit_run(run2, table="w", write="append", pages=1)
+    store.commit_run(Commit(run2, table="w", write="append", pages=1))
     assert rows(store, "SELECT id FROM w ORDER BY id") == [(1.0,), (2.0,), (3.25,)]
 
 
@@ -390,7 +400,10 @@ def test_odd_column_names(store: DuckStore) -> None:
         'say "hi"': ["a", "b", "c"],
     }
     store.stage_batch(run, table(**odd))
-    assert store.commit_run(run, table="Odd_1", write="merge", primary_key=["order"], pages=1) == 2
+    assert (
+        store.commit_run(Commit(run, table="Odd_1", write="merge", primary_key=["order"], pages=1))
+        == 2
+    )
     assert rows(store, 'SELECT "order", "Total Amount", "say ""hi""" FROM "Odd_1" ORDER BY 1') == [
         (1, 9.0, "c"), (2, 2.5, "b"),
     ]  # fmt: skip
@@ -402,7 +415,7 @@ def test_reopen_after_close_shows_committed_rows(db_path: Path) -> None:
     store = DuckStore(db_path)
     done, pending = new_run(store), new_run(store, offset=1)
     store.stage_batch(done, table(id=[1, 2]))
-    store.commit_run(done, table="kept", write="append", pages=1, cursor=("orders", "c"))
+    store.commit_run(Commit(done, table="kept", write="append", pages=1, cursor=("orders", "c")))
     store.stage_batch(pending, table(id=[3]))  # staged, never committed
     store.close()
 
@@ -423,7 +436,9 @@ def test_large_commit(store: DuckStore) -> None:
     for start in range(0, n, 25_000):
         ids = list(range(start, start + 25_000))
         store.stage_batch(run, table(id=ids, v=[i * 2 for i in ids], s=[str(i) for i in ids]))
-    assert store.commit_run(run, table="big", write="merge", primary_key=["id"], pages=4) == n
+    assert (
+        store.commit_run(Commit(run, table="big", write="merge", primary_key=["id"], pages=4)) == n
+    )
     assert rows(store, "SELECT count(*), count(DISTINCT id), sum(v) FROM big") == [
         (n, n, n * (n - 1))
     ]
@@ -442,7 +457,7 @@ def test_list_and_preview_tables(store: DuckStore) -> None:
         }
     )
     store.stage_batch(run, batch)
-    store.commit_run(run, table="p", write="append", pages=1)
+    store.commit_run(Commit(run, table="p", write="append", pages=1))
     [listed] = store.list_tables()
     assert listed["rows"] == 1
     assert [c["type"] for c in listed["columns"]] == [
@@ -468,7 +483,7 @@ def test_failed_batch_leaves_staging_unchanged(store: DuckStore) -> None:
         store.stage_batch(run, table(id=[2], info=[5], extra=["x"]))  # STRUCT vs BIGINT
     assert store.staged_rows(run) == 1
     store.stage_batch(run, table(id=[3]))
-    store.commit_run(run, table="s", write="append", pages=2)
+    store.commit_run(Commit(run, table="s", write="append", pages=2))
     assert [c["name"] for c in store.list_tables()[0]["columns"]] == ["id", "info"]  # no extra
 
 
@@ -483,7 +498,7 @@ def test_arrow_flavours_stage_as_plain_types(store: DuckStore) -> None:
     )
     store.stage_batch(run, batch.to_batches()[0])  # a RecordBatch is accepted too
     store.stage_batch(run, pa.table({"id": [3], "sv": ["c"], "cat": ["new value"]}))
-    store.commit_run(run, table="f", write="append", pages=2)
+    store.commit_run(Commit(run, table="f", write="append", pages=2))
     [listed] = store.list_tables()
     assert [c["type"] for c in listed["columns"]] == ["BIGINT", "VARCHAR", "VARCHAR"]
     assert rows(store, "SELECT cat FROM f ORDER BY id") == [("x",), ("x",), ("new value",)]
@@ -494,12 +509,13 @@ def test_committed_rows_survive_a_crash(db_path: Path) -> None:
     script = f"""
 import os, pyarrow as pa
 from datetime import UTC, datetime
+from tg_actors.attempts import Commit
 from tg_actors.store.duckdb import DuckStore
 from tg_actors.store.schema import jsonable
 s = DuckStore({str(db_path)!r})
 done = s.create_run("orders", datetime(2026, 1, 1, tzinfo=UTC), "schedule")
 s.stage_batch(done, pa.table({{"id": [1, 2]}}))
-s.commit_run(done, table="t", write="append", pages=1, cursor=("orders", "c9"))
+s.commit_run(Commit(done, table="t", write="append", pages=1, cursor=("orders", "c9")))
 pending = s.create_run("orders", datetime(2026, 1, 2, tzinfo=UTC), "schedule")
 s.stage_batch(pending, pa.table({{"id": [3]}}), {{"next": "/p2"}}, 1)
 s.stage_batch(pending, pa.table({{"id": [4, 5]}}), {{"next": "/p3"}}, 2)
@@ -523,7 +539,7 @@ def test_unknown_or_malformed_run_ids(store: DuckStore) -> None:
         with pytest.raises(RunNotFound):
             store.stage_batch(bad, table(id=[1]))
         with pytest.raises(RunNotFound):
-            store.commit_run(bad, table="t", write="append", pages=0)
+            store.commit_run(Commit(bad, table="t", write="append", pages=0))
 
 
 def test_jsonable_values() -> None:
@@ -594,7 +610,7 @@ def test_commit_and_discard_clear_the_checkpoint(store: DuckStore) -> None:
     done, dropped = new_run(store), new_run(store, offset=1)
     store.stage_batch(done, table(id=[1]), {"page": 2}, 1)
     store.stage_batch(dropped, table(id=[2]), {"page": 2}, 1)
-    assert store.commit_run(done, table="t", write="append", pages=1) == 1
+    assert store.commit_run(Commit(done, table="t", write="append", pages=1)) == 1
     assert store.checkpoint(done) is None
     store.discard_run(dropped)
     assert store.checkpoint(dropped) is None and store.staged_rows(dropped) == 0
@@ -604,7 +620,7 @@ def test_commit_and_discard_clear_the_checkpoint(store: DuckStore) -> None:
     run = new_run(store, offset=2)
     store.stage_batch(run, table(id=["x"]), {"page": 2}, 1)
     with pytest.raises(DestinationError, match="column id is BIGINT"):
-        store.commit_run(run, table="t", write="append", pages=1)
+        store.commit_run(Commit(run, table="t", write="append", pages=1))
     assert store.checkpoint(run) == {"checkpoint": {"page": 2}, "pages": 1, "rows": 1}
 
     # only open runs are staged or checkpointed
@@ -649,7 +665,7 @@ def test_closed_without_commit_resumes_from_the_checkpoint(db_path: Path) -> Non
         assert again.staged_run_ids() == [run] and again.staged_rows(run) == 3
         assert again.checkpoint(run) == {"checkpoint": {"next": "/p3"}, "pages": 2, "rows": 3}
         again.stage_batch(run, table(id=[4]), {"next": None}, 3)  # the resumed page
-        assert again.commit_run(run, table="t", write="append", pages=3) == 4
+        assert again.commit_run(Commit(run, table="t", write="append", pages=3)) == 4
         assert again.checkpoint(run) is None and again.staged_run_ids() == []
         assert rows(again, "SELECT list(id ORDER BY id) FROM t") == [([1, 2, 3, 4],)]
 
@@ -691,8 +707,8 @@ def test_discard_orphans(store: DuckStore) -> None:
 )
 def test_cursor_only_moves_forward(store: DuckStore, stored: str, new: str, moves: bool) -> None:
     first, second = new_run(store), new_run(store, offset=1)
-    store.commit_run(first, table="t", write="append", pages=0, cursor=("orders", stored))
-    store.commit_run(second, table="t", write="append", pages=0, cursor=("orders", new))
+    store.commit_run(Commit(first, table="t", write="append", pages=0, cursor=("orders", stored)))
+    store.commit_run(Commit(second, table="t", write="append", pages=0, cursor=("orders", new)))
     assert store.cursor("orders") == (new if moves else stored)
     assert rows(store, "SELECT run_id FROM tg.state") == [(second if moves else first,)]
     assert store.get_run(second)["state"] == "succeeded"  # type: ignore[index]
@@ -708,7 +724,7 @@ def commit(store: DuckStore, offset: int, *batches: pa.Table, **kw: Any) -> str:
     for batch in batches:
         store.stage_batch(run, batch, widen_to_varchar=widen)
     kw = {"table": "w", "write": "append", "pages": len(batches), **kw}
-    store.commit_run(run, **kw)
+    store.commit_run(Commit(run, **kw))
     return run
 
 
@@ -806,7 +822,7 @@ def test_incompatible_type_fails_and_changes_nothing(
     store.stage_batch(run, pa.table({"id": [2], "v": second, "extra": [1]}), {"page": 2}, 1)
     hint = "; set destination.widen_to_varchar: true to store it as VARCHAR"
     with pytest.raises(DestinationError) as info:
-        store.commit_run(run, table="w", write="append", pages=1, cursor=("orders", "6"))
+        store.commit_run(Commit(run, table="w", write="append", pages=1, cursor=("orders", "6")))
     assert (
         str(info.value)
         == f"table w: column v is {old} in the table but {new} in the new rows{hint}"
@@ -892,9 +908,9 @@ def test_attempt_fences_off_a_superseded_engine(tmp_path: Path) -> None:
     with pytest.raises(StaleAttempt):
         store.save_checkpoint(run_id, {"p": 2}, 2, attempt=1)
     with pytest.raises(StaleAttempt):
-        store.commit_run(run_id, table="t", write="append", pages=2, attempt=1)
+        store.commit_run(Commit(run_id, table="t", write="append", pages=2, attempt=1))
     assert store.checkpoint(run_id) == {"checkpoint": {"p": 1}, "pages": 1, "rows": 2}
-    assert store.commit_run(run_id, table="t", write="append", pages=2, attempt=2) == 2
+    assert store.commit_run(Commit(run_id, table="t", write="append", pages=2, attempt=2)) == 2
     store.close()
 
 
@@ -910,7 +926,7 @@ def test_conditional_update_never_overwrites_a_newer_state(tmp_path: Path) -> No
     run_id = store.create_run("job", datetime(2026, 1, 1, tzinfo=UTC), "manual")
     assert run_id is not None
     store.stage_batch(run_id, pa.table({"id": [1]}))
-    store.commit_run(run_id, table="t", write="append", pages=1)  # the engine was quicker
+    store.commit_run(Commit(run_id, table="t", write="append", pages=1))  # the engine was quicker
     # the scheduler's late "queued -> running" must not turn the run back into running
     with pytest.raises(IllegalTransition, match="'succeeded'"):
         store.update_run(run_id, expect_state="queued", state="running")

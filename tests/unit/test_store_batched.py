@@ -1,4 +1,4 @@
-"""DuckStore's batched paths: begin_attempts, commit_run(batch=...) and commit_runs."""
+"""DuckStore's batched paths: begin_attempts, commit_run(Commit(batch=...)) and commit_runs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from tests.kit.stepclock import T0, Clock
+from tg_actors.attempts import Begin, Begun, Commit, Resume
 from tg_actors.errors import DestinationError, IllegalTransition, RunNotFound, StaleAttempt
 from tg_actors.store.duckdb import DuckStore
 
@@ -43,14 +44,14 @@ def ids(*values: int) -> pa.Table:
     return pa.table({"id": pa.array(values, pa.int64())})
 
 
-def commit_item(run_id: str, batch: pa.Table, **kw: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {"run_id": run_id, "table": "t", "write": "append", "pages": 1}
-    return item | {"batch": batch} | kw
+def commit_item(run_id: str, batch: pa.Table, **kw: Any) -> Commit:
+    fields: dict[str, Any] = {"table": "t", "write": "append", "pages": 1}
+    return Commit(run_id, **(fields | {"batch": batch} | kw))
 
 
 def committed_cursor(store: DuckStore, job: str, value: str) -> None:
     run_id = new_run(store, job, state="running")
-    store.commit_run(run_id, table="seed", write="append", pages=0, cursor=(job, value))
+    store.commit_run(Commit(run_id, table="seed", write="append", pages=0, cursor=(job, value)))
 
 
 # -- begin_attempts ----------------------------------------------------------------------
@@ -61,11 +62,11 @@ def test_begin_starts_a_running_run_only_for_the_engine_that_began_it(store: Duc
     re-dispatch under the same attempt, is refused to a second engine; the first engine's
     own begin, repeated after a lost answer, goes through."""
     run_id = new_run(store)
-    item = {"run_id": run_id, "job": "orders", "attempt": 1, "incremental": False}
+    item = Begin(run_id, job="orders", attempt=1, incremental=False)
     first = store.begin_attempts([item], "engine-1")[0]
-    assert isinstance(first, dict)
+    assert isinstance(first, Begun)
     again = store.begin_attempts([item], "engine-1")[0]
-    assert isinstance(again, dict)
+    assert isinstance(again, Begun)
     other = store.begin_attempts([item], "engine-2")[0]
     assert isinstance(other, IllegalTransition) and other.current == "running"
     store.update_run(run_id, expect_state="running", state="queued", attempt=2)
@@ -81,24 +82,23 @@ def test_begin_attempts_starts_runs_and_returns_resume_and_cursor(store: DuckSto
     store.stage_batch(resumed, ids(3), checkpoint={"page": 2}, pages=2)
     plain = new_run(store, "other")
     before = store.checkpoint(resumed)
-    items: list[dict[str, Any]] = [
-        {"run_id": fresh, "job": "orders", "attempt": 1, "incremental": True},
-        {"run_id": resumed, "job": "orders", "attempt": None, "incremental": False},
-        {"run_id": plain, "job": "other", "attempt": 1, "incremental": True},
+    items = [
+        Begin(fresh, job="orders", attempt=1, incremental=True),
+        Begin(resumed, job="orders", attempt=None, incremental=False),
+        Begin(plain, job="other", attempt=1, incremental=True),
     ]
 
     results = store.begin_attempts(items, "engine-7")
 
     started = results[0]
-    assert isinstance(started, dict)
-    now = started["started_at"]
+    assert isinstance(started, Begun)
+    now = started.started_at
     assert results == [
-        {"resume": None, "cursor": "2026-02-01", "started_at": now},
-        {"resume": {"checkpoint": {"page": 2}, "pages": 2, "rows": 1}, "cursor": None,
-         "started_at": now},
-        {"resume": None, "cursor": None, "started_at": now},
-    ]  # fmt: skip
-    assert before == results[1]["resume"]  # type: ignore[index]
+        Begun(resume=None, cursor="2026-02-01", started_at=now),
+        Begun(resume=Resume({"page": 2}, pages=2, rows=1), cursor=None, started_at=now),
+        Begun(resume=None, cursor=None, started_at=now),
+    ]
+    assert before is not None and Resume(**before) == results[1].resume  # type: ignore[union-attr]
     for run_id in (fresh, resumed, plain):
         run = store.get_run(run_id)
         assert run is not None
@@ -117,8 +117,8 @@ def test_begin_attempts_errors_stay_per_item(store: DuckStore) -> None:
     retrying = new_run(store, state="retrying")
     later = new_run(store)
 
-    def item(run_id: str, attempt: int | None = 1) -> dict[str, Any]:
-        return {"run_id": run_id, "job": "orders", "attempt": attempt, "incremental": False}
+    def item(run_id: str, attempt: int | None = 1) -> Begin:
+        return Begin(run_id, job="orders", attempt=attempt, incremental=False)
 
     results = store.begin_attempts(
         [
@@ -141,7 +141,7 @@ def test_begin_attempts_errors_stay_per_item(store: DuckStore) -> None:
     assert isinstance(results[4], IllegalTransition) and results[4].current == "succeeded"
     assert isinstance(results[5], IllegalTransition) and results[5].current == "retrying"
     for i in (0, 6):
-        assert isinstance(results[i], dict) and results[i]["resume"] is None  # type: ignore[index]
+        assert isinstance(results[i], Begun) and results[i].resume is None  # type: ignore[union-attr]
     states = {r: store.get_run(r)["state"] for r in (good, cancelled, stale, done, retrying, later)}  # type: ignore[index]
     assert states == {
         good: "running",
@@ -158,9 +158,9 @@ def test_begin_attempts_errors_stay_per_item(store: DuckStore) -> None:
 
 def test_begin_attempts_many_runs(store: DuckStore) -> None:
     run_ids = [new_run(store) for _ in range(120)]
-    items = [{"run_id": r, "job": "orders", "attempt": 1, "incremental": False} for r in run_ids]
+    items = [Begin(r, job="orders", attempt=1, incremental=False) for r in run_ids]
     results = store.begin_attempts(items, "e")
-    assert all(isinstance(r, dict) for r in results)
+    assert all(isinstance(r, Begun) for r in results)
     assert store.run_counts()["running"] == 120
 
 
@@ -172,7 +172,7 @@ def test_commit_run_batch_append_without_staging(store: DuckStore) -> None:
     batch = pa.table({"id": [1, 2, 3], "name": ["a", "b", None], "empty": [None] * 3})
 
     rows = store.commit_run(
-        run_id, table="t", write="append", pages=4, batch=batch, cursor=("orders", "7")
+        Commit(run_id, table="t", write="append", pages=4, batch=batch, cursor=("orders", "7"))
     )
 
     assert rows == 3
@@ -186,17 +186,17 @@ def test_commit_run_batch_append_without_staging(store: DuckStore) -> None:
     assert store.cursor("orders") == "7"
     assert store.staged_run_ids() == []
     # idempotent: a retried commit changes nothing and returns the first result
-    assert store.commit_run(run_id, table="t", write="append", pages=4, batch=batch) == 3
+    assert store.commit_run(Commit(run_id, table="t", write="append", pages=4, batch=batch)) == 3
     assert len(table_rows(store, "t")) == 3
 
 
 def test_commit_run_batch_evolves_target(store: DuckStore) -> None:
     first = new_run(store, state="running")
-    store.commit_run(first, table="t", write="append", pages=1, batch=ids(1))
+    store.commit_run(Commit(first, table="t", write="append", pages=1, batch=ids(1)))
     second = new_run(store, state="running")
     batch = pa.table({"id": [2.5], "extra": ["x"]})  # BIGINT -> DOUBLE, and a new column
 
-    assert store.commit_run(second, table="t", write="append", pages=1, batch=batch) == 1
+    assert store.commit_run(Commit(second, table="t", write="append", pages=1, batch=batch)) == 1
 
     assert table_rows(store, "t") == [(1.0, None), (2.5, "x")]
     types = {c["name"]: c["type"] for c in store.list_tables()[0]["columns"]}
@@ -206,13 +206,15 @@ def test_commit_run_batch_evolves_target(store: DuckStore) -> None:
 def test_commit_run_batch_merge_and_replace(store: DuckStore) -> None:
     seed = new_run(store, state="running")
     store.commit_run(
-        seed, table="m", write="append", pages=1, batch=pa.table({"k": [1, 2], "v": ["a", "b"]})
+        Commit(
+            seed, table="m", write="append", pages=1, batch=pa.table({"k": [1, 2], "v": ["a", "b"]})
+        )
     )
     merge = new_run(store, state="running")
     batch = pa.table({"k": [2, 3, 2], "v": ["b1", "c", "b2"]})  # the last row per key wins
 
     written = store.commit_run(
-        merge, table="m", write="merge", primary_key=["k"], pages=1, batch=batch
+        Commit(merge, table="m", write="merge", primary_key=["k"], pages=1, batch=batch)
     )
 
     assert written == 2  # k=2 updated, k=3 inserted
@@ -220,7 +222,7 @@ def test_commit_run_batch_merge_and_replace(store: DuckStore) -> None:
 
     replace = new_run(store, state="running")
     batch = pa.table({"k": [9], "v": ["z"]})
-    assert store.commit_run(replace, table="m", write="replace", pages=1, batch=batch) == 1
+    assert store.commit_run(Commit(replace, table="m", write="replace", pages=1, batch=batch)) == 1
     assert table_rows(store, "m") == [(9, "z")]
 
 
@@ -228,20 +230,22 @@ def test_commit_run_batch_refused_for_cancelled_or_stale_run(store: DuckStore) -
     cancelled = new_run(store)
     store.cancel_run(cancelled)
     with pytest.raises(IllegalTransition):
-        store.commit_run(cancelled, table="t", write="append", pages=1, batch=ids(1))
+        store.commit_run(Commit(cancelled, table="t", write="append", pages=1, batch=ids(1)))
     stale = new_run(store, state="running", attempt=2)
     with pytest.raises(StaleAttempt):
-        store.commit_run(stale, table="t", write="append", pages=1, batch=ids(1), attempt=1)
+        store.commit_run(Commit(stale, table="t", write="append", pages=1, batch=ids(1), attempt=1))
     assert not has_table(store, "t")
     assert store.get_run(stale)["state"] == "running"  # type: ignore[index]
 
 
 def test_commit_run_batch_incompatible_type_changes_nothing(store: DuckStore) -> None:
     seed = new_run(store, state="running")
-    store.commit_run(seed, table="t", write="append", pages=1, batch=ids(1))
+    store.commit_run(Commit(seed, table="t", write="append", pages=1, batch=ids(1)))
     bad = new_run(store, state="running")
     with pytest.raises(DestinationError, match="column id is BIGINT"):
-        store.commit_run(bad, table="t", write="append", pages=1, batch=pa.table({"id": ["x"]}))
+        store.commit_run(
+            Commit(bad, table="t", write="append", pages=1, batch=pa.table({"id": ["x"]}))
+        )
     assert table_rows(store, "t") == [(1,)]
     assert store.get_run(bad)["state"] == "running"  # type: ignore[index]
 
@@ -252,7 +256,7 @@ def test_commit_run_batch_joins_existing_staging(store: DuckStore) -> None:
     batch = pa.table({"k": [2, 3], "v": ["b2", "b3"]})  # after the staged rows: wins for k=2
 
     written = store.commit_run(
-        run_id, table="m", write="merge", primary_key=["k"], pages=2, batch=batch
+        Commit(run_id, table="m", write="merge", primary_key=["k"], pages=2, batch=batch)
     )
 
     assert written == 3
@@ -262,13 +266,13 @@ def test_commit_run_batch_joins_existing_staging(store: DuckStore) -> None:
 
 def test_commit_run_batch_with_no_rows_leaves_target_alone(store: DuckStore) -> None:
     run_id = new_run(store, state="running")
-    assert store.commit_run(run_id, table="t", write="append", pages=1, batch=ids()) == 0
+    assert store.commit_run(Commit(run_id, table="t", write="append", pages=1, batch=ids())) == 0
     assert not has_table(store, "t")
     assert store.get_run(run_id)["state"] == "succeeded"  # type: ignore[index]
     # a replace makes the table the run's rows, none: created empty, as its columns are known
     # (tests/unit/test_data_fixes.py, issue 12 #12)
     other = new_run(store, state="running")
-    assert store.commit_run(other, table="t", write="replace", pages=1, batch=ids()) == 0
+    assert store.commit_run(Commit(other, table="t", write="replace", pages=1, batch=ids())) == 0
     assert has_table(store, "t")
 
 
@@ -306,12 +310,12 @@ def test_commit_runs_fifty_appends_in_one_group(store: DuckStore) -> None:
 
 def test_commit_runs_mixed_list_fails_per_item(store: DuckStore) -> None:
     seed = new_run(store, state="running")
-    store.commit_run(seed, table="t", write="append", pages=1, batch=ids(0))
+    store.commit_run(Commit(seed, table="t", write="append", pages=1, batch=ids(0)))
     ok1, cancelled, stale, merge, bad, ok2, done = (
         new_run(store, state="running", attempt=a) for a in (1, 1, 2, 1, 1, 1, 1)
     )
     store.cancel_run(cancelled)
-    store.commit_run(done, table="t", write="append", pages=1, batch=ids(10, 11))
+    store.commit_run(Commit(done, table="t", write="append", pages=1, batch=ids(10, 11)))
     items = [
         commit_item(ok1, ids(1, 2), attempt=1),
         commit_item(cancelled, ids(3)),
@@ -382,21 +386,22 @@ def test_commit_runs_with_staging_and_bad_items(store: DuckStore) -> None:
     staged = new_run(store, state="running")
     store.stage_batch(staged, ids(1))
     plain = new_run(store, state="running")
+    # a bad field is refused when the Commit is built, before any list reaches the store
+    with pytest.raises(ValueError, match="Commit.write"):
+        commit_item(plain, ids(3), write="sideways")
+    with pytest.raises(ValueError, match="Commit.table"):
+        commit_item(plain, ids(3), table="bad name")
+    with pytest.raises(TypeError, match="unknown"):
+        commit_item(plain, ids(4), unknown=True)
     results = store.commit_runs(
         [
             commit_item(staged, ids(2)),
-            commit_item(plain, ids(3), write="sideways"),
-            commit_item(plain, ids(3), table="bad name"),
             commit_item(plain, pa.table({"__tg_seq": [1]})),
-            commit_item(plain, ids(4), unknown=True),
             commit_item(plain, ids(5)),
         ]
     )
-    assert results[0] == 2 and results[5] == 1
-    assert isinstance(results[1], ValueError)
-    assert isinstance(results[2], DestinationError)
-    assert isinstance(results[3], DestinationError)
-    assert isinstance(results[4], TypeError)
+    assert results[0] == 2 and results[2] == 1
+    assert isinstance(results[1], DestinationError) and "reserved" in str(results[1])
     assert table_rows(store, "t") == [(1,), (2,), (5,)]
     assert store.staged_run_ids() == []
     assert store.commit_runs([]) == []
@@ -404,7 +409,7 @@ def test_commit_runs_with_staging_and_bad_items(store: DuckStore) -> None:
 
 def test_commit_runs_group_refused_by_target_falls_back(store: DuckStore) -> None:
     seed = new_run(store, state="running")
-    store.commit_run(seed, table="t", write="append", pages=1, batch=ids(0))
+    store.commit_run(Commit(seed, table="t", write="append", pages=1, batch=ids(0)))
     bad1, bad2, other = (new_run(store, state="running") for _ in range(3))
     text = pa.table({"id": ["x"]})
     results = store.commit_runs(

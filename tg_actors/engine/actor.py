@@ -23,6 +23,7 @@ import ray
 from ray.util.queue import Empty
 
 from tg_actors import interfaces
+from tg_actors.attempts import Begin, Begun, Commit
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
 from tg_actors.engine.sync import Stage, SyncResult, extract_and_stage
@@ -67,8 +68,9 @@ def describe(exc: BaseException) -> str:
 
 
 class SyncEngine:
-    """Runs up to `slots` attempts at once. Its calls to the Database and the broker are
-    coalesced (tg_actors.coalesce): many short runs share each begin, commit and publish."""
+    """Runs up to `slots` attempts at once. Each run begins and commits with its own call to
+    the Database, which groups concurrent calls of every engine into one transaction; status
+    events are coalesced here (tg_actors.coalesce): many short runs share each publish."""
 
     def __init__(
         self, engine_id: str, db: Any, broker: Any, limiter: Any = None, slots: int = 4
@@ -89,8 +91,6 @@ class SyncEngine:
         self._done = 0
         self._transport: SharedTransport | None = None  # made in the actor's event loop
         self._status: Coalescer[Any, None] = Coalescer(self._publish_many)
-        self._begin: Coalescer[dict[str, Any], dict[str, Any]] = Coalescer(self._begin_many)
-        self._commit: Coalescer[dict[str, Any], int] = Coalescer(self._commit_many)
         self._boot = Boot(self._start)
 
     async def start(self) -> None:
@@ -246,19 +246,13 @@ class SyncEngine:
                 except Exception:
                     log.warning("engine %s: heartbeat not published", self._id, exc_info=True)
 
-    # -- coalesced calls ----------------------------------------------------------------------
+    # -- coalesced publishes ------------------------------------------------------------------
 
     async def _publish_many(self, messages: list[Any]) -> list[None]:
         # a restarting broker is waited out: a run's outcome must reach the Scheduler, or the
         # run waits for its lease (a duplicate, should the broker die mid-call, is rare)
         await self._broker.publish(TOPIC_STATUS, *messages, retry_for=PUBLISH_RETRY_S)
         return [None] * len(messages)
-
-    async def _begin_many(self, items: list[dict[str, Any]]) -> list[Any]:
-        return list(await self._db.begin_attempts(items, self._id))
-
-    async def _commit_many(self, items: list[dict[str, Any]]) -> list[Any]:
-        return list(await self._db.commit_runs(items))
 
     # -- one attempt --------------------------------------------------------------------------
 
@@ -283,38 +277,33 @@ class SyncEngine:
 
         try:
             spec = JobSpec.model_validate(message.spec)
-            begun = await self._begin.submit(
-                {
-                    "run_id": run_id,
-                    "job": job,
-                    "attempt": message.attempt,
-                    "incremental": spec.source.incremental is not None,
-                }
+            begin = Begin(
+                run_id, job=job, attempt=attempt, incremental=spec.source.incremental is not None
             )
+            begun = await self._db.begin_attempt(begin, self._id)
             started = RunStarted(
-                run_id=run_id, job=job, attempt=attempt, engine=self._id, ts=begun["started_at"]
+                run_id=run_id, job=job, attempt=attempt, engine=self._id, ts=begun.started_at
             )
             await self._status.submit(started)
-            if begun["resume"] is not None:
-                log.info("run %s resumes after page %s", run_id, begun["resume"]["pages"])
+            if begun.resume is not None:
+                log.info("run %s resumes after page %s", run_id, begun.resume.pages)
             result = await asyncio.wait_for(
                 self._attempt(spec, begun, self._stager(run_id, spec, message.attempt), progress),
                 spec.timeout.total_seconds(),
             )
             dest = spec.destination
-            rows = await self._commit.submit(
-                {
-                    "run_id": run_id,
-                    "table": dest.table,
-                    "write": dest.write.value,
-                    "primary_key": list(dest.primary_key),
-                    "pages": result.pages,
-                    "cursor": (job, result.cursor) if result.cursor else None,
-                    "widen_to_varchar": dest.widen_to_varchar,
-                    "attempt": message.attempt,
-                    "batch": result.tail,
-                }
+            commit = Commit(
+                run_id,
+                table=dest.table,
+                write=dest.write,
+                primary_key=tuple(dest.primary_key),
+                pages=result.pages,
+                cursor=(job, result.cursor) if result.cursor else None,
+                widen_to_varchar=dest.widen_to_varchar,
+                attempt=attempt,
+                batch=result.tail,
             )
+            rows = await self._db.commit_run(commit)
         except asyncio.CancelledError:
             if run_id not in self._cancelled:
                 raise  # the engine itself is stopping
@@ -365,9 +354,7 @@ class SyncEngine:
 
         return stage
 
-    async def _attempt(
-        self, spec: JobSpec, begun: dict[str, Any], stage: Any, progress: Any
-    ) -> SyncResult:
+    async def _attempt(self, spec: JobSpec, begun: Begun, stage: Any, progress: Any) -> SyncResult:
         acquire = None
         limiter = self._limiter
         if spec.source.rate_limit is not None and limiter is not None:
@@ -382,8 +369,8 @@ class SyncEngine:
             spec,
             stage,
             progress,
-            resume=begun["resume"],
-            cursor=begun["cursor"],
+            resume=begun.resume,
+            cursor=begun.cursor,
             acquire=acquire,
             keep_tail=True,
             transport=self._transport,

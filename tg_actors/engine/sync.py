@@ -23,6 +23,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tg_actors.attempts import Resume
 from tg_actors.errors import SourceError, TGError, TransformError
 from tg_actors.incremental import as_text, newest, request_value
 from tg_actors.jobs import JobSpec
@@ -181,7 +182,7 @@ async def extract_and_stage(
     stage: Stage,
     progress: Progress | None = None,
     *,
-    resume: Mapping[str, Any] | None = None,
+    resume: Resume | None = None,
     cursor: str | None = None,
     acquire: Acquire | None = None,
     env: Mapping[str, str] | None = None,
@@ -192,12 +193,12 @@ async def extract_and_stage(
     `cursor` is the job's committed incremental cursor (None on the first run). With
     `keep_tail`, a run that fits in one batch stages nothing: its rows come back as `tail`."""
     started = time.perf_counter()
-    saved = dict(resume["checkpoint"]) if resume else {}
+    saved = dict(resume.checkpoint) if resume else {}
     stager = Stager(
         spec,
         stage,
-        int(resume["rows"]) if resume else 0,
-        int(resume["pages"]) if resume else 0,
+        resume.rows if resume else 0,
+        resume.pages if resume else 0,
         saved.get("cursor"),
     )
     if resume and saved.get("source") is None:  # every page was staged: only the commit is left

@@ -19,9 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from tg_actors.attempts import Begin, Begun, Commit
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
-from tg_actors.jobs import WriteMode
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
     TOPIC_STATUS,
@@ -98,13 +98,12 @@ class Database:
         self._broker = BrokerClient(broker) if broker is not None else None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        # group commit across callers: calls that arrive while the DuckDB thread is busy go
-        # together in the next transaction, so the load itself makes the batches bigger
+        # group commit across callers (every engine, every run): calls that arrive while the
+        # DuckDB thread is busy go together in the next transaction, so the load itself makes
+        # the batches bigger. The one place begins and commits are coalesced.
         self._creates: Coalescer[dict[str, Any], str | None] = Coalescer(self._create_batch)
-        self._begins: Coalescer[tuple[dict[str, Any], str], dict[str, Any]] = Coalescer(
-            self._begin_batch
-        )
-        self._commits: Coalescer[dict[str, Any], int] = Coalescer(self._commit_batch)
+        self._begins: Coalescer[tuple[Begin, str], Begun] = Coalescer(self._begin_batch)
+        self._commits: Coalescer[Commit, int] = Coalescer(self._commit_batch)
         self._boot = Boot(self._start)
 
     async def create_runs(self, runs: list[dict[str, Any]]) -> list[str | None]:
@@ -115,32 +114,33 @@ class Database:
                 raise result
         return [r for r in results if not isinstance(r, BaseException)]
 
-    async def begin_attempts(self, items: list[dict[str, Any]], engine: str) -> list[Any]:
-        """DuckStore.begin_attempts, grouped with concurrent calls (per-item errors returned)."""
-        return await self._begins.submit_all([(item, engine) for item in items])
+    async def begin_attempt(self, begin: Begin, engine: str) -> Begun:
+        """DuckStore.begin_attempts of this one, grouped with concurrent calls; its own error
+        is raised to this caller alone."""
+        return await self._begins.submit((begin, engine))
 
-    async def commit_runs(self, items: list[dict[str, Any]]) -> list[Any]:
-        """DuckStore.commit_runs, grouped with concurrent calls (per-item errors returned)."""
-        return await self._commits.submit_all(items)
+    async def commit_run(self, commit: Commit) -> int:
+        """DuckStore.commit_runs of this one, grouped with concurrent calls; its own error is
+        raised to this caller alone."""
+        return await self._commits.submit(commit)
 
     async def _create_batch(self, runs: list[dict[str, Any]]) -> list[Any]:
         return list(await self._call(self._store.create_runs, runs))
 
-    async def _begin_batch(self, items: list[tuple[dict[str, Any], str]]) -> list[Any]:
-        results: list[Any] = [None] * len(items)
+    async def _begin_batch(self, items: list[tuple[Begin, str]]) -> list[Begun | Exception]:
+        results: dict[int, Begun | Exception] = {}
         by_engine: dict[str, list[int]] = {}
         for i, (_, engine) in enumerate(items):
             by_engine.setdefault(engine, []).append(i)
-        for engine, indices in by_engine.items():
+        for engine, indices in by_engine.items():  # one transaction per engine
             begun = await self._call(
                 self._store.begin_attempts, [items[i][0] for i in indices], engine
             )
-            for i, result in zip(indices, begun, strict=True):
-                results[i] = result
-        return results
+            results.update(zip(indices, begun, strict=True))
+        return [results[i] for i in range(len(items))]
 
-    async def _commit_batch(self, items: list[dict[str, Any]]) -> list[Any]:
-        return list(await self._call(self._store.commit_runs, items))
+    async def _commit_batch(self, commits: list[Commit]) -> list[int | Exception]:
+        return await self._call(self._store.commit_runs, commits)
 
     async def start(self) -> None:
         """Wait until the status subscription runs (it starts by itself, also after a restart)."""
@@ -298,32 +298,6 @@ class Database:
             widen_to_varchar=widen_to_varchar,
             destination=destination,
             attempt=attempt,
-        )
-
-    async def commit_run(
-        self,
-        run_id: str,
-        *,
-        table: str,
-        write: WriteMode | str,
-        primary_key: Sequence[str] = (),
-        pages: int,
-        cursor: tuple[str, str] | None = None,
-        widen_to_varchar: bool = False,
-        attempt: int | None = None,
-        batch: pa.Table | pa.RecordBatch | None = None,
-    ) -> int:
-        return await self._call(
-            self._store.commit_run,
-            run_id,
-            table=table,
-            write=write,
-            primary_key=primary_key,
-            pages=pages,
-            cursor=cursor,
-            widen_to_varchar=widen_to_varchar,
-            attempt=attempt,
-            batch=batch,
         )
 
     async def discard_run(self, run_id: str) -> None:

@@ -1,10 +1,12 @@
 """Many runs per transaction: start a wave of attempts, commit a wave of small runs.
 
 A trivial run (one page, a few rows) used to cost five transactions and a staging table.
-`begin_attempts` starts any number of runs with a constant number of statements, and
-`commit_runs` writes the one-batch append runs that share a target table with one INSERT and
-one UPDATE. Both return one result per item, in order: a value, or the exception object (not
-raised), so one bad run never fails the others.
+`begin_attempts` starts any number of runs (Begin) with a constant number of statements, and
+`commit_runs` writes the one-batch append runs (Commit) that share a target table with one
+INSERT and one UPDATE. Both return one result per item, in order: a value, or the exception
+object (not raised), so one bad run never fails the others. The records were checked when they
+were built (tg_actors/attempts.py): nothing here checks their fields again. A commit that
+cannot join a group goes through writes.commit_run on its own.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tg_actors.errors import IllegalTransition, RunNotFound, StaleAttempt
+from tg_actors.attempts import Begin, Begun, Commit, Resume
+from tg_actors.errors import DestinationError, IllegalTransition, RunNotFound, StaleAttempt
 from tg_actors.jobs import WriteMode
 from tg_actors.runstate import RunState
 from tg_actors.store import progress, writes
@@ -26,39 +29,24 @@ from tg_actors.store import progress, writes
 _BEGIN = "_tg_begin_runs"
 _GROUP = "_tg_group_rows"
 _DONE = "_tg_group_done"
-_COMMIT_KEYS = frozenset(
-    {
-        "run_id",
-        "table",
-        "write",
-        "primary_key",
-        "pages",
-        "cursor",
-        "widen_to_varchar",
-        "attempt",
-        "batch",
-    }
-)
-
-CommitOne = Callable[..., int]
 
 
 # -- begin -------------------------------------------------------------------------------
 
 
 def begin_attempts(
-    con: duckdb.DuckDBPyConnection, items: list[dict[str, Any]], engine: str, now: datetime
-) -> list[dict[str, Any] | Exception]:
+    con: duckdb.DuckDBPyConnection, begins: list[Begin], engine: str, now: datetime
+) -> list[Begun | Exception]:
     """Mark the startable runs `running` (started_at=now, engine) in one transaction; see
     DuckStore.begin_attempts. Four statements whatever the number of runs, plus one DROP per
     leftover staging table of a run without checkpoint."""
-    if not items:
+    if not begins:
         return []
     lookup = pa.table(
         {
-            "i": pa.array(range(len(items)), pa.int64()),
-            "run_id": pa.array([str(item["run_id"]) for item in items], pa.string()),
-            "job": pa.array([str(item["job"]) for item in items], pa.string()),
+            "i": pa.array(range(len(begins)), pa.int64()),
+            "run_id": pa.array([b.run_id for b in begins], pa.string()),
+            "job": pa.array([b.job for b in begins], pa.string()),
         }
     )
     con.register(_BEGIN, lookup)
@@ -71,16 +59,18 @@ def begin_attempts(
                 " LEFT JOIN tg.state s ON s.job = b.job ORDER BY b.i"
             ).fetchall()
             results = [
-                _begin_one(item, row, engine, now) for item, row in zip(items, found, strict=True)
+                _begin_one(begin, row, engine, now)
+                for begin, row in zip(begins, found, strict=True)
             ]
-            good = [item["run_id"] for item, r in zip(items, results, strict=True) if _ok(r)]
+            begun = [(b.run_id, r) for b, r in zip(begins, results, strict=True)]
+            good = [run_id for run_id, r in begun if isinstance(r, Begun)]
             if good:
                 con.execute(
                     "UPDATE tg.runs SET state = ?, started_at = ?, engine = ?"
                     " WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
                     [RunState.RUNNING, now, engine, good],
                 )
-            fresh = {i["run_id"] for i, r in zip(items, results, strict=True) if _fresh(r)}
+            fresh = {run_id for run_id, r in begun if isinstance(r, Begun) and r.resume is None}
             for run_id in sorted(fresh & set(writes.staged_run_ids(con))):  # discard_run's job
                 con.execute(f"DROP TABLE IF EXISTS {writes.stage_table(run_id)}")
     finally:
@@ -88,33 +78,23 @@ def begin_attempts(
     return results
 
 
-def _begin_one(
-    item: dict[str, Any], row: tuple[Any, ...], engine: str, now: datetime
-) -> dict[str, Any] | Exception:
+def _begin_one(begin: Begin, row: tuple[Any, ...], engine: str, now: datetime) -> Begun | Exception:
     """Only a `queued` run starts, or a `running` one this same engine began (its begin
     repeated after a lost answer, or its restarted process taking the run up again): two
     engines never hold one attempt. A re-dispatch always comes with a new attempt number."""
-    run_id, attempt = str(item["run_id"]), item.get("attempt")
+    run_id, attempt = begin.run_id, begin.attempt
     _, state, current, checkpoint, pages, rows, cursor, holder = row
     if state is None:
         return RunNotFound(run_id)
     if attempt is not None and int(current) != attempt:
-        return StaleAttempt(run_id, int(attempt), int(current))
+        return StaleAttempt(run_id, attempt, int(current))
     if state != RunState.QUEUED and not (state == RunState.RUNNING and holder == engine):
         return IllegalTransition(run_id, str(state), RunState.RUNNING.value)
     resume = None
-    if checkpoint is not None:  # the same dict as progress.load
-        resume = {"checkpoint": json.loads(checkpoint), "pages": int(pages), "rows": int(rows)}
-    stored = str(cursor) if item.get("incremental") and cursor is not None else None
-    return {"resume": resume, "cursor": stored, "started_at": now}
-
-
-def _ok(result: dict[str, Any] | Exception) -> bool:
-    return not isinstance(result, Exception)
-
-
-def _fresh(result: dict[str, Any] | Exception) -> bool:
-    return isinstance(result, dict) and result["resume"] is None
+    if checkpoint is not None:  # the same values as progress.load
+        resume = Resume(json.loads(checkpoint), int(pages), int(rows))
+    stored = str(cursor) if begin.incremental and cursor is not None else None
+    return Begun(resume, stored, now)
 
 
 # -- group commit ------------------------------------------------------------------------
@@ -123,7 +103,7 @@ def _fresh(result: dict[str, Any] | Exception) -> bool:
 @dataclass
 class _Member:
     index: int
-    item: dict[str, Any]
+    commit: Commit
     batch: pa.Table  # typed: no all-null column
 
 
@@ -146,34 +126,32 @@ class _Pending:
         self._jobs: dict[str, str] = {}  # cursor job -> lower(table) of its group
 
     def add(self, member: _Member) -> None:
-        item = member.item
-        table, widen = str(item["table"]), bool(item.get("widen_to_varchar", False))
+        commit = member.commit
+        table, widen = commit.table, commit.widen_to_varchar
         key = table.lower()
         group = self._groups.get(key)
         if (group is not None and (group.table, group.widen) != (table, widen)) or self._shares(
-            item, key
+            commit, key
         ):
             self.flush()
             group = None
         if group is None:
             group = self._groups[key] = _Group(table, widen)
         group.members.append(member)
-        self._runs.add(str(item["run_id"]))
-        job = _cursor_job(item)
-        if job is not None:
-            self._jobs[job] = key
+        self._runs.add(commit.run_id)
+        if commit.cursor_job is not None:
+            self._jobs[commit.cursor_job] = key
 
-    def before_single(self, item: dict[str, Any]) -> None:
-        """Write the groups an item committed on its own could interact with."""
-        table = item.get("table")
-        if not isinstance(table, str) or table.lower() in self._groups or self._shares(item, None):
+    def before_single(self, commit: Commit) -> None:
+        """Write the groups a commit made on its own could interact with."""
+        if commit.table.lower() in self._groups or self._shares(commit, None):
             self.flush()
 
-    def _shares(self, item: dict[str, Any], key: str | None) -> bool:
-        """Whether the item's run, or its cursor job, is in a pending group (other than `key`)."""
-        if str(item.get("run_id")) in self._runs:
+    def _shares(self, commit: Commit, key: str | None) -> bool:
+        """Whether the commit's run, or its cursor job, is in a pending group (other than `key`)."""
+        if commit.run_id in self._runs:
             return True
-        job = _cursor_job(item)
+        job = commit.cursor_job
         return job is not None and job in self._jobs and self._jobs[job] != key
 
     def flush(self) -> None:
@@ -184,69 +162,48 @@ class _Pending:
 
 
 def commit_runs(
-    con: duckdb.DuckDBPyConnection,
-    items: list[dict[str, Any]],
-    now: datetime,
-    commit_one: CommitOne,
+    con: duckdb.DuckDBPyConnection, commits: list[Commit], now: datetime
 ) -> list[int | Exception]:
-    """Commit every item as `commit_one(**item)` would, in list order; see DuckStore.commit_runs.
-    Append items with a batch and no staging go in groups, one transaction per target table."""
-    results: list[int | Exception] = [0] * len(items)
+    """Commit each as writes.commit_run would, in list order; see DuckStore.commit_runs.
+    Append commits with a batch and no staging go in groups, one transaction per target table."""
+    results: list[int | Exception] = [0] * len(commits)
 
     def write(group: _Group) -> None:
         try:
             outcome = _commit_group(con, group, now)
         except Exception:  # rolled back: one by one, so one bad run cannot fail the others
-            outcome = [_one(commit_one, m.item) for m in group.members]
+            outcome = [_one(con, m.commit, now) for m in group.members]
         for member, result in zip(group.members, outcome, strict=True):
             results[member.index] = result
 
     pending = _Pending(write)
     staged = set(writes.staged_run_ids(con))
-    for index, item in enumerate(items):
-        batch = _groupable(item, staged)
+    for index, commit in enumerate(commits):
+        batch = _groupable(commit, staged)
         if batch is None:
-            pending.before_single(item)
-            results[index] = _one(commit_one, item)
+            pending.before_single(commit)
+            results[index] = _one(con, commit, now)
         else:
-            pending.add(_Member(index, item, batch))
+            pending.add(_Member(index, commit, batch))
     pending.flush()
     return results
 
 
-def _one(commit_one: CommitOne, item: dict[str, Any]) -> int | Exception:
+def _one(con: duckdb.DuckDBPyConnection, commit: Commit, now: datetime) -> int | Exception:
     try:
-        return commit_one(**item)
+        return writes.commit_run(con, commit, now)
     except Exception as exc:
         return exc
 
 
-def _cursor_job(item: dict[str, Any]) -> str | None:
-    cursor = item.get("cursor")
-    return str(cursor[0]) if isinstance(cursor, tuple | list) and cursor else None
-
-
-def _groupable(item: dict[str, Any], staged: set[str]) -> pa.Table | None:
-    """The item's typed batch when it can join a group commit, else None (one by one)."""
-    batch = item.get("batch")
-    if batch is None or not set(item) <= _COMMIT_KEYS or item.get("run_id") in staged:
-        return None
-    if not isinstance(item.get("pages"), int) or isinstance(item["pages"], bool):
-        return None
-    cursor = item.get("cursor")
-    if cursor is not None and not (
-        isinstance(cursor, tuple | list)
-        and len(cursor) == 2
-        and all(isinstance(c, str) for c in cursor)
-    ):
-        return None
-    if not isinstance(item.get("table"), str) or not writes.TABLE_NAME.fullmatch(item["table"]):
+def _groupable(commit: Commit, staged: set[str]) -> pa.Table | None:
+    """The commit's typed batch when it can join a group commit, else None (one by one): it
+    has a batch, no staging, appends, and its batch has a typed column (or no rows)."""
+    if commit.batch is None or commit.run_id in staged or commit.write is not WriteMode.APPEND:
         return None
     try:
-        if WriteMode(item["write"]) is not WriteMode.APPEND:
-            return None
-        typed = writes.typed_batch(str(item["run_id"]), batch)
-    except Exception:  # commit_run raises it for this item alone
+        typed = writes.typed_batch(commit.run_id, commit.batch)
+    except DestinationError:  # a reserved column name: commit_run raises it for this one alone
         return None
     if typed.num_rows and not typed.num_columns:  # "no typed column": commit_run's error
         return None
@@ -257,7 +214,7 @@ def _commit_group(
     con: duckdb.DuckDBPyConnection, group: _Group, now: datetime
 ) -> list[int | Exception]:
     """One transaction: check the runs, one INSERT of all their rows, cursors, one UPDATE."""
-    ids = [str(m.item["run_id"]) for m in group.members]
+    ids = [m.commit.run_id for m in group.members]
     with writes.transaction(con):
         found = con.execute(
             "SELECT run_id, state, rows_loaded, attempt FROM tg.runs"
@@ -270,9 +227,7 @@ def _commit_group(
         ]
         writing = [m for m, r in zip(group.members, outcome, strict=True) if r is None]
         _insert(con, group, [m.batch for m in writing if m.batch.num_rows])
-        cursors = [
-            (c[0], c[1], str(m.item["run_id"])) for m in writing if (c := m.item.get("cursor"))
-        ]
+        cursors = [(c[0], c[1], m.commit.run_id) for m in writing if (c := m.commit.cursor)]
         progress.write_cursors(con, cursors, now)  # forward-only, in item order
         _mark_succeeded(con, writing, now)
         tidy = [i for i, r in zip(ids, outcome, strict=True) if not isinstance(r, Exception)]
@@ -289,11 +244,11 @@ def _commit_group(
 
 def _group_check(member: _Member, row: tuple[Any, ...] | None) -> int | Exception | None:
     """None: commit the member; rows_loaded of a run already succeeded; or its error."""
-    run_id = str(member.item["run_id"])
+    run_id = member.commit.run_id
     if row is None:
         return RunNotFound(run_id)
     state, loaded, current = str(row[0]), int(row[1]), int(row[2])
-    problem = writes.commit_problem(run_id, state, current, member.item.get("attempt"))
+    problem = writes.commit_problem(run_id, state, current, member.commit.attempt)
     if problem is not None:
         return problem
     return loaded if state == RunState.SUCCEEDED else None
@@ -324,9 +279,9 @@ def _mark_succeeded(con: duckdb.DuckDBPyConnection, writing: list[_Member], now:
         return
     done = pa.table(
         {
-            "run_id": pa.array([str(m.item["run_id"]) for m in writing], pa.string()),
+            "run_id": pa.array([m.commit.run_id for m in writing], pa.string()),
             "rows_loaded": pa.array([m.batch.num_rows for m in writing], pa.int64()),
-            "pages": pa.array([m.item["pages"] for m in writing], pa.int32()),
+            "pages": pa.array([m.commit.pages for m in writing], pa.int32()),
         }
     )
     if len(writing) == 1:  # a point update is 3x cheaper than the join for one run
@@ -334,7 +289,7 @@ def _mark_succeeded(con: duckdb.DuckDBPyConnection, writing: list[_Member], now:
         con.execute(
             "UPDATE tg.runs SET state = ?, finished_at = ?, rows_loaded = ?, pages = ?"
             " WHERE run_id = ?",
-            [RunState.SUCCEEDED, now, m.batch.num_rows, m.item["pages"], str(m.item["run_id"])],
+            [RunState.SUCCEEDED, now, m.batch.num_rows, m.commit.pages, m.commit.run_id],
         )
         return
     con.register(_DONE, done)

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from tg_actors.attempts import Begin, Begun, Commit
 from tg_actors.errors import (
     ConfigError,
     IllegalTransition,
@@ -24,7 +25,7 @@ from tg_actors.errors import (
     RunNotFound,
     StaleAttempt,
 )
-from tg_actors.jobs import WriteMode, schedule_part
+from tg_actors.jobs import schedule_part
 from tg_actors.runstate import RunState, check_transition
 from tg_actors.store import batched, progress, retention, tables, writes
 from tg_actors.store.schema import (
@@ -484,62 +485,38 @@ class DuckStore:
         """{"checkpoint": dict, "pages": int, "rows": int} of an uncommitted run, or None."""
         return progress.load(self.con, run_id)
 
-    def commit_run(
-        self,
-        run_id: str,
-        *,
-        table: str,
-        write: WriteMode | str,
-        primary_key: Sequence[str] = (),
-        pages: int,
-        cursor: tuple[str, str] | None = None,
-        widen_to_varchar: bool = False,
-        attempt: int | None = None,
-        batch: pa.Table | pa.RecordBatch | None = None,
-    ) -> int:
-        """Commit the run's staged rows, its cursor (job, value) and `succeeded`; rows written.
+    def commit_run(self, commit: Commit) -> int:
+        """Commit the run's staged rows and `commit.batch`, its cursor (job, value) and
+        `succeeded`; rows written.
 
         One transaction, which also drops the staging and the checkpoint: on DestinationError
         (e.g. an incompatible column type, see evolve.py) nothing changed. Idempotent: a run
         already `succeeded` returns its rows_loaded. A run with nothing staged commits 0 rows:
         append and merge leave the target untouched, a replace empties it (the table becomes
-        the run's rows, none; created empty only when the run's columns are known). Merge writes rows inserted + updated, the last staged row per key winning.
+        the run's rows, none; created empty only when the run's columns are known). Merge
+        writes rows inserted + updated, the last staged row per key winning.
         The cursor only moves forward (progress.py): a value behind the stored one is ignored.
         With `attempt` (also on stage_batch/save_checkpoint), a write from an attempt other
         than the run's current one raises StaleAttempt: the attempt number fences off an
         engine the scheduler gave up on (lease expired) that is still running.
         """
-        return writes.commit_run(
-            self.con,
-            run_id,
-            table=table,
-            write=write,
-            primary_key=primary_key,
-            pages=pages,
-            cursor=cursor,
-            widen_to_varchar=widen_to_varchar,
-            now=self._now(),
-            attempt=attempt,
-            batch=batch,
-        )
+        return writes.commit_run(self.con, commit, self._now())
 
-    def begin_attempts(
-        self, items: list[dict[str, Any]], engine: str
-    ) -> list[dict[str, Any] | Exception]:
-        """Start many runs in one transaction. Each item: run_id, job, attempt (int or None),
-        incremental. A run must exist (RunNotFound), be queued or running (IllegalTransition)
-        and, unless attempt is None, be at that attempt (StaleAttempt); such errors come back
-        as the item's result, not raised. The others become running (started_at, engine) and
-        get {"resume": checkpoint() or None, "cursor": the job's cursor when incremental, else
-        None, "started_at"}; one without checkpoint loses its leftover staging (discard_run)."""
-        return batched.begin_attempts(self.con, items, engine, self._now())
+    def begin_attempts(self, begins: list[Begin], engine: str) -> list[Begun | Exception]:
+        """Start many runs in one transaction. A run must exist (RunNotFound), be queued or
+        running by this same engine (IllegalTransition) and, unless `attempt` is None, be at
+        that attempt (StaleAttempt); such errors come back as the item's result, not raised.
+        The others become running (started_at, engine) and get a Begun: the run's checkpoint
+        as `resume` (None: none), the job's cursor when `incremental` (else None), the start;
+        one without checkpoint loses its leftover staging (discard_run)."""
+        return batched.begin_attempts(self.con, begins, engine, self._now())
 
-    def commit_runs(self, items: list[dict[str, Any]]) -> list[int | Exception]:
-        """Group commit: each item holds commit_run's keyword arguments (run_id included);
-        per item, rows written or the exception (not raised), as if committed one by one in
-        order. Append items with a batch and no staging share one transaction per table (one
-        INSERT, one UPDATE); if it fails, they commit one by one; the rest go one by one."""
-        return batched.commit_runs(self.con, items, self._now(), self.commit_run)
+    def commit_runs(self, commits: list[Commit]) -> list[int | Exception]:
+        """Group commit: per Commit, rows written or the exception (not raised), as if
+        committed one by one in order. Append commits with a batch and no staging share one
+        transaction per table (one INSERT, one UPDATE); if it fails, they commit one by one;
+        the rest go one by one."""
+        return batched.commit_runs(self.con, commits, self._now())
 
     def discard_run(self, run_id: str) -> None:
         """Drop the run's staging and checkpoint (no-op when none): the run restarts afresh."""

@@ -4,7 +4,7 @@ A run's batches land in its own staging table `tg."stage_<run_id>"`, so memory s
 and nothing reaches the data tables before the run succeeds. `commit_run` moves the staged rows
 into `main.<table>`, writes the cursor and marks the run `succeeded` in ONE transaction keyed by
 run_id: a second commit of the same run finds it `succeeded` and changes nothing. A run small
-enough to fetch in one go skips staging: `commit_run(batch=...)` writes its one Arrow batch
+enough to fetch in one go skips staging: a Commit with a `batch` writes its one Arrow batch
 straight into the target in that same transaction (batched.py commits many such runs at once).
 
 A run's checkpoint (where it resumes) is written in the transaction that stages the batch it
@@ -21,7 +21,7 @@ into VARCHAR.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from tg_actors.attempts import Commit
 from tg_actors.errors import (
     DestinationError,
     IllegalTransition,
@@ -43,7 +44,6 @@ from tg_actors.store.evolve import Columns, evolve, select_list
 from tg_actors.store.schema import OPEN_STATES, one, quote
 
 SEQ = "__tg_seq"  # staging order: for merge, the row with the highest SEQ per key wins
-TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BATCH = "_tg_incoming_batch"  # name the Arrow batch is registered under, connection-local
 _COMMIT_BATCH = "_tg_commit_batch"  # the batch commit_run writes directly
@@ -209,29 +209,16 @@ def _append_stage(
     )
 
 
-def commit_run(
-    con: duckdb.DuckDBPyConnection,
-    run_id: str,
-    *,
-    table: str,
-    write: WriteMode | str,
-    primary_key: Sequence[str],
-    pages: int,
-    cursor: tuple[str, str] | None,
-    widen_to_varchar: bool,
-    now: datetime,
-    attempt: int | None = None,
-    batch: pa.Table | pa.RecordBatch | None = None,
-) -> int:
+def commit_run(con: duckdb.DuckDBPyConnection, commit: Commit, now: datetime) -> int:
     """Move the run's rows into `main.<table>`, write the cursor, mark the run succeeded.
 
-    The rows are the staged ones, or `batch` when the run staged nothing: then they go from
-    the Arrow table straight into the target, with no staging table at all. When the run has
-    staging too, the batch is appended to it (in the same transaction) and staging commits.
+    The rows are the staged ones, or `commit.batch` when the run staged nothing: then they go
+    from the Arrow table straight into the target, with no staging table at all. When the run
+    has staging too, the batch is appended to it (in the same transaction) and staging commits.
+    The Commit was checked when it was built (tg_actors/attempts.py): its table name is valid.
     """
-    mode = WriteMode(write)
-    if not TABLE_NAME.fullmatch(table):
-        raise DestinationError(f"invalid table name {table!r} (letters, digits, _; max 63)")
+    run_id, table, mode = commit.run_id, commit.table, commit.write
+    batch, cursor, widen_to_varchar = commit.batch, commit.cursor, commit.widen_to_varchar
     stage = stage_table(run_id)
     staged = _exists(con, "tg", f"stage_{run_id}")
     incoming = None if batch is None else typed_batch(run_id, batch)
@@ -239,7 +226,7 @@ def commit_run(
         con.register(_COMMIT_BATCH, with_seq(incoming, _count(con, stage) if staged else 0))
     try:
         with transaction(con):
-            done = _check_commit(con, run_id, attempt)
+            done = _check_commit(con, run_id, commit.attempt)
             if done is not None:  # a retried commit: already done, only tidy up
                 _tidy(con, run_id, staged)
                 return done
@@ -249,7 +236,7 @@ def commit_run(
             source, n = (stage, _count(con, stage)) if staged else (_COMMIT_BATCH, 0)
             if not staged and incoming is not None:
                 n = int(incoming.num_rows)
-            key = list(primary_key)
+            key = list(commit.primary_key)
             if n:
                 rows = write_rows(con, source, n, table, mode, key, widen_to_varchar)
             else:
@@ -262,7 +249,7 @@ def commit_run(
             con.execute(
                 "UPDATE tg.runs SET state = ?, finished_at = ?, rows_loaded = ?,"
                 " pages = ? WHERE run_id = ?",
-                [RunState.SUCCEEDED, now, rows, pages, run_id],
+                [RunState.SUCCEEDED, now, rows, commit.pages, run_id],
             )
             _tidy(con, run_id, staged)
             return rows
