@@ -3,7 +3,6 @@ good is POSTed once to a real receiver on 127.0.0.1 (its retried attempt is not)
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 import ray
 
 from tests.kit.jobs import write_job
-from tests.kit.ray import running_system, wait_for_run
+from tests.kit.ray import poll_until, running_system, wait_for_run
 from tests.kit.servers import Receiver, serve_app
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
@@ -34,10 +33,10 @@ def test_a_run_failed_for_good_is_posted_once(tmp_path: Path, namespace: str) ->
             run_id = ray.get(rt.scheduler.trigger.remote("doomed"))
             run = wait_for_run(rt, run_id, timeout=120)
             assert run["state"] == "failed" and run["attempt"] == 2
-            deadline = time.monotonic() + 30
-            while not hook.bodies and time.monotonic() < deadline:
-                time.sleep(0.1)
-            time.sleep(1.0)  # a second POST (there must be none) would have come by now
+            poll_until("the alert to be POSTed", lambda: hook.bodies or None, 30, every=0.1)
+            # the Scheduler's stop waits until every alert it has queued is delivered: once it
+            # returns, a second POST (there must be none) is in hook.bodies; no window to wait
+            ray.get(rt.scheduler.stop.remote(10), timeout=60)
     bodies: list[Any] = hook.bodies
     assert len(bodies) == 1, bodies
     alert = bodies[0]

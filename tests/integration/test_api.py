@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.kit.jobs import write_job
-from tests.kit.ray import running_system
+from tests.kit.ray import running_system, wait_subscribed
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 TOKEN = "test-token-1234567"
@@ -25,7 +25,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Any]]:
+    """One system with the Serve app for the module: (a client of the API, its Runtime)."""
     import uuid
 
     from tg_actors import runtime
@@ -50,7 +51,12 @@ destination: {{table: demo, write: merge, primary_key: [id]}}
         rt.settings = rt.settings.model_copy(update={"port": port, "api_token": TOKEN})
         runtime.start_serve(rt)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
+            yield client, rt
+
+
+@pytest.fixture(scope="module")
+def api(served: tuple[httpx.Client, Any]) -> httpx.Client:
+    return served[0]
 
 
 def wait_run(api: httpx.Client, run_id: str) -> dict[str, Any]:
@@ -305,18 +311,24 @@ def test_masked_secrets_round_trip_keeps_the_stored_reference(api: httpx.Client)
     api.delete("/api/jobs/secretive", headers=AUTH)
 
 
-def test_events_stream_run_state_changes(api: httpx.Client) -> None:
+def test_events_stream_run_state_changes(served: tuple[httpx.Client, Any]) -> None:
     import json
     import threading
 
+    from serve.events import GROUP
+    from tg_actors.messages import TOPIC_STATUS
+
+    api, rt = served
     assert api.get("/api/events").status_code == 401
     seen: list[dict[str, Any]] = []
-    done = threading.Event()
+    connected, done = threading.Event(), threading.Event()
 
     def listen() -> None:
         with api.stream("GET", "/api/events?job=demo", headers=AUTH, timeout=60) as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
             for line in stream.iter_lines():
+                if line.startswith(": connected"):
+                    connected.set()
                 if line.startswith("data: "):
                     seen.append(json.loads(line[6:]))
                     if seen[-1]["state"] == "succeeded":
@@ -325,7 +337,9 @@ def test_events_stream_run_state_changes(api: httpx.Client) -> None:
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    time.sleep(1.0)  # the stream is open and subscribed
+    # the stream is open (its client registered) and the replica's consumer group subscribed
+    assert connected.wait(30), "the event stream did not open"
+    wait_subscribed(rt, TOPIC_STATUS, GROUP)
     run_id = api.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"]
     assert done.wait(60), seen
     states = [e["state"] for e in seen if e["run_id"] == run_id]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 import ray
 
+from tests.kit.faults import staged_pages
 from tests.kit.jobs import write_job
 from tests.kit.ray import running_system, wait_for_run, wait_idle, wait_state
 
@@ -80,7 +80,7 @@ def test_engine_killed_mid_run_is_retried_and_resumes_on_a_live_engine(
     with running_system(tmp_path, namespace, engines=2, lease_seconds=4) as rt:
         run_id = ray.get(rt.scheduler.trigger.remote("slow"))
         wait_state(rt, run_id, "running")
-        time.sleep(1.0)  # a few pages staged
+        staged_pages(rt, run_id, 2)  # a few pages staged: the retry resumes after them
         busy = [e for e in rt.engines if ray.get(e.stats.remote())["current_run"] == run_id]
         assert len(busy) == 1
         ray.kill(busy[0], no_restart=False)  # the worker dies; Ray restarts the actor empty

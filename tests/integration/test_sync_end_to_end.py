@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -12,7 +13,7 @@ import ray
 
 from demo.app import demo_orders
 from tests.kit.jobs import write_job
-from tests.kit.ray import running_system, wait_for_run
+from tests.kit.ray import drained, pause, running_system, wait_for_run, wait_runs
 from tests.kit.servers import DEMO_ROWS
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
@@ -101,14 +102,19 @@ def test_interval_job_fires_once_per_tick_in_a_window(
     namespace: str,
     demo_server: str,
 ) -> None:
+    """Smoke check end to end, through wall-clock ticks: once per tick with no gap and no
+    double, skip, and nothing after a pause are proven on a stepped clock in
+    tests/unit/test_scheduler_ticks.py."""
     write_job(tmp_path / "configs", "ticker", INTERVAL_JOB.format(url=demo_server))
     with running_system(tmp_path, namespace) as rt:
         began = time.time()
-        time.sleep(6.5)
-        ray.get(rt.config.set_paused.remote("ticker", True))
-        paused_at = time.time()
-        time.sleep(1.5)  # let the last run finish; a paused job fires nothing more
-        runs = ray.get(rt.db.list_runs.remote(job="ticker", limit=100))
+
+        def seven_ticks(runs: list[dict[str, Any]]) -> bool:
+            return len([r for r in runs if r["scheduled_for"].timestamp() >= began]) >= 7
+
+        wait_runs(rt, "ticker", "7 ticks since the start", seven_ticks)
+        paused_at = pause(rt, "ticker")  # the Scheduler has heard it: it fires nothing more
+        runs = drained(rt, "ticker")  # the last run has ended
     ticks = sorted(r["scheduled_for"].timestamp() for r in runs)
     # anchored: ticks on whole seconds, one per second, none missing, none doubled
     assert all(t == int(t) for t in ticks)
@@ -117,6 +123,7 @@ def test_interval_job_fires_once_per_tick_in_a_window(
     # time too. Every whole second in the window fired (the last may fall after the pause),
     # and nothing fired a second past the pause
     window = list(range(math.ceil(began), math.floor(paused_at)))
+    assert len(window) >= 6  # 7 ticks from `began` on: as long as the old 6.5 s window
     assert set(window) <= set(ticks)
     assert max(ticks) <= paused_at + 1
     assert {r["state"] for r in runs} <= {"succeeded", "skipped"}

@@ -1,5 +1,9 @@
 """For tests on a real local Ray: start a full runtime (every actor, no Serve) for one test,
-poll with a deadline, and wait on its runs (ended, in a state) and on idle engines."""
+poll with a deadline, and wait on its runs (ended, in a state, enough of them), on idle
+engines, on an actor that is up again, and on a paused job whose runs have all ended.
+
+Tests wait for conditions, never for a window of wall time: on a loaded machine a window
+holds fewer runs than on an idle one, and a condition holds the same."""
 
 from __future__ import annotations
 
@@ -70,6 +74,70 @@ def wait_state(rt: runtime.Runtime, run_id: str, state: str, timeout: float = 30
         return True if run and run["state"] == state else None
 
     poll_until(f"run {run_id} to be {state}", reached, timeout)
+
+
+def runs_of(rt: runtime.Runtime, job: str) -> list[dict[str, Any]]:
+    """Every run of `job` in tg.runs (newest first)."""
+    runs: list[dict[str, Any]] = ray.get(rt.db.list_runs.remote(job=job, limit=100_000))
+    return runs
+
+
+def wait_runs(
+    rt: runtime.Runtime,
+    job: str,
+    what: str,
+    enough: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 120.0,
+) -> list[dict[str, Any]]:
+    """The runs of `job` once `enough(runs)` holds."""
+
+    def check() -> list[dict[str, Any]] | None:
+        runs = runs_of(rt, job)
+        return runs if enough(runs) else None
+
+    return poll_until(f"{job}: {what}", check, timeout, every=0.1)
+
+
+def pause(rt: runtime.Runtime, job: str, timeout: float = 60.0) -> float:
+    """Pause `job` and wait until the Scheduler has heard it (from then on it fires no tick of
+    it). Returns the wall time (time.time()) at which the pause was stored and announced."""
+    ray.get(rt.config.set_paused.remote(job, True), timeout=timeout)
+    paused_at = time.time()
+
+    def heard() -> bool | None:
+        status = ray.get(rt.scheduler.job_status.remote(job), timeout=timeout)
+        return True if status[job]["paused"] else None
+
+    poll_until(f"the scheduler to hear that {job} is paused", heard, timeout)
+    return paused_at
+
+
+def drained(rt: runtime.Runtime, job: str, timeout: float = 120.0) -> list[dict[str, Any]]:
+    """The runs of a paused `job` once none is open (queued, running, retrying): final."""
+    return wait_runs(
+        rt, job, "every run to end", lambda runs: all(r["state"] in TERMINAL for r in runs), timeout
+    )
+
+
+def wait_ready(actor: Any, timeout: float = 60.0) -> None:
+    """Until the actor's ping answers "ok" (booted: after a restart, its state reloaded)."""
+
+    def ready() -> bool | None:
+        try:
+            return True if ray.get(actor.ping.remote(), timeout=5) == "ok" else None
+        except Exception:  # still restarting
+            return None
+
+    poll_until("the actor to answer ping", ready, timeout, every=0.1)
+
+
+def wait_subscribed(rt: runtime.Runtime, topic: str, group: str, timeout: float = 30.0) -> None:
+    """Until `group` is subscribed to `topic` on the broker: it gets what is published next."""
+
+    def subscribed() -> bool | None:
+        return True if group in ray.get(rt.broker.stats.remote()).get(topic, {}) else None
+
+    poll_until(f"group {group} on {topic}", subscribed, timeout)
 
 
 def wait_idle(rt: runtime.Runtime, timeout: float = 15.0) -> dict[str, Any]:
