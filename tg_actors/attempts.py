@@ -17,9 +17,10 @@ from typing import Any, NoReturn
 
 import pyarrow as pa
 
-from tg_actors.jobs import TABLE_NAME, WriteMode
+from tg_actors.jobs import TABLE_NAME, ExportFormat, WriteMode
 
 _MODES = ", ".join(mode.value for mode in WriteMode)
+_EXPORTS = ", ".join(fmt.value for fmt in ExportFormat)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,8 @@ class Begun:
 class Commit:
     """Commit the run: its staged rows and `batch` (the tail it did not stage; a RecordBatch
     becomes a Table) into `table` by `write`, its `cursor` (job, value) and `succeeded`;
-    `pages` fetched in all. `attempt` fences off a superseded attempt (None: no fence)."""
+    `pages` fetched in all. `attempt` fences off a superseded attempt (None: no fence).
+    `export`: the job's destination.export, a file the Database rewrites after the commit."""
 
     run_id: str
     _: KW_ONLY
@@ -90,6 +92,7 @@ class Commit:
     widen_to_varchar: bool = False
     attempt: int | None = None
     batch: pa.Table | None = None
+    export: ExportFormat | None = None
 
     def __post_init__(self) -> None:
         _text(self, "run_id", self.run_id)
@@ -110,6 +113,11 @@ class Commit:
         _flag(self, "widen_to_varchar", self.widen_to_varchar)
         _attempt(self, self.attempt)
         object.__setattr__(self, "batch", _batch(self, self.batch))
+        if self.export is not None:
+            try:
+                object.__setattr__(self, "export", ExportFormat(self.export))
+            except ValueError:
+                _refuse(self, "export", self.export, f"one of {_EXPORTS} or None", ValueError)
 
     @property
     def cursor_job(self) -> str | None:

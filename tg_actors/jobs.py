@@ -135,6 +135,12 @@ class WriteMode(enum.StrEnum):
     MERGE = "merge"  # upsert on primary_key
 
 
+class ExportFormat(enum.StrEnum):
+    """A file of the whole table the Database rewrites after each commit of it (store/export.py)."""
+
+    PARQUET = "parquet"  # <data dir>/exports/<table>.parquet, written aside and renamed
+
+
 class Schedule(Strict):
     cron: str | None = None
     interval: Duration | None = None
@@ -362,6 +368,7 @@ class Destination(Strict):
     # a column whose type changes incompatibly (e.g. BIGINT then VARCHAR) fails the run unless
     # this is set: then the column becomes VARCHAR
     widen_to_varchar: bool = False
+    export: ExportFormat | None = None  # absent: no export file
 
     @model_validator(mode="after")
     def _merge_needs_key(self) -> Destination:

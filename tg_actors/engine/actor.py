@@ -302,6 +302,7 @@ class SyncEngine:
                 widen_to_varchar=dest.widen_to_varchar,
                 attempt=attempt,
                 batch=result.tail,
+                export=dest.export,
             )
             rows = await self._db.commit_run(commit)
         except asyncio.CancelledError:

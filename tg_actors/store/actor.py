@@ -14,8 +14,8 @@ import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -35,6 +35,7 @@ from tg_actors.names import DATABASE_GROUP
 from tg_actors.runstate import RunState
 from tg_actors.settings import Settings, retention_seconds
 from tg_actors.store.duckdb import DuckStore
+from tg_actors.store.export import Exporter, exports_dir
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -105,6 +106,7 @@ class Database:
         self._begins: Coalescer[tuple[Begin, str], Begun] = Coalescer(self._begin_batch)
         self._commits: Coalescer[Commit, int] = Coalescer(self._commit_batch)
         self._boot = Boot(self._start)
+        self._exporter: Exporter | None = None  # made at the first destination.export
 
     async def create_runs(self, runs: list[dict[str, Any]]) -> list[str | None]:
         """DuckStore.create_runs, grouped with concurrent calls."""
@@ -140,7 +142,47 @@ class Database:
         return [results[i] for i in range(len(items))]
 
     async def _commit_batch(self, commits: list[Commit]) -> list[int | Exception]:
-        return await self._call(self._store.commit_runs, commits)
+        results = await self._call(self._store.commit_runs, commits)
+        await self._export_after(commits, results)
+        return results
+
+    async def _export_after(self, commits: list[Commit], results: list[int | Exception]) -> None:
+        """Rewrite the export file of each committed run's table whose job has
+        destination.export (store/export.py: off this thread, coalesced per table); a failed
+        export is a warning in the run's logs, never the run's failure."""
+        wanted = [
+            (c.table, c.run_id)
+            for c, r in zip(commits, results, strict=True)
+            if c.export is not None and not isinstance(r, BaseException)
+        ]
+        if not wanted:
+            return
+        try:
+            if self._exporter is None:
+                if str(self._path) == ":memory:":
+                    raise ValueError("the database is in memory: no folder to export to")
+                cursor = await self._call(self._store.con.cursor)  # made on the writer's thread
+                if self._exporter is None:
+                    self._exporter = Exporter(cursor, exports_dir(self._path), self._export_logs)
+                else:
+                    cursor.close()
+        except Exception as exc:
+            self._export_logs([run for _, run in wanted], "WARNING", f"no export: {exc}")
+            return
+        for table, run_id in wanted:
+            self._exporter.request(table, run_id)
+
+    def _export_logs(self, run_ids: list[str], level: str, message: str) -> None:
+        """An export's outcome into the runs' logs, queued on the DuckDB thread (called from
+        the exporter's thread)."""
+        now = datetime.now(UTC)
+        entries = [(run_id, now, level, message) for run_id in run_ids]
+        self._executor.submit(self._store.add_logs, entries).add_done_callback(_logged)
+
+    async def wait_exports(self, timeout: float = 30.0) -> bool:
+        """Until no export file is pending or being written; False after `timeout` (tests)."""
+        exporter = self._exporter
+        return exporter is None or await asyncio.to_thread(exporter.wait_idle, timeout)
 
     async def start(self) -> None:
         """Wait until the status subscription runs (it starts by itself, also after a restart)."""
@@ -385,7 +427,15 @@ class Database:
         self._stop.set()
         for task in self._tasks:
             task.cancel()
+        if self._exporter is not None:  # its cursor goes before the file closes
+            await asyncio.to_thread(self._exporter.close)
         await self._call(self._store.close)
+
+
+def _logged(done: Future[None]) -> None:
+    """Say when log lines queued from another thread could not be written."""
+    if done.exception() is not None:
+        log.warning("writing run logs failed: %s", done.exception())
 
 
 def _retention(variable: str, field: str) -> float | None:
