@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tg_actors.cli import engines as engines_cli
+from tg_actors.cli import export as export_cli
 from tg_actors.config.files import load_jobs
 from tg_actors.runstate import RunState
 from tg_actors.settings import Settings
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--no-demo", action="store_true", help="do not serve the demo source")
     engines_cli.add_parser(sub)
+    export_cli.add_parser(sub)
     return parser
 
 
@@ -252,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_up(args)
         if args.command == "engines":
             return engines_cli.cmd_engines(args)
+        if args.command == "export":
+            return export_cli.cmd_export(args)
         return cmd_run(args)
     except ValidationError as exc:  # a bad flag or TG_* variable
         for err in exc.errors(include_url=False):

@@ -200,6 +200,9 @@ class Exporter:
             self._con.close()
 
     def _loop(self) -> None:
+        # a cursor has settings of its own: TIMESTAMPTZ columns in UTC, as the writer has them
+        with suppress(duckdb.Error):
+            self._con.execute("SET TimeZone = 'UTC'")
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._closed or bool(self._pending))
