@@ -168,7 +168,9 @@ class Database(Protocol):
         staged row per key winning. The cursor only moves forward (progress.py). Concurrent
         commits (of every engine) are grouped into one DuckDB transaction per target table
         where they can be (append, a batch, no staging), with the outcome of committing them
-        one by one in arrival order; one bad run never fails the others."""
+        one by one in arrival order; one bad run never fails the others. With `export`, the
+        table's export file is rewritten after the commit (store/export.py), off the writer's
+        thread and not awaited: its outcome is a line in the run's logs, never its error."""
         ...
 
     async def discard_run(self, run_id: str) -> None:
