@@ -3,7 +3,8 @@
 The Serve replica consumes the `status` topic in its own lossy consumer group ("api-events":
 when nobody reads fast enough the oldest events are dropped, the system never waits for a
 browser) and fans each RunStateChanged out to the connected clients, each with a bounded
-queue of its own (a slow client loses its oldest events, and is told so).
+queue of its own (a slow client loses its oldest events, and is told so). The stream's first line,
+`: connected`, comes once the group is subscribed: from then on no event is missed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 GROUP = "api-events"
 KEEPALIVE_S = 15.0
 CLIENT_QUEUE = 1000
+SUBSCRIBE_S = 5.0
 
 
 def event_data(message: RunStateChanged) -> dict[str, Any]:
@@ -63,12 +65,22 @@ class EventHub:
         self._stop = asyncio.Event()
         self._seq = 0
 
-    def _ensure_pump(self) -> None:
+    async def _ensure_pump(self) -> None:
+        """Start the pump once, after its group exists on the broker: a client told
+        `: connected` misses no event published from then on. A broker that does not answer
+        in SUBSCRIBE_S is not waited out here (the pump joins as soon as it answers)."""
         if self._pump is None or self._pump.done():
             client = BrokerClient(self._broker())
-            self._pump = asyncio.create_task(
-                client.pump_batches(TOPIC_STATUS, GROUP, self._fan_out, self._stop, lossy=True)
-            )
+            try:
+                await asyncio.wait_for(
+                    client.subscribe(TOPIC_STATUS, GROUP, lossy=True), SUBSCRIBE_S
+                )
+            except Exception:
+                log.warning("events: broker not answering; the stream opens without it yet")
+            if self._pump is None or self._pump.done():  # another client may have started it
+                self._pump = asyncio.create_task(
+                    client.pump_batches(TOPIC_STATUS, GROUP, self._fan_out, self._stop, lossy=True)
+                )
 
     async def _fan_out(self, messages: list[Any]) -> None:
         for message in messages:
@@ -79,7 +91,7 @@ class EventHub:
 
     async def stream(self, job: str | None = None) -> AsyncIterator[bytes]:
         """The bytes of one client's event stream, until it disconnects."""
-        self._ensure_pump()
+        await self._ensure_pump()
         client = Client(job)
         self._clients.add(client)
         try:

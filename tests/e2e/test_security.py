@@ -145,9 +145,10 @@ class EventTap(threading.Thread):
             with httpx.Client(base_url=self.server.base, timeout=timeout) as client:
                 with client.stream("GET", "/api/events", headers=self.server.auth) as response:
                     assert response.status_code == 200, response.status_code
-                    self.opened.set()
                     for chunk in response.iter_text():
                         self.text += chunk
+                        if ": connected" in self.text:  # the replica's group is subscribed
+                            self.opened.set()
                         if self.done(self.text) or time.monotonic() > deadline:
                             return
         except BaseException as exc:  # reported by the test
@@ -199,7 +200,6 @@ def test_secrets_stay_secret_and_everything_needs_the_token(tmp_path: Path) -> N
             )
             tap.start()
             assert tap.opened.wait(30) and tap.error is None, tap.error
-            time.sleep(1.0)  # the replica's consumer group is subscribed
             ids = {job: server.trigger(job) for job in ("shop", "leaky")}
             runs = server.wait_ended(list(ids.values()), 120)
             shop_run, leaky_run = runs[ids["shop"]], runs[ids["leaky"]]

@@ -131,15 +131,6 @@ def wait_ready(actor: Any, timeout: float = 60.0) -> None:
     poll_until("the actor to answer ping", ready, timeout, every=0.1)
 
 
-def wait_subscribed(rt: runtime.Runtime, topic: str, group: str, timeout: float = 30.0) -> None:
-    """Until `group` is subscribed to `topic` on the broker: it gets what is published next."""
-
-    def subscribed() -> bool | None:
-        return True if group in ray.get(rt.broker.stats.remote()).get(topic, {}) else None
-
-    poll_until(f"group {group} on {topic}", subscribed, timeout)
-
-
 def wait_idle(rt: runtime.Runtime, timeout: float = 15.0) -> dict[str, Any]:
     """Scheduler status once no engine is busy (the end events follow the commit closely)."""
 
