@@ -10,7 +10,12 @@ from tg_actors.errors import (
     Conflict,
     JobValidationError,
     NotFound,
+    QueryError,
+    QueryFailed,
+    QueryRefused,
+    QueryTimeout,
     TGError,
+    TooManyQueries,
     Unavailable,
 )
 
@@ -19,6 +24,9 @@ STATUS: dict[type[TGError], int] = {
     NotFound: 404,
     ConfigError: 422,
     Conflict: 409,
+    QueryTimeout: 408,
+    QueryError: 422,
+    TooManyQueries: 429,
     Unavailable: 503,
 }
 
@@ -39,4 +47,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _tg_error(_: Request, exc: TGError) -> JSONResponse:
         if isinstance(exc, JobValidationError):
             return JSONResponse({"detail": validation_detail(exc)}, status_code=422)
+        if isinstance(exc, QueryRefused | QueryFailed):  # the body's `sql` is what is wrong
+            detail = [{"loc": ["body", "sql"], "msg": str(exc), "type": "value_error"}]
+            return JSONResponse({"detail": detail}, status_code=422)
         return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))

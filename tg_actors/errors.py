@@ -15,14 +15,19 @@ TGError
 │   └── PaginationLoop          a paginator would repeat itself
 ├── TransformError              transform.sql failed
 ├── DestinationError            the DuckDB write failed (schema, primary key)
+├── QueryError                  a query over the live database (POST /api/sql) was not answered
+│   ├── QueryRefused            not one read-only statement over what it may read
+│   ├── QueryFailed             DuckDB failed the read (unknown column, a bad parameter)
+│   └── QueryTimeout            it ran past TG_SQL_TIMEOUT and was interrupted
 └── Unavailable                 the system cannot take this now; trying later may work
     ├── NoCapacity              the cluster cannot place the engines asked for
     ├── PeerUnavailable         an actor is down or restarting (Ray's RayActorError)
+    ├── TooManyQueries          TG_SQL_CONCURRENCY queries are running already
     └── BrokerError
         └── BrokerFull          a bounded queue stayed full past the publish timeout
 
 HTTP answers follow the branch (serve/errors.py): NotFound 404, ConfigError 422, Conflict 409,
-Unavailable 503, anything else 500. tests/unit/test_errors.py checks this drawing against the
+QueryError 422 but QueryTimeout 408, Unavailable 503 but TooManyQueries 429, anything else 500. tests/unit/test_errors.py checks this drawing against the
 classes.
 """
 
@@ -124,6 +129,32 @@ class DestinationError(TGError):
     pass
 
 
+class QueryError(TGError):
+    pass
+
+
+class QueryRefused(QueryError):
+    """The parser's wall (store/reads.py): `problem` says why the statement may not run."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"query refused: {problem}")
+
+
+class QueryFailed(QueryError):
+    """DuckDB's own error for a read it was allowed to run (its message, first lines)."""
+
+    def __init__(self, message: str) -> None:
+        self.problem = message
+        super().__init__(f"query failed: {message}")
+
+
+class QueryTimeout(QueryError):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"query interrupted after {seconds:g}s (TG_SQL_TIMEOUT)")
+
+
 class Unavailable(TGError):
     pass
 
@@ -139,6 +170,14 @@ class PeerUnavailable(Unavailable):
     def __init__(self, actor: str, reason: str) -> None:
         self.actor, self.reason = actor, reason
         super().__init__(f"{actor} is unavailable: {reason}")
+
+
+class TooManyQueries(Unavailable):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"{limit} queries are running already (TG_SQL_CONCURRENCY): try again shortly"
+        )
 
 
 class BrokerError(Unavailable):

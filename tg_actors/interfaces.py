@@ -16,9 +16,9 @@ What holds for every method here:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from tg_actors.runstate import RunState, Trigger
 
@@ -208,6 +208,48 @@ class Database(Protocol):
 
     async def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
         """First `limit` rows as JSON-ready values: {columns: [names], rows: [[values]]}."""
+        ...
+
+    async def sql(
+        self,
+        sql: str,
+        params: list[Any] | None = None,
+        limit: int | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One read-only query over the live database (store/reads.py says what may run),
+        `params` bound to its `?` / `$1` placeholders: {"columns": [{"name", "type"}],
+        "rows": [[...]] (JSON-ready, as preview_table's), "row_count", "truncated",
+        "elapsed_ms"}. At most min(limit, TG_SQL_MAX_ROWS) rows, `truncated` when the result
+        has more. It reads one snapshot on a cursor and thread of its own: it never waits for
+        a commit, nor a commit for it. Raises QueryRefused (not a read-only statement over
+        the tables it may read), QueryFailed (DuckDB's error, e.g. an unknown column),
+        QueryTimeout (interrupted after min(timeout, TG_SQL_TIMEOUT) seconds of DuckDB work),
+        TooManyQueries (TG_SQL_CONCURRENCY queries, streams included, run already). Changes
+        nothing, so it is idempotent."""
+        ...
+
+    def sql_batches(
+        self,
+        sql: str,
+        params: list[Any] | None = None,
+        limit: int | None = None,
+        *,
+        timeout: float | None = None,
+        fit: Literal["arrow", "csv", "parquet"] = "arrow",
+        batch_rows: int = 65_536,
+    ) -> AsyncIterator[pa.RecordBatch]:
+        """The same query's whole result (or its first `limit` rows) as Arrow record
+        batches of up to `batch_rows` rows, streamed (an actor generator: over Ray an
+        ObjectRefGenerator of one batch per ref, so no side holds the whole result; callers
+        use the handle, not `face`: serve/sql.py). TG_SQL_MAX_ROWS does not apply. The
+        first batch is empty and carries the schema: it comes once the query is checked and
+        bound, so the errors of `sql` are raised before any row; QueryTimeout can also end
+        the stream later (TG_SQL_TIMEOUT counts DuckDB's work, not the reader's pace).
+        `fit`: the format the batches will be written as; columns it cannot hold come as
+        DuckDB's text of them (csv: lists, structs, maps, blobs, intervals...; parquet:
+        intervals, unions). Stopping early interrupts the query and frees its slot."""
         ...
 
     async def cursor(self, job: str) -> str | None: ...

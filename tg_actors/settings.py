@@ -56,10 +56,21 @@ class Settings(BaseSettings):
     # runs nor a job's newest run; 0 or none keeps them forever (durations: 90d, 12h)
     run_retention: float | None = 90 * 86400.0
     log_retention: float | None = 30 * 86400.0  # the log lines of such runs
+    # POST /api/sql (store/reader.py): a query is interrupted after sql_timeout seconds of
+    # DuckDB work (408), a JSON answer holds at most sql_max_rows rows (`truncated` beyond),
+    # and at most sql_concurrency queries run at once (429 beyond)
+    sql_timeout: float = Field(30.0, gt=0)
+    sql_max_rows: int = Field(10_000, ge=1)
+    sql_concurrency: int = Field(4, ge=1, le=64)
 
     @field_validator("max_retry_after", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
+        return duration_seconds(value)
+
+    @field_validator("sql_timeout", mode="before")
+    @classmethod
+    def _sql_timeout(cls, value: object) -> object:
         return duration_seconds(value)
 
     @field_validator("run_retention", "log_retention", mode="before")
@@ -98,6 +109,10 @@ class Settings(BaseSettings):
             "TG_MAX_RETRY_AFTER": seconds_text(self.max_retry_after),
             "TG_RUN_RETENTION": seconds_text(self.run_retention),
             "TG_LOG_RETENTION": seconds_text(self.log_retention),
+            # the Database actor's read path (store/reader.py SqlLimits) reads these
+            "TG_SQL_TIMEOUT": seconds_text(self.sql_timeout),
+            "TG_SQL_MAX_ROWS": str(self.sql_max_rows),
+            "TG_SQL_CONCURRENCY": str(self.sql_concurrency),
         }
 
     @property

@@ -74,10 +74,10 @@ def _bounded_result(relation: duckdb.DuckDBPyRelation) -> pa.Table:
 # -- validation: what a transform may be -------------------------------------------------------
 
 # table functions a transform may call in FROM: they compute, they read nothing
-_TABLE_FUNCTIONS = frozenset({"unnest", "range", "generate_series"})
+TABLE_FUNCTIONS = frozenset({"unnest", "range", "generate_series"})
 # kinds of FROM items (DuckDB's TableReferenceType) a transform may use besides those checked
-_FROM_KINDS = frozenset({"BASE_TABLE", "TABLE_FUNCTION", "JOIN", "SUBQUERY", "EXPRESSION_LIST"})
-_FROM_KINDS |= {"EMPTY", "PIVOT"}
+FROM_KINDS = frozenset({"BASE_TABLE", "TABLE_FUNCTION", "JOIN", "SUBQUERY", "EXPRESSION_LIST"})
+FROM_KINDS |= {"EMPTY", "PIVOT"}
 
 
 def transform_sql_problem(sql: str) -> str | None:
@@ -89,29 +89,38 @@ def transform_sql_problem(sql: str) -> str | None:
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
-        return f"does not parse: {_first_line(exc)}"
+        return f"does not parse: {first_line(exc)}"
     if len(statements) != 1:
         count = len(statements)
         return "holds no statement" if not count else f"holds {count} statements; give one SELECT"
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
         return f"must be a SELECT over `records` (read-only), not {kind.name}"
+    tree = parse_tree(statements[0].query)
+    if isinstance(tree, str):
+        return f"cannot be checked: {tree}"
+    return _tree_problem(tree)
+
+
+def parse_tree(query: str) -> dict[str, Any] | str:
+    """DuckDB's parse tree of one SELECT statement (`json_serialize_sql`, in the sandbox), or
+    why there is none (DuckDB serializes SELECT statements only)."""
     con = duckdb.connect(config=_SANDBOX)
     try:
-        row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [statements[0].query]).fetchone()
+        row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [query]).fetchone()
     except duckdb.Error as exc:
-        return f"cannot be checked: {_first_line(exc)}"
+        return first_line(exc)
     finally:
         con.close()
     tree = json.loads(row[0]) if row else {"error": True}
     if tree.get("error"):
-        return f"cannot be checked: {tree.get('error_message', 'no parse tree')}"
-    return _tree_problem(tree)
+        return str(tree.get("error_message", "no parse tree"))
+    return dict(tree)
 
 
 def _tree_problem(tree: dict[str, Any]) -> str | None:
     reads_records = False
-    for ref, ctes in _from_items(tree):
+    for ref, ctes in from_items(tree):
         kind = ref["type"]
         if kind == "BASE_TABLE":
             name = str(ref.get("table_name", ""))
@@ -124,18 +133,18 @@ def _tree_problem(tree: dict[str, Any]) -> str | None:
         elif kind == "TABLE_FUNCTION":
             function = ref.get("function") or {}
             name = str(function.get("function_name", "?"))
-            if name.lower() not in _TABLE_FUNCTIONS or function.get("schema"):
+            if name.lower() not in TABLE_FUNCTIONS or function.get("schema"):
                 return f"calls {name}(): a transform reads only the relation `records`"
         elif kind == "SHOW_REF":
             return "DESCRIBE, SHOW and SUMMARIZE are not transforms; give a SELECT over `records`"
-        elif kind not in _FROM_KINDS:
+        elif kind not in FROM_KINDS:
             return f"uses {kind} in FROM; give a SELECT over `records`"
     if not reads_records:
         return "must read from `records` (SELECT ... FROM records)"
     return None
 
 
-def _from_items(
+def from_items(
     node: Any, ctes: frozenset[str] = frozenset()
 ) -> Iterator[tuple[dict[str, Any], frozenset[str]]]:
     """Every FROM item (table reference) anywhere in the tree, subqueries and CTEs included
@@ -147,7 +156,7 @@ def _from_items(
     recursive part only, not by the anchor."""
     if isinstance(node, list):
         for item in node:
-            yield from _from_items(item, ctes)
+            yield from from_items(item, ctes)
         return
     if not isinstance(node, dict):
         return
@@ -162,18 +171,18 @@ def _from_items(
     cte_map = node.get("cte_map")
     if isinstance(cte_map, dict):
         for entry in cte_map.get("map") or []:
-            yield from _from_items(entry.get("value"), inner)
+            yield from from_items(entry.get("value"), inner)
             inner = inner | {str(entry.get("key", "")).lower()}
     recursive = node.get("type") == "RECURSIVE_CTE_NODE"
     for key, value in node.items():
         if key == "cte_map":
             continue
         if recursive and key == "right":
-            yield from _from_items(value, inner | {str(node.get("cte_name", "")).lower()})
+            yield from from_items(value, inner | {str(node.get("cte_name", "")).lower()})
         else:
-            yield from _from_items(value, inner)
+            yield from from_items(value, inner)
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     lines = [line for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__

@@ -5,6 +5,8 @@ one writer keeps the file consistent) while the actor's event loop stays free fo
 It also subscribes to the `status` topic and writes engine events into `tg.run_logs`, and
 keeps house: at boot and every `housekeeping_seconds` (5 min) it drops the staging of runs
 that are not open and applies TG_RUN_RETENTION / TG_LOG_RETENTION (store/retention.py).
+Queries over the live database (`sql`, `sql_batches`: POST /api/sql) run on read-only cursors
+and threads of their own (store/reader.py), never on the DuckDB writer's thread.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import aclosing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -36,8 +39,11 @@ from tg_actors.runstate import RunState
 from tg_actors.settings import Settings, retention_seconds
 from tg_actors.store.duckdb import DuckStore
 from tg_actors.store.export import Exporter, exports_dir
+from tg_actors.store.reader import BATCH_ROWS, Fit, Reader
+from tg_actors.store.readonly import lock_down
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
 
     from tg_actors import interfaces
@@ -96,6 +102,10 @@ class Database:
         self._store = self._executor.submit(
             functools.partial(DuckStore, self._path, memory_limit=memory_limit)
         ).result()
+        # the read path (POST /api/sql): the database locked against files, URLs and
+        # extensions, and a cursor of its own, made here on the writer's thread; queries run
+        # on the Reader's threads (store/reader.py, TG_SQL_* limits)
+        self._reader = Reader(self._executor.submit(self._read_base).result())
         self._broker = BrokerClient(broker) if broker is not None else None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -400,6 +410,39 @@ class Database:
     async def loaded_since(self, days: int, limit: int = 5000) -> list[dict[str, Any]]:
         return await self._call(self._store.loaded_since, days, limit)
 
+    # -- the read path: queries over the live database (store/reader.py) -------------------
+
+    def _read_base(self) -> duckdb.DuckDBPyConnection:
+        lock_down(self._store.con)
+        return self._store.con.cursor()
+
+    async def sql(
+        self,
+        sql: str,
+        params: list[Any] | None = None,
+        limit: int | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        return await self._reader.answer(sql, params or [], limit, timeout)
+
+    async def sql_batches(
+        self,
+        sql: str,
+        params: list[Any] | None = None,
+        limit: int | None = None,
+        *,
+        timeout: float | None = None,
+        fit: Fit = "arrow",
+        batch_rows: int = BATCH_ROWS,
+    ) -> AsyncIterator[pa.RecordBatch]:
+        batches = self._reader.batches(
+            sql, params or [], limit, timeout, fit=fit, batch_rows=batch_rows
+        )
+        async with aclosing(batches):  # a stream stopped early ends its query at once
+            async for batch in batches:
+                yield batch
+
     async def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of one SQL statement, for tests, benchmarks and diagnostics: not part of the
         Database face (interfaces.Database), so serve/ and the actors cannot send SQL."""
@@ -427,6 +470,7 @@ class Database:
         self._stop.set()
         for task in self._tasks:
             task.cancel()
+        await self._reader.close()  # queries are interrupted, their cursors closed
         if self._exporter is not None:  # its cursor goes before the file closes
             await asyncio.to_thread(self._exporter.close)
         await self._call(self._store.close)
