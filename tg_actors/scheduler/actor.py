@@ -46,7 +46,7 @@ from tg_actors.metrics import Histogram
 from tg_actors.names import SCHEDULER_GROUP, SCHEDULER_LEASE_GROUP
 from tg_actors.peer import face
 from tg_actors.runstate import RunState, Trigger, after_trigger
-from tg_actors.scheduler.engines import EngineSide
+from tg_actors.scheduler.engines import Fleet
 from tg_actors.scheduler.error_handler import ErrorHandler
 from tg_actors.scheduler.inflight import InFlight
 from tg_actors.scheduler.planning import FireTimes, JobEntry, plan_runs, start_at
@@ -77,7 +77,7 @@ def off_schedule(entry: JobEntry, when: datetime) -> datetime:
     return when
 
 
-class Scheduler(EngineSide):
+class Scheduler:
     def __init__(
         self,
         db: Any,
@@ -103,11 +103,6 @@ class Scheduler(EngineSide):
         self._broker = BrokerClient(broker)
         # the EnginePool: the engines of now (they change at run time)
         self._pool: interfaces.EnginePool | None = face(pool) if pool is not None else None
-        self._slots = max(1, slots)
-        self._engines: list[interfaces.Engine] = []
-        self._capacity = 0
-        self._stopping = False
-        self._set_engines([face(e) for e in engines])
         self._tick_seconds = tick_seconds
         self._now = clock
         self._jobs: dict[str, JobEntry] = {}
@@ -132,6 +127,18 @@ class Scheduler(EngineSide):
             self._states, rng=self._rng, alert_webhook_url=alert_webhook_url
         )
         self._in_flight = InFlight(lease_seconds, monotonic)  # handed to engines, not ended
+        # the engines and capacity, and the runs of lost, silent or removed engines
+        self._fleet = Fleet(
+            self._db,
+            self._in_flight,
+            self._states,
+            self._errors,
+            lambda: self._queue,  # the current one: _start replaces it
+            self._spec_of,
+            clock,
+            slots=slots,
+        )
+        self._fleet.set_engines([face(e) for e in engines])
         self._fires = FireTimes()
         self._dependents: dict[str, list[str]] | None = None  # job -> jobs it triggers
         self._wake = asyncio.Event()  # something new to do before the next planned wake-up
@@ -158,9 +165,11 @@ class Scheduler(EngineSide):
             await self._broker.subscribe(topic, group)
         if self._pool is not None:  # after a restart the engines may not be those we began with
             try:
-                self._set_engines([face(e) for e in await self._pool.peers()])
+                self._fleet.set_engines([face(e) for e in await self._pool.peers()])
             except Exception:  # the pool restarting: it tells us the engines once it is back
-                log.warning("engine pool unavailable; keeping %d engine(s)", len(self._engines))
+                log.warning(
+                    "engine pool unavailable; keeping %d engine(s)", len(self._fleet.engines)
+                )
         async with self._lock:
             self._jobs.clear()
             self._queue = TaskQueue()
@@ -170,7 +179,7 @@ class Scheduler(EngineSide):
             for row in await self._db.list_jobs():
                 await self._load_job(row["name"], row["spec"], bool(row["paused"]))
                 self._versions[row["name"]] = (row["updated_at"], bool(row["paused"]))
-            await self._recover_open_runs()
+            await self._fleet.recover_open_runs()
             await self._reconcile_dependents()
             await self._states.flush()
         if not self._run_loops:
@@ -193,8 +202,7 @@ class Scheduler(EngineSide):
         then put the ones still running back to `queued` (they run again at the next start,
         and nothing of them was committed). Returns {"finished": n, "requeued": n}."""
         self._schedules = False
-        self._stopping = True
-        self._capacity = 0  # no more dispatches; events of running runs are still handled
+        self._fleet.stop_dispatching()  # events of running runs are still handled
         deadline = asyncio.get_running_loop().time() + grace
         before = len(self._in_flight)
         while self._in_flight and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
@@ -274,10 +282,10 @@ class Scheduler(EngineSide):
         """The engines changed (scaled at run time): capacity follows. Returns the capacity.
         Fewer engines lower it at once; runs in flight above it finish, nothing new starts."""
         async with self._lock:
-            self._set_engines([face(e) for e in engines])
+            self._fleet.set_engines([face(e) for e in engines])
             await self._dispatch()
             await self._states.flush()
-            return self._capacity
+            return self._fleet.capacity
 
     async def engine_lost(
         self, engine_id: str, reason: str, runs: list[str] | None = None
@@ -286,15 +294,15 @@ class Scheduler(EngineSide):
         process or node is gone, or it was removed before they ended. Each fails this attempt
         now and is retried per its job's policy, from its last staged page."""
         async with self._lock:
-            lost = await self._fail_runs_of(engine_id, reason, runs or [])
+            lost = await self._fleet.fail_runs_of(engine_id, reason, runs or [])
             await self._dispatch()
             await self._states.flush()
             return lost
 
     async def status(self) -> dict[str, Any]:
         return {
-            "engines": len(self._engines),
-            "slots": self._capacity,  # runs the engines can work on at once
+            "engines": len(self._fleet.engines),
+            "slots": self._fleet.capacity,  # runs the engines can work on at once
             "running": len(self._in_flight),
             "queue_depth": len(self._queue),
             "jobs": len(self._jobs),
@@ -347,7 +355,7 @@ class Scheduler(EngineSide):
             await self._states.refresh(run)
             if self._states.get(run_id) is None:
                 self._queue.remove(run_id)
-                self._release(run_id)
+                self._fleet.release(run_id)
             raise IllegalTransition(run_id, state, RunState.CANCELLED.value)
         self._queue.remove(run_id)
         self._errors.forget(run_id)
@@ -399,7 +407,7 @@ class Scheduler(EngineSide):
                 await self._fire_due()
             for run in await self._errors.release_due(self._now()):
                 self._queue.push(run.run_id, run.job, run.priority, self._now())
-            await self._expire_leases()
+            await self._fleet.expire_leases()
             # one point per AGING_EVERY: checking more often only costs a queue scan
             if self._mono() - self._aged_at >= AGING_EVERY.total_seconds():
                 self._queue.age(self._now(), AGING_EVERY)
@@ -491,7 +499,7 @@ class Scheduler(EngineSide):
     async def _dispatch(self) -> None:
         """Hand queued runs to the engines while there is capacity: one publish for all."""
         orders, items = [], []
-        while len(self._in_flight) < self._capacity:
+        while len(self._in_flight) < self._fleet.capacity:
             item = self._queue.pop_ready(self._now(), self._can_run)
             if item is None:
                 break
@@ -516,7 +524,7 @@ class Scheduler(EngineSide):
             # lease to expire), dispatched again at the next tick.
             log.warning("no engine is listening on %s: %d run(s) wait", TOPIC_TRIGGERS, len(items))
             for item in items:
-                self._release(item.run_id)
+                self._fleet.release(item.run_id)
                 self._queue.push(item.run_id, item.job, item.base, item.due)
 
     async def _on_config(self, message: Any) -> None:
@@ -565,11 +573,19 @@ class Scheduler(EngineSide):
                 if row is not None:
                     await self._load_job(name, row["spec"], bool(row["paused"]))
                     self._versions[name] = (row["updated_at"], bool(row["paused"]))
-        await self._reconcile_runs()
+        await self._fleet.reconcile_runs()
         for run in self._states.active():
             if run.job not in self._jobs:  # its job was deleted while we did not hear it
                 await self._drop_job(run.job)
         await self._reconcile_dependents()
+
+    async def _on_sign_of_life(self, message: Any) -> None:
+        """The lease group's handler: its own consumer, no lock (see Fleet.on_sign_of_life)."""
+        await self._fleet.on_sign_of_life(message)
+
+    def _spec_of(self, job: str) -> JobSpec | None:
+        entry = self._jobs.get(job)
+        return entry.spec if entry else None
 
     async def _on_status(self, batch: list[Any]) -> None:
         """A consumed batch of engine events: one dispatch and one publish for all of them."""
@@ -590,7 +606,7 @@ class Scheduler(EngineSide):
         elif isinstance(message, RunProgressed):
             self._in_flight.seen(run_id, attempt=attempt)
         if isinstance(message, EngineStarted):  # a restart: what it held died with it
-            await self._fail_runs_of(
+            await self._fleet.fail_runs_of(
                 message.engine,
                 f"engine lost: {message.engine} restarted (its process or node died)",
             )
@@ -602,7 +618,7 @@ class Scheduler(EngineSide):
         if isinstance(message, RunFinished):  # DuckDB says succeeded: whichever attempt
             self._errors.forget(run.run_id)  # a presumed-lost attempt that made it
             self._states.ended(run.run_id, RunState.SUCCEEDED)
-            self._release(run.run_id)
+            self._fleet.release(run.run_id)
             await self._fire_dependents(run.job)
             return
         if attempt != run.attempt:  # of a superseded attempt: the current one owns the run
@@ -618,21 +634,20 @@ class Scheduler(EngineSide):
                 await self._states.refresh(run)
                 if self._states.get(run.run_id) is None:
                     self._queue.remove(run.run_id)
-                    self._release(run.run_id)
+                    self._fleet.release(run.run_id)
             case RunFailed() if run.state is not RunState.RETRYING:
-                entry = self._jobs.get(run.job)
-                spec = entry.spec if entry else None
+                spec = self._spec_of(run.job)
                 await self._errors.failed(run, spec, message.error, message.pages, self._now())
                 # released once recorded: should that fail (Database down for long), the run
                 # stays in flight, and its lease (no more heartbeats) brings it back
-                self._release(run.run_id)
+                self._fleet.release(run.run_id)
 
     async def _on_untracked(self, message: Any, attempt: int | None) -> None:
         if isinstance(message, RunFinished):
             await self._fire_dependents(message.job)
         if isinstance(message, RunCancelled | RunFinished | RunFailed):
             if self._in_flight.attempt(message.run_id) == attempt:
-                self._release(message.run_id)
+                self._fleet.release(message.run_id)
 
     async def _fire_dependents(self, job: str) -> None:
         if self._dependents is None:  # rebuilt after a job change: not a scan per finished run
