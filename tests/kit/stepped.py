@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from tests.kit.stepclock import SteppedClock
 from tg_actors.broker.topics import Topics
 from tg_actors.errors import IllegalTransition, StaleAttempt
 from tg_actors.messages import (
@@ -37,23 +38,6 @@ from tg_actors.scheduler.actor import GROUP, LEASE_GROUP, Scheduler
 from tg_actors.store.duckdb import DuckStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # a whole second: interval ticks fall on T0 + k s
-
-
-class SteppedClock:
-    """Wall time and monotonic time advance together, only when told to."""
-
-    def __init__(self, start: datetime = T0) -> None:
-        self.t, self.mono = start, 1000.0
-
-    def now(self) -> datetime:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.t += timedelta(seconds=seconds)
-        self.mono += seconds
 
 
 class _Method:
@@ -177,7 +161,7 @@ class SteppedSystem:
         slots: int = 3,
     ) -> None:
         self.dt = dt
-        self.clock = SteppedClock()
+        self.clock = SteppedClock(T0)
         self.store = DuckStore(":memory:", clock=self.clock.now)
         self.store.con.execute("SET threads = 1")
         self.broker = LocalBroker()

@@ -12,12 +12,13 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 from ray.exceptions import RayActorError
 
+from tests.kit.stepclock import SteppedClock
 from tg_actors.attempts import Begin, Commit
 from tg_actors.errors import IllegalTransition, StaleAttempt
 from tg_actors.jobs import WriteMode
@@ -43,26 +44,11 @@ class SimDown(RayActorError):
     """What a caller sees while a peer's process is down (Ray's RayActorError family)."""
 
 
-class SimClock:
+class SimClock(SteppedClock):
     """Wall time and monotonic time advance together, only when the World steps them."""
 
     def __init__(self) -> None:
-        self.t = T0
-        self.mono = 1000.0
-
-    def now(self) -> datetime:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.t += timedelta(seconds=seconds)
-        self.mono += seconds
-
-    @property
-    def seconds(self) -> float:
-        return (self.t - T0).total_seconds()
+        super().__init__(T0)
 
 
 class Method:
