@@ -28,8 +28,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from tg_actors.errors import TableNotFound
-from tg_actors.store.schema import one, quote
+from tg_actors.store.schema import quote
+from tg_actors.store.tables import table_name
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +59,6 @@ def format_of(path: Path) -> str:
         known = ", ".join(FORMATS)
         raise ValueError(f"{path}: unknown file type {path.suffix or '(none)'!r}; use {known}")
     return fmt
-
-
-def table_name(con: duckdb.DuckDBPyConnection, name: str) -> str:
-    """The name of the data table `name` (case-insensitive) in schema main; TableNotFound."""
-    found = one(
-        con,
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
-        " AND schema_name = 'main' AND lower(table_name) = lower(?)",
-        [name],
-    )
-    if found is None:
-        raise TableNotFound(name)
-    return str(found[0])
 
 
 def temp_path(target: Path) -> Path:

@@ -22,10 +22,8 @@ def list_tables(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return [{"name": name, "rows": _count(con, name), "columns": columns} for name, columns in rows]
 
 
-def preview_table(con: duckdb.DuckDBPyConnection, name: str, limit: int) -> dict[str, Any]:
-    """First `limit` rows as JSON-ready values: {columns: [names], rows: [[values]]}."""
-    if limit < 0:
-        raise ValueError("limit must be >= 0")
+def table_name(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    """The name of the data table `name` (case-insensitive) in schema main; TableNotFound."""
     found = one(
         con,
         "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
@@ -34,7 +32,14 @@ def preview_table(con: duckdb.DuckDBPyConnection, name: str, limit: int) -> dict
     )
     if found is None:
         raise TableNotFound(name)
-    rel = con.sql(f"SELECT * FROM main.{quote(found[0])} LIMIT {int(limit)}")
+    return str(found[0])
+
+
+def preview_table(con: duckdb.DuckDBPyConnection, name: str, limit: int) -> dict[str, Any]:
+    """First `limit` rows as JSON-ready values: {columns: [names], rows: [[values]]}."""
+    if limit < 0:
+        raise ValueError("limit must be >= 0")
+    rel = con.sql(f"SELECT * FROM main.{quote(table_name(con, name))} LIMIT {int(limit)}")
     return {"columns": list(rel.columns), "rows": [jsonable(list(r)) for r in rel.fetchall()]}
 
 
