@@ -7,7 +7,7 @@ sees exactly what the API returns (secrets masked).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -15,6 +15,8 @@ import ray
 
 from serve.cache import TtlCache
 from serve.events import EventHub
+from serve.formats import Format, encode
+from serve.sql import open_batches
 from tg_actors import interfaces
 from tg_actors.metrics import render
 from tg_actors.names import BROKER, CONFIG, DATABASE, POOL, SCHEDULER
@@ -308,3 +310,36 @@ class ApiService:
 
     async def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
         return jsonable(await self._db.preview_table(name, limit))  # type: ignore[no-any-return]
+
+    # -- queries over the live database (POST /api/sql) -------------------------------------
+
+    async def sql(
+        self,
+        sql: str,
+        params: list[Any] | None = None,
+        limit: int | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """{columns: [{name, type}], rows, row_count, truncated, elapsed_ms}: see
+        interfaces.Database.sql (QueryRefused, QueryFailed, QueryTimeout, TooManyQueries)."""
+        return await self._db.sql(sql, params or [], limit, timeout=timeout)
+
+    async def sql_stream(
+        self,
+        sql: str,
+        params: list[Any] | None = None,
+        limit: int | None = None,
+        *,
+        fmt: Format = "arrow",
+        timeout: float | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The whole result (or its first `limit` rows) as the bytes of `fmt` (arrow, csv,
+        parquet), batch by batch. The query's error is raised here, before the first byte;
+        one that comes later (QueryTimeout) ends the stream short."""
+        if fmt == "json":
+            raise ValueError("JSON answers are not streamed: use sql()")
+        first, batches = await open_batches(
+            self._actor(DATABASE), sql, params or [], limit, timeout=timeout, fit=fmt
+        )
+        return encode(first, batches, fmt)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from serve.auth import bearer_dependency
+from serve.routes.sql import sql_router
 from serve.service import ApiService
 from tg_actors.errors import JobValidationError, RunNotFound
 from tg_actors.jobs import check_shape
@@ -71,6 +72,7 @@ def build_api_router(service: ApiService, token: str) -> APIRouter:
     router.include_router(jobs_router(service), prefix="/api", dependencies=secured)
     router.include_router(runs_router(service), prefix="/api", dependencies=secured)
     router.include_router(engines_router(service), prefix="/api", dependencies=secured)
+    router.include_router(sql_router(service), prefix="/api", dependencies=secured)
     return router
 
 

@@ -17,11 +17,15 @@ from tg_actors.errors import (
     MissingSecret,
     NoCapacity,
     PeerUnavailable,
+    QueryFailed,
+    QueryRefused,
+    QueryTimeout,
     RunNotFound,
     SourceError,
     StaleAttempt,
     TableNotFound,
     TGError,
+    TooManyQueries,
 )
 
 
@@ -70,6 +74,10 @@ def test_the_drawing_is_the_class_tree() -> None:
         (PeerUnavailable("tg_database", "RayActorError"), 503),
         (BrokerFull("status", "database", 5.0), 503),
         (SourceError("boom"), 500),  # not a client's fault, nor a conflict
+        (QueryRefused("INSERT is not read-only"), 422),
+        (QueryFailed("Binder Error: no such column"), 422),
+        (QueryTimeout(30.0), 408),
+        (TooManyQueries(4), 429),  # Unavailable, but the client's own load: not 503
     ],
 )
 def test_http_status_follows_the_branch(error: TGError, status: int) -> None:
