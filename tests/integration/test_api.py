@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,26 +10,18 @@ import httpx
 import pytest
 import ray
 
+from tests.kit.cli import free_port
 from tests.kit.jobs import write_job
-from tests.kit.ray import running_system
+from tests.kit.ray import serving
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 TOKEN = "test-token-1234567"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Any]]:
     """One system with the Serve app for the module: (a client of the API, its Runtime)."""
-    import uuid
-
-    from tg_actors import runtime
 
     tmp = tmp_path_factory.mktemp("api")
     port = free_port()
@@ -48,10 +39,8 @@ source:
 destination: {{table: demo, write: merge, primary_key: [id]}}
 """,
     )
-    with running_system(tmp, f"t_{uuid.uuid4().hex[:8]}", engines=1) as rt:
-        rt.settings = rt.settings.model_copy(update={"port": port, "api_token": TOKEN})
-        runtime.start_serve(rt)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+    with serving(tmp, TOKEN, port=port) as (url, rt):
+        with httpx.Client(base_url=url, timeout=30) as client:
             yield client, rt
 
 

@@ -8,9 +8,7 @@
 
 from __future__ import annotations
 
-import socket
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.kit.ray import running_system
+from tests.kit.ray import serving
 from tests.kit.servers import serve_app
 from tg_actors import runtime
 
@@ -34,12 +32,6 @@ TOKEN = "drills-token-456"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 YAML = {**AUTH, "Content-Type": "application/yaml"}
 KEYWORD_ROWS = 250
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def keyword_source() -> Starlette:
@@ -68,14 +60,10 @@ class App:
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     tmp = tmp_path_factory.mktemp("drills_input")
-    port = free_port()
     with (
         serve_app(keyword_source()) as source,
-        running_system(tmp, f"t_{uuid.uuid4().hex[:8]}", engines=1, schedules=False) as rt,
+        serving(tmp, TOKEN, schedules=False) as (url, rt),
     ):
-        rt.settings = rt.settings.model_copy(update={"port": port, "api_token": TOKEN})
-        runtime.start_serve(rt)
-        url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, timeout=30) as client:
             yield App(client, url, source, rt)
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.kit.ray import running_system
+from tests.kit.ray import serving
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
@@ -36,26 +34,15 @@ ARGS = [
 SHOT = Path(__file__).resolve().parents[2] / "docs" / "ui.png"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tg_actors import runtime
-
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} missing (make test installs Debian's chromium when it can)")
     pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
     tmp = tmp_path_factory.mktemp("browser")
     (tmp / "configs" / "jobs").mkdir(parents=True)
-    with running_system(tmp, f"t_{uuid.uuid4().hex[:8]}", engines=1) as rt:
-        port = free_port()
-        rt.settings = rt.settings.model_copy(update={"port": port, "api_token": TOKEN})
-        runtime.start_serve(rt)
-        yield f"http://127.0.0.1:{port}"
+    with serving(tmp, TOKEN) as (url, _):
+        yield url
 
 
 def job_yaml(base_url: str) -> str:

@@ -6,9 +6,7 @@ TG_SQL_CONCURRENCY, and a stream the client leaves early frees its slot."""
 from __future__ import annotations
 
 import io
-import socket
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,8 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
+from tests.kit.cli import free_port
 from tests.kit.jobs import write_job
-from tests.kit.ray import poll_until, running_system
+from tests.kit.ray import poll_until, serving
 from tg_actors.settings import Settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
@@ -33,16 +32,8 @@ ROWS = 2500  # the demo source's orders
 CONCURRENCY = Settings.model_fields["sql_concurrency"].default  # the session's Ray has these
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
-    from tg_actors import runtime
-
     tmp = tmp_path_factory.mktemp("sql")
     port = free_port()
     write_job(
@@ -58,10 +49,7 @@ source:
 destination: {{table: demo, write: merge, primary_key: [id]}}
 """,
     )
-    with running_system(tmp, f"t_{uuid.uuid4().hex[:8]}", engines=1, schedules=False) as rt:
-        rt.settings = rt.settings.model_copy(update={"port": port, "api_token": TOKEN})
-        runtime.start_serve(rt)
-        url = f"http://127.0.0.1:{port}"
+    with serving(tmp, TOKEN, port=port, schedules=False) as (url, rt):
         with httpx.Client(base_url=url, timeout=60) as client:
             poll_until("the API", lambda: _up(client), 120, every=0.5)
             run_id = client.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"]

@@ -1,4 +1,5 @@
-"""For tests on a real local Ray: start a full runtime (every actor, no Serve) for one test,
+"""For tests on a real local Ray: start a full runtime (every actor; with the Serve app on a
+free loopback port: `serving`) for one test,
 poll with a deadline, and wait on its runs (ended, in a state, enough of them), on idle
 engines, on an actor that is up again, and on a paused job whose runs have all ended.
 
@@ -8,6 +9,7 @@ holds fewer runs than on an idle one, and a condition holds the same."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 
 import ray
 
+from tests.kit.cli import free_port
 from tg_actors import runtime
 from tg_actors.runstate import TERMINAL
 from tg_actors.settings import Settings
@@ -44,6 +47,26 @@ def running_system(
         yield rt
     finally:
         runtime.stop(rt)
+
+
+@contextmanager
+def serving(
+    tmp_path: Path,
+    token: str,
+    *,
+    port: int | None = None,
+    engines: int = 1,
+    schedules: bool = True,
+) -> Iterator[tuple[str, runtime.Runtime]]:
+    """`running_system` with the Serve app on 127.0.0.1:`port` (a free one by default), its API
+    token `token`: (base URL, Runtime). A job reading the app's own /demo source needs the
+    port before the system starts: take one with `free_port()` and pass it."""
+    port = port or free_port()
+    namespace = f"t_{uuid.uuid4().hex[:8]}"
+    with running_system(tmp_path, namespace, engines=engines, schedules=schedules) as rt:
+        rt.settings = rt.settings.model_copy(update={"port": port, "api_token": token})
+        runtime.start_serve(rt)
+        yield f"http://127.0.0.1:{port}", rt
 
 
 def poll_until(what: str, check: Callable[[], T | None], timeout: float, every: float = 0.05) -> T:
