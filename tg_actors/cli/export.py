@@ -69,7 +69,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     except duckdb.IOException as exc:
         if "lock" not in str(exc).lower():
             return _say(FAILED, f"cannot open {db}: {exc}")
-        return _say(NOT_FOUND, _held(db, table))
+        from tg_actors.cli.sql import fetch_to_file  # through the running system's API
+
+        through_api = fetch_to_file(settings, table, output, fmt)
+        return through_api if through_api is not None else _say(NOT_FOUND, _held(db, table))
     try:
         con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ columns in UTC, as the Database has them
         rows = write_table(con, table, output, fmt=fmt)

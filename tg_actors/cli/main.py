@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from tg_actors.cli import engines as engines_cli
 from tg_actors.cli import export as export_cli
+from tg_actors.cli import sql as sql_cli
 from tg_actors.config.files import load_jobs
 from tg_actors.runstate import RunState
 from tg_actors.settings import Settings
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-demo", action="store_true", help="do not serve the demo source")
     engines_cli.add_parser(sub)
     export_cli.add_parser(sub)
+    sql_cli.add_parser(sub)
     return parser
 
 
@@ -256,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return engines_cli.cmd_engines(args)
         if args.command == "export":
             return export_cli.cmd_export(args)
+        if args.command == "sql":
+            return sql_cli.cmd_sql(args)
         return cmd_run(args)
     except ValidationError as exc:  # a bad flag or TG_* variable
         for err in exc.errors(include_url=False):

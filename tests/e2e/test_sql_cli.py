@@ -1,0 +1,102 @@
+"""`tg sql` as a user runs it with no `tg up`, in subprocesses, on a real DuckDB file opened
+read-only: the rows of a direct DuckDB read as a table, CSV, JSON and Parquet; refused
+statements exit 1 with nothing changed; exit 2 for usage, 3 for no file and nothing running."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+
+from tests.kit.cli import free_port, run_tg, tg, tg_env
+from tg_actors.store.schema import create_schema
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "data" / "turbo_giggle.duckdb"
+    path.parent.mkdir()
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE orders AS SELECT range AS id, 'c' || range AS customer,"
+            " range * 1.5::DOUBLE AS amount FROM range(300)"
+        )
+        create_schema(con)  # tg.runs, tg.jobs, … as the Database makes them
+        con.execute(
+            "INSERT INTO tg.jobs (name, spec, origin, created_at, updated_at) VALUES"
+            """ ('orders', '{"auth": {"token": "${SECRET_T}"}}', 'file', now(), now())"""
+        )
+    yield path
+
+
+def sql(db: Path, cwd: Path, *args: str) -> tuple[int, str]:
+    return run_tg(tg("sql", *args, "--db", str(db)), tg_env(free_port()), cwd, 60)
+
+
+def direct(db: Path, query: str) -> list[tuple[object, ...]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(query).fetchall()
+
+
+def test_formats_equal_a_direct_read(db: Path, tmp_path: Path) -> None:
+    query = "SELECT id, customer, amount FROM orders WHERE id >= ? ORDER BY id"
+    want = direct(db, query.replace("?", "250"))
+    code, out = sql(db, tmp_path, query, "-p", "250", "--format", "json")
+    assert code == 0, out
+    assert [tuple(r.values()) for r in json.loads(out)] == want
+    code, out = sql(db, tmp_path, query, "-p", "250", "--format", "csv", "-o", "o.csv")
+    assert code == 0, out
+    table = pa_csv.read_csv(tmp_path / "o.csv")
+    assert [tuple(r.values()) for r in table.to_pylist()] == want
+    code, out = sql(db, tmp_path, query, "-p", "250", "-f", "parquet", "-o", "o.parquet")
+    assert code == 0 and "wrote 50 rows" in out, out
+    assert [tuple(r.values()) for r in pq.read_table(tmp_path / "o.parquet").to_pylist()] == want
+    code, out = sql(db, tmp_path, "SELECT count(*) AS n, max(customer) AS top FROM orders")
+    assert code == 0, out
+    assert "n" in out and "300" in out and "c99" in out and "1 row(s)" in out
+
+
+def test_the_metadata_tables_with_tg_jobs_masked(db: Path, tmp_path: Path) -> None:
+    code, out = sql(db, tmp_path, "SELECT count(*) AS n FROM tg.runs", "-f", "json")
+    assert code == 0 and json.loads(out) == [{"n": 0}], out
+    code, out = sql(db, tmp_path, "SELECT spec FROM tg.jobs", "-f", "json")
+    assert code == 0 and json.loads(out) == [{"spec": '{"auth": {"token": "***"}}'}], out
+
+
+@pytest.mark.parametrize(
+    ("statement", "why"),
+    [
+        ("DELETE FROM orders", "DELETE is not read-only"),
+        ("INSERT INTO orders VALUES (1, 'x', 1)", "not read-only"),
+        ("COPY orders TO 'out.csv'", "COPY reads or writes files"),
+        ("ATTACH 'other.duckdb' AS o", "ATTACH opens another database"),
+        ("SET threads = 1", "change settings"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "read_csv"),
+        ("SELECT 1; DROP TABLE orders", "2 statements"),
+    ],
+)
+def test_a_refused_statement_exits_1_with_nothing_changed(
+    db: Path, tmp_path: Path, statement: str, why: str
+) -> None:
+    code, out = sql(db, tmp_path, statement)
+    assert code == 1 and "refused" in out and why in out, out
+    assert direct(db, "SELECT count(*) FROM orders") == [(300,)]
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_exit_codes(db: Path, tmp_path: Path) -> None:
+    code, out = sql(db, tmp_path, "SELECT nope FROM orders")
+    assert code == 1 and "nope" in out, out
+    code, out = sql(db, tmp_path, "SELECT 1", "-f", "parquet")
+    assert code == 2 and "-o FILE" in out, out
+    code, out = sql(db, tmp_path, "SELECT 1", "-f", "xml")
+    assert code == 2, out
+    code, out = sql(tmp_path / "none.duckdb", tmp_path, "SELECT 1")
+    assert code == 3 and "no DuckDB file" in out, out
