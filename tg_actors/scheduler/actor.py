@@ -21,7 +21,7 @@ from tg_actors import interfaces
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
 from tg_actors.errors import IllegalTransition, JobNotFound, RunNotFound
-from tg_actors.jobs import JobSpec, Overlap, schedule_part
+from tg_actors.jobs import JobSpec
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
     TOPIC_CONFIG,
@@ -49,8 +49,17 @@ from tg_actors.runstate import RunState, Trigger, after_trigger
 from tg_actors.scheduler.engines import Fleet
 from tg_actors.scheduler.error_handler import ErrorHandler
 from tg_actors.scheduler.inflight import InFlight
-from tg_actors.scheduler.planning import FireTimes, JobEntry, plan_runs, start_at
-from tg_actors.scheduler.schedule import due_ticks, next_fire
+from tg_actors.scheduler.planning import (
+    FireTimes,
+    JobEntry,
+    NewTick,
+    dependency_edges,
+    dependents_of,
+    due_runs,
+    group_triggers,
+    plan_runs,
+    start_at,
+)
 from tg_actors.scheduler.states import (
     DB_RETRY_S,
     PUBLISH_RETRY_S,
@@ -66,15 +75,6 @@ AGING_EVERY = timedelta(seconds=5)  # a waiting run gains a priority point every
 RECONCILE_S = 5.0  # how often jobs and open runs are checked against DuckDB
 GROUP, LEASE_GROUP = SCHEDULER_GROUP, SCHEDULER_LEASE_GROUP  # its consumer groups
 GROUPS = ((TOPIC_CONFIG, GROUP), (TOPIC_STATUS, GROUP), (TOPIC_STATUS, LEASE_GROUP))
-
-
-def off_schedule(entry: JobEntry, when: datetime) -> datetime:
-    """`when`, or a microsecond later if it is one of the job's schedule ticks: a manual run
-    must never take a tick's (job, scheduled_for), or that tick would be lost."""
-    schedule = entry.spec.schedule
-    if schedule is not None and next_fire(schedule, when - timedelta(microseconds=1)) == when:
-        return when + timedelta(microseconds=1)
-    return when
 
 
 class Scheduler:
@@ -242,19 +242,7 @@ class Scheduler:
         async with self._lock:
             now = self._now()
             results: list[str | BaseException] = [JobNotFound(job) for job, _, _ in items]
-            last: dict[str, datetime] = {}
-            by_priority: dict[int | None, list[tuple[int, tuple[JobEntry, datetime, str]]]] = {}
-            for i, (job, priority, trigger) in enumerate(items):
-                entry = self._jobs.get(job)
-                if entry is None:
-                    continue
-                # runs are unique on (job, scheduled_for): a job's triggers in one batch
-                # get distinct instants, a microsecond apart
-                when = max(now, last[job] + timedelta(microseconds=1)) if job in last else now
-                when = off_schedule(entry, when)
-                last[job] = when
-                by_priority.setdefault(priority, []).append((i, (entry, when, trigger)))
-            for priority, group in by_priority.items():
+            for priority, group in group_triggers(items, self._jobs, now).items():
                 ids: list[str | None] | None = None
                 for left in range(2, -1, -1):  # the same minted ids each try: never two runs
                     try:
@@ -374,13 +362,7 @@ class Scheduler:
         spec = JobSpec.model_validate(stored)
         previous = self._jobs.get(name)
         if previous is not None:
-            watermark = previous.watermark  # an edit must not re-fire ticks already run
-            if schedule_part(previous.stored) != schedule_part(stored) or (
-                previous.paused and not paused
-            ):
-                # a new schedule, re-enabled or resumed: counts from now, as DuckDB's
-                # schedule_from does after a restart; the window before is not replayed
-                watermark = max(watermark, self._now())
+            watermark = previous.edited_watermark(stored, paused, self._now())
         else:
             watermark = await self._db.watermark(name) or self._now()
         self._jobs[name] = entry = JobEntry(spec, stored, paused, watermark)
@@ -434,31 +416,23 @@ class Scheduler:
         once their runs exist in DuckDB: if the insert fails, the same ticks (with the same
         minted run ids) are tried again at the next turn."""
         now = self._now()
-        batch: list[tuple[JobEntry, datetime, str]] = []
-        fired: list[tuple[JobEntry, datetime]] = []
-        for name in self._fires.pop_due(now):
-            entry = self._jobs.get(name)
-            if entry is None or not entry.schedulable or entry.spec.schedule is None:
-                continue
-            due = due_ticks(entry.spec.schedule, entry.watermark, now, up_since=self._up_since)
-            if due.cut:
-                log.warning("job %s: catch-up bounded, older missed ticks dropped", entry.spec.name)
-            batch.extend((entry, tick, trigger) for tick, trigger in due.ticks)
-            fired.append((entry, due.next_after))
+        due = due_runs(self._fires.pop_due(now), self._jobs, now, self._up_since)
+        for name in due.cut:
+            log.warning("job %s: catch-up bounded, older missed ticks dropped", name)
         try:
-            if batch:
-                await self._enqueue_many(batch, None, check_overlap=True)
+            if due.runs:
+                await self._enqueue_many(due.runs, None, check_overlap=True)
         except Exception:
-            for entry, _ in fired:  # not inserted: due again at once
+            for entry, _ in due.fired:  # not inserted: due again at once
                 self._fires.set(entry.spec.name, now)
             raise
-        for entry, watermark in fired:
+        for entry, watermark in due.fired:
             entry.watermark = watermark
             self._fires.set(entry.spec.name, entry.next_run_at(now))
 
     async def _enqueue_many(
         self,
-        batch: list[tuple[JobEntry, datetime, str]],
+        batch: list[NewTick],
         priority: int | None,
         check_overlap: bool,
     ) -> list[str | None]:
@@ -488,13 +462,7 @@ class Scheduler:
 
     def _can_run(self, item: QueuedRun) -> bool:
         entry = self._jobs.get(item.job)
-        if entry is None:
-            return False
-        running = self._in_flight.running(item.job)
-        schedule = entry.spec.schedule
-        if schedule is not None and schedule.overlap is Overlap.QUEUE and running:
-            return False  # queue: wait until the active run ends
-        return running < entry.spec.max_active_runs
+        return entry is not None and entry.may_start(self._in_flight.running(item.job))
 
     async def _dispatch(self) -> None:
         """Hand queued runs to the engines while there is capacity: one publish for all."""
@@ -651,10 +619,7 @@ class Scheduler:
 
     async def _fire_dependents(self, job: str) -> None:
         if self._dependents is None:  # rebuilt after a job change: not a scan per finished run
-            self._dependents = {}
-            for each in self._jobs.values():
-                for upstream in each.spec.triggers.after:
-                    self._dependents.setdefault(upstream, []).append(each.spec.name)
+            self._dependents = dependents_of(self._jobs.values())
         if job in self._dependents:
             await self._reconcile_dependents(job)
 
@@ -663,13 +628,7 @@ class Scheduler:
         successes have no dependent run yet (the RunFinished message may be lost, or arrive
         while we restart), and the dependent's run is unique on that success (its
         scheduled_for is the success's finished_at), so creating it twice is a no-op."""
-        edges = [
-            (entry.spec.name, up, place)
-            for entry in self._jobs.values()
-            if entry.spec.enabled and not entry.paused
-            for place, up in enumerate(entry.spec.triggers.after)
-            if upstream in (None, up)
-        ]
+        edges = dependency_edges(self._jobs.values(), upstream)
         if not edges:
             return
         missing = await self._db.missing_dependents(edges)
