@@ -281,7 +281,9 @@ def fetch_to_file(settings: Settings, table: str, output: Path, fmt: str) -> int
         except ApiError as exc:
             if exc.status == 0:
                 return None
-            missing = exc.status == 422 and "does not exist" in exc.detail
+            missing = exc.status == 422 and any(
+                words in exc.detail for words in ("no data table of that name", "does not exist")
+            )
             return _say(NOT_FOUND if missing else _code(exc.status), _api_message(exc, client.url))
     _aside(output, lambda tmp: tmp.write_bytes(data))
     print(f"wrote {table} to {output} through the running system's API ({len(data)} bytes)")
