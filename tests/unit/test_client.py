@@ -1,0 +1,51 @@
+"""tg_actors.client without a server: the API's `detail` (text or pydantic's list) carried by
+ApiError with the status; the package import stays light (no httpx until Client is used)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tg_actors.client import ApiError, Client
+
+
+def _client(status: int, body: object) -> Client:
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.headers["Authorization"] == "Bearer t0ken-t0ken-t0ken"
+        return httpx.Response(status, json=body)
+
+    return Client("http://api.test", "t0ken-t0ken-t0ken", transport=httpx.MockTransport(answer))
+
+
+def test_api_errors_carry_the_status_and_the_detail() -> None:
+    with pytest.raises(ApiError) as caught:
+        _client(404, {"detail": "no job named 'x'"}).trigger("x")
+    assert caught.value.status == 404 and caught.value.detail == "no job named 'x'"
+    refused = {"detail": [{"loc": ["body", "sql"], "msg": "query refused: DELETE …"}]}
+    with pytest.raises(ApiError) as caught:
+        _client(422, refused).sql("DELETE FROM t")
+    assert caught.value.status == 422 and caught.value.detail == "sql: query refused: DELETE …"
+    assert str(caught.value).startswith("422: sql: query refused")
+
+
+def test_the_token_defaults_to_tg_api_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_API_TOKEN", "t0ken-t0ken-t0ken")
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx.Response(200, json=[])
+
+    assert Client("http://api.test", transport=httpx.MockTransport(answer)).jobs() == []
+    assert seen == ["Bearer t0ken-t0ken-t0ken"]
+
+
+def test_importing_the_package_loads_no_http_client() -> None:
+    code = (
+        "import sys, tg_actors; assert 'httpx' not in sys.modules;"
+        " import tg_actors.client as c; assert tg_actors.Client is c.Client"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
