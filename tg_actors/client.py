@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -93,6 +94,44 @@ class Client:
         body = {"sql": q, "params": list(params or []), "limit": limit}
         response = self._request("POST", "/api/sql", json=body, headers={"Accept": accept})
         return response.content
+
+    def sql_to_file(
+        self,
+        q: str,
+        path: str | os.PathLike[str],
+        params: list[Any] | None = None,
+        *,
+        accept: str = PARQUET,
+        limit: int | None = None,
+    ) -> int:
+        """Stream the answer of `POST /api/sql` (Parquet by default; CSV, the Arrow stream)
+        into `path` as it comes, never whole in memory: written beside it, then renamed into
+        place. Returns the bytes written; ApiError as `sql`."""
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+        body = {"sql": q, "params": list(params or []), "limit": limit}
+        written = 0
+        try:
+            with self._http.stream(
+                "POST", "/api/sql", json=body, headers={"Accept": accept}
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    raise ApiError(
+                        response.status_code, detail_of(response), method="POST", path="/api/sql"
+                    )
+                with tmp.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                        written += len(chunk)
+            os.replace(tmp, target)
+        except httpx.TransportError as exc:
+            raise Unreachable(
+                0, f"no turbo-giggle API at {self.url} ({type(exc).__name__}: {exc})"
+            ) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return written
 
     def sql(self, q: str, params: list[Any] | None = None, *, limit: int | None = None) -> Any:
         """One read-only query: the result as a pyarrow.Table."""

@@ -100,6 +100,16 @@ def test_a_refused_statement_raises_with_the_422_detail(client: Client) -> None:
     assert client.sql("SELECT count(*) AS n FROM demo").column("n").to_pylist() == [ROWS]
 
 
+def test_sql_to_file_streams_into_the_file(client: Client, tmp_path: Path) -> None:
+    size = client.sql_to_file("SELECT range AS i FROM range(300000)", tmp_path / "r.parquet")
+    assert size == (tmp_path / "r.parquet").stat().st_size
+    assert pq.read_table(tmp_path / "r.parquet").column("i").to_pylist() == list(range(300000))
+    with pytest.raises(ApiError) as caught:
+        client.sql_to_file("DELETE FROM demo", tmp_path / "d.parquet")
+    assert caught.value.status == 422 and "not read-only" in caught.value.detail
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.parquet"]  # no part file left
+
+
 def test_a_wrong_token_and_no_api(served: tuple[str, Any, Path]) -> None:
     with Client(served[0], "wrong-token-wrong-token") as bad, pytest.raises(ApiError) as caught:
         bad.jobs()
@@ -141,6 +151,10 @@ def test_tg_sql_goes_through_the_api_while_the_file_is_held(
     assert code == 0 and [tuple(r.values()) for r in json.loads(out)] == want, out
     code, out = _tg(served, tmp_path, "sql", "SELECT count(*) AS n FROM demo")
     assert code == 0 and str(ROWS) in out, out
+    code, out = _tg(served, tmp_path, "sql", query, "-f", "parquet", "-o", "out/q.parquet")
+    assert code == 0 and "through the running system's API" in out, out
+    rows = pq.read_table(tmp_path / "out" / "q.parquet").to_pylist()
+    assert [tuple(r.values()) for r in rows] == want
     code, out = _tg(served, tmp_path, "sql", "DROP TABLE demo")
     assert code == 1 and "422" in out and "not read-only" in out, out
     code, out = _tg(served, tmp_path, "sql", "SELECT 1", "--url", f"http://127.0.0.1:{free_port()}")

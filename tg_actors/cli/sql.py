@@ -62,9 +62,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
         return _say(USAGE, "--format parquet writes a file: give -o FILE")
     settings = Settings(**({"db_path": args.db_path} if args.db_path else {}))
     limit = TABLE_ROWS + 1 if args.format == "table" else None
+    to_file = None  # through the API, a file format streams straight into the file
+    if args.output is not None and args.format in ("parquet", "csv"):
+        to_file = (args.output, args.format)
     try:
-        table = query(settings, args.url, args.query, list(args.params), limit)
-        _write(table, args.format, args.output, limit)
+        table = query(settings, args.url, args.query, list(args.params), limit, to_file)
+        if table is not None:
+            _write(table, args.format, args.output, limit)
     except Failure as exc:
         return _say(exc.code, str(exc))
     except OSError as exc:
@@ -73,10 +77,16 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def query(
-    settings: Settings, url: str | None, sql: str, params: list[Any], limit: int | None = None
+    settings: Settings,
+    url: str | None,
+    sql: str,
+    params: list[Any],
+    limit: int | None = None,
+    to_file: tuple[Path, str] | None = None,
 ) -> Any:
     """The result as a pyarrow.Table: through the API (--url, or the file held by `tg up`),
-    else from the file read-only. Raises Failure."""
+    else from the file read-only. Raises Failure. `to_file` (path, "parquet" or "csv"): an
+    answer through the API streams into that file instead, and this returns None."""
     if url is None:
         db = settings.db_path
         if db.is_file():
@@ -89,7 +99,7 @@ def query(
                 f"no DuckDB file at {db} (--db or TG_DB_PATH) and no `tg up` at "
                 f"{_base_url(settings, None)} (--url)",
             )
-    return _remote(settings, url, sql, params, limit)
+    return _remote(settings, url, sql, params, limit, to_file)
 
 
 def _base_url(settings: Settings, url: str | None) -> str:
@@ -126,13 +136,25 @@ def _api_answers(settings: Settings) -> bool:
 
 
 def _remote(
-    settings: Settings, url: str | None, sql: str, params: list[Any], limit: int | None
+    settings: Settings,
+    url: str | None,
+    sql: str,
+    params: list[Any],
+    limit: int | None,
+    to_file: tuple[Path, str] | None = None,
 ) -> Any:
-    from tg_actors.client import ApiError
+    from tg_actors.client import CSV, PARQUET, ApiError
 
     with _client(settings, url) as client:
         try:
-            return client.sql(sql, params, limit=limit)
+            if to_file is None:
+                return client.sql(sql, params, limit=limit)
+            path, fmt = to_file
+            accept = PARQUET if fmt == "parquet" else CSV
+            path.parent.mkdir(parents=True, exist_ok=True)
+            size = client.sql_to_file(sql, path, params, accept=accept, limit=limit)
+            print(f"wrote {path} ({size} bytes) through the running system's API")
+            return None
         except ApiError as exc:
             raise Failure(_code(exc.status), _api_message(exc, client.url)) from exc
 
@@ -277,7 +299,7 @@ def fetch_to_file(settings: Settings, table: str, output: Path, fmt: str) -> int
     accept = PARQUET if fmt == "parquet" else CSV
     with _client(settings, None) as client:
         try:
-            data = client.sql_bytes(f"SELECT * FROM {quote(table)}", accept=accept)
+            size = client.sql_to_file(f"SELECT * FROM {quote(table)}", output, accept=accept)
         except ApiError as exc:
             if exc.status == 0:
                 return None
@@ -285,8 +307,7 @@ def fetch_to_file(settings: Settings, table: str, output: Path, fmt: str) -> int
                 words in exc.detail for words in ("no data table of that name", "does not exist")
             )
             return _say(NOT_FOUND if missing else _code(exc.status), _api_message(exc, client.url))
-    _aside(output, lambda tmp: tmp.write_bytes(data))
-    print(f"wrote {table} to {output} through the running system's API ({len(data)} bytes)")
+    print(f"wrote {table} to {output} through the running system's API ({size} bytes)")
     return OK
 
 
