@@ -100,3 +100,9 @@ def test_exit_codes(db: Path, tmp_path: Path) -> None:
     assert code == 2, out
     code, out = sql(tmp_path / "none.duckdb", tmp_path, "SELECT 1")
     assert code == 3 and "no DuckDB file" in out, out
+
+
+def test_a_held_file_and_no_api_exits_3_saying_so(db: Path, tmp_path: Path) -> None:
+    with duckdb.connect(str(db)):  # this process holds the file, as `tg up` would
+        code, out = sql(db, tmp_path, "SELECT 1")
+    assert code == 3 and f"{db} is held by another process" in out and "--url" in out, out

@@ -93,6 +93,13 @@ def query(
             local = _local(db, sql, params, limit)
             if local is not None:
                 return local
+            if not _api_answers(settings):
+                raise Failure(
+                    NOT_FOUND,
+                    f"{db} is held by another process (a running `tg up`?) and no API answers"
+                    f" at {_base_url(settings, None)}: give that system's --url (or TG_HOST,"
+                    " TG_PORT), or stop it to read the file",
+                )
         elif not _api_answers(settings):
             raise Failure(
                 NOT_FOUND,
