@@ -7,7 +7,8 @@ are masked as `***` by the API, and the UI never reads environment variables.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Any, Literal, Protocol
 
 
 class UiApi(Protocol):
@@ -89,4 +90,24 @@ class UiApi(Protocol):
         Returns what `engines()` returns now, plus {added, removed: [engine names],
         interrupted: [run ids]}. Raises NoCapacity when the cluster cannot place the engines
         (nothing changes), ValueError for a count out of range."""
+        ...
+
+    async def sql(
+        self, sql: str, params: list[Any] | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        """One read-only query (POST /api/sql's JSON): {columns: [{name, type}], rows,
+        row_count, truncated, elapsed_ms}. Raises QueryRefused, QueryFailed, QueryTimeout,
+        TooManyQueries."""
+        ...
+
+    async def sql_stream(
+        self,
+        sql: str,
+        params: list[Any] | None = None,
+        limit: int | None = None,
+        *,
+        fmt: Literal["arrow", "csv", "parquet"] = "arrow",
+    ) -> AsyncIterator[bytes]:
+        """The whole result as the bytes of `fmt`, chunk by chunk; the query's errors are
+        raised before the first chunk."""
         ...

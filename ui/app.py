@@ -1,9 +1,9 @@
-"""Gradio UI: Jobs, Editor, Runs, Data, Charts and Engines tabs over the API layer
+"""Gradio UI: Jobs, Editor, Runs, Data, SQL, Charts and Engines tabs over the API layer
 (ui.api.UiApi, implemented by serve.service.ApiService), never the actors directly.
 
 Client endpoints (gradio_client `api_name`s): refresh, run_now, pause, resume, load_job,
-validate, save, delete_job, runs, run_detail, cancel_run, preview, stats, engines,
-scale_engines. Timers, row clicks
+validate, save, delete_job, runs, run_detail, cancel_run, preview, sql, sql_csv, sql_parquet,
+sql_tables, stats, engines, scale_engines. Timers, row clicks
 and chained refreshes are private. Each tab's timer runs only while that tab is shown.
 """
 
@@ -20,6 +20,7 @@ from ui.data import charts_tab, data_tab
 from ui.engines import engines_tab
 from ui.jobs import editor_tab, jobs_tab, refresh_tables
 from ui.runs import runs_tab
+from ui.sql import sql_tab
 
 __all__ = ["UiApi", "build_ui"]
 
@@ -47,6 +48,8 @@ def build_ui(api: UiApi) -> gr.Blocks:
                 runs = runs_tab(api, runs_timer)
             with gr.Tab("Data", id="data", elem_id="tab-data") as data_page:
                 data = data_tab(api)
+            with gr.Tab("SQL", id="sql", elem_id="tab-sql") as sql_page:
+                sql = sql_tab(api)
             with gr.Tab("Charts", id="charts", elem_id="tab-charts") as charts_page:
                 charts = charts_tab(api, charts_timer)
             with gr.Tab("Engines", id="engines", elem_id="tab-engines") as engines_page:
@@ -105,6 +108,7 @@ def build_ui(api: UiApi) -> gr.Blocks:
         show(editor_page, None)
         show(runs_page, runs_timer, runs.loader)
         show(data_page, None, data)
+        show(sql_page, None, sql)
         show(charts_page, charts_timer, charts)
         show(engines_page, engines_timer, engines)
     ui.queue(default_concurrency_limit=None)
