@@ -16,6 +16,8 @@ import argparse
 import json
 import os
 import sys
+from datetime import date, datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -251,13 +253,23 @@ def _write(table: Any, fmt: str, output: Path | None, limit: int | None) -> None
         else:
             _aside(output, lambda tmp: pa_csv.write_csv(table, tmp))
     elif fmt == "json":
-        text = json.dumps(table.to_pylist(), default=str, ensure_ascii=False, indent=1)
+        text = json.dumps(table.to_pylist(), default=_jsonable, ensure_ascii=False, indent=1)
         if output is None:
             print(text)
         else:
             _aside(output, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
     else:
         _table(table, output, limit)
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON number for a DECIMAL (as POST /api/sql's JSON answers), else the value's text
+    (timestamps in ISO form)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return str(value)
 
 
 def _table(table: Any, output: Path | None, limit: int | None) -> None:
