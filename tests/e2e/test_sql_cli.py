@@ -63,6 +63,12 @@ def test_formats_equal_a_direct_read(db: Path, tmp_path: Path) -> None:
     assert "n" in out and "300" in out and "c99" in out and "1 row(s)" in out
 
 
+def test_the_readable_table_shows_the_first_1000_rows(db: Path, tmp_path: Path) -> None:
+    code, out = sql(db, tmp_path, "SELECT range AS i FROM range(5000)")
+    assert code == 0 and "│ 999 " in out and "│ 1000 " not in out, out
+    assert "the first 1000 rows shown; the result has more" in out
+
+
 def test_the_metadata_tables_with_tg_jobs_masked(db: Path, tmp_path: Path) -> None:
     code, out = sql(db, tmp_path, "SELECT count(*) AS n FROM tg.runs", "-f", "json")
     assert code == 0 and json.loads(out) == [{"n": 0}], out

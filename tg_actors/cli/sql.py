@@ -283,7 +283,12 @@ def _table(table: Any, output: Path | None, limit: int | None) -> None:
     for row in shown.to_pylist():
         grid.add_row(*("NULL" if v is None else str(v) for v in row.values()))
     more = table.num_rows > shown.num_rows
-    count = f"first {shown.num_rows} rows shown" if more else f"{table.num_rows} row(s)"
+    count = (
+        f"the first {shown.num_rows} rows shown; the result has more (--format csv or json for"
+        " all of it)"
+        if more
+        else f"{table.num_rows} row(s)"
+    )
     if output is None:
         console = Console(soft_wrap=False)
         console.print(grid)
