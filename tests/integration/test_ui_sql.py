@@ -4,6 +4,7 @@ the CSV and Parquet downloads read back as the query's whole result."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -14,8 +15,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from starlette.responses import PlainTextResponse
 
-from tests.integration.test_ui_client import FakeApi, StartedOnce
 from tests.kit.servers import serve_app
 from tg_actors.errors import QueryFailed, QueryRefused
 from ui import sql as sql_ui
@@ -25,11 +26,11 @@ pytestmark = [pytest.mark.slow]
 ROWS = 1_500  # more than the tab shows
 
 
-class SqlFakeApi(FakeApi):
-    """FakeApi plus `sql` / `sql_stream` on DuckDB, with one table `orders` of ROWS rows."""
+class SqlFakeApi:
+    """The part of ui.api.UiApi the SQL tab calls (list_tables, sql, sql_stream), on DuckDB
+    in memory with one table `orders` of ROWS rows; the other tabs are not driven here."""
 
-    def reset(self) -> None:
-        super().reset()
+    def __init__(self) -> None:
         self.db = duckdb.connect()
         self.db.execute(
             f"CREATE TABLE orders AS SELECT range AS id, (range * 1.5)::DOUBLE AS amount FROM range({ROWS})"
@@ -85,6 +86,26 @@ class SqlFakeApi(FakeApi):
                 yield data[start : start + 4096]
 
         return chunks()
+
+
+class StartedOnce:
+    """ASGI wrapper that enters the app's lifespan (Gradio starts its queue there) on the first
+    request and leaves it on `/__stop__`: serve_app's server runs with lifespan off."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.stack = contextlib.AsyncExitStack()
+        self.started = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/__stop__":
+            await self.stack.aclose()
+            await PlainTextResponse("stopped")(scope, receive, send)
+            return
+        if not self.started:
+            self.started = True  # no await before this line: one request starts it
+            await self.stack.enter_async_context(self.app.router.lifespan_context(self.app))
+        await self.app(scope, receive, send)
 
 
 @pytest.fixture(scope="module")
