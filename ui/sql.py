@@ -4,6 +4,7 @@ and the whole result to download as CSV or Parquet (the API's `sql_stream`)."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -89,6 +90,7 @@ def sql_tab(api: UiApi) -> Loader:
                 async for chunk in stream:
                     out.write(chunk)
         except Exception as exc:
+            shutil.rmtree(folder, ignore_errors=True)  # nothing half-written is offered
             return None, fmt.describe_error(exc)
         size = path.stat().st_size
         return str(path), f"The whole result as {kind.upper()}: {size:,} bytes."
