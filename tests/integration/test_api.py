@@ -11,8 +11,7 @@ import pytest
 import ray
 
 from tests.kit.cli import free_port
-from tests.kit.jobs import write_job
-from tests.kit.ray import serving
+from tests.kit.ray import serving, write_demo_job
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 TOKEN = "test-token-1234567"
@@ -25,20 +24,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cli
 
     tmp = tmp_path_factory.mktemp("api")
     port = free_port()
-    # the job reads the demo source the Serve app itself mounts at /demo
-    write_job(
-        tmp / "configs",
-        "demo",
-        f"""
-name: demo
-source:
-  url: http://127.0.0.1:{port}/demo/orders
-  params: {{per_page: 1000}}
-  records: "$.data"
-  paginate: {{type: page}}
-destination: {{table: demo, write: merge, primary_key: [id]}}
-""",
-    )
+    write_demo_job(tmp / "configs", port)  # the demo source the Serve app itself mounts
     with serving(tmp, TOKEN, port=port) as (url, rt):
         with httpx.Client(base_url=url, timeout=30) as client:
             yield client, rt

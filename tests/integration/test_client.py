@@ -6,7 +6,6 @@ detail, the CLI goes through the API while the file is held, and its exit codes.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,50 +16,19 @@ import pytest
 import ray
 
 from tests.kit.cli import free_port, run_tg, tg, tg_env
-from tests.kit.jobs import write_job
-from tests.kit.ray import poll_until, running_system
+from tests.kit.ray import DEMO_ROWS, serving_demo
 from tg_actors.client import ApiError, Client, Unreachable
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 TOKEN = "client-token-123456789"
-ROWS = 2500  # the demo source's orders
+ROWS = DEMO_ROWS
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any, Path]]:
-    from tg_actors import runtime
-
     tmp = tmp_path_factory.mktemp("client")
-    port = free_port()
-    write_job(
-        tmp / "configs",
-        "demo",
-        f"""
-name: demo
-source:
-  url: http://127.0.0.1:{port}/demo/orders
-  params: {{per_page: 1000}}
-  records: "$.data"
-  paginate: {{type: page}}
-destination: {{table: demo, write: merge, primary_key: [id]}}
-""",
-    )
-    with running_system(tmp, f"t_{uuid.uuid4().hex[:8]}", engines=1, schedules=False) as rt:
-        rt.settings = rt.settings.model_copy(update={"port": port, "api_token": TOKEN})
-        runtime.start_serve(rt)
-        url = f"http://127.0.0.1:{port}"
-        with Client(url, TOKEN) as client:
-            poll_until("the API", lambda: _up(client), 120, every=0.5)
-            run = client.trigger("demo", wait=True, timeout=120, every=0.2)
-            assert run["state"] == "succeeded", run
+    with serving_demo(tmp, TOKEN) as (url, rt):
         yield url, rt, rt.settings.db_path
-
-
-def _up(client: Client) -> bool | None:
-    try:
-        return True if client.sql("SELECT 1 AS one").num_rows == 1 else None
-    except ApiError:
-        return None
 
 
 @pytest.fixture(scope="module")

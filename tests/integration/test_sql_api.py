@@ -18,9 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from tests.kit.cli import free_port
-from tests.kit.jobs import write_job
-from tests.kit.ray import poll_until, serving
+from tests.kit.ray import DEMO_ROWS, poll_until, serving_demo
 from tg_actors.settings import Settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
@@ -28,46 +26,15 @@ TOKEN = "sql-token-123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ARROW = "application/vnd.apache.arrow.stream"
 PARQUET = "application/vnd.apache.parquet"
-ROWS = 2500  # the demo source's orders
+ROWS = DEMO_ROWS
 CONCURRENCY = Settings.model_fields["sql_concurrency"].default  # the session's Ray has these
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     tmp = tmp_path_factory.mktemp("sql")
-    port = free_port()
-    write_job(
-        tmp / "configs",
-        "demo",
-        f"""
-name: demo
-source:
-  url: http://127.0.0.1:{port}/demo/orders
-  params: {{per_page: 1000}}
-  records: "$.data"
-  paginate: {{type: page}}
-destination: {{table: demo, write: merge, primary_key: [id]}}
-""",
-    )
-    with serving(tmp, TOKEN, port=port, schedules=False) as (url, rt):
-        with httpx.Client(base_url=url, timeout=60) as client:
-            poll_until("the API", lambda: _up(client), 120, every=0.5)
-            run_id = client.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"]
-            poll_until("the demo run", lambda: _succeeded(client, run_id), 120, every=0.2)
+    with serving_demo(tmp, TOKEN) as (url, rt):
         yield url, rt
-
-
-def _up(client: httpx.Client) -> bool | None:
-    try:
-        return True if client.get("/api/health").json()["status"] == "ok" else None
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
-def _succeeded(client: httpx.Client, run_id: str) -> bool | None:
-    state = client.get(f"/api/runs/{run_id}", headers=AUTH).json()["state"]
-    assert state in ("queued", "running", "succeeded"), state
-    return True if state == "succeeded" else None
 
 
 @pytest.fixture(scope="module")

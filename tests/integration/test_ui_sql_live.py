@@ -8,20 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from tests.kit.cli import free_port
-from tests.kit.jobs import write_job
-from tests.kit.ray import poll_until, serving
+from tests.kit.ray import DEMO_ROWS, serving_demo
 from ui import sql as sql_ui
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 TOKEN = "ui-sql-token-123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-ROWS = 2500  # the demo source's orders
+ROWS = DEMO_ROWS
 
 
 @pytest.fixture(scope="module")
@@ -29,39 +26,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from gradio_client import Client
 
     tmp = tmp_path_factory.mktemp("ui_sql")
-    port = free_port()
-    write_job(
-        tmp / "configs",
-        "demo",
-        f"""
-name: demo
-source:
-  url: http://127.0.0.1:{port}/demo/orders
-  params: {{per_page: 1000}}
-  records: "$.data"
-  paginate: {{type: page}}
-destination: {{table: demo, write: merge, primary_key: [id]}}
-""",
-    )
-    with serving(tmp, TOKEN, port=port, schedules=False) as (url, _rt):
-        with httpx.Client(base_url=url, timeout=60) as api:
-            poll_until("the API", lambda: _up(api), 120, every=0.5)
-            run_id = api.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"]
-            poll_until("the demo run", lambda: _succeeded(api, run_id), 120, every=0.2)
+    with serving_demo(tmp, TOKEN) as (url, _rt):
         yield Client(url, verbose=False, headers=AUTH)
-
-
-def _up(api: httpx.Client) -> bool | None:
-    try:
-        return True if api.get("/api/health").json()["status"] == "ok" else None
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
-def _succeeded(api: httpx.Client, run_id: str) -> bool | None:
-    state = api.get(f"/api/runs/{run_id}", headers=AUTH).json()["state"]
-    assert state in ("queued", "running", "succeeded"), state
-    return True if state == "succeeded" else None
 
 
 def test_sql_tab_on_the_real_system(ui: Any) -> None:

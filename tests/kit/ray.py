@@ -15,9 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import ray
 
 from tests.kit.cli import free_port
+from tests.kit.jobs import write_job
 from tg_actors import runtime
 from tg_actors.runstate import TERMINAL
 from tg_actors.settings import Settings
@@ -67,6 +69,49 @@ def serving(
         rt.settings = rt.settings.model_copy(update={"port": port, "api_token": token})
         runtime.start_serve(rt)
         yield f"http://127.0.0.1:{port}", rt
+
+
+DEMO_ROWS = 2500  # the orders of the demo source the Serve app mounts at /demo
+
+
+def write_demo_job(configs: Path, port: int) -> None:
+    """The job `demo`: the demo source of the Serve app on `port`, merged into table demo."""
+    write_job(
+        configs,
+        "demo",
+        f"""
+name: demo
+source:
+  url: http://127.0.0.1:{port}/demo/orders
+  params: {{per_page: 1000}}
+  records: "$.data"
+  paginate: {{type: page}}
+destination: {{table: demo, write: merge, primary_key: [id]}}
+""",
+    )
+
+
+@contextmanager
+def serving_demo(tmp_path: Path, token: str) -> Iterator[tuple[str, runtime.Runtime]]:
+    """`serving` (no schedules) with the job `demo` synced once: its DEMO_ROWS rows are in
+    table demo before the tests begin. (base URL, Runtime)."""
+    port = free_port()
+    write_demo_job(tmp_path / "configs", port)
+    auth = {"Authorization": f"Bearer {token}"}
+    with serving(tmp_path, token, port=port, schedules=False) as (url, rt):
+        with httpx.Client(base_url=url, timeout=60) as client:
+            poll_until("the API", lambda: _healthy(client), 120, every=0.5)
+            run_id = client.post("/api/jobs/demo/runs", headers=auth).json()["run_id"]
+            run = wait_for_run(rt, run_id)
+            assert run["state"] == "succeeded", run
+        yield url, rt
+
+
+def _healthy(client: httpx.Client) -> bool | None:
+    try:
+        return True if client.get("/api/health").json()["status"] == "ok" else None
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 def poll_until(what: str, check: Callable[[], T | None], timeout: float, every: float = 0.05) -> T:
