@@ -3,16 +3,13 @@ implements ui.api.UiApi (no Ray): every client endpoint reaches the API as it sh
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import yaml
-from starlette.responses import PlainTextResponse
 
-from tests.kit.servers import serve_app
+from tests.kit.ui import ui_over
 from tg_actors.errors import (
     IllegalTransition,
     JobNotFound,
@@ -209,39 +206,11 @@ class FakeApi:
         }
 
 
-class StartedOnce:
-    """ASGI wrapper that enters the app's lifespan (Gradio starts its queue there) on the first
-    request and leaves it on `/__stop__`: serve_app's server runs with lifespan off."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.stack = contextlib.AsyncExitStack()
-        self.started = False
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/__stop__":
-            await self.stack.aclose()
-            await PlainTextResponse("stopped")(scope, receive, send)
-            return
-        if not self.started:
-            self.started = True  # no await before this line: one request starts it
-            await self.stack.enter_async_context(self.app.router.lifespan_context(self.app))
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[FakeApi, Any]]:
-    import gradio as gr
-    from fastapi import FastAPI
-    from gradio_client import Client
-
-    from ui.app import build_ui
-
     fake = FakeApi()
-    app = StartedOnce(gr.mount_gradio_app(FastAPI(), build_ui(fake), path="/"))
-    with serve_app(app) as url:
-        yield fake, Client(url, verbose=False)
-        httpx.get(f"{url}/__stop__", timeout=10)
+    with ui_over(fake) as client:
+        yield fake, client
 
 
 @pytest.fixture(autouse=True)

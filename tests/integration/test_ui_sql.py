@@ -4,20 +4,17 @@ the CSV and Parquet downloads read back as the query's whole result."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import duckdb
-import httpx
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from starlette.responses import PlainTextResponse
 
-from tests.kit.servers import serve_app
+from tests.kit.ui import ui_over
 from tg_actors.errors import QueryFailed, QueryRefused
 from ui import sql as sql_ui
 
@@ -88,39 +85,11 @@ class SqlFakeApi:
         return chunks()
 
 
-class StartedOnce:
-    """ASGI wrapper that enters the app's lifespan (Gradio starts its queue there) on the first
-    request and leaves it on `/__stop__`: serve_app's server runs with lifespan off."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.stack = contextlib.AsyncExitStack()
-        self.started = False
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/__stop__":
-            await self.stack.aclose()
-            await PlainTextResponse("stopped")(scope, receive, send)
-            return
-        if not self.started:
-            self.started = True  # no await before this line: one request starts it
-            await self.stack.enter_async_context(self.app.router.lifespan_context(self.app))
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[SqlFakeApi, Any]]:
-    import gradio as gr
-    from fastapi import FastAPI
-    from gradio_client import Client
-
-    from ui.app import build_ui
-
     fake = SqlFakeApi()
-    app = StartedOnce(gr.mount_gradio_app(FastAPI(), build_ui(fake), path="/"))
-    with serve_app(app) as url:
-        yield fake, Client(url, verbose=False)
-        httpx.get(f"{url}/__stop__", timeout=10)
+    with ui_over(fake) as client:
+        yield fake, client
 
 
 def test_query_shows_rows_count_and_time(served: tuple[SqlFakeApi, Any]) -> None:
