@@ -67,7 +67,7 @@ from benchkit import (  # first: it keeps the local Ray on 127.0.0.1
     psutil,
     read_stacks,
     start_runtime,
-    stop_runtime,
+    tear_down,
     timer,
     trivial_job,
     wait_http,
@@ -445,8 +445,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.clients < 2:
         parser.error("--clients must be at least 2 (half per route)")
 
-    import ray
-
     tmp = Path(tempfile.mkdtemp(prefix="tg_api_bench_"))
     began = time.perf_counter()
     server = ServerProcess()
@@ -462,15 +460,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         warm_up(base, {"Authorization": f"Bearer {TOKEN}"})
         measure(args, rt, base)
     finally:
-        if rt is not None:
-            try:
-                stop_runtime(rt, grace=5)
-            except Exception as exc:
-                print(f"  runtime.stop failed: {type(exc).__name__}: {exc}")
-        if ray.is_initialized():
-            ray.shutdown()
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        tear_down(rt, server, tmp)
     print(f"\nwhole benchmark: {time.perf_counter() - began:.0f}s")
 
 

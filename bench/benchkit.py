@@ -305,6 +305,22 @@ def stop_runtime(rt: Any, grace: float = 10.0) -> None:
         bounded(lambda: runtime.stop(rt, grace=grace), grace + 180, "runtime.stop")
 
 
+def tear_down(rt: Any, source: Any, tmp: Path) -> None:
+    """The end of a bench that ran a runtime, whatever happened: the runtime stopped (a
+    failure to stop is printed, not raised), Ray shut down, the source stopped, tmp removed."""
+    import ray
+
+    if rt is not None:
+        try:
+            stop_runtime(rt, grace=5)
+        except Exception as exc:
+            print(f"  runtime.stop failed: {type(exc).__name__}: {exc}")
+    if ray.is_initialized():
+        ray.shutdown()
+    source.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def actor_pid(handle: Any) -> int | None:
     """The pid of an actor's process, asked of the actor itself; None (and a line) if it does
     not answer."""

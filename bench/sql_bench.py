@@ -42,7 +42,6 @@ and the 8 client threads here): the sync takes 2.4-3x as long while they run.
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 import threading
 import time
@@ -61,7 +60,7 @@ from benchkit import (  # first: it keeps the local Ray on 127.0.0.1
     pct,
     psutil,
     start_runtime,
-    stop_runtime,
+    tear_down,
     timer,
     wait_http,
     write_jobs,
@@ -252,8 +251,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=1800.0, help="per sync (s)")
     args = parse_args(parser, argv, rows=200_000, budget=300.0)
 
-    import ray
-
     tmp = Path(tempfile.mkdtemp(prefix="tg_sql_bench_"))
     began = time.perf_counter()
     with timer(f"source of {args.rows:,} rows up"):
@@ -275,15 +272,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             read = full_read(base)
         report(alone, loaded, clients, read)
     finally:
-        if rt is not None:
-            try:
-                stop_runtime(rt, grace=5)
-            except Exception as exc:
-                print(f"  runtime.stop failed: {type(exc).__name__}: {exc}")
-        if ray.is_initialized():
-            ray.shutdown()
-        source.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        tear_down(rt, source, tmp)
     print(f"\nwhole benchmark: {time.perf_counter() - began:.0f}s")
 
 
