@@ -594,7 +594,7 @@ class Scheduler:
             return
         match message:
             case RunStarted() if run.state is RunState.QUEUED:
-                # the engine's begin_attempts wrote `running` and started_at already
+                # the engine's begin_attempt wrote `running` and started_at already
                 await self._states.move(run.run_id, RunState.RUNNING, persist=False)
                 self._lateness.observe((message.ts - run.scheduled_for).total_seconds())
             case RunCancelled():
