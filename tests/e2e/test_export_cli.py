@@ -12,7 +12,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from tests.kit.cli import free_port, run_tg, tg, tg_env
+from tests.kit.cli import read_rows, tg_on_file
 
 pytestmark = [pytest.mark.slow]
 
@@ -32,12 +32,7 @@ def db(tmp_path: Path) -> Iterator[Path]:
 
 
 def export(db: Path, cwd: Path, *args: str) -> tuple[int, str]:
-    return run_tg(tg("export", *args, "--db", str(db)), tg_env(free_port()), cwd, 60)
-
-
-def direct(db: Path, sql: str) -> list[tuple[object, ...]]:
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql).fetchall()
+    return tg_on_file(db, cwd, "export", *args)
 
 
 def test_export_writes_the_table_as_parquet(db: Path, tmp_path: Path) -> None:
@@ -48,7 +43,7 @@ def test_export_writes_the_table_as_parquet(db: Path, tmp_path: Path) -> None:
     table = pq.read_table(out).sort_by("id")
     assert table.column_names == ["id", "customer", "amount", "at"]
     rows = list(zip(*(c.to_pylist() for c in table.columns), strict=True))
-    assert rows == direct(db, "SELECT * FROM orders ORDER BY id")
+    assert rows == read_rows(db, "SELECT * FROM orders ORDER BY id")
     assert [p.name for p in out.parent.iterdir()] == ["orders.parquet"]  # no temporary left
 
 
@@ -59,7 +54,7 @@ def test_export_writes_csv_by_the_suffix(db: Path, tmp_path: Path) -> None:
     table = pa_csv.read_csv(out).sort_by("id")
     assert table.num_rows == 3000
     assert table.column("customer").to_pylist() == [
-        c for (c,) in direct(db, "SELECT customer FROM orders ORDER BY id")
+        c for (c,) in read_rows(db, "SELECT customer FROM orders ORDER BY id")
     ]
 
 

@@ -13,7 +13,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from tests.kit.cli import free_port, run_tg, tg, tg_env
+from tests.kit.cli import read_rows, tg_on_file
 from tg_actors.store.schema import create_schema
 
 pytestmark = [pytest.mark.slow]
@@ -37,17 +37,12 @@ def db(tmp_path: Path) -> Iterator[Path]:
 
 
 def sql(db: Path, cwd: Path, *args: str) -> tuple[int, str]:
-    return run_tg(tg("sql", *args, "--db", str(db)), tg_env(free_port()), cwd, 60)
-
-
-def direct(db: Path, query: str) -> list[tuple[object, ...]]:
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(query).fetchall()
+    return tg_on_file(db, cwd, "sql", *args)
 
 
 def test_formats_equal_a_direct_read(db: Path, tmp_path: Path) -> None:
     query = "SELECT id, customer, amount FROM orders WHERE id >= ? ORDER BY id"
-    want = direct(db, query.replace("?", "250"))
+    want = read_rows(db, query.replace("?", "250"))
     code, out = sql(db, tmp_path, query, "-p", "250", "--format", "json")
     assert code == 0, out
     assert [tuple(r.values()) for r in json.loads(out)] == want
@@ -93,7 +88,7 @@ def test_a_refused_statement_exits_1_with_nothing_changed(
 ) -> None:
     code, out = sql(db, tmp_path, statement)
     assert code == 1 and "refused" in out and why in out, out
-    assert direct(db, "SELECT count(*) FROM orders") == [(300,)]
+    assert read_rows(db, "SELECT count(*) FROM orders") == [(300,)]
     assert not (tmp_path / "out.csv").exists()
 
 

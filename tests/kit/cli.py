@@ -22,6 +22,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 
 try:
@@ -175,6 +176,17 @@ def started(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[Proc]:
 def run_tg(args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> tuple[int, str]:
     with started(args, env, cwd) as proc:
         return proc.wait(timeout), proc.output
+
+
+def tg_on_file(db: Path, cwd: Path, command: str, *args: str) -> tuple[int, str]:
+    """`tg COMMAND ARGS --db DB` with no `tg up` about: (exit code, output)."""
+    return run_tg(tg(command, *args, "--db", str(db)), tg_env(free_port()), cwd, 60)
+
+
+def read_rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    """The rows of `sql` as a direct read-only DuckDB read of the file has them."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(sql).fetchall()
 
 
 def alive(proc: psutil.Process) -> bool:
