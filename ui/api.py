@@ -68,10 +68,6 @@ class UiApi(Protocol):
         """Data tables: [{name, rows, columns: [{name, type}]}]."""
         ...
 
-    async def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
-        """{columns: [...], rows: [[...]]}, at most `limit` rows. Raises TableNotFound."""
-        ...
-
     async def run_stats(self) -> dict[str, Any]:
         """{"by_state": {state: count}, "loaded": [{finished_at, job, rows}]} (the latter for
         succeeded runs)."""

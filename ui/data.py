@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from tg_actors.errors import TableNotFound
 from ui import format as fmt
 from ui.api import UiApi
 from ui.common import Loader, pick_first_cell
@@ -56,12 +57,15 @@ def data_tab(api: UiApi) -> Loader:
             return pd.DataFrame(), [], "Pick a table."
         try:
             found = await api.list_tables()
-            shown = await api.preview_table(name, limit=PREVIEW_ROWS)
+            info = next((t for t in found if t["name"] == name), None)
+            if info is None:
+                raise TableNotFound(name)
+            # the SQL tab's path (POST /api/sql): one snapshot, the reader's limits
+            shown = await api.sql(f"SELECT * FROM {fmt.sql_name(name)}", [], PREVIEW_ROWS)
         except Exception as exc:
             return pd.DataFrame(), [], fmt.describe_error(exc)
-        info = next((t for t in found if t["name"] == name), None)
-        total = f"{info['rows']} rows" if info and info.get("rows") is not None else "rows: ?"
-        return fmt.preview_frame(shown), fmt.column_rows(info), f"Table {name!r}: {total}."
+        total = f"{info['rows']} rows" if info.get("rows") is not None else "rows: ?"
+        return fmt.result_frame(shown), fmt.column_rows(info), f"Table {name!r}: {total}."
 
     listed = [table, tables, status]
     refresh.click(list_tables, outputs=listed, api_visibility="private")

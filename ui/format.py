@@ -187,13 +187,18 @@ def column_rows(table: dict[str, Any] | None) -> list[list[str]]:
     return [[str(c["name"]), str(c["type"])] for c in table.get("columns", [])]
 
 
-def preview_frame(preview: dict[str, Any] | None) -> pd.DataFrame:
-    """A table preview {columns, rows} as a DataFrame (values kept as the API sent them)."""
-    if not preview:
+def sql_name(name: str) -> str:
+    """`name` as a DuckDB identifier, quoted (a table may be named anything)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def result_frame(answer: dict[str, Any] | None) -> pd.DataFrame:
+    """A JSON answer of POST /api/sql {columns: [{name, type}], rows} as a DataFrame (values
+    kept as the API sent them)."""
+    if not answer:
         return pd.DataFrame()
-    columns = [str(c) for c in preview.get("columns", [])]
-    rows = [list(row) for row in preview.get("rows", [])]
-    return pd.DataFrame(rows, columns=columns)
+    names = [str(c.get("name")) for c in answer.get("columns") or []]
+    return pd.DataFrame([list(r) for r in answer.get("rows") or []], columns=names)
 
 
 def state_frame(by_state: dict[str, int] | None) -> pd.DataFrame:

@@ -5,12 +5,14 @@ and the whole result to download as CSV or Parquet (the API's `sql_stream`)."""
 from __future__ import annotations
 
 import shutil
-import tempfile
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Literal
 
 import gradio as gr
 import pandas as pd
+from gradio.utils import get_upload_folder
 
 from ui import format as fmt
 from ui.api import UiApi
@@ -18,7 +20,26 @@ from ui.common import Loader
 
 SHOWN_ROWS = 1_000
 DOWNLOADS = {"csv": ".csv", "parquet": ".parquet"}
+DOWNLOAD_KEEP = 15 * 60.0  # seconds a download stays on the Serve replica for the browser
 EXAMPLE = "SELECT * FROM tg.runs ORDER BY queued_at DESC LIMIT 20"
+
+
+def download_folder(root: Path | None = None, keep: float = DOWNLOAD_KEEP) -> Path:
+    """A new folder for one download, under Gradio's cache folder so that Gradio serves the
+    file where it is (no copy of it); first removes the downloads older than `keep` seconds,
+    so the replica's disk holds only the last minutes' results."""
+    base = (root or Path(get_upload_folder())) / "tg-sql"
+    base.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - keep
+    for old in base.iterdir():
+        try:
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:  # another replica thread removed it first
+            continue
+    folder = base / uuid.uuid4().hex
+    folder.mkdir()
+    return folder
 
 
 def schema_markdown(tables: list[dict[str, Any]]) -> str:
@@ -33,12 +54,6 @@ def schema_markdown(tables: list[dict[str, Any]]) -> str:
         lines.extend(f"- `{c.get('name')}` {c.get('type', '')}" for c in columns)
     lines.append("\nAlso: `tg.runs`, `tg.run_logs`, `tg.jobs`.")
     return "\n".join(lines)
-
-
-def result_frame(answer: dict[str, Any]) -> pd.DataFrame:
-    """The JSON answer {columns: [{name, type}], rows} as a DataFrame."""
-    names = [str(c.get("name")) for c in answer.get("columns") or []]
-    return pd.DataFrame([list(r) for r in answer.get("rows") or []], columns=names)
 
 
 def result_status(answer: dict[str, Any]) -> str:
@@ -77,12 +92,12 @@ def sql_tab(api: UiApi) -> Loader:
             answer = await api.sql(sql, [], SHOWN_ROWS)
         except Exception as exc:
             return pd.DataFrame(), fmt.describe_error(exc)
-        return result_frame(answer), result_status(answer)
+        return fmt.result_frame(answer), result_status(answer)
 
     async def export(sql: str, kind: Literal["csv", "parquet"]) -> tuple[Any, str]:
         if not (sql or "").strip():
             return None, "Write a query first."
-        folder = Path(tempfile.mkdtemp(prefix="tg-sql-"))
+        folder = download_folder()
         path = folder / f"result{DOWNLOADS[kind]}"
         try:
             stream = await api.sql_stream(sql, [], None, fmt=kind)

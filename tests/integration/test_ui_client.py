@@ -16,7 +16,6 @@ from tg_actors.errors import (
     JobValidationError,
     NoCapacity,
     RunNotFound,
-    TableNotFound,
 )
 from ui import engine_format as efmt
 from ui import format as fmt
@@ -158,10 +157,13 @@ class FakeApi:
         columns = [{"name": "id", "type": "BIGINT"}, {"name": "amount", "type": "DOUBLE"}]
         return [{"name": "orders", "rows": 3, "columns": columns}]
 
-    async def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
-        if name != "orders":
-            raise TableNotFound(name)
-        return {"columns": ["id", "amount"], "rows": [[1, 1.5], [2, 2.5], [3, 3.5]][:limit]}
+    async def sql(
+        self, sql: str, params: list[Any] | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        assert sql == 'SELECT * FROM "orders"', sql  # the Data tab's preview, the one query
+        columns = [{"name": "id", "type": "BIGINT"}, {"name": "amount", "type": "DOUBLE"}]
+        rows = [[1, 1.5], [2, 2.5], [3, 3.5]][:limit]
+        return {"columns": columns, "rows": rows, "row_count": len(rows), "truncated": False}
 
     async def run_stats(self) -> dict[str, Any]:
         by_state: dict[str, int] = {}

@@ -213,18 +213,27 @@ def test_column_rows(table: dict[str, Any] | None, expected: list[list[str]]) ->
 
 
 @pytest.mark.parametrize(
-    ("preview", "columns", "rows"),
+    ("answer", "columns", "rows"),
     [
         (None, [], []),
-        ({"columns": ["id", "name"], "rows": []}, ["id", "name"], []),
-        ({"columns": ["id", "name"], "rows": [[1, "a"], [2, None]]}, ["id", "name"],
-         [[1, "a"], [2, None]]),
+        ({"columns": [{"name": "id", "type": "BIGINT"}, {"name": "name", "type": "VARCHAR"}],
+          "rows": []}, ["id", "name"], []),
+        ({"columns": [{"name": "id", "type": "BIGINT"}, {"name": "name", "type": "VARCHAR"}],
+          "rows": [[1, "a"], [2, None]]}, ["id", "name"], [[1, "a"], [2, None]]),
     ],
 )  # fmt: skip
-def test_preview_frame(preview: dict[str, Any] | None, columns: list[str], rows: list[Any]) -> None:
-    frame = fmt.preview_frame(preview)
+def test_result_frame(answer: dict[str, Any] | None, columns: list[str], rows: list[Any]) -> None:
+    frame = fmt.result_frame(answer)
     assert list(frame.columns) == columns
     assert frame.astype(object).where(frame.notna(), None).values.tolist() == rows
+
+
+@pytest.mark.parametrize(
+    ("name", "quoted"),
+    [("orders", '"orders"'), ('we"ird', '"we""ird"'), ("two words", '"two words"')],
+)
+def test_sql_name_quotes_any_table_name(name: str, quoted: str) -> None:
+    assert fmt.sql_name(name) == quoted
 
 
 @pytest.mark.parametrize(
