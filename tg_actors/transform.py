@@ -5,6 +5,7 @@ a job's transform is one read-only SELECT over `records` (job validation calls i
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -102,10 +103,24 @@ def transform_sql_problem(sql: str) -> str | None:
     return _tree_problem(tree)
 
 
+_parser: duckdb.DuckDBPyConnection | None = None
+_parser_lock = threading.Lock()
+
+
+def _parser_cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor of the one sandboxed in-memory database this process parses with: a new
+    database per parse cost more than the query it checks (POST /api/sql parses each one)."""
+    global _parser
+    with _parser_lock:
+        if _parser is None:
+            _parser = duckdb.connect(config=_SANDBOX)
+        return _parser.cursor()
+
+
 def parse_tree(query: str) -> dict[str, Any] | str:
     """DuckDB's parse tree of one SELECT statement (`json_serialize_sql`, in the sandbox), or
     why there is none (DuckDB serializes SELECT statements only)."""
-    con = duckdb.connect(config=_SANDBOX)
+    con = _parser_cursor()
     try:
         row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [query]).fetchone()
     except duckdb.Error as exc:
