@@ -19,21 +19,14 @@ Run by hand, never by the tests. Everything on 127.0.0.1, in one run:
 
 Sync rows/s: the run's rows_loaded over its started_at..finished_at (from tg.runs).
 
-Measured here (`--quick`: 200,000 rows, 8 clients, TG_SQL_CONCURRENCY 4; a 2-core machine
+Measured here (the default 1,000,000 rows, 8 clients, TG_SQL_CONCURRENCY 4; a 2-core machine
 shared with other work, so figures vary about 2x):
 
-    what                        measured                                   rate
-    sync alone                  200,000 rows in 2.29s                      87,454 rows/s
-    sync with 8 query clients   200,000 rows in 6.91s                      28,955 rows/s (+202% time)
-    queries during sync B       175 ok (18.9/s), 343 busy (429), 0 errors  p50 234.6 ms  p99 610.3 ms  max 641.0 ms
-    full read as Arrow (alone)  400,000 rows, 67.4 MiB in 0.94s            426,090 rows/s, 71.8 MiB/s
-
-And by hand, the default 1,000,000 rows (same machine, same run of the day):
-
-    sync alone                  1,000,000 rows in 11.62s                    86,085 rows/s
-    sync with 8 query clients   1,000,000 rows in 28.10s                    35,585 rows/s (+142% time)
-    queries during sync B       711 ok (21.4/s), 1399 busy (429), 0 errors  p50 220.5 ms  p99 390.2 ms  max 448.7 ms
-    full read as Arrow (alone)  2,000,000 rows, 337.1 MiB in 2.44s          820,947 rows/s, 138.4 MiB/s
+    what                        measured                                     rate
+    sync alone                  1,000,000 rows in 10.24s                     97,662 rows/s
+    sync with 8 query clients   1,000,000 rows in 30.76s                     32,509 rows/s (+200% time)
+    queries during sync B       1,638 ok (47.0/s), 852 busy (429), 0 errors  p50 123.8 ms  p99 227.3 ms  max 269.3 ms
+    full read as Arrow (alone)  2,000,000 rows, 337.1 MiB in 2.81s           710,809 rows/s, 119.8 MiB/s
 
 The queries share the 2 cores with the sync (engine, Database actor, Serve proxy and replica,
 and the 8 client threads here): the sync takes 2.4-3x as long while they run.
