@@ -13,10 +13,11 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from tests.kit.cli import read_rows, tg_on_file
+from tests.kit.cli import free_port, read_rows, run_tg, tg, tg_env, tg_on_file
 from tg_actors.store.schema import create_schema
 
 pytestmark = [pytest.mark.slow]
+TOKEN = "e2e-sql-token-0123456789"
 
 
 @pytest.fixture
@@ -107,3 +108,68 @@ def test_a_held_file_and_no_api_exits_3_saying_so(db: Path, tmp_path: Path) -> N
     with duckdb.connect(str(db)):  # this process holds the file, as `tg up` would
         code, out = sql(db, tmp_path, "SELECT 1")
     assert code == 3 and f"{db} is held by another process" in out and "--url" in out, out
+
+
+def test_two_params_bind_the_two_marks_in_order(db: Path, tmp_path: Path) -> None:
+    query = "SELECT id FROM orders WHERE id >= ? AND id < ? ORDER BY id"
+    code, out = sql(db, tmp_path, query, "-p", "10", "-p", "13", "-f", "json")
+    assert code == 0 and json.loads(out) == [{"id": 10}, {"id": 11}, {"id": 12}], out
+    code, out = sql(db, tmp_path, query, "-p", "13", "-p", "10", "-f", "json")
+    assert code == 0 and json.loads(out) == [], out  # the other order: nothing between
+
+
+def test_csv_to_stdout_and_json_to_a_file(db: Path, tmp_path: Path) -> None:
+    query = "SELECT id, customer FROM orders WHERE id < 3 ORDER BY id"
+    code, out = sql(db, tmp_path, query, "--format", "csv")
+    assert code == 0, out
+    assert out.splitlines() == ['"id","customer"', '0,"c0"', '1,"c1"', '2,"c2"']
+    code, out = sql(db, tmp_path, query, "--format", "json", "-o", "o.json")
+    assert code == 0 and out == "", out
+    assert json.loads((tmp_path / "o.json").read_text(encoding="utf-8")) == [
+        {"id": 0, "customer": "c0"},
+        {"id": 1, "customer": "c1"},
+        {"id": 2, "customer": "c2"},
+    ]
+
+
+def test_json_has_decimals_as_numbers_and_timestamps_in_iso(db: Path, tmp_path: Path) -> None:
+    query = (
+        "SELECT 12.50::DECIMAL(10, 2) AS price, 7::DECIMAL(38, 2) AS whole,"
+        " TIMESTAMP '2026-01-02 03:04:05' AS at, TIMESTAMPTZ '2026-01-02 03:04:05+00' AS at_tz"
+    )
+    code, out = sql(db, tmp_path, query, "-f", "json")
+    assert code == 0, out
+    [row] = json.loads(out)
+    assert row == {
+        "price": 12.5,
+        "whole": 7,
+        "at": "2026-01-02T03:04:05",
+        "at_tz": "2026-01-02T03:04:05+00:00",
+    }
+    assert isinstance(row["price"], float) and isinstance(row["whole"], int)
+
+
+def _sql_with(env: dict[str, str], db: Path, cwd: Path, *args: str) -> tuple[int, str]:
+    full = {**tg_env(free_port()), **env}
+    return run_tg(tg("sql", *args, "--db", str(db)), full, cwd, 60)
+
+
+def test_no_token_for_the_api_exits_2(db: Path, tmp_path: Path) -> None:
+    nothing = f"http://127.0.0.1:{free_port()}"
+    code, out = _sql_with({}, db, tmp_path, "SELECT 1", "--url", nothing)
+    assert code == 2 and "no API token" in out and "TG_API_TOKEN" in out, out
+
+
+@pytest.mark.parametrize("timeout", ["30s", "2m", "45"])
+def test_tg_sql_timeout_may_be_a_duration(db: Path, tmp_path: Path, timeout: str) -> None:
+    env = {"TG_SQL_TIMEOUT": timeout, "TG_API_TOKEN": TOKEN}
+    nothing = f"http://127.0.0.1:{free_port()}"
+    code, out = _sql_with(env, db, tmp_path, "SELECT 1", "--url", nothing)
+    assert code == 3 and "is `tg up` running?" in out and "Traceback" not in out, out
+
+
+def test_a_bad_tg_sql_timeout_exits_2_naming_it(db: Path, tmp_path: Path) -> None:
+    env = {"TG_SQL_TIMEOUT": "soon", "TG_API_TOKEN": TOKEN}
+    nothing = f"http://127.0.0.1:{free_port()}"
+    code, out = _sql_with(env, db, tmp_path, "SELECT 1", "--url", nothing)
+    assert code == 2 and "setting sql_timeout" in out and "Traceback" not in out, out

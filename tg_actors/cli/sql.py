@@ -3,7 +3,7 @@
 One read-only query. While a `tg up` holds the DuckDB file (or with --url) it goes through
 that system's `POST /api/sql` (tg_actors.client, token from TG_API_TOKEN or the `api_token`
 file beside --db); with nothing running, the file is opened read-only here, with the same
-check (store.reads.sql_problem) and the same locked-down read path (store.readonly: no files,
+check (queries.sql_problem) and the same locked-down read path (store.readonly: no files,
 URLs or extensions, tg.jobs masked). Exit codes: 0 ok, 1 the query refused or failed, 2
 usage, 3 not found (no file, no API answering, no such table).
 
@@ -127,11 +127,14 @@ def _client(settings: Settings, url: str | None) -> Any:
             "no API token for the running system: set TG_API_TOKEN or point --db at the data "
             f"folder of `tg up` (looked for {settings.token_path})",
         )
-    return Client(_base_url(settings, url), token, timeout=settings_timeout())
+    return Client(_base_url(settings, url), token, timeout=http_timeout(settings))
 
 
-def settings_timeout() -> float:
-    return float(os.environ.get("TG_SQL_TIMEOUT", "30")) + 60.0
+def http_timeout(settings: Settings) -> float:
+    """The client's HTTP timeout: the API's query limit (TG_SQL_TIMEOUT, read by Settings as
+    seconds or a duration such as `30s` or `2m`; a bad value fails there, exit 2) plus a
+    minute for the answer to travel."""
+    return settings.sql_timeout + 60.0
 
 
 def _api_answers(settings: Settings) -> bool:
@@ -188,8 +191,8 @@ def _local(db: Path, sql: str, params: list[Any], limit: int | None) -> Any:
     """The query on the file opened read-only, or None when a `tg up` holds it."""
     import duckdb
 
+    from tg_actors.queries import sql_problem
     from tg_actors.store.readonly import MASK_CATALOG, lock_down
-    from tg_actors.store.reads import sql_problem
 
     # the file attached read-only to an in-memory database, so the masking views of
     # lock_down have an in-memory catalog to live in (a read-only connection cannot make one)
@@ -323,7 +326,12 @@ def fetch_to_file(settings: Settings, table: str, output: Path, fmt: str) -> int
     accept = PARQUET if fmt == "parquet" else CSV
     with _client(settings, None) as client:
         try:
+            output.parent.mkdir(parents=True, exist_ok=True)  # as the export of the file does
             size = client.sql_to_file(f"SELECT * FROM {quote(table)}", output, accept=accept)
+        except OSError as exc:  # the folder or the file cannot be written
+            return _say(
+                FAILED, f"export of {table} to {output} failed: {type(exc).__name__}: {exc}"
+            )
         except ApiError as exc:
             if exc.status == 0:
                 return None
