@@ -80,3 +80,10 @@ def test_export_while_the_file_is_held_says_what_to_do(db: Path, tmp_path: Path)
     assert "destination.export: parquet" in output
     assert f"That file is there now: {previous}" in output
     assert not (tmp_path / "o.parquet").exists()
+
+
+@pytest.mark.parametrize("name", ["x;drop", "1orders", "main.orders"])
+def test_a_bad_table_name_exits_2(db: Path, tmp_path: Path, name: str) -> None:
+    rc, output = export(db, tmp_path, name, "-o", str(tmp_path / "o.parquet"))
+    assert rc == 2 and f"invalid table name {name!r}" in output, output
+    assert not (tmp_path / "o.parquet").exists()
