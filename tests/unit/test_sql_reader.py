@@ -342,6 +342,27 @@ async def test_a_long_query_is_interrupted_at_its_timeout(store: DuckStore) -> N
         await reader.close()
 
 
+async def test_a_timeout_above_tg_sql_timeout_is_capped_at_it(store: DuckStore) -> None:
+    """`timeout` in the body only lowers TG_SQL_TIMEOUT: asking 60 s still stops at 0.5 s."""
+    reader = Reader(store.con.cursor(), SqlLimits(timeout=0.5, max_rows=100, concurrency=2))
+    try:
+        began = time.monotonic()
+        with pytest.raises(QueryTimeout, match="0.5s"):
+            await reader.answer(
+                "SELECT count(*) FROM range(1000000000) a, range(1000000) b", timeout=60.0
+            )
+        assert time.monotonic() - began < 5
+        with pytest.raises(QueryTimeout, match="0.5s"):  # a stream too
+            await collect(
+                reader.batches(
+                    "SELECT a.range FROM range(10000000000) a, range(10) b", timeout=60.0
+                )
+            )
+        assert time.monotonic() - began < 10
+    finally:
+        await reader.close()
+
+
 async def test_past_the_concurrency_limit_a_query_is_refused_at_once(reader: Reader) -> None:
     held = reader.batches("SELECT id FROM orders", batch_rows=10)
     assert (await anext(held)).num_rows == 0
