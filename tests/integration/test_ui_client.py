@@ -17,6 +17,7 @@ from tg_actors.errors import (
     NoCapacity,
     RunNotFound,
 )
+from ui import data as uidata
 from ui import engine_format as efmt
 from ui import format as fmt
 
@@ -70,6 +71,7 @@ class FakeApi:
         self.room = 4  # the most engines the fake cluster can place
         self.scaled: list[tuple[int, float | None]] = []
         self.engines_error: Exception | None = None
+        self.sql_limits: list[int | None] = []  # the `limit` of each sql call
 
     @staticmethod
     def _parse(body: str) -> dict[str, Any]:
@@ -161,6 +163,7 @@ class FakeApi:
         self, sql: str, params: list[Any] | None = None, limit: int | None = None
     ) -> dict[str, Any]:
         assert sql == 'SELECT * FROM "orders"', sql  # the Data tab's preview, the one query
+        self.sql_limits.append(limit)
         columns = [{"name": "id", "type": "BIGINT"}, {"name": "amount", "type": "DOUBLE"}]
         rows = [[1, 1.5], [2, 2.5], [3, 3.5]][:limit]
         return {"columns": columns, "rows": rows, "row_count": len(rows), "truncated": False}
@@ -294,9 +297,11 @@ def test_runs_filters_detail_logs_and_cancel(served: tuple[FakeApi, Any]) -> Non
 
 
 def test_preview_and_stats(served: tuple[FakeApi, Any]) -> None:
-    _, client = served
+    api, client = served
     preview, columns, status = client.predict("orders", api_name="/preview")
     assert preview["headers"] == ["id", "amount"] and len(preview["data"]) == 3
+    assert uidata.PREVIEW_ROWS == 50  # the README: the Data tab previews the first 50 rows
+    assert api.sql_limits == [uidata.PREVIEW_ROWS]
     assert columns["data"] == [["id", "BIGINT"], ["amount", "DOUBLE"]]
     assert status == "Table 'orders': 3 rows."
     assert "No table named 'nope'" in client.predict("nope", api_name="/preview")[2]

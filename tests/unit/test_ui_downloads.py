@@ -29,3 +29,7 @@ def test_downloads_past_the_keep_time_are_removed(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "tg-sql").iterdir()) == sorted(
         [recent.name, new.name]
     )
+
+
+def test_a_download_is_kept_15_minutes() -> None:
+    assert DOWNLOAD_KEEP == 15 * 60  # the README's promise
