@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tg_actors.client import ApiError, Client
+from tests.kit.cli import free_port
+from tg_actors.client import ApiError, Client, RunTimeout, Unreachable
 
 
 def _client(status: int, body: object) -> Client:
@@ -49,3 +51,34 @@ def test_importing_the_package_loads_no_http_client() -> None:
         " import tg_actors.client as c; assert tg_actors.Client is c.Client"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_trigger_waiting_past_its_timeout_raises_run_timeout() -> None:
+    polls: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            assert request.url.path == "/api/jobs/orders/runs"
+            return httpx.Response(202, json={"run_id": "r1", "state": "queued"})
+        assert request.url.path == "/api/runs/r1"
+        polls.append(request.url.path)
+        return httpx.Response(200, json={"run_id": "r1", "state": "running"})  # never ends
+
+    tg = Client("http://api.test", "t0ken-t0ken-t0ken", transport=httpx.MockTransport(answer))
+    with pytest.raises(RunTimeout) as caught:
+        tg.trigger("orders", wait=True, timeout=0.1, every=0.01)
+    assert caught.value.run == {"run_id": "r1", "state": "running"}
+    assert str(caught.value) == "run r1 still running after 0.1s"
+    assert isinstance(caught.value, TimeoutError) and len(polls) >= 2
+
+
+def test_nothing_listening_raises_unreachable_with_status_0(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with Client(url, "t0ken-t0ken-t0ken") as tg:
+        with pytest.raises(Unreachable) as caught:
+            tg.sql("SELECT 1")
+        assert caught.value.status == 0 and f"no turbo-giggle API at {url}" in caught.value.detail
+        assert isinstance(caught.value, ApiError)
+        with pytest.raises(Unreachable) as caught:
+            tg.sql_to_file("SELECT 1", tmp_path / "r.parquet")
+        assert caught.value.status == 0 and list(tmp_path.iterdir()) == []  # no part file left
