@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 import ray
 
 from tests.kit.cli import free_port, run_tg, tg, tg_env
 from tests.kit.ray import DEMO_ROWS, serving_demo
-from tg_actors.client import ApiError, Client, Unreachable
+from tg_actors.client import ARROW_STREAM, CSV, ApiError, Client, Unreachable
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 TOKEN = "client-token-123456789"
@@ -76,6 +78,24 @@ def test_sql_to_file_streams_into_the_file(client: Client, tmp_path: Path) -> No
         client.sql_to_file("DELETE FROM demo", tmp_path / "d.parquet")
     assert caught.value.status == 422 and "not read-only" in caught.value.detail
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.parquet"]  # no part file left
+
+
+def test_sql_to_file_writes_csv_and_the_arrow_stream_too(
+    client: Client, served: tuple[str, Any, Path], tmp_path: Path
+) -> None:
+    query = "SELECT id, customer FROM demo ORDER BY id"
+    want = direct(served[1], query)
+    size = client.sql_to_file(query, tmp_path / "r.csv", accept=CSV)
+    assert size == (tmp_path / "r.csv").stat().st_size
+    rows = pa_csv.read_csv(tmp_path / "r.csv").to_pylist()
+    assert [tuple(r.values()) for r in rows] == want
+    size = client.sql_to_file(query, tmp_path / "r.arrows", accept=ARROW_STREAM)
+    assert size == (tmp_path / "r.arrows").stat().st_size
+    with pa.OSFile(str(tmp_path / "r.arrows")) as f, pa.ipc.open_stream(f) as reader:
+        table = reader.read_all()
+    assert table.column_names == ["id", "customer"]
+    assert [tuple(r.values()) for r in table.to_pylist()] == want
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.arrows", "r.csv"]
 
 
 def test_a_wrong_token_and_no_api(served: tuple[str, Any, Path]) -> None:
@@ -141,3 +161,20 @@ def test_tg_export_goes_through_the_api_while_the_file_is_held(
     assert code == 0 and (tmp_path / "demo.csv").read_text().count("\n") == ROWS + 1, out
     code, out = _tg(served, tmp_path, "export", "nope", "-o", "nope.parquet")
     assert code == 3 and "nope" in out and not (tmp_path / "nope.parquet").exists(), out
+
+
+def test_tg_export_through_the_api_makes_the_folder_and_says_a_failed_write(
+    served: tuple[str, Any, Path], tmp_path: Path
+) -> None:
+    code, out = _tg(served, tmp_path, "export", "demo", "-o", "out/sub/demo.parquet")
+    assert code == 0 and "through the running system's API" in out, out
+    assert pq.read_table(tmp_path / "out" / "sub" / "demo.parquet").num_rows == ROWS
+    (tmp_path / "blocker").write_text("a file where the folder would be")
+    code, out = _tg(served, tmp_path, "export", "demo", "-o", "blocker/demo.parquet")
+    assert code == 1 and "export of demo to blocker/demo.parquet failed" in out, out
+    assert "Traceback" not in out, out
+    (tmp_path / "taken.csv").mkdir()  # a folder where the file would go: the rename fails
+    code, out = _tg(served, tmp_path, "export", "demo", "-o", "taken.csv")
+    assert code == 1 and "export of demo to taken.csv failed" in out, out
+    assert "Traceback" not in out and list((tmp_path / "taken.csv").iterdir()) == [], out
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]  # none left
