@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -234,6 +235,15 @@ class ApiService:
     async def trigger(self, name: str, priority: int | None = None) -> str:
         self.lists.clear()
         return str(await self._scheduler.trigger(name, priority))
+
+    async def backfill(self, name: str, start: datetime, end: datetime) -> str:
+        """JobNotFound (404) or BackfillRefused (422, saying why)."""
+        self.lists.clear()
+        return str(await self._scheduler.backfill(name, start, end))
+
+    async def refresh(self, name: str) -> str:
+        self.lists.clear()
+        return str(await self._scheduler.refresh(name))
 
     async def cancel(self, run_id: str) -> str:
         """RunNotFound (404) or IllegalTransition (409, the run already ended)."""

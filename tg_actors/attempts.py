@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import pyarrow as pa
 
 from tg_actors.jobs import TABLE_NAME, ExportFormat, WriteMode
+from tg_actors.runstate import Trigger
 
 _MODES = ", ".join(mode.value for mode in WriteMode)
 _EXPORTS = ", ".join(fmt.value for fmt in ExportFormat)
@@ -33,12 +34,19 @@ class Begin:
     job: str
     attempt: int | None = None
     incremental: bool = False
+    # source.for_each.sql: the Database runs it (read-only) and Begun brings its rows
+    for_each_sql: str | None = None
+    # source.for_each or source.window: Begun brings the job's positions (tg.state)
+    positioned: bool = False
 
     def __post_init__(self) -> None:
         _text(self, "run_id", self.run_id)
         _text(self, "job", self.job)
         _attempt(self, self.attempt)
         _flag(self, "incremental", self.incremental)
+        if self.for_each_sql is not None:
+            _text(self, "for_each_sql", self.for_each_sql)
+        _flag(self, "positioned", self.positioned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +68,30 @@ class Resume:
 @dataclass(frozen=True, slots=True)
 class Begun:
     """A started attempt: where it resumes (None: from the first page), the job's committed
-    cursor (None when not incremental, or none yet) and the start stamped on the run."""
+    cursor (None when not incremental, or none yet) and the start stamped on the run; the
+    run's trigger and, for a backfill, its range [from, to); for a for_each job the rows of
+    its SQL, and for a for_each or window job the committed positions ({key: {cursor,
+    window}}, chains.py)."""
 
     resume: Resume | None
     cursor: str | None
     started_at: datetime
+    _: KW_ONLY
+    trigger: str = Trigger.MANUAL
+    range: tuple[datetime, datetime] | None = None
+    rows: pa.Table | None = None
+    positions: dict[str, dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
+        _text(self, "trigger", self.trigger)
+        if self.rows is not None and not isinstance(self.rows, pa.Table):
+            _refuse(self, "rows", self.rows, "a pyarrow Table or None")
+        if self.positions is not None and not isinstance(self.positions, dict):
+            _refuse(self, "positions", self.positions, "a dict or None")
+        if self.range is not None and (
+            len(self.range) != 2 or not all(isinstance(t, datetime) for t in self.range)
+        ):
+            _refuse(self, "range", self.range, "a (from, to) pair of datetimes or None")
         if self.resume is not None and not isinstance(self.resume, Resume):
             _refuse(self, "resume", self.resume, "a Resume or None")
         if self.cursor is not None and not isinstance(self.cursor, str):
@@ -80,7 +105,10 @@ class Commit:
     """Commit the run: its staged rows and `batch` (the tail it did not stage; a RecordBatch
     becomes a Table) into `table` by `write`, its `cursor` (job, value) and `succeeded`;
     `pages` fetched in all. `attempt` fences off a superseded attempt (None: no fence).
-    `export`: the job's destination.export, a file the Database rewrites after the commit."""
+    `export`: the job's destination.export, a file the Database rewrites after the commit.
+    `positions`: per-chain cursors and window positions ({key: {cursor, window}}) merged
+    forward-only into tg.state; `reset_state` (a refresh): the job's cursor and positions
+    become exactly this commit's, whatever was stored."""
 
     run_id: str
     _: KW_ONLY
@@ -93,9 +121,18 @@ class Commit:
     attempt: int | None = None
     batch: pa.Table | None = None
     export: ExportFormat | None = None
+    positions: dict[str, dict[str, Any]] | None = None
+    reset_state: bool = False
+    job: str = ""  # whose positions (and, with reset_state, cursor) this commit writes
 
     def __post_init__(self) -> None:
         _text(self, "run_id", self.run_id)
+        _text(self, "job", self.job)
+        if (self.positions or self.reset_state) and not self.job:
+            raise ValueError("Commit.job must name the job when positions or reset_state are set")
+        if self.positions is not None and not isinstance(self.positions, dict):
+            _refuse(self, "positions", self.positions, "a dict or None")
+        _flag(self, "reset_state", self.reset_state)
         if not isinstance(self.table, str):
             _refuse(self, "table", self.table, "a str")
         if not TABLE_NAME.fullmatch(self.table):

@@ -3,7 +3,8 @@
 TGError
 ├── ConfigError                 a job file or setting is wrong
 │   ├── JobValidationError      pydantic errors, as (loc, msg) pairs
-│   └── MissingSecret           `${NAME}` with no such environment variable
+│   ├── MissingSecret           `${NAME}` with no such environment variable
+│   └── BackfillRefused         the job cannot bound a backfill (or it would replace the table)
 ├── NotFound
 │   ├── JobNotFound
 │   ├── RunNotFound
@@ -13,6 +14,7 @@ TGError
 │   └── StaleAttempt            a superseded attempt (the fence) tried to write
 ├── SourceError                 the HTTP source failed (URL sanitized)
 │   └── PaginationLoop          a paginator would repeat itself
+├── ForEachError                a run's source.for_each rows could not be read
 ├── TransformError              transform.sql failed
 ├── DestinationError            the DuckDB write failed (schema, primary key)
 ├── QueryError                  a query over the live database (POST /api/sql) was not answered
@@ -121,6 +123,15 @@ class PaginationLoop(SourceError):
     pass
 
 
+class BackfillRefused(ConfigError):
+    """A backfill the job cannot do (no window and no until_param, a replace job, from >= to)."""
+
+
+class ForEachError(TGError):
+    """A run's source.for_each rows could not be had: its SQL failed or reads a table that
+    does not exist yet (named, with the job that writes it)."""
+
+
 class TransformError(TGError):
     pass
 
@@ -134,7 +145,7 @@ class QueryError(TGError):
 
 
 class QueryRefused(QueryError):
-    """The parser's wall (store/reads.py): `problem` says why the statement may not run."""
+    """The parser's wall (tg_actors/queries.py): `problem` says why the statement may not run."""
 
     def __init__(self, problem: str) -> None:
         self.problem = problem

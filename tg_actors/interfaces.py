@@ -218,7 +218,7 @@ class Database(Protocol):
         *,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        """One read-only query over the live database (store/reads.py says what may run),
+        """One read-only query over the live database (tg_actors/queries.py says what may run),
         `params` bound to its `?` / `$1` placeholders: {"columns": [{"name", "type"}],
         "rows": [[...]] (JSON-ready, as preview_table's), "row_count", "truncated",
         "elapsed_ms"}. At most min(limit, TG_SQL_MAX_ROWS) rows, `truncated` when the result
@@ -371,6 +371,16 @@ class Scheduler(Protocol):
         self, job: str, priority: int | None = None, trigger: str = Trigger.MANUAL
     ) -> str:
         """Queue a run of `job` now: its run_id, once the run exists in DuckDB. JobNotFound."""
+        ...
+
+    async def backfill(self, job: str, start: datetime, end: datetime) -> str:
+        """Queue a run over [start, end) that moves no cursor or window (trigger `backfill`):
+        its run_id. JobNotFound; BackfillRefused (planning.backfill_problem)."""
+        ...
+
+    async def refresh(self, job: str) -> str:
+        """Queue a full re-read that replaces the table and resets the cursors on success
+        (trigger `refresh`): its run_id. JobNotFound."""
         ...
 
     async def cancel(self, run_id: str) -> str:

@@ -305,6 +305,93 @@ class Incremental(Strict):
     param: str
     initial: str | None = None
     lookback: Duration = timedelta(0)
+    # the parameter a backfill sends the upper bound of its range in (`tg backfill --to`)
+    until_param: str | None = None
+
+
+ForEachValue = str | int | float | bool | None
+
+
+class ForEach(Strict):
+    """One request chain per row: of `sql` (read-only, over the data tables, run by the
+    Database at the start of the run) or of `values`; see chains.py."""
+
+    sql: str | None = None
+    values: list[dict[str, ForEachValue]] | None = None
+    include: list[str] = []  # columns of the row added to every record of its chain
+    concurrency: int = Field(4, ge=1, le=64)  # rows read at once, all under rate_limit
+
+    @field_validator("sql")
+    @classmethod
+    def _read_only(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not _is_input(info):
+            return value
+        from tg_actors.queries import sql_problem  # DuckDB's parser, as for transform.sql
+
+        problem = sql_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ForEach:
+        if (self.sql is None) == (self.values is None):
+            raise ValueError("give exactly one of sql or values")
+        if self.values:
+            first = set(self.values[0])
+            for i, row in enumerate(self.values[1:], 1):
+                if set(row) != first:
+                    raise ValueError(
+                        f"values[{i}] has the columns {sorted(row)}, values[0] {sorted(first)}:"
+                        " every row needs the same columns"
+                    )
+        return self
+
+    def columns(self) -> list[str] | None:
+        """The rows' column names, when known before the run (None: `SELECT *` and such)."""
+        if self.values is not None:
+            return list(self.values[0]) if self.values else []
+        from tg_actors.queries import select_names
+
+        return select_names(self.sql or "")
+
+
+class WindowFormat(enum.StrEnum):
+    ISO = "iso"  # 2024-01-01T00:00:00Z
+    DATE = "date"  # 2024-01-01
+    EPOCH = "epoch"  # seconds
+    EPOCH_MS = "epoch_ms"
+
+
+class Window(Strict):
+    """Time slices [start, start+step), ... up to `end` (the last one clamped); a later run
+    continues where the last completed window ended, `lookback` earlier."""
+
+    start: datetime
+    step: Duration
+    end: Literal["now"] | datetime = "now"
+    lookback: Duration = timedelta(0)
+    format: WindowFormat = WindowFormat.ISO
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, value: Any) -> Any:
+        if isinstance(value, datetime) and value.tzinfo is None:  # naive means UTC, as `at`
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @field_validator("step")
+    @classmethod
+    def _step(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("step must be at least 1s")
+        return value
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Window:
+        if isinstance(self.end, datetime) and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
 
 
 class RateLimit(Strict):
@@ -322,6 +409,8 @@ class HttpSource(Strict):
     records: JsonPath = "$"
     paginate: Paginate = NoPaginate()
     incremental: Incremental | None = None
+    for_each: ForEach | None = None
+    window: Window | None = None
     rate_limit: RateLimit | None = None
     timeout: Duration = timedelta(seconds=30)
     max_pages: int | None = Field(None, ge=1)
@@ -390,6 +479,41 @@ class JobSpec(Strict):
     source: HttpSource
     transform: Transform | None = None
     destination: Destination
+
+    @model_validator(mode="after")
+    def _known_placeholders(self, info: ValidationInfo) -> JobSpec:
+        """With for_each or window, each `{name}` of the request and each `include` must be a
+        column of the rows or a window bound (when the rows' columns are known here; else the
+        run checks them against the rows it gets)."""
+        source = self.source
+        if not _is_input(info) or (source.for_each is None and source.window is None):
+            return self
+        from tg_actors.chains import WINDOW_NAMES, source_placeholders
+
+        columns = source.for_each.columns() if source.for_each is not None else []
+        if columns is None:
+            return self
+        known = set(columns) | (set(WINDOW_NAMES) if source.window is not None else set())
+        shown = ", ".join("{" + n + "}" for n in sorted(known)) or "none"
+        details = []
+        stored = source.model_dump(mode="json", by_alias=True)
+        for path, name in source_placeholders(stored):
+            if name not in known:
+                message = f"unknown placeholder {{{name}}}; the request can use {shown}"
+                error = PydanticCustomError("placeholder", message)
+                details.append(InitErrorDetails(type=error, loc=("source", *path), input=name))
+        if source.for_each is not None:
+            for i, column in enumerate(source.for_each.include):
+                if column not in columns:
+                    message = (
+                        f"{column!r} is not a column of the for_each rows ({', '.join(columns)})"
+                    )
+                    error = PydanticCustomError("include", message)
+                    loc = ("source", "for_each", "include", i)
+                    details.append(InitErrorDetails(type=error, loc=loc, input=column))
+        if details:
+            raise ValidationError.from_exception_data("JobSpec", details)
+        return self
 
     @model_validator(mode="after")
     def _not_after_itself(self, info: ValidationInfo) -> JobSpec:

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Final
 
 from tg_actors.errors import IllegalTransition
 
 __all__ = [
+    "backfill_range",
+    "backfill_trigger",
+    "split_trigger",
     "ACTIVE",
     "AFTER_PREFIX",
     "INITIAL",
@@ -82,6 +86,12 @@ class Trigger(enum.StrEnum):
     """A schedule tick missed while the system was down, fired late (`schedule.catchup`)."""
     MANUAL = "manual"
     """An external trigger: `POST /api/jobs/{name}/runs`, the UI's run button, `tg run`."""
+    BACKFILL = "backfill"
+    """A run over a time range (`tg backfill`, `POST /api/jobs/{name}/backfill`) that leaves
+    the job's cursors and window positions alone."""
+    REFRESH = "refresh"
+    """A full re-read (`tg refresh`, `POST /api/jobs/{name}/refresh`): stored cursors ignored;
+    on success the table is replaced by its rows and the cursors reset, in one transaction."""
 
 
 TICK_TRIGGERS: tuple[Trigger, ...] = (Trigger.SCHEDULE, Trigger.CATCHUP)
@@ -101,6 +111,44 @@ def upstream_of(trigger: str) -> str | None:
     if trigger.startswith(AFTER_PREFIX) and len(trigger) > len(AFTER_PREFIX):
         return trigger[len(AFTER_PREFIX) :]
     return None
+
+
+BACKFILL_PREFIX: Final = "backfill:"
+"""`backfill:<from>/<to>` (ISO instants): how the Scheduler hands a backfill's range to the
+run it creates; the store keeps `backfill` as the trigger and the range in its own columns,
+written in the same insert as the run (a backfill never runs without its range)."""
+
+
+def backfill_trigger(start: datetime, end: datetime) -> str:
+    """The trigger string of a backfill over [start, end)."""
+    return f"{BACKFILL_PREFIX}{_instant(start)}/{_instant(end)}"
+
+
+def backfill_range(trigger: str) -> tuple[datetime, datetime] | None:
+    """The (from, to) of a `backfill_trigger` string; None for any other trigger."""
+    if not trigger.startswith(BACKFILL_PREFIX):
+        return None
+    start, _, end = trigger[len(BACKFILL_PREFIX) :].partition("/")
+    return _parse_instant(start), _parse_instant(end)
+
+
+def split_trigger(trigger: str) -> tuple[str, tuple[datetime | None, datetime | None]]:
+    """(the trigger as stored, (range_from, range_to)): a `backfill_trigger` string becomes
+    `backfill` and its range; any other trigger stays itself, with no range."""
+    span = backfill_range(trigger)
+    if span is None:
+        return trigger, (None, None)
+    return Trigger.BACKFILL.value, span
+
+
+def _instant(moment: datetime) -> str:
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+def _parse_instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 _S = RunState

@@ -1,4 +1,4 @@
-"""What a query over the live database may be (store/reads.py `sql_problem`), decided by
+"""What a query over the live database may be (tg_actors/queries.py `sql_problem`), decided by
 DuckDB's parser: every refused kind names why; the reads users expect (Datasette, the DuckDB
 CLI) pass."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tg_actors.store.reads import TG_TABLES, sql_problem
+from tg_actors.queries import TG_TABLES, sql_problem
 
 TABLES = ["orders", "Customers", "select"]
 

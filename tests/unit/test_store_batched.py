@@ -94,9 +94,14 @@ def test_begin_attempts_starts_runs_and_returns_resume_and_cursor(store: DuckSto
     assert isinstance(started, Begun)
     now = started.started_at
     assert results == [
-        Begun(resume=None, cursor="2026-02-01", started_at=now),
-        Begun(resume=Resume({"page": 2}, pages=2, rows=1), cursor=None, started_at=now),
-        Begun(resume=None, cursor=None, started_at=now),
+        Begun(resume=None, cursor="2026-02-01", started_at=now, trigger="schedule"),
+        Begun(
+            resume=Resume({"page": 2}, pages=2, rows=1),
+            cursor=None,
+            started_at=now,
+            trigger="schedule",
+        ),
+        Begun(resume=None, cursor=None, started_at=now, trigger="schedule"),
     ]
     assert before is not None and Resume(**before) == results[1].resume  # type: ignore[union-attr]
     for run_id in (fresh, resumed, plain):

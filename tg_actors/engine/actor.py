@@ -23,9 +23,10 @@ import ray
 from ray.util.queue import Empty
 
 from tg_actors import interfaces
-from tg_actors.attempts import Begin, Begun, Commit
+from tg_actors.attempts import Begin, Begun
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
+from tg_actors.engine.fanout import build_commit, extract_chains, fans_out, plain_filter
 from tg_actors.engine.sync import Stage, SyncResult, extract_and_stage
 from tg_actors.errors import IllegalTransition, StaleAttempt
 from tg_actors.jobs import JobSpec
@@ -277,8 +278,14 @@ class SyncEngine:
 
         try:
             spec = JobSpec.model_validate(message.spec)
+            for_each = spec.source.for_each
             begin = Begin(
-                run_id, job=job, attempt=attempt, incremental=spec.source.incremental is not None
+                run_id,
+                job=job,
+                attempt=attempt,
+                incremental=spec.source.incremental is not None,
+                for_each_sql=for_each.sql if for_each is not None else None,
+                positioned=fans_out(spec),
             )
             begun = await self._db.begin_attempt(begin, self._id)
             started = RunStarted(
@@ -291,20 +298,7 @@ class SyncEngine:
                 self._attempt(spec, begun, self._stager(run_id, spec, message.attempt), progress),
                 spec.timeout.total_seconds(),
             )
-            dest = spec.destination
-            commit = Commit(
-                run_id,
-                table=dest.table,
-                write=dest.write,
-                primary_key=tuple(dest.primary_key),
-                pages=result.pages,
-                cursor=(job, result.cursor) if result.cursor else None,
-                widen_to_varchar=dest.widen_to_varchar,
-                attempt=attempt,
-                batch=result.tail,
-                export=dest.export,
-            )
-            rows = await self._db.commit_run(commit)
+            rows = await self._db.commit_run(build_commit(spec, run_id, attempt, begun, result))
         except asyncio.CancelledError:
             if run_id not in self._cancelled:
                 raise  # the engine itself is stopping
@@ -366,15 +360,28 @@ class SyncEngine:
                 if delay > 0:
                     await asyncio.sleep(delay)
 
+        if fans_out(spec):
+            return await extract_chains(
+                spec,
+                stage,
+                progress,
+                begun=begun,
+                now=begun.started_at,
+                acquire=acquire,
+                keep_tail=True,
+                transport=self._transport,
+            )
+        cursor, params = plain_filter(spec, begun)
         return await extract_and_stage(
             spec,
             stage,
             progress,
             resume=begun.resume,
-            cursor=begun.cursor,
+            cursor=cursor,
             acquire=acquire,
             keep_tail=True,
             transport=self._transport,
+            params=params,
         )
 
 

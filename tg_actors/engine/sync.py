@@ -46,6 +46,8 @@ class SyncResult:
     # the rows, when the run fitted in one batch and nothing was staged (`keep_tail`): they go
     # with the commit itself, saving the staging table's round trip
     tail: pa.Table | None = None
+    # for_each and window jobs: per-chain cursors and window positions (engine/fanout.py)
+    positions: dict[str, dict[str, Any]] | None = None
 
 
 def batch_cursor(table: pa.Table, field: str) -> str | None:
@@ -137,7 +139,7 @@ class Stager:
     async def flush(self, source_checkpoint: dict[str, Any] | None, force: bool = False) -> None:
         if not (force or self._batch.full()):
             return
-        here = Mark({"source": source_checkpoint, "cursor": self.cursor}, self.pages)
+        here = Mark(self._here(source_checkpoint), self.pages)
         parts = self._batch.take()
         for i, (table, mark) in enumerate(parts):
             await self.wait()  # stages stay in order: a checkpoint covers every page before it
@@ -146,9 +148,15 @@ class Stager:
             # attempt cut off between two parts resumes after the last part that landed.
             # The last part carries where the run is now (empty pages after it included).
             at = here if i == len(parts) - 1 else mark
-            checkpoint, pages = (None, self.pages) if at is None else (at.checkpoint, at.pages)
+            checkpoint, pages = (None, self.pages) if at is None else (at.state(), at.pages)
             self.staged = True
             self._pending = asyncio.ensure_future(self._stage(table, checkpoint, pages))
+
+    def _here(
+        self, source_checkpoint: dict[str, Any] | None
+    ) -> dict[str, Any] | Callable[[], dict[str, Any]]:
+        """The checkpoint of where the run is now: after the pages added so far."""
+        return {"source": source_checkpoint, "cursor": self.cursor}
 
     async def wait(self) -> None:
         if self._pending is not None:
@@ -188,10 +196,12 @@ async def extract_and_stage(
     env: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     keep_tail: bool = False,
+    params: Mapping[str, str] | None = None,
 ) -> SyncResult:
     """Read the pages of `spec.source` (from `resume` on), stage them; returns the totals.
-    `cursor` is the job's committed incremental cursor (None on the first run). With
-    `keep_tail`, a run that fits in one batch stages nothing: its rows come back as `tail`."""
+    `cursor` is the job's committed incremental cursor (None on the first run); `params`,
+    when given, are the incremental filter instead (a backfill's range). With `keep_tail`, a
+    run that fits in one batch stages nothing: its rows come back as `tail`."""
     started = time.perf_counter()
     saved = dict(resume.checkpoint) if resume else {}
     stager = Stager(
@@ -208,7 +218,7 @@ async def extract_and_stage(
         env=env,
         transport=transport,
         acquire=acquire,
-        extra_params=incremental_params(spec, cursor),
+        extra_params=incremental_params(spec, cursor) if params is None else params,
     )
     try:
         async for page in client.pages(resume=saved.get("source") if resume else None):
@@ -237,8 +247,11 @@ class Mark:
     """Where a resumed attempt continues once the rows up to here are staged: the checkpoint
     (`{"source", "cursor"}`) and the pages fetched by then."""
 
-    checkpoint: dict[str, Any]
+    checkpoint: dict[str, Any] | Callable[[], dict[str, Any]]  # or made when it is staged
     pages: int
+
+    def state(self) -> dict[str, Any]:
+        return self.checkpoint() if callable(self.checkpoint) else self.checkpoint
 
 
 class Batch:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tg_actors import interfaces
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
-from tg_actors.errors import IllegalTransition, JobNotFound, RunNotFound
+from tg_actors.errors import BackfillRefused, IllegalTransition, JobNotFound, RunNotFound
 from tg_actors.jobs import JobSpec
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
@@ -45,7 +45,7 @@ from tg_actors.messages import (
 from tg_actors.metrics import Histogram
 from tg_actors.names import SCHEDULER_GROUP, SCHEDULER_LEASE_GROUP
 from tg_actors.peer import face
-from tg_actors.runstate import RunState, Trigger, after_trigger
+from tg_actors.runstate import RunState, Trigger, after_trigger, backfill_trigger
 from tg_actors.scheduler.engines import Fleet
 from tg_actors.scheduler.error_handler import ErrorHandler
 from tg_actors.scheduler.inflight import InFlight
@@ -53,6 +53,7 @@ from tg_actors.scheduler.planning import (
     FireTimes,
     JobEntry,
     NewTick,
+    backfill_problem,
     dependency_edges,
     dependents_of,
     due_runs,
@@ -235,6 +236,23 @@ class Scheduler:
         """Queue a run of `job` now (external trigger). Returns its run_id. Concurrent calls
         share one insert and one dispatch (a burst of triggers costs a few round trips)."""
         return await self._manual.submit((job, priority, trigger))
+
+    async def backfill(self, job: str, start: datetime, end: datetime) -> str:
+        """Queue a run of `job` over [start, end) that leaves its cursors and windows alone
+        (trigger `backfill`; the range is written with the run). JobNotFound;
+        BackfillRefused when the job cannot bound such a run (planning.backfill_problem)."""
+        entry = self._jobs.get(job)
+        if entry is None:
+            raise JobNotFound(job)
+        problem = backfill_problem(entry.spec, start, end)
+        if problem is not None:
+            raise BackfillRefused(problem)
+        return await self.trigger(job, None, backfill_trigger(start, end))
+
+    async def refresh(self, job: str) -> str:
+        """Queue a full re-read of `job` (trigger `refresh`): stored cursors and windows are
+        ignored; its commit replaces the table and resets them. JobNotFound."""
+        return await self.trigger(job, None, Trigger.REFRESH)
 
     async def _trigger_many(
         self, items: list[tuple[str, int | None, str]]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from tg_actors.jobs import JobSpec, Overlap, schedule_part
+from tg_actors.jobs import JobSpec, Overlap, WriteMode, schedule_part
 from tg_actors.runstate import Trigger
 from tg_actors.scheduler.schedule import apply_jitter, due_ticks, next_fire
 
@@ -217,3 +217,25 @@ class FireTimes:
 
     def __len__(self) -> int:
         return len(self._next)
+
+
+def backfill_problem(spec: JobSpec, start: datetime, end: datetime) -> str | None:
+    """Why job `spec` cannot backfill [start, end), or None: the range must be bounded by
+    windows or by an until_param, and the write must keep the rows outside the range."""
+    name = spec.name
+    if start.tzinfo is None or end.tzinfo is None:
+        return "from and to must be instants with a timezone (or Z)"
+    if start >= end:
+        return f"from ({start.isoformat()}) must be before to ({end.isoformat()})"
+    if spec.destination.write is WriteMode.REPLACE:
+        return (
+            f"job {name} writes with replace: a backfill would leave only its range in the"
+            " table; use refresh to re-read everything"
+        )
+    incremental = spec.source.incremental
+    if spec.source.window is None and (incremental is None or not incremental.until_param):
+        return (
+            f"job {name} has no source.window and no source.incremental.until_param: a"
+            " backfill could not bound its range"
+        )
+    return None

@@ -23,7 +23,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -224,6 +224,7 @@ class HttpSourceClient:
         extra_params: Mapping[str, str] | None = None,
         secret_names: SecretNames | None = None,
         targets: TargetPolicy | None = None,
+        tokens: TokenCache | None = None,
     ) -> None:
         self.spec = spec
         self._env = env
@@ -236,9 +237,10 @@ class HttpSourceClient:
         self._rng = rng or random.Random()
         self._acquire = acquire
         self._extra = dict(extra_params or {})
-        self._tokens = TokenCache(clock)  # oauth2 access token, reused across runs until due
+        # oauth2 access token, reused across runs until due (and across a for_each run's chains)
+        self._tokens = TokenCache(clock) if tokens is None else tokens
 
-    async def pages(self, resume: dict[str, Any] | None = None) -> AsyncIterator[Page]:
+    async def pages(self, resume: dict[str, Any] | None = None) -> AsyncGenerator[Page, None]:
         """Pages in order, each with the checkpoint to resume after it.
 
         With `resume` (a `Page.checkpoint` of an earlier run of this spec) the run starts with
@@ -274,7 +276,7 @@ class HttpSourceClient:
                 tokens=self._tokens,
                 sleep=self._sleep,
                 rng=self._rng,
-                acquire=self._acquire or _local_limit(spec.rate_limit),
+                acquire=self._acquire or local_limit(spec.rate_limit),
                 max_bytes=spec.max_page_bytes,
             )
             window: Window[RequestSpec, httpx.Response] = Window(requester.send, spec.concurrency)
@@ -435,7 +437,7 @@ def _scrub_value(value: Any, secrets: tuple[str, ...]) -> Any:
     return value
 
 
-def _local_limit(rate_limit: jobs.RateLimit | None) -> Acquire | None:
+def local_limit(rate_limit: jobs.RateLimit | None) -> Acquire | None:
     """`rate_limit` for this run alone: one request every 1/per_second seconds, no burst."""
     if rate_limit is None:
         return None

@@ -12,9 +12,11 @@ and threads of their own (store/reader.py), never on the DuckDB writer's thread.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import aclosing
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from tg_actors.attempts import Begin, Begun, Commit
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
+from tg_actors.errors import ForEachError, QueryFailed, QueryRefused, QueryTimeout
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
     TOPIC_STATUS,
@@ -35,6 +38,7 @@ from tg_actors.messages import (
     RunStateChanged,
 )
 from tg_actors.names import DATABASE_GROUP
+from tg_actors.queries import NO_TABLE
 from tg_actors.runstate import RunState
 from tg_actors.settings import Settings, retention_seconds
 from tg_actors.store.duckdb import DuckStore
@@ -128,8 +132,38 @@ class Database:
 
     async def begin_attempt(self, begin: Begin, engine: str) -> Begun:
         """DuckStore.begin_attempts of this one, grouped with concurrent calls; its own error
-        is raised to this caller alone."""
-        return await self._begins.submit((begin, engine))
+        is raised to this caller alone. With `for_each_sql`, Begun brings its rows, read on
+        the read path (store/reader.py) once the run is running."""
+        begun = await self._begins.submit((begin, engine))
+        if begin.for_each_sql is None:
+            return begun
+        rows = await self._for_each_rows(begin.job, begin.for_each_sql)
+        return dataclasses.replace(begun, rows=rows)
+
+    async def _for_each_rows(self, job: str, sql: str) -> pa.Table:
+        """The rows of a job's for_each.sql; ForEachError naming what is wrong (for a table
+        not there yet, the job that writes it)."""
+        try:
+            return await self._reader.table(sql)
+        except QueryRefused as exc:
+            missing = re.search(r"reads '([^']+)': " + re.escape(NO_TABLE), exc.problem)
+            if missing is None:
+                raise ForEachError(f"job {job}: source.for_each.sql: {exc.problem}") from None
+            table = missing.group(1).split(".")[-1]
+            jobs = await self._call(self._store.list_jobs)
+            writers = [
+                j["name"]
+                for j in jobs
+                if str((j["spec"].get("destination") or {}).get("table", "")).lower()
+                == table.lower()
+            ]
+            hint = f": run job {writers[0]!r} first?" if writers else " (no job writes it)"
+            raise ForEachError(
+                f"job {job}: source.for_each.sql reads table {table!r}, which does not exist"
+                f" yet{hint}"
+            ) from None
+        except (QueryFailed, QueryTimeout) as exc:
+            raise ForEachError(f"job {job}: source.for_each.sql failed: {exc}") from None
 
     async def commit_run(self, commit: Commit) -> int:
         """DuckStore.commit_runs of this one, grouped with concurrent calls; its own error is

@@ -53,7 +53,8 @@ def begin_attempts(
     try:
         with writes.transaction(con):
             found = con.execute(
-                f"SELECT b.i, r.state, r.attempt, c.checkpoint, c.pages, c.rows, s.cursor, r.engine"
+                "SELECT b.i, r.state, r.attempt, c.checkpoint, c.pages, c.rows, s.cursor, r.engine,"
+                " r.trigger, r.range_from, r.range_to, s.positions"
                 f" FROM {_BEGIN} b LEFT JOIN tg.runs r ON r.run_id = b.run_id"
                 " LEFT JOIN tg.run_checkpoints c ON c.run_id = b.run_id"
                 " LEFT JOIN tg.state s ON s.job = b.job ORDER BY b.i"
@@ -83,7 +84,8 @@ def _begin_one(begin: Begin, row: tuple[Any, ...], engine: str, now: datetime) -
     repeated after a lost answer, or its restarted process taking the run up again): two
     engines never hold one attempt. A re-dispatch always comes with a new attempt number."""
     run_id, attempt = begin.run_id, begin.attempt
-    _, state, current, checkpoint, pages, rows, cursor, holder = row
+    _, state, current, checkpoint, pages, rows, cursor, holder = row[:8]
+    trigger, range_from, range_to, positions = row[8:]
     if state is None:
         return RunNotFound(run_id)
     if attempt is not None and int(current) != attempt:
@@ -94,7 +96,9 @@ def _begin_one(begin: Begin, row: tuple[Any, ...], engine: str, now: datetime) -
     if checkpoint is not None:  # the same values as progress.load
         resume = Resume(json.loads(checkpoint), int(pages), int(rows))
     stored = str(cursor) if begin.incremental and cursor is not None else None
-    return Begun(resume, stored, now)
+    span = None if range_from is None or range_to is None else (range_from, range_to)
+    kept = (json.loads(positions) if positions else {}) if begin.positioned else None
+    return Begun(resume, stored, now, trigger=str(trigger), range=span, positions=kept)
 
 
 # -- group commit ------------------------------------------------------------------------
@@ -200,6 +204,8 @@ def _groupable(commit: Commit, staged: set[str]) -> pa.Table | None:
     """The commit's typed batch when it can join a group commit, else None (one by one): it
     has a batch, no staging, appends, and its batch has a typed column (or no rows)."""
     if commit.batch is None or commit.run_id in staged or commit.write is not WriteMode.APPEND:
+        return None
+    if commit.positions or commit.reset_state:  # per-chain state: written one by one
         return None
     try:
         typed = writes.typed_batch(commit.run_id, commit.batch)

@@ -26,7 +26,7 @@ from tg_actors.errors import (
     StaleAttempt,
 )
 from tg_actors.jobs import schedule_part
-from tg_actors.runstate import RunState, check_transition
+from tg_actors.runstate import RunState, check_transition, split_trigger
 from tg_actors.store import batched, progress, retention, tables, writes
 from tg_actors.store.schema import (
     JOB_FIELDS,
@@ -180,13 +180,14 @@ class DuckStore:
         error: str | None = None,
     ) -> str | None:
         """Write a new run; its run_id, or None when (job, scheduled_for) already has one."""
+        trigger, span = split_trigger(trigger)
         values = [uuid.uuid4().hex, job, state, trigger, attempt, priority]
-        values += [aware(scheduled_for), self._now(), error]
+        values += [aware(scheduled_for), self._now(), error, *span]
         # the UNIQUE constraint decides; RETURNING yields no row for a skipped duplicate
         row = one(
             self.con,
             "INSERT INTO tg.runs (run_id, job, state, trigger, attempt, priority, scheduled_for,"
-            " queued_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " queued_at, error, range_from, range_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT DO NOTHING RETURNING run_id",
             values,
         )
@@ -202,25 +203,29 @@ class DuckStore:
             return []
         ids = [str(r.get("run_id") or uuid.uuid4().hex) for r in runs]
         now = self._now()
+        triggers = [split_trigger(r["trigger"]) for r in runs]
+        span = pa.timestamp("us", tz="UTC")
         batch = pa.table(
             {
                 "run_id": ids,
                 "job": [r["job"] for r in runs],
                 "state": [r.get("state", RunState.QUEUED) for r in runs],
-                "trigger": [r["trigger"] for r in runs],
+                "trigger": [t for t, _ in triggers],
                 "attempt": pa.array([1] * len(runs), pa.int32()),
                 "priority": pa.array([r.get("priority", 50) for r in runs], pa.int32()),
                 "scheduled_for": pa.array(
                     [aware(r["scheduled_for"]) for r in runs], pa.timestamp("us", tz="UTC")
                 ),
                 "queued_at": pa.array([now] * len(runs), pa.timestamp("us", tz="UTC")),
+                "range_from": pa.array([r[0] for _, r in triggers], span),
+                "range_to": pa.array([r[1] for _, r in triggers], span),
             }
         )
         self.con.register("_new_runs", batch)
         try:
             inserted = self.con.execute(
                 "INSERT INTO tg.runs (run_id, job, state, trigger, attempt, priority,"
-                " scheduled_for, queued_at) SELECT * FROM _new_runs"
+                " scheduled_for, queued_at, range_from, range_to) SELECT * FROM _new_runs"
                 " ON CONFLICT DO NOTHING RETURNING run_id"
             ).fetchall()
         finally:

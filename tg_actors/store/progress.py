@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from tg_actors.chains import merge_positions
 from tg_actors.incremental import cursor_order
 from tg_actors.store.schema import one
 
@@ -83,7 +84,8 @@ def write_cursor(
     if row is not None and row[0] is not None and behind(value, str(row[0])):
         return False
     con.execute(
-        "INSERT INTO tg.state VALUES (?, ?, ?, ?) ON CONFLICT (job) DO UPDATE"
+        "INSERT INTO tg.state (job, cursor, updated_at, run_id) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (job) DO UPDATE"
         " SET cursor = excluded.cursor, updated_at = excluded.updated_at,"
         " run_id = excluded.run_id",
         [job, value, now, run_id],
@@ -122,12 +124,55 @@ def write_cursors(
     con.register(_CURSORS, rows)
     try:
         con.execute(
-            f"INSERT INTO tg.state SELECT job, cursor, updated_at, run_id FROM {_CURSORS}"
+            "INSERT INTO tg.state (job, cursor, updated_at, run_id)"
+            f" SELECT job, cursor, updated_at, run_id FROM {_CURSORS}"
             " ON CONFLICT (job) DO UPDATE SET cursor = excluded.cursor,"
             " updated_at = excluded.updated_at, run_id = excluded.run_id"
         )
     finally:
         con.unregister(_CURSORS)
+
+
+def positions(con: duckdb.DuckDBPyConnection, job: str) -> dict[str, dict[str, Any]]:
+    """The job's committed per-chain positions ({key: {cursor, window}}; chains.py)."""
+    row = one(con, "SELECT positions FROM tg.state WHERE job = ?", [job])
+    return dict(json.loads(row[0])) if row and row[0] else {}
+
+
+def write_positions(
+    con: duckdb.DuckDBPyConnection,
+    job: str,
+    new: dict[str, dict[str, Any]],
+    run_id: str,
+    now: datetime,
+) -> None:
+    """Fold a run's positions into the job's, forward-only per chain and field."""
+    merged = merge_positions(positions(con, job), new)
+    con.execute(
+        "INSERT INTO tg.state (job, positions, updated_at, run_id) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (job) DO UPDATE SET positions = excluded.positions,"
+        " updated_at = excluded.updated_at, run_id = excluded.run_id",
+        [job, json.dumps(merged, sort_keys=True), now, run_id],
+    )
+
+
+def reset_state(
+    con: duckdb.DuckDBPyConnection,
+    job: str,
+    cursor: str | None,
+    new: dict[str, dict[str, Any]] | None,
+    run_id: str,
+    now: datetime,
+) -> None:
+    """A refresh: the job's cursor and positions become exactly these, whatever was stored."""
+    text = json.dumps(new, sort_keys=True) if new else None
+    con.execute(
+        "INSERT INTO tg.state (job, cursor, positions, updated_at, run_id) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (job) DO UPDATE SET cursor = excluded.cursor,"
+        " positions = excluded.positions, updated_at = excluded.updated_at,"
+        " run_id = excluded.run_id",
+        [job, cursor, text, now, run_id],
+    )
 
 
 def behind(new: str, stored: str) -> bool:

@@ -6,7 +6,7 @@ while commits go on (DESIGN "Reads while running"). A `Reader` belongs to the Da
 
 - every query gets a new cursor of one base cursor (made on the writer's thread), opened by
   readonly.open_read: a read-only transaction, names resolved through the masking views;
-- `sql_problem` (store/reads.py) checks the statement against that snapshot's tables first;
+- `sql_problem` (tg_actors/queries.py) checks the statement against that snapshot's tables first;
   the locked-down database (readonly.lock_down) is the second wall;
 - the work runs on the Reader's own pool of `concurrency` threads; past TG_SQL_CONCURRENCY
   queries at once the next is refused at once (TooManyQueries), never queued;
@@ -32,9 +32,9 @@ import duckdb
 import pyarrow as pa
 
 from tg_actors.errors import QueryFailed, QueryRefused, QueryTimeout, TooManyQueries
+from tg_actors.queries import sql_problem
 from tg_actors.settings import Settings, duration_seconds
 from tg_actors.store.readonly import open_read
-from tg_actors.store.reads import sql_problem
 from tg_actors.store.schema import jsonable, quote
 
 T = TypeVar("T")
@@ -255,6 +255,24 @@ class Reader:
                 yield batch
         finally:
             await self._end(query)
+
+    async def table(self, sql: str, timeout: float | None = None) -> pa.Table:
+        """The whole result of a run's own query (source.for_each.sql) as one Arrow table, on
+        the same read path (one snapshot, the same checks) but outside TG_SQL_CONCURRENCY:
+        users' queries never make a run fail, and a run never takes a user's slot."""
+        if self._closed:
+            raise QueryFailed("the database is closing")
+        query = Query(self._open)
+
+        def work() -> pa.Table:
+            try:
+                relation = query.relation(sql, (), self._timeout(timeout))
+                assert query._budget is not None
+                return query._budget.run(relation.to_arrow_table)
+            finally:
+                query.close()
+
+        return await asyncio.to_thread(work)
 
     async def close(self) -> None:
         """Interrupt what runs, end its transactions, close the base cursor. Idempotent."""

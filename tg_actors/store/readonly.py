@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import duckdb
 
-from tg_actors.store.reads import TG_TABLES
+from tg_actors.queries import TG_TABLES
 from tg_actors.store.schema import quote
 
 MASK_CATALOG = "tg_sql"

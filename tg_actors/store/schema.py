@@ -112,6 +112,11 @@ _DDL = (
         updated_at TIMESTAMPTZ NOT NULL,
         run_id VARCHAR
     )""",
+    # for_each and window jobs: per-chain cursors and window positions, JSON (chains.py)
+    "ALTER TABLE tg.state ADD COLUMN IF NOT EXISTS positions VARCHAR",
+    # a backfill run's range [range_from, range_to), written with the run (trigger backfill)
+    "ALTER TABLE tg.runs ADD COLUMN IF NOT EXISTS range_from TIMESTAMPTZ",
+    "ALTER TABLE tg.runs ADD COLUMN IF NOT EXISTS range_to TIMESTAMPTZ",
     # where an open run resumes: written in the transaction that stages the batch it follows,
     # deleted in the one that commits or discards the run (store/progress.py)
     """CREATE TABLE IF NOT EXISTS tg.run_checkpoints (

@@ -244,8 +244,14 @@ def commit_run(con: duckdb.DuckDBPyConnection, commit: Commit, now: datetime) ->
                 if mode is WriteMode.REPLACE:  # the table becomes the run's rows: none
                     known = source if staged or incoming is not None else None
                     empty_table(con, known, table, widen_to_varchar)
-            if cursor is not None:
-                progress.write_cursor(con, cursor[0], cursor[1], run_id, now)
+            if commit.reset_state:  # a refresh: the state becomes this run's
+                value = None if cursor is None else cursor[1]
+                progress.reset_state(con, commit.job, value, commit.positions, run_id, now)
+            else:
+                if cursor is not None:
+                    progress.write_cursor(con, cursor[0], cursor[1], run_id, now)
+                if commit.positions:
+                    progress.write_positions(con, commit.job, commit.positions, run_id, now)
             con.execute(
                 "UPDATE tg.runs SET state = ?, finished_at = ?, rows_loaded = ?,"
                 " pages = ? WHERE run_id = ?",

@@ -30,6 +30,10 @@ import duckdb
 
 from tg_actors.transform import FROM_KINDS, TABLE_FUNCTIONS, first_line, from_items, parse_tree
 
+NO_TABLE = "there is no data table of that name"
+"""The end of the refusal of a plain name that is no table (a for_each run says which job
+writes it)."""
+
 TG_TABLES = frozenset({"runs", "run_logs", "jobs", "state"})
 """The tables of schema `tg` a query may read (tg.run_checkpoints and staging are internal)."""
 
@@ -160,7 +164,7 @@ def _table_problem(
     if any(c in name for c in "./\\:*?"):
         return f"reads {name!r}: no reading files or URLs, only the tables of this database"
     if tables is not None and name.lower() not in tables:
-        return f"reads {shown!r}: there is no data table of that name"
+        return f"reads {shown!r}: {NO_TABLE}"
     return None
 
 
@@ -174,3 +178,33 @@ def _function_names(node: Any) -> Iterator[str]:
             yield str(node["function_name"])
         for value in node.values():
             yield from _function_names(value)
+
+
+def select_names(sql: str) -> list[str] | None:
+    """The column names one SELECT gives, from its parse tree, when each item names itself
+    (an alias or a plain column); None when not known before it runs (`*`, an expression
+    without alias, not one SELECT)."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except (duckdb.Error, RuntimeError, ValueError):
+        return None
+    if len(statements) != 1 or statements[0].type.name != "SELECT":
+        return None
+    tree = parse_tree(statements[0].query)
+    if isinstance(tree, str):
+        return None
+    try:
+        node = tree["statements"][0]["node"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    if node.get("type") != "SELECT_NODE":
+        return None
+    names = []
+    for item in node.get("select_list") or []:
+        if item.get("alias"):
+            names.append(str(item["alias"]))
+        elif item.get("class") == "COLUMN_REF" and item.get("column_names"):
+            names.append(str(item["column_names"][-1]))
+        else:
+            return None
+    return names
