@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
 from serve.auth import bearer_dependency
 from serve.routes.sql import sql_router
 from serve.service import ApiService
+from tg_actors.chains import parse_instant
 from tg_actors.errors import JobValidationError, RunNotFound
 from tg_actors.jobs import check_shape
 from tg_actors.names import MAX_ENGINES
@@ -89,6 +91,32 @@ class EngineScale(BaseModel):
     )
 
 
+def _instant(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date or datetime (text)")
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date or datetime: {value!r}") from None
+
+
+# ISO 8601 text; without an offset (or a date alone, its midnight) it is UTC
+Instant = Annotated[
+    datetime,
+    PlainValidator(_instant),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+class BackfillRange(BaseModel):
+    """A backfill's range [from, to)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: Instant = Field(alias="from", description="the range's start (included)")
+    end: Instant = Field(alias="to", description="the range's end (excluded)")
+
+
 def engines_router(service: ApiService) -> APIRouter:
     secured = APIRouter()
 
@@ -149,6 +177,17 @@ def jobs_router(service: ApiService) -> APIRouter:
         name: str, priority: int | None = Query(None, ge=0, le=100)
     ) -> dict[str, str]:
         return {"run_id": await service.trigger(name, priority)}
+
+    @secured.post("/jobs/{name}/backfill", status_code=202)
+    async def backfill(name: str, body: BackfillRange) -> dict[str, str]:
+        """Queue a run over [from, to) that leaves the live cursor alone: 404 for an unknown
+        job, 422 saying why the job cannot bound that range."""
+        return {"run_id": await service.backfill(name, body.start, body.end)}
+
+    @secured.post("/jobs/{name}/refresh", status_code=202)
+    async def refresh(name: str) -> dict[str, str]:
+        """Queue a full re-read that replaces the table (and resets the cursor) on success."""
+        return {"run_id": await service.refresh(name)}
 
     return secured
 
