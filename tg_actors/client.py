@@ -5,6 +5,8 @@
     orders = tg.sql("SELECT * FROM orders WHERE id > ?", params=[10])   # a pyarrow.Table
     df = tg.sql_df("SELECT state, count(*) AS n FROM tg.runs GROUP BY state")
     run = tg.trigger("orders")                     # waits until the run ends
+    tg.backfill("orders", "2024-01-01", "2024-02-01")  # a range, the live cursor left alone
+    tg.refresh("orders")                           # re-read everything, replace the table
 
 Queries go to `POST /api/sql` and come back as an Arrow IPC stream; an answer other than 2xx
 raises ApiError with the HTTP status and the API's `detail`. No Ray, no DuckDB here.
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tg_actors.chains import as_iso
 from tg_actors.runstate import TERMINAL
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -42,7 +46,8 @@ class Unreachable(ApiError):
 
 
 class RunTimeout(TimeoutError):
-    """`trigger(wait=True)` gave up before the run ended; `run` is its last known state."""
+    """`trigger`, `backfill` or `refresh` with wait=True gave up before the run ended; `run` is
+    its last known state."""
 
     def __init__(self, run: dict[str, Any], timeout: float) -> None:
         self.run = run
@@ -177,6 +182,34 @@ class Client:
         """Queue a run of `job`. `wait`: poll it until it ends (RunTimeout after `timeout`
         seconds) and return the run; else return it as queued."""
         run_id = self._request("POST", f"/api/jobs/{job}/runs").json()["run_id"]
+        return self._follow(run_id, wait, timeout, every)
+
+    def backfill(
+        self,
+        job: str,
+        start: datetime | date | str,
+        end: datetime | date | str,
+        wait: bool = True,
+        timeout: float = 600.0,
+        every: float = 0.5,
+    ) -> dict[str, Any]:
+        """Queue a run of `job` over [start, end) that leaves its live cursor alone (a naive
+        time or a date alone is UTC; text goes as it is). ApiError 404 for an unknown job,
+        422 when the job cannot bound the range (`detail` says why). `wait` as `trigger`."""
+        body = {"from": _instant(start), "to": _instant(end)}
+        run_id = self._request("POST", f"/api/jobs/{job}/backfill", json=body).json()["run_id"]
+        return self._follow(run_id, wait, timeout, every)
+
+    def refresh(
+        self, job: str, wait: bool = True, timeout: float = 600.0, every: float = 0.5
+    ) -> dict[str, Any]:
+        """Queue a full re-read of `job` that replaces its table (and resets its cursor) when
+        it succeeds. `wait` as `trigger`."""
+        run_id = self._request("POST", f"/api/jobs/{job}/refresh").json()["run_id"]
+        return self._follow(run_id, wait, timeout, every)
+
+    def _follow(self, run_id: str, wait: bool, timeout: float, every: float) -> dict[str, Any]:
+        """The run as queued, or (`wait`) polled until it ends: RunTimeout after `timeout`."""
         run = self.run(run_id)
         deadline = time.monotonic() + timeout
         while wait and run.get("state") not in _TERMINAL:
@@ -198,6 +231,12 @@ class Client:
         if response.is_success:
             return response
         raise ApiError(response.status_code, detail_of(response), method=method, path=path)
+
+
+def _instant(moment: datetime | date | str) -> str:
+    if isinstance(moment, datetime):
+        return as_iso(moment)
+    return moment.isoformat() if isinstance(moment, date) else moment
 
 
 def detail_of(response: httpx.Response) -> str:

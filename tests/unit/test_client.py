@@ -3,8 +3,10 @@ ApiError with the status; the package import stays light (no httpx until Client 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -82,3 +84,62 @@ def test_nothing_listening_raises_unreachable_with_status_0(tmp_path: Path) -> N
         with pytest.raises(Unreachable) as caught:
             tg.sql_to_file("SELECT 1", tmp_path / "r.parquet")
         assert caught.value.status == 0 and list(tmp_path.iterdir()) == []  # no part file left
+
+
+def _runs_api(seen: list[tuple[str, str, object]], states: list[str]) -> Client:
+    """An API whose POSTs answer 202 {run_id: r7}; each GET of r7 the next of `states`."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        seen.append((request.method, request.url.path, body))
+        if request.method == "POST":
+            return httpx.Response(202, json={"run_id": "r7"})
+        assert request.url.path == "/api/runs/r7"
+        state = states.pop(0) if len(states) > 1 else states[0]
+        return httpx.Response(200, json={"run_id": "r7", "state": state, "rows_loaded": 5})
+
+    return Client("http://api.test", "t0ken-t0ken-t0ken", transport=httpx.MockTransport(answer))
+
+
+def test_backfill_posts_the_range_and_waits_for_the_run() -> None:
+    seen: list[tuple[str, str, object]] = []
+    tg = _runs_api(seen, ["queued", "running", "succeeded"])
+    start = datetime(2024, 5, 1, 2, 0, tzinfo=timezone(timedelta(hours=2)))
+    run = tg.backfill("orders", start, datetime(2024, 5, 2), every=0.01)
+    assert run == {"run_id": "r7", "state": "succeeded", "rows_loaded": 5}
+    assert seen[0] == (
+        "POST",
+        "/api/jobs/orders/backfill",
+        {"from": "2024-05-01T00:00:00Z", "to": "2024-05-02T00:00:00Z"},  # naive: UTC
+    )
+    assert [s[:2] for s in seen[1:]] == [("GET", "/api/runs/r7")] * 3
+
+
+def test_backfill_sends_dates_and_text_as_they_are_and_need_not_wait() -> None:
+    seen: list[tuple[str, str, object]] = []
+    run = _runs_api(seen, ["queued"]).backfill(
+        "orders", date(2024, 5, 1), "2024-05-02T06:00:00+02:00", wait=False
+    )
+    assert run["state"] == "queued"
+    assert seen[0][2] == {"from": "2024-05-01", "to": "2024-05-02T06:00:00+02:00"}
+    assert len(seen) == 2  # the POST and one read of the run
+
+
+def test_refresh_posts_and_waits_like_trigger() -> None:
+    seen: list[tuple[str, str, object]] = []
+    run = _runs_api(seen, ["running", "failed"]).refresh("orders", every=0.01)
+    assert run["state"] == "failed"
+    assert seen[0] == ("POST", "/api/jobs/orders/refresh", None)
+    with pytest.raises(RunTimeout) as caught:
+        _runs_api([], ["running"]).refresh("orders", timeout=0.05, every=0.01)
+    assert str(caught.value) == "run r7 still running after 0.05s"
+
+
+def test_a_refused_backfill_raises_api_error_with_the_reason() -> None:
+    detail = "job orders writes with replace: use refresh"
+    with pytest.raises(ApiError) as caught:
+        _client(422, {"detail": detail}).backfill("orders", "2024-05-01", "2024-05-02")
+    assert caught.value.status == 422 and caught.value.detail == detail
+    with pytest.raises(ApiError) as caught:
+        _client(404, {"detail": "No job named 'x'"}).refresh("x")
+    assert caught.value.status == 404
