@@ -208,6 +208,10 @@ class Client:
         run_id = self._request("POST", f"/api/jobs/{job}/refresh").json()["run_id"]
         return self._follow(run_id, wait, timeout, every)
 
+    def wait(self, run_id: str, timeout: float = 600.0, every: float = 0.5) -> dict[str, Any]:
+        """Poll run `run_id` until it ends and return it; RunTimeout after `timeout` seconds."""
+        return self._follow(run_id, True, timeout, every)
+
     def _follow(self, run_id: str, wait: bool, timeout: float, every: float) -> dict[str, Any]:
         """The run as queued, or (`wait`) polled until it ends: RunTimeout after `timeout`."""
         run = self.run(run_id)

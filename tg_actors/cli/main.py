@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tg_actors.cli import backfill as backfill_cli
 from tg_actors.cli import engines as engines_cli
 from tg_actors.cli import export as export_cli
 from tg_actors.cli import sql as sql_cli
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     engines_cli.add_parser(sub)
     export_cli.add_parser(sub)
     sql_cli.add_parser(sub)
+    backfill_cli.add_parser(sub)
     return parser
 
 
@@ -260,6 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return export_cli.cmd_export(args)
         if args.command == "sql":
             return sql_cli.cmd_sql(args)
+        if args.command == "backfill":
+            return backfill_cli.cmd_backfill(args)
+        if args.command == "refresh":
+            return backfill_cli.cmd_refresh(args)
         return cmd_run(args)
     except ValidationError as exc:  # a bad flag or TG_* variable
         for err in exc.errors(include_url=False):

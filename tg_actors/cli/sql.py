@@ -117,7 +117,7 @@ def _base_url(settings: Settings, url: str | None) -> str:
     return base_url(settings, url)
 
 
-def _client(settings: Settings, url: str | None) -> Any:
+def api_client(settings: Settings, url: str | None) -> Any:
     from tg_actors.client import Client
 
     token = settings.known_token()
@@ -157,7 +157,7 @@ def _remote(
 ) -> Any:
     from tg_actors.client import CSV, PARQUET, ApiError
 
-    with _client(settings, url) as client:
+    with api_client(settings, url) as client:
         try:
             if to_file is None:
                 return client.sql(sql, params, limit=limit)
@@ -168,10 +168,10 @@ def _remote(
             print(f"wrote {path} ({size} bytes) through the running system's API")
             return None
         except ApiError as exc:
-            raise Failure(_code(exc.status), _api_message(exc, client.url)) from exc
+            raise Failure(exit_code(exc.status), api_message(exc, client.url)) from exc
 
 
-def _code(status: int) -> int:
+def exit_code(status: int) -> int:
     if status == 0 or status == 404:
         return NOT_FOUND
     if status in (401, 403):
@@ -179,7 +179,7 @@ def _code(status: int) -> int:
     return FAILED
 
 
-def _api_message(exc: Any, url: str) -> str:
+def api_message(exc: Any, url: str) -> str:
     if exc.status == 0:
         return f"{exc.detail}: is `tg up` running?"
     if exc.status in (401, 403):
@@ -324,7 +324,7 @@ def fetch_to_file(settings: Settings, table: str, output: Path, fmt: str) -> int
     if settings.known_token() is None or not _api_answers(settings):
         return None
     accept = PARQUET if fmt == "parquet" else CSV
-    with _client(settings, None) as client:
+    with api_client(settings, None) as client:
         try:
             output.parent.mkdir(parents=True, exist_ok=True)  # as the export of the file does
             size = client.sql_to_file(f"SELECT * FROM {quote(table)}", output, accept=accept)
@@ -338,7 +338,9 @@ def fetch_to_file(settings: Settings, table: str, output: Path, fmt: str) -> int
             missing = exc.status == 422 and any(
                 words in exc.detail for words in ("no data table of that name", "does not exist")
             )
-            return _say(NOT_FOUND if missing else _code(exc.status), _api_message(exc, client.url))
+            return _say(
+                NOT_FOUND if missing else exit_code(exc.status), api_message(exc, client.url)
+            )
     print(f"wrote {table} to {output} through the running system's API ({size} bytes)")
     return OK
 

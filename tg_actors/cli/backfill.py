@@ -1,0 +1,136 @@
+"""`tg backfill JOB --from T1 --to T2` and `tg refresh JOB [--yes]`, on a running `tg up`
+through its HTTP API (`POST /api/jobs/{name}/backfill` / `/refresh`, tg_actors.client), the
+URL and token found as `tg sql` finds them (--url or TG_HOST/TG_PORT; TG_API_TOKEN or the
+`api_token` file beside --db).
+
+A backfill reads the range [T1, T2) and leaves the job's live cursor alone; a refresh re-reads
+everything and replaces the table when it succeeds, so it asks first (on a terminal) unless
+--yes. Prints the run id, then (unless --no-wait) the run's end state, rows and error.
+Exit codes: 0 succeeded (or queued, with --no-wait), 1 the run failed or was cancelled, the
+server refused (its message printed) or the refresh was not confirmed, 2 usage (a bad time,
+no token, a refresh without a terminal and no --yes), 3 no such job or no system answering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import Any
+
+from tg_actors.chains import parse_instant
+from tg_actors.cli.sql import FAILED, OK, USAGE, Failure, api_client, api_message, exit_code
+from tg_actors.settings import Settings
+
+WAIT_SECONDS = 24 * 3600.0  # how long a waiting command follows its run at most
+
+
+def add_parser(sub: Any) -> None:
+    backfill = sub.add_parser(
+        "backfill",
+        help="queue a run of JOB over [--from, --to) that leaves its live cursor alone",
+        description="Re-read one range of a job on the running system: its windows (or "
+        "incremental.param / until_param) are bounded by [FROM, TO); the job's cursor is not "
+        "moved. A time without an offset, or a date alone, is UTC.",
+    )
+    backfill.add_argument("job", metavar="JOB")
+    backfill.add_argument(
+        "--from", dest="start", required=True, metavar="T1", help="start (ISO date or datetime)"
+    )
+    backfill.add_argument(
+        "--to", dest="end", required=True, metavar="T2", help="end, excluded (ISO date/datetime)"
+    )
+    _common(backfill)
+    refresh = sub.add_parser(
+        "refresh",
+        help="queue a full re-read of JOB that replaces its table when it succeeds",
+        description="Re-read a job from its start (window.start / incremental.initial) and "
+        "replace its table with what was read, resetting its cursor, once the run succeeds.",
+    )
+    refresh.add_argument("job", metavar="JOB")
+    refresh.add_argument(
+        "--yes", "-y", action="store_true", help="do not ask: the table is replaced"
+    )
+    _common(refresh)
+
+
+def _common(parser: Any) -> None:
+    parser.add_argument("--url", help="a running system's base URL (default: the local one)")
+    parser.add_argument("--no-wait", action="store_true", help="print the run id and return")
+    parser.add_argument(
+        "--db", dest="db_path", help="DuckDB file of `tg up` (its folder has api_token)"
+    )
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    try:
+        start = _instant("--from", args.start)
+        end = _instant("--to", args.end)
+    except Failure as exc:
+        return _say(exc.code, str(exc))
+    return _queue(args, "backfill", lambda c: c.backfill(args.job, start, end, wait=False))
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            return _say(
+                USAGE,
+                f"tg refresh replaces the table of job {args.job}: pass --yes to confirm "
+                "(no terminal to ask on)",
+            )
+        answer = input(f"Replace the table of job {args.job} with a full re-read? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return _say(FAILED, "not confirmed: nothing queued")
+    return _queue(args, "refresh", lambda c: c.refresh(args.job, wait=False))
+
+
+def _instant(flag: str, text: str) -> datetime:
+    try:
+        return parse_instant(text)
+    except ValueError:
+        raise Failure(
+            USAGE, f"{flag} {text!r}: not an ISO 8601 date or datetime (e.g. 2024-05-01T00:00Z)"
+        ) from None
+
+
+def _queue(args: argparse.Namespace, what: str, call: Any) -> int:
+    """Queue the run with `call(client)`, print its id, then (waiting) how it ended."""
+    from tg_actors.client import ApiError, RunTimeout
+
+    settings = Settings(**({"db_path": args.db_path} if args.db_path else {}))
+    try:
+        with api_client(settings, args.url) as client:
+            try:
+                run = call(client)
+                run_id = run["run_id"]
+                print(f"queued {what} run {run_id} of job {args.job}", flush=True)
+                if args.no_wait:
+                    return OK
+                run = client.wait(run_id, timeout=WAIT_SECONDS)
+            except ApiError as exc:
+                return _say(exit_code(exc.status), _message(exc, client.url))
+            except RunTimeout as exc:
+                return _say(FAILED, str(exc))
+    except Failure as exc:
+        return _say(exc.code, str(exc))
+    return _ended(run)
+
+
+def _message(exc: Any, url: str) -> str:
+    if exc.status == 0:
+        return f"{exc.detail}: start the system with `tg up` (or give its --url)"
+    return api_message(exc, url)
+
+
+def _ended(run: dict[str, Any]) -> int:
+    state = run.get("state")
+    print(f"run {run.get('run_id')} {state}: {run.get('rows_loaded') or 0} rows")
+    if run.get("error"):
+        print(f"error: {run['error']}")
+    return OK if state == "succeeded" else FAILED
+
+
+def _say(code: int, message: str) -> int:
+    print(message, file=sys.stderr if code else sys.stdout)
+    return code
