@@ -1,5 +1,6 @@
 """Every job shipped in configs/jobs runs green through `tg up` against the offline demo source
-(pointed at a free port instead of 8000), and the incremental one reads less the second time."""
+(pointed at a free port instead of 8000), in name order (a for_each child after its parent),
+and the incremental one reads less the second time."""
 
 from __future__ import annotations
 
@@ -61,5 +62,9 @@ def test_every_shipped_job_runs_green(tmp_path: Path) -> None:
             assert tables["demo_orders_links"] == 2500
             assert tables["demo_orders_incremental"] == 2500
             assert 0 < tables["demo_paid_orders"] < 2500
+            # for_each: every order under its customer; window: every week up to now
+            assert tables["demo_customers"] == 250
+            assert tables["demo_customers_orders"] == 2500
+            assert tables["demo_orders_weekly"] == 2500
         proc.popen.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
