@@ -8,6 +8,7 @@ are masked as `***` by the API, and the UI never reads environment variables.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 
@@ -42,6 +43,17 @@ class UiApi(Protocol):
 
     async def trigger(self, name: str, priority: int | None = None) -> str:
         """Queue a manual run now: its run_id. Raises JobNotFound."""
+        ...
+
+    async def backfill(self, name: str, start: datetime, end: datetime) -> str:
+        """Queue a run over [start, end) (aware datetimes) that leaves the job's live cursor
+        alone: its run_id. Raises JobNotFound, or BackfillRefused saying why the job cannot
+        bound that range."""
+        ...
+
+    async def refresh(self, name: str) -> str:
+        """Queue a full re-read that replaces the job's table when it succeeds: its run_id.
+        Raises JobNotFound."""
         ...
 
     async def cancel(self, run_id: str) -> str:

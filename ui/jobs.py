@@ -1,6 +1,7 @@
-"""The Jobs tab (table, run now / pause / resume) and the Editor tab (YAML, validate, save,
-delete). Each builder lays out its tab inside the current Blocks context and wires the events
-local to it; ui.app wires what crosses tabs (timers, job-name dropdowns)."""
+"""The Jobs tab (table, run now / pause / resume, backfill, full refresh) and the Editor tab
+(YAML, validate, save, delete). Each builder lays out its tab inside the current Blocks
+context and wires the events local to it; ui.app wires what crosses tabs (timers, job-name
+dropdowns)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from tg_actors.chains import as_iso, parse_instant
 from tg_actors.errors import JobValidationError
 from ui import format as fmt
 from ui.api import UiApi
@@ -22,7 +24,7 @@ class JobsView:
     job: gr.Dropdown
     status: gr.Markdown
     refresh: gr.Button
-    actions: list[Any]  # the run now / pause / resume events, to chain a refresh onto
+    actions: list[Any]  # the run now / backfill / pause / … events, to chain a refresh onto
 
 
 async def refresh_tables(api: UiApi) -> tuple[list[list[Any]], list[list[Any]]]:
@@ -39,6 +41,16 @@ def jobs_tab(api: UiApi) -> JobsView:
         pause = gr.Button("Pause", elem_id="pause")
         resume = gr.Button("Resume", elem_id="resume")
         refresh = gr.Button("Refresh", elem_id="refresh")
+    with gr.Row():
+        start = gr.Textbox(
+            label="From", placeholder="2024-05-01 or 2024-05-01T00:00Z", elem_id="backfill-from"
+        )
+        end = gr.Textbox(label="To", placeholder="2024-06-01 (excluded)", elem_id="backfill-to")
+        backfill = gr.Button("Backfill", elem_id="backfill")
+        confirm = gr.Checkbox(
+            label="I understand the table is replaced", value=False, elem_id="refresh-confirm"
+        )
+        full_refresh = gr.Button("Full refresh", variant="stop", elem_id="full-refresh")
     status = gr.Markdown("Click a job's row to pick it.", elem_id="jobs-status")
     jobs = gr.Dataframe(
         headers=fmt.JOB_COLUMNS,
@@ -66,13 +78,59 @@ def jobs_tab(api: UiApi) -> JobsView:
     async def do_resume(name: str | None) -> str:
         return await set_paused(api, name, False)
 
+    async def do_backfill(name: str | None, since: str | None, until: str | None) -> str:
+        return await queue_backfill(api, name, since, until)
+
+    async def do_full_refresh(name: str | None, confirmed: bool | None) -> str:
+        return await queue_full_refresh(api, name, bool(confirmed))
+
     actions = [
         run_now.click(do_run_now, inputs=job, outputs=status, api_name="run_now"),
+        backfill.click(do_backfill, inputs=[job, start, end], outputs=status, api_name="backfill"),
+        full_refresh.click(
+            do_full_refresh, inputs=[job, confirm], outputs=status, api_name="full_refresh"
+        ),
         pause.click(do_pause, inputs=job, outputs=status, api_name="pause"),
         resume.click(do_resume, inputs=job, outputs=status, api_name="resume"),
     ]
     jobs.select(pick_first_cell, outputs=job, api_visibility="private")
     return JobsView(jobs, runs, job, status, refresh, actions)
+
+
+async def queue_backfill(api: UiApi, name: str | None, since: str | None, until: str | None) -> str:
+    """Backfill [From, To) of the picked job: a time without an offset, or a date, is UTC."""
+    if not name:
+        return "Pick a job first."
+    if not (since or "").strip() or not (until or "").strip():
+        return "Enter From and To (an ISO date or datetime) to backfill."
+    try:
+        start = parse_instant(since or "")
+    except ValueError:
+        return f"From {since!r} is not an ISO date or datetime."
+    try:
+        end = parse_instant(until or "")
+    except ValueError:
+        return f"To {until!r} is not an ISO date or datetime."
+    try:
+        run_id = await api.backfill(name, start, end)
+    except Exception as exc:
+        return fmt.describe_error(exc)
+    return f"Queued backfill run {run_id} of job {name!r} over [{as_iso(start)}, {as_iso(end)})."
+
+
+async def queue_full_refresh(api: UiApi, name: str | None, confirmed: bool) -> str:
+    if not name:
+        return "Pick a job first."
+    if not confirmed:
+        return "Tick 'I understand the table is replaced' first: nothing was queued."
+    try:
+        run_id = await api.refresh(name)
+    except Exception as exc:
+        return fmt.describe_error(exc)
+    return (
+        f"Queued full refresh run {run_id} of job {name!r}: its table is replaced when the run"
+        " succeeds."
+    )
 
 
 async def set_paused(api: UiApi, name: str | None, paused: bool) -> str:

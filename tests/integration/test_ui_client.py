@@ -4,6 +4,7 @@ implements ui.api.UiApi (no Ray): every client endpoint reaches the API as it sh
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 
 from tests.kit.ui import ui_over
 from tg_actors.errors import (
+    BackfillRefused,
     IllegalTransition,
     JobNotFound,
     JobValidationError,
@@ -67,6 +69,8 @@ class FakeApi:
             "r1": [{"ts": "2024-05-01T10:00:02+00:00", "level": "INFO", "message": "page 1"}]
         }
         self.triggered: list[str] = []
+        self.backfills: list[tuple[str, datetime, datetime]] = []
+        self.refreshed: list[str] = []
         self.engine_list = [engine(0, "a", ("r2",)), engine(1, "b"), engine(2, "a", ("r9",))]
         self.room = 4  # the most engines the fake cluster can place
         self.scaled: list[tuple[int, float | None]] = []
@@ -132,6 +136,27 @@ class FakeApi:
         run_id = f"r{len(self.runs) + 1}"
         self.runs.insert(0, run(run_id, name, "queued"))
         self.triggered.append(name)
+        return run_id
+
+    async def backfill(self, name: str, start: datetime, end: datetime) -> str:
+        if name not in self.jobs:
+            raise JobNotFound(name)
+        if name == "customers":  # no window and no until_param
+            raise BackfillRefused(
+                "job customers has no source.window and no source.incremental.until_param: a"
+                " backfill could not bound its range"
+            )
+        self.backfills.append((name, start, end))
+        run_id = f"b{len(self.backfills)}"
+        self.runs.insert(0, run(run_id, name, "queued"))
+        return run_id
+
+    async def refresh(self, name: str) -> str:
+        if name not in self.jobs:
+            raise JobNotFound(name)
+        self.refreshed.append(name)
+        run_id = f"f{len(self.refreshed)}"
+        self.runs.insert(0, run(run_id, name, "queued"))
         return run_id
 
     async def cancel(self, run_id: str) -> str:
@@ -277,6 +302,62 @@ def test_run_now_pause_resume_call_the_api(served: tuple[FakeApi, Any]) -> None:
     assert "customers" not in fake.paused
     assert client.predict("ghost", api_name="/run_now") == "Error: No job named 'ghost'"
     assert client.predict(None, api_name="/run_now") == "Pick a job first."
+
+
+def test_backfill_sends_the_range_as_utc_and_says_the_run(served: tuple[FakeApi, Any]) -> None:
+    fake, client = served
+    status = client.predict(
+        "orders", "2024-05-01", "2024-05-02T06:00:00+02:00", api_name="/backfill"
+    )
+    assert status == (
+        "Queued backfill run b1 of job 'orders' over [2024-05-01T00:00:00Z, 2024-05-02T04:00:00Z)."
+    )
+    assert fake.backfills == [
+        ("orders", datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 2, 4, tzinfo=UTC))
+    ]
+    assert fake.backfills[0][2].utcoffset() is not None
+    client.predict("orders", "2024-05-03T10:00", "2024-05-04", api_name="/backfill")
+    assert fake.backfills[-1][1] == datetime(2024, 5, 3, 10, tzinfo=UTC)  # naive: UTC
+
+
+def test_backfill_errors_are_plain_status_lines(served: tuple[FakeApi, Any]) -> None:
+    fake, client = served
+    refused = client.predict("customers", "2024-05-01", "2024-05-02", api_name="/backfill")
+    assert refused == (
+        "Error: job customers has no source.window and no source.incremental.until_param: a"
+        " backfill could not bound its range"
+    )
+    assert client.predict("ghost", "2024-05-01", "2024-05-02", api_name="/backfill") == (
+        "Error: No job named 'ghost'"
+    )
+    forms = {
+        (None, "2024-05-01", "2024-05-02"): "Pick a job first.",
+        ("orders", "", "2024-05-02"): "Enter From and To (an ISO date or datetime) to backfill.",
+        ("orders", "2024-05-01", " "): "Enter From and To (an ISO date or datetime) to backfill.",
+        ("orders", "last week", "2024-05-02"): "From 'last week' is not an ISO date or datetime.",
+        ("orders", "2024-05-01", "soon"): "To 'soon' is not an ISO date or datetime.",
+    }
+    for args, message in forms.items():
+        assert client.predict(*args, api_name="/backfill") == message
+    assert fake.backfills == []  # nothing refused here reached the API as a run
+
+
+def test_full_refresh_needs_the_box_ticked(served: tuple[FakeApi, Any]) -> None:
+    fake, client = served
+    unticked = client.predict("orders", False, api_name="/full_refresh")
+    assert unticked == "Tick 'I understand the table is replaced' first: nothing was queued."
+    assert fake.refreshed == []
+    assert client.predict("orders", True, api_name="/full_refresh") == (
+        "Queued full refresh run f1 of job 'orders': its table is replaced when the run succeeds."
+    )
+    assert fake.refreshed == ["orders"]
+    assert client.predict("ghost", True, api_name="/full_refresh") == "Error: No job named 'ghost'"
+    assert client.predict(None, True, api_name="/full_refresh") == "Pick a job first."
+    ids = {c.get("props", {}).get("elem_id") for c in client.config["components"]}
+    assert {"backfill-from", "backfill-to", "backfill", "refresh-confirm", "full-refresh",
+            "refresh"} <= ids  # fmt: skip
+    jobs, _ = client.predict(api_name="/refresh")  # the list reload is still there
+    assert {row[0] for row in jobs["data"]} >= {"orders", "customers"}
 
 
 def test_runs_filters_detail_logs_and_cancel(served: tuple[FakeApi, Any]) -> None:
