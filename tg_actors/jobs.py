@@ -350,7 +350,7 @@ class ForEach(Strict):
     def columns(self) -> list[str] | None:
         """The rows' column names, when known before the run (None: `SELECT *` and such)."""
         if self.values is not None:
-            return list(self.values[0]) if self.values else []
+            return list(self.values[0]) if self.values else None  # no rows: nothing to check
         from tg_actors.queries import select_names
 
         return select_names(self.sql or "")

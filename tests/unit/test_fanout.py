@@ -156,12 +156,13 @@ async def test_each_row_keeps_its_own_cursor(tmp_path: Path, store: DuckStore) -
 class FailOnce:
     """The demo, except that one request fails once with a 500."""
 
-    def __init__(self, app: Any, path: str, query: str) -> None:
+    def __init__(self, app: Any, path: str, *query: str) -> None:
         self.app, self.path, self.query, self.failed = app, path, query, False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         hit = scope["type"] == "http" and scope["path"] == self.path
-        if hit and self.query in scope["query_string"].decode() and not self.failed:
+        asked = scope.get("query_string", b"").decode()
+        if hit and all(part in asked for part in self.query) and not self.failed:
             self.failed = True
             await JSONResponse({"detail": "boom"}, status_code=500)(scope, receive, send)
             return
@@ -252,3 +253,90 @@ async def test_a_refresh_replaces_the_table_in_its_commit_and_resets_positions(
     )
     positions = store.query("SELECT positions FROM tg.state")[0][0]
     assert "gone" not in positions and "customer_id" in positions
+
+
+async def test_zero_rows_is_a_successful_run_of_zero_records(
+    demo: tuple[CountingApp, str], store: DuckStore
+) -> None:
+    _, base = demo
+    spec = orders_job(base, for_each={"values": []})
+    run_id, rows, _ = await sync(store, spec)
+    assert rows == 0 and store.get_run(run_id)["state"] == "succeeded"  # type: ignore[index]
+
+
+async def test_every_request_of_every_chain_takes_the_one_rate_budget(
+    demo: tuple[CountingApp, str], store: DuckStore
+) -> None:
+    counting, base = demo
+    counting.seen.clear()
+    taken = 0
+
+    async def acquire() -> None:
+        nonlocal taken
+        taken += 1
+
+    spec = orders_job(base, for_each=customers(*range(12), concurrency=6))
+    run_id = store.create_run(spec.name, NOW, Trigger.MANUAL)
+    assert run_id is not None
+    (begun,) = store.begin_attempts([Begin(run_id, job=spec.name, positioned=True)], "e")
+    assert isinstance(begun, Begun)
+
+    async def stage(table: Any, checkpoint: Any, pages: int) -> None:
+        store.stage_batch(run_id, table, checkpoint=checkpoint, pages=pages)
+
+    await extract_chains(spec, stage, begun=begun, now=NOW, env={}, acquire=acquire)
+    assert taken == len(counting.seen) == 12 * 3
+
+
+async def test_a_window_is_a_checkpoint_and_a_retry_keeps_the_first_attempts_end(
+    store: DuckStore,
+) -> None:
+    counting = CountingApp(Starlette(routes=[Mount("/demo", app=build_demo_app(ROWS))]))
+    day5 = "created_gte=2024-01-05"
+    with serve_app(FailOnce(counting, "/demo/orders", f"{day5}T", "&page=2")) as base:
+        window = {"start": "2024-01-01T00:00:00Z", "step": "1d"}  # end: now
+        params = {"per_page": 20, "created_gte": "{window_start}", "created_lt": "{window_end}"}
+        spec = parse_job(
+            {
+                "name": "daily",
+                "source": {
+                    "url": f"{base}/demo/orders",
+                    "params": params,
+                    "records": "$.data",
+                    "paginate": {"type": "page", "param": "page", "start": 1},
+                    "window": window,
+                    "max_tries": 1,
+                    "checkpoint_rows": 1,
+                },
+                "destination": {"table": "orders", "write": "append"},
+            },
+            "daily.yaml",
+        )
+        run_id = store.create_run(spec.name, NOW, Trigger.MANUAL)
+        assert run_id is not None
+        first_now = datetime(2024, 1, 10, 12, tzinfo=UTC)
+
+        async def attempt(now: datetime) -> int:
+            (begun,) = store.begin_attempts([Begin(run_id, job="daily", positioned=True)], "e")
+            assert isinstance(begun, Begun)
+
+            async def stage(table: Any, checkpoint: Any, pages: int) -> None:
+                store.stage_batch(run_id, table, checkpoint=checkpoint, pages=pages)
+
+            result = await extract_chains(spec, stage, begun=begun, now=now, env={})
+            return store.commit_run(build_commit(spec, run_id, None, begun, result))
+
+        with pytest.raises(Exception, match="500"):
+            await attempt(first_now)
+        counting.seen.clear()
+        rows = await attempt(datetime(2024, 3, 1, tzinfo=UTC))  # later: the end stays
+    asked = sorted({q.split("created_gte=")[1][:10] for q in counting.seen})
+    assert asked[0] == "2024-01-05"  # days 1-4 are not read again; day 5 from its page 2
+    assert not [q for q in counting.seen if day5 in q and q.endswith("&page=1")]
+    want = [
+        o["id"] for o in demo_orders(ROWS) if datetime.fromisoformat(o["created_at"]) < first_now
+    ]
+    assert rows == len(want)
+    assert [r[0] for r in store.query("SELECT id FROM main.orders ORDER BY id")] == want
+    state = store.query("SELECT positions FROM tg.state WHERE job = 'daily'")[0][0]
+    assert '"window": "2024-01-10T12:00:00Z"' in state  # the last window, clamped at the end
