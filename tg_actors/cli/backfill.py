@@ -20,6 +20,7 @@ from typing import Any
 
 from tg_actors.chains import parse_instant
 from tg_actors.cli.sql import FAILED, OK, USAGE, Failure, api_client, api_message, exit_code
+from tg_actors.runstate import RunState, Trigger
 from tg_actors.settings import Settings
 
 WAIT_SECONDS = 24 * 3600.0  # how long a waiting command follows its run at most
@@ -41,6 +42,7 @@ def add_parser(sub: Any) -> None:
         "--to", dest="end", required=True, metavar="T2", help="end, excluded (ISO date/datetime)"
     )
     _common(backfill)
+    backfill.set_defaults(handler=cmd_backfill)
     refresh = sub.add_parser(
         "refresh",
         help="queue a full re-read of JOB that replaces its table when it succeeds",
@@ -52,6 +54,7 @@ def add_parser(sub: Any) -> None:
         "--yes", "-y", action="store_true", help="do not ask: the table is replaced"
     )
     _common(refresh)
+    refresh.set_defaults(handler=cmd_refresh)
 
 
 def _common(parser: Any) -> None:
@@ -68,7 +71,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         end = _instant("--to", args.end)
     except Failure as exc:
         return _say(exc.code, str(exc))
-    return _queue(args, "backfill", lambda c: c.backfill(args.job, start, end, wait=False))
+    return _queue(args, Trigger.BACKFILL, lambda c: c.backfill(args.job, start, end, wait=False))
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
@@ -82,7 +85,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         answer = input(f"Replace the table of job {args.job} with a full re-read? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             return _say(FAILED, "not confirmed: nothing queued")
-    return _queue(args, "refresh", lambda c: c.refresh(args.job, wait=False))
+    return _queue(args, Trigger.REFRESH, lambda c: c.refresh(args.job, wait=False))
 
 
 def _instant(flag: str, text: str) -> datetime:
@@ -128,7 +131,7 @@ def _ended(run: dict[str, Any]) -> int:
     print(f"run {run.get('run_id')} {state}: {run.get('rows_loaded') or 0} rows")
     if run.get("error"):
         print(f"error: {run['error']}")
-    return OK if state == "succeeded" else FAILED
+    return OK if state == RunState.SUCCEEDED else FAILED
 
 
 def _say(code: int, message: str) -> int:

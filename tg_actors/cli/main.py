@@ -262,10 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return export_cli.cmd_export(args)
         if args.command == "sql":
             return sql_cli.cmd_sql(args)
-        if args.command == "backfill":
-            return backfill_cli.cmd_backfill(args)
-        if args.command == "refresh":
-            return backfill_cli.cmd_refresh(args)
+        if getattr(args, "handler", None) is not None:  # a command that names its handler
+            return int(args.handler(args))
         return cmd_run(args)
     except ValidationError as exc:  # a bad flag or TG_* variable
         for err in exc.errors(include_url=False):

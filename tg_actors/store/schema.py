@@ -56,11 +56,15 @@ RUN_FIELDS = (
     "pages",
     "error",
     "engine",
+    "range_from",  # a backfill's range, None for other runs
+    "range_to",
 )
 UPDATABLE_RUN_FIELDS = frozenset(
     {"state", "attempt", "started_at", "finished_at", "error", "rows_loaded", "pages", "engine"}
 )
-TIMESTAMP_RUN_FIELDS = frozenset({"scheduled_for", "queued_at", "started_at", "finished_at"})
+TIMESTAMP_RUN_FIELDS = frozenset(
+    {"scheduled_for", "queued_at", "started_at", "finished_at", "range_from", "range_to"}
+)
 
 JOB_FIELDS = ("name", "spec", "paused", "origin", "created_at", "updated_at")
 
