@@ -263,6 +263,8 @@ class LinkHeaderPaginate(Strict):
 class NextUrlPaginate(Strict):
     type: Literal["next_url"]
     path: JsonPath = "$.next"
+    # the next URL from this response header (e.g. Next-Page) instead of `path` in the body
+    header: str | None = Field(None, min_length=1)
 
 
 class PagePaginate(Strict):
@@ -273,6 +275,7 @@ class PagePaginate(Strict):
     size: int | None = Field(None, ge=1)
     # JSONPath to the total number of records: enables parallel fetch
     total_path: JsonPath | None = None
+    has_more_path: JsonPath | None = None  # pagination ends when it holds false
 
 
 class OffsetPaginate(Strict):
@@ -281,12 +284,19 @@ class OffsetPaginate(Strict):
     limit_param: str = "limit"
     limit: int = Field(100, ge=1)
     total_path: JsonPath | None = None
+    has_more_path: JsonPath | None = None  # pagination ends when it holds false
 
 
 class CursorPaginate(Strict):
     type: Literal["cursor"]
     param: str = "cursor"
     path: JsonPath = "$.next_cursor"
+    # the cursor goes into the JSON body at this dotted path (GraphQL: variables.after), not
+    # into the query parameter `param`
+    body_path: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+    )
+    has_more_path: JsonPath | None = None  # pagination ends when it holds false
 
 
 Paginate = Annotated[
@@ -398,6 +408,10 @@ class RateLimit(Strict):
     per_second: float = Field(gt=0)
 
 
+class ExpectTotalHeader(Strict):
+    header: str = Field(min_length=1)  # e.g. X-Total-Count
+
+
 class HttpSource(Strict):
     type: Literal["http"] = "http"
     url: str = Field(pattern=r"^https?://")
@@ -414,6 +428,9 @@ class HttpSource(Strict):
     rate_limit: RateLimit | None = None
     timeout: Duration = timedelta(seconds=30)
     max_pages: int | None = Field(None, ge=1)
+    # a full read must fetch exactly this many records: a JSONPath into the first page, or
+    # {header: X-Total-Count} (sources/totals.py)
+    expect_total: JsonPath | ExpectTotalHeader | None = None
     # a response body past this fails the run (read as it streams in, so memory stays bounded)
     max_page_bytes: int = Field(256 * 1024 * 1024, ge=1)
     # each request: tries on connection errors, timeouts, 429 and 5xx before the attempt fails
@@ -429,6 +446,23 @@ class HttpSource(Strict):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _body_cursor_needs_a_body(self) -> HttpSource:
+        paginate = self.paginate
+        if not isinstance(paginate, CursorPaginate) or not paginate.body_path:
+            return self
+        problem = None
+        if self.method != "POST":
+            problem = "puts the cursor into a JSON body: method must be POST"
+        elif not (self.body is None or isinstance(self.body, dict)):
+            problem = "needs a JSON object body (or none)"
+        if problem is not None:
+            error = PydanticCustomError("body_path", problem)
+            loc = ("paginate", "body_path")
+            detail = InitErrorDetails(type=error, loc=loc, input=paginate.body_path)
+            raise ValidationError.from_exception_data("HttpSource", [detail])
+        return self
 
 
 class Transform(Strict):

@@ -241,6 +241,7 @@ class _Chains:
             acquire=self._acquire,
             extra_params=params,
             tokens=self._tokens,
+            full_read=end is None,  # a window slice is not the whole read
         )
         cursor = state.cursor
         async with contextlib.aclosing(client.pages(resume=state.source)) as pages:

@@ -43,6 +43,7 @@ from tg_actors.settings import max_retry_after
 from tg_actors.sources.pagination import Paginator, RequestSpec, ResponseView, make_paginator
 from tg_actors.sources.parallel import Window
 from tg_actors.sources.requester import Acquire, Redactor, Requester, Sleep, TokenCache
+from tg_actors.sources.totals import ExpectedTotal
 
 USER_AGENT = "turbo-giggle/0.1"
 CHECKPOINT_VERSION = 1
@@ -225,6 +226,7 @@ class HttpSourceClient:
         secret_names: SecretNames | None = None,
         targets: TargetPolicy | None = None,
         tokens: TokenCache | None = None,
+        full_read: bool = True,
     ) -> None:
         self.spec = spec
         self._env = env
@@ -237,6 +239,7 @@ class HttpSourceClient:
         self._rng = rng or random.Random()
         self._acquire = acquire
         self._extra = dict(extra_params or {})
+        self._full_read = full_read  # False: a window slice (expect_total is not checked)
         # oauth2 access token, reused across runs until due (and across a for_each run's chains)
         self._tokens = TokenCache(clock) if tokens is None else tokens
 
@@ -254,6 +257,7 @@ class HttpSourceClient:
         base = RequestSpec(spec.url, {**spec.params, **self._extra}, dict(spec.headers), spec.body)
         request: RequestSpec | None
         request, number = self._start(run, paginator, base, resume)
+        total = self._expected_total(spec, resume)
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         async with httpx.AsyncClient(
             transport=self._guarded_transport(),
@@ -294,16 +298,36 @@ class HttpSourceClient:
                         )
                         done = spec.max_pages is not None and number >= spec.max_pages
                         request = None if done else paginator.next(sent, view, records)
+                        total.page(number, view, len(records))
+                        if request is None and not done:
+                            total.check(url)
                     if request is None or (len(window) and window.keys()[0] != request):
                         window.clear()  # the end, or the API moved off the plan: re-plan
                     checkpoint = None
                     if request is not None:
                         checkpoint = self._checkpoint(run, paginator, request, number)
+                        if total.active:
+                            checkpoint["total"] = total.snapshot()
                         _fill(window, paginator, request, number, spec.max_pages)
                     records = _scrub_records(records, run.redact.secrets, response.content)
                     yield Page(number, records, url, len(response.content), checkpoint)
             finally:
                 await window.aclose()
+
+    def _expected_total(
+        self, spec: jobs.HttpSource, resume: dict[str, Any] | None
+    ) -> ExpectedTotal:
+        """The expect_total check of this read: off unless it is a full read (no incremental
+        filter, no window)."""
+        expect = spec.expect_total
+        if expect is None or self._extra or not self._full_read:
+            return ExpectedTotal()
+        if isinstance(expect, str):
+            total = ExpectedTotal(path=expect)
+        else:
+            total = ExpectedTotal(header=expect.header)
+        total.restore((resume or {}).get("total"))
+        return total
 
     def _guarded_transport(self) -> httpx.AsyncBaseTransport | None:
         """The transport of this run: the given one (or httpx's), behind the target policy
@@ -331,16 +355,19 @@ class HttpSourceClient:
         except (KeyError, TypeError):
             raise SourceError("cannot resume: the checkpoint is malformed") from None
         paginator.restore(state)
-        return RequestSpec(url, dict(params), base.headers, base.json), number
+        return RequestSpec(url, dict(params), base.headers, request.get("json", base.json)), number
 
     @staticmethod
     def _checkpoint(
         run: _Run, paginator: Paginator, request: RequestSpec, number: int
     ) -> dict[str, Any]:
-        # headers and body come from the spec on resume: only what pagination changes is kept
+        # headers come from the spec on resume: only what pagination changes is kept (the
+        # body too, as a body cursor moves in it)
         # the paginator's memory holds digests and numbers, never URLs: only the request may
         # hold a secret value, written back as its `${NAME}` reference
-        saved = {"url": request.url, "params": dict(request.params)}
+        saved: dict[str, Any] = {"url": request.url, "params": dict(request.params)}
+        if request.json is not None:  # a body cursor (paginate.body_path) moves in it
+            saved["json"] = request.json
         return {
             "version": CHECKPOINT_VERSION,
             "page": number,

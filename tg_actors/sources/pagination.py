@@ -64,9 +64,13 @@ class LinkHeaderPaginator(BasePaginator):
 class NextUrlPaginator(BasePaginator):
     type = "next_url"
     path: str = "$.next"
+    header: str | None = None  # the next URL from this response header instead of the body
 
     def _next(self, prev: RequestSpec, response: ResponseView, records: Records) -> Next:
-        link = extract_value(response.body, self.path)
+        if self.header is not None:
+            link: Any = response.headers.get(self.header, "").strip()
+        else:
+            link = extract_value(response.body, self.path)
         if link is None or link == "":
             return None
         if not isinstance(link, str):
@@ -74,7 +78,31 @@ class NextUrlPaginator(BasePaginator):
                 f"next_url path {self.path!r} holds {type(link).__name__}, expected a URL string",
                 url=sanitize_url(response.url),
             )
-        return _follow(prev, response, link)
+        return _follow(prev, response, link)  # a relative link resolves against the request
+
+
+def more(path: str | None, response: ResponseView) -> bool:
+    """False when `has_more_path` holds false (false, "false", 0): the API says this page is
+    the last. Missing or true: the paginator's own rule decides."""
+    if path is None:
+        return True
+    value = extract_value(response.body, path)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no")
+    return value is None or bool(value)
+
+
+def with_body_value(body: Any, path: str, value: Any) -> dict[str, Any]:
+    """A copy of JSON object `body` with `value` at dotted `path` (objects made on the way)."""
+    out: dict[str, Any] = dict(body or {})
+    node = out
+    *parents, last = path.split(".")
+    for name in parents:
+        child = node.get(name)
+        node[name] = dict(child) if isinstance(child, dict) else {}
+        node = node[name]
+    node[last] = value
+    return out
 
 
 def _total(kind: str, path: str | None, response: ResponseView) -> int | None:
@@ -100,6 +128,7 @@ class PagePaginator(BasePaginator):
     size_param: str | None = None
     size: int | None = None  # the expected page size: a shorter page is the last
     total_path: str | None = None  # total records: ceil(total / page size) pages
+    has_more_path: str | None = None
     _number: int = field(default=0, init=False, repr=False)
     _size: int | None = field(default=None, init=False, repr=False)  # as the API answers
     _total: int | None = field(default=None, init=False, repr=False)
@@ -112,6 +141,8 @@ class PagePaginator(BasePaginator):
         return base.with_params(params)
 
     def _next(self, prev: RequestSpec, response: ResponseView, records: Records) -> Next:
+        if not more(self.has_more_path, response):
+            return None
         total = _total("page", self.total_path, response)
         if total is not None:
             self._total = total
@@ -152,6 +183,7 @@ class OffsetPaginator(BasePaginator):
     limit_param: str = "limit"
     limit: int = 100
     total_path: str | None = None
+    has_more_path: str | None = None
     _offset: int = field(default=0, init=False, repr=False)
     _step: int | None = field(default=None, init=False, repr=False)  # the first page's length
     _total: int | None = field(default=None, init=False, repr=False)
@@ -161,6 +193,8 @@ class OffsetPaginator(BasePaginator):
         return base.with_params({self.param: 0, self.limit_param: self.limit})
 
     def _next(self, prev: RequestSpec, response: ResponseView, records: Records) -> Next:
+        if not more(self.has_more_path, response):
+            return None
         total = _total("offset", self.total_path, response)
         if total is not None:
             self._total = total
@@ -195,8 +229,12 @@ class CursorPaginator(BasePaginator):
     type = "cursor"
     param: str = "cursor"
     path: str = "$.next_cursor"
+    body_path: str | None = None  # the cursor into the JSON body here (GraphQL variables.after)
+    has_more_path: str | None = None
 
     def _next(self, prev: RequestSpec, response: ResponseView, records: Records) -> Next:
+        if not more(self.has_more_path, response):
+            return None
         token = extract_value(response.body, self.path)
         if token is None or token == "" or token is False:
             return None
@@ -205,10 +243,18 @@ class CursorPaginator(BasePaginator):
                 f"cursor path {self.path!r} holds {type(token).__name__}, expected a token",
                 url=sanitize_url(response.url),
             )
+        if self.body_path is not None:  # the token keeps its JSON type in a body
+            return replace(prev, json=with_body_value(prev.json, self.body_path, token))
         return prev.with_params({self.param: param_str(token)})
 
     def _describe(self, request: RequestSpec) -> str:
-        token = str(request.params.get(self.param, ""))
+        if self.body_path is not None:
+            value: Any = request.json
+            for name in self.body_path.split("."):
+                value = value.get(name) if isinstance(value, dict) else None
+            token = str(value)
+        else:
+            token = str(request.params.get(self.param, ""))
         shown = token if len(token) <= 60 else token[:57] + "..."
         return f"cursor {shown!r}"
 

@@ -52,7 +52,11 @@ def _records_digest(records: list[dict[str, Any]]) -> str:
 def _request_key(request: RequestSpec) -> str:
     # a digest, not the URL: the loop guard's memory goes into checkpoints, and URLs may hold
     # secrets; 64 bits keep a 10,000-page run's memory small with no practical collision
-    return hashlib.blake2b(full_url(request).encode(), digest_size=8).hexdigest()
+    # (with the body: a cursor may travel in it, the URL staying the same)
+    text = full_url(request)
+    if request.json is not None:
+        text += orjson.dumps(request.json, option=orjson.OPT_SORT_KEYS, default=str).decode()
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 @dataclass
