@@ -124,10 +124,12 @@ class Commit:
     positions: dict[str, dict[str, Any]] | None = None
     reset_state: bool = False
     job: str = ""  # whose positions (and, with reset_state, cursor) this commit writes
+    skipped_requests: int = 0  # responses a `skip` rule dropped (tg.runs.skipped_requests)
 
     def __post_init__(self) -> None:
         _text(self, "run_id", self.run_id)
         _text(self, "job", self.job)
+        _count(self, "skipped_requests", self.skipped_requests)
         if (self.positions or self.reset_state) and not self.job:
             raise ValueError("Commit.job must name the job when positions or reset_state are set")
         if self.positions is not None and not isinstance(self.positions, dict):

@@ -13,7 +13,8 @@ TGError
 │   ├── IllegalTransition       a run state change not in the table
 │   └── StaleAttempt            a superseded attempt (the fence) tried to write
 ├── SourceError                 the HTTP source failed (URL sanitized)
-│   └── PaginationLoop          a paginator would repeat itself
+│   ├── PaginationLoop          a paginator would repeat itself
+│   └── RuleFailed              a `fail` response rule matched (never retried)
 ├── ForEachError                a run's source.for_each rows could not be read
 ├── TransformError              transform.sql failed
 ├── DestinationError            the DuckDB write failed (schema, primary key)
@@ -121,6 +122,12 @@ class SourceError(TGError):
 
 class PaginationLoop(SourceError):
     pass
+
+
+class RuleFailed(SourceError):
+    """A `fail` response rule matched: the run fails now and is not retried."""
+
+    final = True
 
 
 class BackfillRefused(ConfigError):

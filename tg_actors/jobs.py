@@ -404,6 +404,46 @@ class Window(Strict):
         return self
 
 
+class RuleAction(enum.StrEnum):
+    RETRY = "retry"  # as a 429 or 5xx: the request's retry policy (max_tries, backoff)
+    SKIP = "skip"  # no records from this response; its chain (a for_each row) ends there
+    STOP = "stop"  # pagination ends here, the run goes on to its commit
+    FAIL = "fail"  # the run fails now, and is not retried
+
+
+class Rule(Strict):
+    """A response rule (sources/rules.py): the first that matches a response decides."""
+
+    status: int | list[int] = Field(union_mode="left_to_right")
+    body_contains: str | None = Field(None, min_length=1)
+    header: str | None = Field(None, min_length=1)  # `Name` present, or `Name: text` in it
+    action: RuleAction
+
+    @field_validator("status")
+    @classmethod
+    def _statuses(cls, value: int | list[int]) -> int | list[int]:
+        codes = value if isinstance(value, list) else [value]
+        if not codes or any(not 100 <= code <= 599 for code in codes):
+            raise ValueError("status must be an HTTP status (100-599) or a list of them")
+        return value
+
+    @model_validator(mode="after")
+    def _not_every_success(self) -> Rule:
+        codes = self.status if isinstance(self.status, list) else [self.status]
+        quiet = self.body_contains is None and self.header is None
+        if quiet and self.action in (RuleAction.SKIP, RuleAction.STOP):
+            if any(200 <= code < 300 for code in codes):
+                raise ValueError(
+                    f"a {self.action} rule on a 2xx status needs body_contains or header:"
+                    " it would drop every successful page"
+                )
+        return self
+
+    @property
+    def codes(self) -> frozenset[int]:
+        return frozenset(self.status if isinstance(self.status, list) else [self.status])
+
+
 class RateLimit(Strict):
     per_second: float = Field(gt=0)
 
@@ -431,6 +471,9 @@ class HttpSource(Strict):
     # a full read must fetch exactly this many records: a JSONPath into the first page, or
     # {header: X-Total-Count} (sources/totals.py)
     expect_total: JsonPath | ExpectTotalHeader | None = None
+    # what a response means, first match wins, before the default handling (retry 408, 429
+    # and 5xx; fail other errors)
+    rules: list[Rule] = []
     # a response body past this fails the run (read as it streams in, so memory stays bounded)
     max_page_bytes: int = Field(256 * 1024 * 1024, ge=1)
     # each request: tries on connection errors, timeouts, 429 and 5xx before the attempt fails

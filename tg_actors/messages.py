@@ -116,6 +116,7 @@ class RunFinished(Message):
     rows: int
     pages: int
     seconds: float
+    skipped: list[str] = []  # URLs (secrets masked) of responses a `skip` rule dropped
 
 
 class RunFailed(Message):
@@ -126,6 +127,7 @@ class RunFailed(Message):
     error: str
     rows: int = 0
     pages: int = 0
+    final: bool = False  # not to be retried (a `fail` response rule matched)
 
 
 class RunStateChanged(Message):

@@ -13,6 +13,7 @@ from typing import Any, cast
 import pytest
 
 from tests.kit.servers import Receiver, serve_app
+from tests.kit.states import FakeStates
 from tg_actors.jobs import parse_job
 from tg_actors.runstate import RunState
 from tg_actors.scheduler.alerts import AlertSender, run_failed
@@ -190,24 +191,6 @@ def test_drain_gives_up_after_its_timeout() -> None:
 
 
 # -- the ErrorHandler -------------------------------------------------------------------------
-
-
-class FakeStates:
-    """What ErrorHandler needs of a StateManager: `move` records its calls and, as the real
-    one does, moves the tracked run."""
-
-    def __init__(self, *runs: TrackedRun) -> None:
-        self.runs = {run.run_id: run for run in runs}
-        self.moves: list[tuple[str, RunState, dict[str, Any]]] = []
-
-    async def move(self, run_id: str, target: RunState, **fields: Any) -> TrackedRun:
-        self.moves.append((run_id, target, fields))
-        run = self.runs[run_id]
-        run.state = target
-        return run
-
-    def get(self, run_id: str) -> TrackedRun | None:
-        return self.runs.get(run_id)
 
 
 class RecordingSender(AlertSender):

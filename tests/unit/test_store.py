@@ -139,7 +139,7 @@ def test_run_fields_update_get_and_order(store: DuckStore) -> None:
     assert set(run) == {
         "run_id", "job", "state", "trigger", "attempt", "scheduled_for", "queued_at",
         "started_at", "finished_at", "rows_loaded", "pages", "error", "priority", "engine",
-        "range_from", "range_to",
+        "range_from", "range_to", "skipped_requests",
     }  # fmt: skip
     assert run["state"] == "queued" and run["attempt"] == 1 and run["priority"] == 70
     assert run["scheduled_for"] == T0 and run["scheduled_for"].tzinfo is UTC

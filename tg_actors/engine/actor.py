@@ -316,7 +316,12 @@ class SyncEngine:
             # staging and checkpoint stay: a retry of this run continues from the last page
             log.warning("run %s of %s failed: %s", run_id, job, describe(exc))
             failed = RunFailed(
-                run_id=run_id, job=job, attempt=attempt, error=describe(exc), pages=pages_seen
+                run_id=run_id,
+                job=job,
+                attempt=attempt,
+                error=describe(exc),
+                pages=pages_seen,
+                final=bool(getattr(exc, "final", False)),  # a `fail` rule: no retry
             )
             await self._status.submit(failed)
             return None
@@ -327,6 +332,7 @@ class SyncEngine:
             rows=rows,
             pages=result.pages,
             seconds=result.seconds,
+            skipped=list(result.skipped),
         )
         await self._status.submit(finished)
         return SyncResult(rows, result.pages, result.seconds, result.cursor)

@@ -218,7 +218,8 @@ class _Chains:
             state.window = as_iso(piece.start)
             filled = {**values, **window_values(piece, window.format.value)}
             last = i == len(pieces) - 1
-            await self.pages(key, filled, include, state, params, last=last, end=piece.end)
+            if await self.pages(key, filled, include, state, params, last=last, end=piece.end):
+                return  # a skip rule ended this row
             state = ChainState(state.cursor, as_iso(piece.end), None)
 
     async def pages(
@@ -231,9 +232,10 @@ class _Chains:
         *,
         last: bool,
         end: datetime | None = None,
-    ) -> None:
+    ) -> bool:
         """One pagination of chain `key` (one window of it), from `state.source` on; `last`:
-        the chain ends with it. `state.cursor` is the chain's newest cursor afterwards."""
+        the chain ends with it. `state.cursor` is the chain's newest cursor afterwards.
+        True when a `skip` rule ended it: then the whole chain (the row) ends here."""
         client = HttpSourceClient(
             self.plan.filled(values),
             env=self._env,
@@ -243,18 +245,23 @@ class _Chains:
             tokens=self._tokens,
             full_read=end is None,  # a window slice is not the whole read
         )
-        cursor = state.cursor
+        cursor, skipped = state.cursor, False
         async with contextlib.aclosing(client.pages(resume=state.source)) as pages:
             async for page in pages:
                 finished = page.checkpoint is None
                 window = as_iso(end) if finished and end is not None else state.window
                 after = ChainState(cursor, window, page.checkpoint)
-                self.stager.add_chain(key, page.records, include, after, done=finished and last)
+                if page.skipped:
+                    self.stager.skipped.append(page.url)
+                    skipped = True
+                done = finished and (last or skipped)
+                self.stager.add_chain(key, page.records, include, after, done=done)
                 cursor = after.cursor
                 await self.stager.flush_chains()
                 if self._progress is not None:
                     await self._progress(self.stager.rows, self.stager.pages)
         state.cursor = cursor
+        return skipped
 
 
 async def _all_or_none(jobs: list[Coroutine[Any, Any, None]]) -> None:
@@ -352,7 +359,8 @@ class _Plan:
     ) -> SyncResult:
         positions = None if self.backfill is not None else stager.book.positions()
         seconds = time.perf_counter() - started
-        return SyncResult(stager.rows, stager.pages, seconds, None, tail, positions)
+        skipped = tuple(stager.skipped)
+        return SyncResult(stager.rows, stager.pages, seconds, None, tail, positions, skipped)
 
 
 def plain_filter(spec: JobSpec, begun: Begun) -> tuple[str | None, dict[str, str] | None]:
@@ -395,4 +403,5 @@ def build_commit(
         positions=None if backfill else result.positions,
         reset_state=refresh,
         job=spec.name,
+        skipped_requests=len(result.skipped),
     )

@@ -48,6 +48,7 @@ class SyncResult:
     tail: pa.Table | None = None
     # for_each and window jobs: per-chain cursors and window positions (engine/fanout.py)
     positions: dict[str, dict[str, Any]] | None = None
+    skipped: tuple[str, ...] = ()  # URLs (secrets masked) of responses a `skip` rule dropped
 
 
 def batch_cursor(table: pa.Table, field: str) -> str | None:
@@ -115,6 +116,7 @@ class Stager:
         self._batch = Batch(spec.source.checkpoint_rows)
         self._pending: asyncio.Future[object] | None = None
         self.staged = False
+        self.skipped: list[str] = []  # URLs of responses a `skip` rule dropped
 
     def add(
         self, records: list[dict[str, Any]], source_checkpoint: dict[str, Any] | None = None
@@ -222,6 +224,8 @@ async def extract_and_stage(
     )
     try:
         async for page in client.pages(resume=saved.get("source") if resume else None):
+            if page.skipped:
+                stager.skipped.append(page.url)
             stager.add(page.records, page.checkpoint)
             if page.checkpoint is not None:
                 await stager.flush(page.checkpoint)
@@ -239,7 +243,8 @@ async def extract_and_stage(
     finally:
         stager.abandon()  # cancelled (timeout, cancel): nothing more is staged
     seconds = time.perf_counter() - started
-    return SyncResult(stager.rows, stager.pages, seconds, stager.cursor, tail)
+    skipped = tuple(stager.skipped)
+    return SyncResult(stager.rows, stager.pages, seconds, stager.cursor, tail, skipped=skipped)
 
 
 @dataclass(frozen=True)

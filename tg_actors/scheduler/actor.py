@@ -623,7 +623,9 @@ class Scheduler:
                     self._fleet.release(run.run_id)
             case RunFailed() if run.state is not RunState.RETRYING:
                 spec = self._spec_of(run.job)
-                await self._errors.failed(run, spec, message.error, message.pages, self._now())
+                await self._errors.failed(
+                    run, spec, message.error, message.pages, self._now(), final=message.final
+                )
                 # released once recorded: should that fail (Database down for long), the run
                 # stays in flight, and its lease (no more heartbeats) brings it back
                 self._fleet.release(run.run_id)

@@ -52,15 +52,23 @@ class ErrorHandler:
         return len(self._due)
 
     async def failed(
-        self, run: TrackedRun, spec: JobSpec | None, error: str, pages: int, now: datetime
+        self,
+        run: TrackedRun,
+        spec: JobSpec | None,
+        error: str,
+        pages: int,
+        now: datetime,
+        *,
+        final: bool = False,
     ) -> bool:
-        """Record a failed attempt. True when a retry is scheduled, False when it failed for good."""
+        """Record a failed attempt. True when a retry is scheduled, False when it failed for
+        good (out of attempts, or `final`: an error no retry can mend, a `fail` rule's)."""
         if run.state is RunState.QUEUED:  # its RunStarted was never seen
             run = await self._states.move(run.run_id, RunState.RUNNING)
         if run.state is not RunState.RUNNING:  # DuckDB holds something newer: that stands
             return False
         retries = spec.retries if spec is not None else None
-        if retries is not None and run.attempt < retries.max_attempts:
+        if retries is not None and run.attempt < retries.max_attempts and not final:
             policy = RetryPolicy(
                 retries.max_attempts,
                 retries.backoff.total_seconds(),

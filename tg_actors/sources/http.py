@@ -43,6 +43,7 @@ from tg_actors.settings import max_retry_after
 from tg_actors.sources.pagination import Paginator, RequestSpec, ResponseView, make_paginator
 from tg_actors.sources.parallel import Window
 from tg_actors.sources.requester import Acquire, Redactor, Requester, Sleep, TokenCache
+from tg_actors.sources.rules import matching
 from tg_actors.sources.totals import ExpectedTotal
 
 USER_AGENT = "turbo-giggle/0.1"
@@ -59,6 +60,8 @@ class Page:
     # JSON-ready: `pages(resume=checkpoint)` on a new client continues right after this page;
     # None on the last page. Holds `${NAME}` references, never secret values.
     checkpoint: dict[str, Any] | None = None
+    # a `skip` rule matched this response: it gave no records and ended its chain
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,7 @@ class HttpSourceClient:
                 rng=self._rng,
                 acquire=self._acquire or local_limit(spec.rate_limit),
                 max_bytes=spec.max_page_bytes,
+                rules=spec.rules,
             )
             window: Window[RequestSpec, httpx.Response] = Window(requester.send, spec.concurrency)
             try:
@@ -290,6 +294,16 @@ class HttpSourceClient:
                     sent, response = await window.pop()
                     number += 1
                     url = run.redact.url(str(response.request.url))
+                    rule = matching(
+                        spec.rules, response.status_code, response.headers, response.content
+                    )
+                    if rule is not None:  # skip or stop (requester.py raised for the others)
+                        window.clear()
+                        with self._about(run, spec.method, url):
+                            total.check(url)  # a read a rule cut short is checked too
+                        skipped = rule.action is jobs.RuleAction.SKIP
+                        yield Page(number, [], url, len(response.content), None, skipped)
+                        return
                     with self._about(run, spec.method, url):
                         body = self._parse(run, response, url)
                         records = select_records(body, spec.records, page=number)

@@ -19,7 +19,7 @@ import asyncio
 import base64
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,10 +28,11 @@ import httpx
 import orjson
 
 from tg_actors import jobs
-from tg_actors.errors import SourceError
+from tg_actors.errors import RuleFailed, SourceError
 from tg_actors.redaction import sanitize_url, scrub
 from tg_actors.retry import RetryPolicy, is_retryable_status, retry_after_seconds
 from tg_actors.sources.pagination import RequestSpec, merge_query
+from tg_actors.sources.rules import matching
 
 EXCERPT_CHARS = 300
 Acquire = Callable[[], Awaitable[None]]
@@ -95,6 +96,7 @@ class Requester:
         acquire: Acquire | None = None,
         max_bytes: int | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rules: Sequence[jobs.Rule] = (),
     ) -> None:
         self.client, self.method, self.auth, self.policy = client, method, auth, policy
         self.now = now  # wall clock for Retry-After given as an HTTP date
@@ -102,6 +104,7 @@ class Requester:
         self.rng = rng or random.Random()
         self.acquire = acquire
         self.max_bytes = max_bytes  # a body past this is refused while it streams in
+        self.rules = tuple(rules)  # source.rules: first match decides (sources/rules.py)
         self._token_lock = asyncio.Lock()
 
     async def send(self, request: RequestSpec) -> httpx.Response:
@@ -118,6 +121,11 @@ class Requester:
                 headers={**request.headers, **auth_headers},
                 json=request.json if self.method == "POST" else None,
             )
+            rule = self._rule(response)
+            if rule is not None:  # retry rules were spent by _tries: skip, stop or fail
+                if rule.action is jobs.RuleAction.FAIL:
+                    raise self._failure(response, None, RuleFailed, "a fail rule matched")
+                return response  # skip or stop: the source ends this chain's pages
             if response.status_code == 401 and token is not None:
                 self._drop_token(token)  # expired or revoked early: a fresh token, once
                 if not refreshed:
@@ -138,10 +146,13 @@ class Requester:
             except _Retry:
                 await self.sleep(self.policy.wait(number, self.rng))
                 continue
-            if not is_retryable_status(response.status_code):
+            rule = self._rule(response) if rate_limited else None  # not token requests
+            if rule is not None and rule.action is not jobs.RuleAction.RETRY:
+                return response  # skip, stop or fail: send() decides
+            if rule is None and not is_retryable_status(response.status_code):
                 return response  # a success, or an error no later try can fix
-            if last:
-                return self._check(response, tries=number)  # raises: out of tries
+            if last:  # out of tries (a retry rule may have matched a 2xx)
+                raise self._failure(response, number)
             after = retry_after_seconds(response.headers.get("retry-after"), self.now())
             if after is not None and self.policy.refuses(after):
                 raise self._wait_refused(response, after)
@@ -182,14 +193,29 @@ class Requester:
     def _check(self, response: httpx.Response, *, tries: int | None) -> httpx.Response:
         if response.is_success:
             return response
+        raise self._failure(response, tries)
+
+    def _failure(
+        self,
+        response: httpx.Response,
+        tries: int | None,
+        kind: type[SourceError] = SourceError,
+        why: str = "",
+    ) -> SourceError:
         method, url = response.request.method, self.redact.url(str(response.request.url))
         status = response.status_code
         tried = f" {_tries_text(tries)}" if tries is not None and tries > 1 else ""
-        raise SourceError(
-            f"{method} {url} returned HTTP {status}{tried}: {self.redact.excerpt(response)}",
+        reason = f" ({why})" if why else ""
+        return kind(
+            f"{method} {url} returned HTTP {status}{tried}{reason}: {self.redact.excerpt(response)}",
             url=url,
             status=status,
         )
+
+    def _rule(self, response: httpx.Response) -> jobs.Rule | None:
+        if not self.rules:
+            return None
+        return matching(self.rules, response.status_code, response.headers, response.content)
 
     def _wait_refused(self, response: httpx.Response, after: float) -> SourceError:
         """The server asked for a longer wait than TG_MAX_RETRY_AFTER: fail, do not sleep."""

@@ -58,6 +58,7 @@ R = TypeVar("R")
 HOUSEKEEPING_SECONDS = 300.0  # how often closed runs' staging and retention are seen to
 
 GROUP = DATABASE_GROUP  # its consumer group on `status`
+SKIPPED_SHOWN = 20  # URLs of skipped responses a run's log line names
 
 
 def log_entry(message: Any) -> tuple[str, Any, str, str] | None:
@@ -72,6 +73,11 @@ def log_entry(message: Any) -> tuple[str, Any, str, str] | None:
             text = (
                 f"loaded {message.rows} rows from {message.pages} pages in {message.seconds:.2f}s"
             )
+            if message.skipped:  # a `skip` rule's responses, by URL (secrets masked)
+                shown = ", ".join(message.skipped[:SKIPPED_SHOWN])
+                more = len(message.skipped) - SKIPPED_SHOWN
+                text += f"; skipped {len(message.skipped)} responses by rule: {shown}"
+                text += f" and {more} more" if more > 0 else ""
             return (message.run_id, message.ts, "INFO", text)
         case RunFailed():
             return (message.run_id, message.ts, "ERROR", message.error)

@@ -205,7 +205,7 @@ def _groupable(commit: Commit, staged: set[str]) -> pa.Table | None:
     has a batch, no staging, appends, and its batch has a typed column (or no rows)."""
     if commit.batch is None or commit.run_id in staged or commit.write is not WriteMode.APPEND:
         return None
-    if commit.positions or commit.reset_state:  # per-chain state: written one by one
+    if commit.positions or commit.reset_state or commit.skipped_requests:  # one by one
         return None
     try:
         typed = writes.typed_batch(commit.run_id, commit.batch)

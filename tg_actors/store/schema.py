@@ -58,6 +58,7 @@ RUN_FIELDS = (
     "engine",
     "range_from",  # a backfill's range, None for other runs
     "range_to",
+    "skipped_requests",
 )
 UPDATABLE_RUN_FIELDS = frozenset(
     {"state", "attempt", "started_at", "finished_at", "error", "rows_loaded", "pages", "engine"}
@@ -121,6 +122,8 @@ _DDL = (
     # a backfill run's range [range_from, range_to), written with the run (trigger backfill)
     "ALTER TABLE tg.runs ADD COLUMN IF NOT EXISTS range_from TIMESTAMPTZ",
     "ALTER TABLE tg.runs ADD COLUMN IF NOT EXISTS range_to TIMESTAMPTZ",
+    # responses a `skip` response rule dropped (their URLs are in the run's logs)
+    "ALTER TABLE tg.runs ADD COLUMN IF NOT EXISTS skipped_requests INTEGER DEFAULT 0",
     # where an open run resumes: written in the transaction that stages the batch it follows,
     # deleted in the one that commits or discards the run (store/progress.py)
     """CREATE TABLE IF NOT EXISTS tg.run_checkpoints (

@@ -254,8 +254,8 @@ def commit_run(con: duckdb.DuckDBPyConnection, commit: Commit, now: datetime) ->
                     progress.write_positions(con, commit.job, commit.positions, run_id, now)
             con.execute(
                 "UPDATE tg.runs SET state = ?, finished_at = ?, rows_loaded = ?,"
-                " pages = ? WHERE run_id = ?",
-                [RunState.SUCCEEDED, now, rows, commit.pages, run_id],
+                " pages = ?, skipped_requests = ? WHERE run_id = ?",
+                [RunState.SUCCEEDED, now, rows, commit.pages, commit.skipped_requests, run_id],
             )
             _tidy(con, run_id, staged)
             return rows
