@@ -58,6 +58,17 @@ source:
   # auth: {type: bearer, token: "${API_TOKEN}"}   # secrets as ${ENV_VAR}, never the value
   records: "$.data"          # JSONPath to the list of records
   paginate: {type: none}     # none | link_header | next_url | page | offset | cursor
+  #   next_url: {path: "$.next"} or {header: Next-Page};  cursor: {path, param} or, for a
+  #   POST body (GraphQL), {path, body_path: variables.after, has_more_path: "$...hasNextPage"}
+  # rules:                   # first match wins: retry | skip | stop | fail
+  #   - {status: 404, action: skip}
+  #   - {status: 200, body_contains: "rate limit", action: retry}
+  # expect_total: "$.total"  # or {header: X-Total-Count}: a full read must fetch that many
+  # incremental: {cursor_field: updated_at, param: since, initial: "2024-01-01T00:00:00Z"}
+  # for_each:                # one request chain per row; {column} in url/params/headers/body
+  #   sql: "SELECT id AS customer_id FROM customers"   # or values: [{customer_id: 1}]
+  #   include: [customer_id]
+  # window: {start: "2024-01-01T00:00:00Z", step: 1d}  # {window_start} {window_end}
 destination:
   table: my_table
   write: append              # append | replace | merge (merge needs primary_key)

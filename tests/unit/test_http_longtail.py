@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,6 +36,7 @@ async def header_pages(request: Request) -> Response:
     """`Next-Page: /header/items?after=N` (relative), absent on the last page."""
     chunk, nxt = _slice(int(request.query_params.get("after", 0)))
     headers = {"Next-Page": f"/header/items?after={nxt}"} if nxt else {}
+    headers["X-Total-Count"] = str(len(ITEMS))
     return JSONResponse(chunk, headers=headers)
 
 
@@ -203,3 +206,13 @@ def test_a_body_cursor_needs_post_and_an_object_body() -> None:
     job["source"]["paginate"] = {"type": "cursor", "body_path": "bad path"}
     with pytest.raises(JobValidationError, match="source.paginate.cursor.body_path|body_path"):
         parse_job(job, "g.yaml")
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "configs" / "examples" / "longtail"
+
+
+@pytest.mark.parametrize("name", ["graphql_items", "next_page_header"])
+async def test_the_shipped_examples_read_every_record(base: str, name: str) -> None:
+    text = (EXAMPLES / f"{name}.yaml").read_text().replace("http://127.0.0.1:8000", base)
+    spec = parse_job(yaml.safe_load(text), f"{name}.yaml")
+    assert ids(await read(spec.source)) == [i["id"] for i in ITEMS]
