@@ -38,7 +38,9 @@ except ImportError:  # Ray vendors it
     import psutil
 
 __all__ = [
+    "MIB",
     "CpuMeter",
+    "MemorySampler",
     "Profiler",
     "ServerProcess",
     "Stacks",
@@ -50,6 +52,7 @@ __all__ = [
     "ms",
     "parse_args",
     "pct",
+    "proc_name",
     "psutil",
     "query_of",
     "ray_on_loopback",
@@ -65,6 +68,7 @@ __all__ = [
 ]
 T = TypeVar("T")
 QUICK_ENV = "TG_BENCH_QUICK"
+MIB = 1024 * 1024
 
 
 def ray_on_loopback() -> None:
@@ -348,6 +352,84 @@ def descendant_pids(wanted: dict[str, str]) -> dict[str, int]:
             if name == key or (cmd and cmd[0].startswith(key)):
                 found[label] = proc.pid
     return found
+
+
+# --- memory --------------------------------------------------------------------------------
+
+
+def proc_name(proc: psutil.Process) -> str:
+    """A process's label: a Ray worker's title (argv[0], retitled after its actor) without
+    the method it runs now, else the names of its first non-flag arguments."""
+    cmd = proc.cmdline()
+    if not cmd:
+        return proc.name()
+    if cmd[0].startswith("ray::"):  # `ray::Actor.method` while a call runs
+        return cmd[0].split(".")[0][:40]
+    names = [Path(c).name for c in cmd[:3] if not c.startswith("-")]
+    return " ".join(names)[:40]
+
+
+@dataclass
+class MemorySampler:
+    """Peak RSS of process `pid` (unless not `include_root`) and its descendants but
+    `exclude`, sampled on a thread every `every` seconds over a `with` block: per process
+    (`peak`, pid -> (rss, name)) and the peak of their sum (`peak_sum`: pages shared between
+    processes counted once per process). `on_sample(procs)` after each sample."""
+
+    pid: int
+    every: float = 0.2
+    exclude: frozenset[int] = frozenset()
+    include_root: bool = True
+    on_sample: Callable[[list[psutil.Process]], None] | None = None
+    peak_sum: int = 0
+    peak: dict[int, tuple[int, str]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not self._stop.is_set():
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            if not self.include_root:
+                procs = procs[1:]
+            total = 0
+            for proc in procs:
+                if proc.pid in self.exclude:
+                    continue
+                try:
+                    rss, name = proc.memory_info().rss, proc_name(proc)
+                except psutil.Error:
+                    continue
+                total += rss
+                if rss > self.peak.get(proc.pid, (0, ""))[0]:
+                    self.peak[proc.pid] = (rss, name)
+            self.peak_sum = max(self.peak_sum, total)
+            if self.on_sample is not None:
+                self.on_sample(procs)
+            self._stop.wait(self.every)
+
+    def biggest(self) -> tuple[int, str]:
+        """(rss, name) of the process with the highest peak; (0, "-") if none was sampled."""
+        return max(self.peak.values(), default=(0, "-"))
+
+    def top(self, n: int = 6) -> str:
+        """The `n` highest peaks as `name MiB, ...`."""
+        biggest = sorted(self.peak.values(), reverse=True)[:n]
+        return ", ".join(f"{name} {rss / MIB:.0f}" for rss, name in biggest)
 
 
 # --- CPU -----------------------------------------------------------------------------------

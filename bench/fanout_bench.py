@@ -61,17 +61,17 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 from benchkit import (  # first: it keeps the local Ray on 127.0.0.1
+    MIB,
+    MemorySampler,
     ServerProcess,
     listen,
     parse_args,
@@ -86,7 +86,6 @@ from benchkit import (  # first: it keeps the local Ray on 127.0.0.1
 )
 
 HERE = Path(__file__).resolve()
-MIB = 1024 * 1024
 ENDED = ("succeeded", "failed", "cancelled", "skipped")
 BUDGET = 50  # requests/s of the rate-limited run
 DLT_ENV = {"RUNTIME__DLTHUB_TELEMETRY": "false", "RUNTIME__LOG_LEVEL": "WARNING"}
@@ -217,54 +216,6 @@ def _at(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-@dataclass
-class Rss:
-    """Peak RSS of this process's descendants but `exclude` (the API server), sampled on a
-    thread: per process (by its title: Ray workers retitle themselves after their actor) and
-    the peak of their sum (pages shared between processes counted once per process)."""
-
-    exclude: set[int]
-    every: float = 0.1
-    peak_sum: int = 0
-    peak: dict[int, tuple[int, str]] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def __enter__(self) -> Rss:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for proc in me.children(recursive=True):
-                if proc.pid in self.exclude:
-                    continue
-                try:
-                    rss, cmd = proc.memory_info().rss, proc.cmdline()
-                except psutil.Error:
-                    continue
-                # a Ray worker's title is its actor and the method it runs now
-                name = cmd[0].split(".")[0] if cmd and cmd[0].startswith("ray::") else proc.name()
-                total += rss
-                if rss > self.peak.get(proc.pid, (0, ""))[0]:
-                    self.peak[proc.pid] = (rss, name[:30])
-            self.peak_sum = max(self.peak_sum, total)
-            self._stop.wait(self.every)
-
-    def top(self, n: int = 5) -> str:
-        biggest = sorted(self.peak.values(), reverse=True)[:n]
-        return ", ".join(f"{name} {rss / MIB:.0f}" for rss, name in biggest)
-
-    def biggest(self) -> tuple[int, str]:
-        return max(self.peak.values(), default=(0, "-"))
-
-
 # --- dlt ----------------------------------------------------------------------------------
 
 
@@ -338,12 +289,17 @@ def have_dlt() -> bool:
 # --- the benchmark ------------------------------------------------------------------------
 
 
-def child_run(rt: Any, job: str, server_pid: int, budget: float) -> tuple[dict[str, Any], Rss]:
-    with Rss({server_pid}) as rss:
+def child_run(
+    rt: Any, job: str, server_pid: int, budget: float
+) -> tuple[dict[str, Any], MemorySampler]:
+    """A run of `job` while the RSS of this process's descendants but the API server (Ray's
+    processes and its workers') is sampled every 0.1 s."""
+    me, server = os.getpid(), frozenset({server_pid})
+    with MemorySampler(me, every=0.1, exclude=server, include_root=False) as rss:
         run = run_job(rt, job, budget)
     print(
         f"  {job}: {run['rows_loaded']:,} rows in {run['seconds']:.2f}s;"
-        f" peak RSS (MiB): sum {rss.peak_sum / MIB:,.0f}; {rss.top()}",
+        f" peak RSS (MiB): sum {rss.peak_sum / MIB:,.0f}; {rss.top(5)}",
         flush=True,
     )
     return run, rss

@@ -34,16 +34,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 from benchkit import (  # first: it keeps the local Ray (tg run's too) on 127.0.0.1
+    MIB,
+    MemorySampler,
     Profiler,
     ServerProcess,
     listen,
@@ -57,7 +58,6 @@ from benchkit import (  # first: it keeps the local Ray (tg run's too) on 127.0.
 )
 
 HERE = Path(__file__).resolve()
-MIB = 1024 * 1024
 DLT_ENV = {"RUNTIME__DLTHUB_TELEMETRY": "false", "RUNTIME__LOG_LEVEL": "WARNING"}
 
 # --- the source: records, pages, the server process -------------------------------------
@@ -147,71 +147,13 @@ class Result:
         return self.rows / self.wall if self.wall else None
 
 
-@dataclass
-class MemorySampler:
-    """Peak RSS of a process tree, sampled on a thread every `every` seconds."""
-
-    pid: int
-    every: float = 0.2
-    peak_sum: int = 0
-    peak: dict[int, tuple[int, str]] = field(default_factory=dict)  # pid -> (rss, name)
-    on_sample: Callable[[list[psutil.Process]], None] | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def __enter__(self) -> MemorySampler:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.NoSuchProcess:
-            return
-        while not self._stop.is_set():
-            try:
-                procs = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                return
-            total = 0
-            for proc in procs:
-                try:
-                    rss = proc.memory_info().rss
-                    name = _proc_name(proc)  # a Ray worker retitles itself once it is an actor
-                except psutil.Error:
-                    continue
-                total += rss
-                if rss > self.peak.get(proc.pid, (0, ""))[0]:
-                    self.peak[proc.pid] = (rss, name)
-            self.peak_sum = max(self.peak_sum, total)
-            if self.on_sample is not None:
-                self.on_sample(procs)
-            self._stop.wait(self.every)
-
-    def fill(self, result: Result) -> Result:
-        result.peak_sum = self.peak_sum / MIB
-        if self.peak:
-            rss, name = max(self.peak.values())
-            result.peak_proc, result.peak_name = rss / MIB, name
-        return result
-
-    def top(self, n: int = 6) -> str:
-        biggest = sorted(self.peak.values(), reverse=True)[:n]
-        return ", ".join(f"{name} {rss / MIB:.0f}" for rss, name in biggest)
-
-
-def _proc_name(proc: psutil.Process) -> str:
-    cmd = proc.cmdline()
-    if not cmd:
-        return proc.name()
-    if cmd[0].startswith("ray::"):  # Ray workers retitle themselves after the actor
-        return cmd[0]
-    names = [Path(c).name for c in cmd[:3] if not c.startswith("-")]
-    return " ".join(names)[:40]
+def fill(result: Result, sampler: MemorySampler) -> Result:
+    """The result with the sampler's peaks (MiB): the tree's sum, the biggest process."""
+    result.peak_sum = sampler.peak_sum / MIB
+    if sampler.peak:
+        rss, result.peak_name = sampler.biggest()
+        result.peak_proc = rss / MIB
+    return result
 
 
 # --- (a) the limit --------------------------------------------------------------------------
@@ -346,7 +288,7 @@ def run_tg(job: str, tmp: Path, rows: int, profile: Path | None) -> Result:
     loaded, _pages, seconds = int(match[1]), int(match[2]), float(match[3])
     if loaded != rows:
         print(f"  warning: {job} loaded {loaded} rows, expected {rows}")
-    result = sampler.fill(Result(f"tg {job.removeprefix('bench_')} (tg run)", loaded, seconds))
+    result = fill(Result(f"tg {job.removeprefix('bench_')} (tg run)", loaded, seconds), sampler)
     result.wall = wall
     print(f"  {out.strip()}\n  peak RSS by process (MiB): {sampler.top()}", flush=True)
     return result
@@ -413,7 +355,7 @@ def run_dlt(url: str, write: str, tmp: Path, paginate: str, file_format: str) ->
     report = json.loads(out.strip().splitlines()[-1])
     steps = ", ".join(f"{k} {v:.1f}s" for k, v in report["steps"].items())
     label = f"dlt {write}" + ("" if file_format == "default" else f" ({file_format})")
-    result = sampler.fill(Result(label, report["rows"], report["seconds"], wall))
+    result = fill(Result(label, report["rows"], report["seconds"], wall), sampler)
     result.note = steps
     print(f"  {label}: {report['rows']} rows in {report['seconds']:.1f}s ({steps})", flush=True)
     return result
