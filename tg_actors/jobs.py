@@ -244,10 +244,56 @@ class OAuth2ClientCredentials(Strict):
     client_id: str
     client_secret: str
     scope: str | None = None
+    # how the client authenticates to the token server: HTTP Basic, or client_id and
+    # client_secret in the form (RFC 6749 §2.3.1)
+    client_auth: Literal["basic", "post"] = "basic"
+    audience: str | None = None
+    extra: dict[str, str] | None = None  # more token request parameters (never override ours)
+
+
+class OAuth2RefreshToken(Strict):
+    """The refresh-token grant (RFC 6749 §6): a new access token from a long-lived refresh
+    token; a refresh token the server rotates is used for the next renewals."""
+
+    type: Literal["oauth2_refresh_token"]
+    token_url: str
+    client_id: str
+    client_secret: str | None = None
+    refresh_token: str
+    scope: str | None = None
+    client_auth: Literal["basic", "post"] = "basic"
+
+
+class LoginAuth(Strict):
+    """A login request (JSON `body` or `form`) whose answer holds a token at `token_path`,
+    sent as `header: prefix + token`; renewed at `expires_in` (else the answer's own
+    `expires_in`, else on a 401)."""
+
+    type: Literal["login"]
+    url: str
+    method: Literal["POST", "PUT"] = "POST"
+    body: dict[str, Any] | None = None
+    form: dict[str, str] | None = None
+    token_path: JsonPath
+    header: str = Field("Authorization", min_length=1)
+    prefix: str = "Bearer "
+    expires_in: Duration | None = None
+
+    @model_validator(mode="after")
+    def _body_or_form(self) -> LoginAuth:
+        if self.body is not None and self.form is not None:
+            raise ValueError("give the login a JSON body or a form, not both")
+        return self
 
 
 Auth = Annotated[
-    NoAuth | BearerAuth | BasicAuth | ApiKeyAuth | OAuth2ClientCredentials,
+    NoAuth
+    | BearerAuth
+    | BasicAuth
+    | ApiKeyAuth
+    | OAuth2ClientCredentials
+    | OAuth2RefreshToken
+    | LoginAuth,
     Field(discriminator="type"),
 ]
 
@@ -684,6 +730,8 @@ _TAGS = {
     "basic",
     "api_key",
     "oauth2_client_credentials",
+    "oauth2_refresh_token",
+    "login",
     "link_header",
     "next_url",
     "page",

@@ -408,13 +408,14 @@ class HttpSourceClient:
         refs = {name: env[name] for name in names}
         secrets = set(refs.values())
         auth = spec.auth
-        secrets |= {
-            getattr(auth, field, None) or "" for field in ("token", "password", "client_secret")
-        }
+        fields = ("token", "password", "client_secret", "refresh_token")
+        secrets |= {getattr(auth, field, None) or "" for field in fields}
         if isinstance(auth, jobs.ApiKeyAuth):
             secrets.add(auth.value)
-        if self._tokens.token is not None:  # an oauth2 token kept from an earlier run
+        if self._tokens.token is not None:  # an oauth2 or login token kept from an earlier run
             secrets.add(self._tokens.token.value)
+        if self._tokens.refresh_token is not None:  # a refresh token the server rotated to
+            secrets.add(self._tokens.refresh_token)
         return _Run(spec, Redactor(secrets), refs)
 
     @staticmethod

@@ -29,6 +29,7 @@ import orjson
 
 from tg_actors import jobs
 from tg_actors.errors import RuleFailed, SourceError
+from tg_actors.records import extract_value
 from tg_actors.redaction import sanitize_url, scrub
 from tg_actors.retry import RetryPolicy, is_retryable_status, retry_after_seconds
 from tg_actors.sources.pagination import RequestSpec, merge_query
@@ -38,8 +39,15 @@ EXCERPT_CHARS = 300
 Acquire = Callable[[], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
 AuthSpec = (
-    jobs.NoAuth | jobs.BearerAuth | jobs.BasicAuth | jobs.ApiKeyAuth | jobs.OAuth2ClientCredentials
+    jobs.NoAuth
+    | jobs.BearerAuth
+    | jobs.BasicAuth
+    | jobs.ApiKeyAuth
+    | jobs.OAuth2ClientCredentials
+    | jobs.OAuth2RefreshToken
+    | jobs.LoginAuth
 )
+TokenAuth = jobs.OAuth2ClientCredentials | jobs.OAuth2RefreshToken | jobs.LoginAuth
 # worth another try: the network failed or the server did not answer in time
 _TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
@@ -75,10 +83,12 @@ class Token:
 
 @dataclass
 class TokenCache:
-    """The oauth2 access token, kept across runs until shortly before it expires."""
+    """The oauth2 (or login) access token, kept across runs until shortly before it expires,
+    and the refresh token the server last rotated to (oauth2_refresh_token)."""
 
     clock: Callable[[], float]
     token: Token | None = None
+    refresh_token: str | None = None
 
 
 class Requester:
@@ -131,6 +141,7 @@ class Requester:
                 if not refreshed:
                     refreshed = True
                     continue
+                raise self._refused_again(response)
             return self._check(response, tries=None)
 
     async def _tries(
@@ -240,10 +251,25 @@ class Requester:
         if isinstance(auth, jobs.ApiKeyAuth):
             pair = {auth.name: auth.value}
             return (pair, {}, None) if auth.in_ == "header" else ({}, pair, None)
-        if isinstance(auth, jobs.OAuth2ClientCredentials):
+        if isinstance(auth, jobs.OAuth2ClientCredentials | jobs.OAuth2RefreshToken):
             token = await self._oauth_token(auth)
             return {"Authorization": f"Bearer {token}"}, {}, token
+        if isinstance(auth, jobs.LoginAuth):
+            token = await self._oauth_token(auth)
+            return {auth.header: auth.prefix + token}, {}, token
         return {}, {}, None
+
+    def _refused_again(self, response: httpx.Response) -> SourceError:
+        """A second 401, with a token fetched after the first: fail, naming where it came from."""
+        auth = self.auth
+        where = auth.url if isinstance(auth, jobs.LoginAuth) else getattr(auth, "token_url", "")
+        try:
+            self._check(response, tries=None)
+        except SourceError as exc:
+            shown = self.redact.url(where)
+            message = f"{exc}; a fresh token from {shown} was refused too"
+            return SourceError(self.redact.text(message), url=exc.url, status=exc.status)
+        raise AssertionError("unreachable: a 401 is not a success")
 
     def _drop_token(self, used: str) -> None:
         # requests in flight together may all see 401: only the first drops the token
@@ -251,34 +277,90 @@ class Requester:
         if current is not None and current.value == used:
             self.tokens.token = None
 
-    async def _oauth_token(self, auth: jobs.OAuth2ClientCredentials) -> str:
-        """Client-credentials grant (RFC 6749 §4.4), client authenticated by HTTP Basic."""
+    async def _oauth_token(self, auth: TokenAuth) -> str:
+        """The cached access token, or a new one (oauth2 grant or login) when it is due."""
         async with self._token_lock:  # one token request at a time, shared by all in flight
             now = self.tokens.clock()
             cached = self.tokens.token
             if cached is not None and now < cached.renew_at:
                 return cached.value
-            form = {"grant_type": "client_credentials"}
-            if auth.scope:
-                form["scope"] = auth.scope
-            headers = {"Authorization": basic(auth.client_id, auth.client_secret)}
-            response = await self._tries(
-                "POST", auth.token_url, rate_limited=False, data=form, headers=headers
-            )
-            self._check(response, tries=None)
-            try:
-                answer = orjson.loads(response.content)
-                token, expires_in = str(answer["access_token"]), answer.get("expires_in")
-                lifetime = math.inf if expires_in is None else float(expires_in)
-            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
-                shown = self.redact.url(auth.token_url)
-                raise SourceError(
-                    f"POST {shown}: the token response has no access_token", url=shown
-                ) from None
+            if isinstance(auth, jobs.LoginAuth):
+                token, lifetime = await self._login(auth)
+            else:
+                token, lifetime = await self._grant(auth)
             # renew shortly before expiry so a token never lapses between check and use
             self.tokens.token = Token(token, now + lifetime - min(60.0, lifetime * 0.1))
             self.redact.add(token)
             return token
+
+    async def _grant(
+        self, auth: jobs.OAuth2ClientCredentials | jobs.OAuth2RefreshToken
+    ) -> tuple[str, float]:
+        """(token, lifetime) from a client-credentials (RFC 6749 §4.4) or refresh-token (§6)
+        grant; the client authenticated by HTTP Basic or in the form (client_auth)."""
+        form: dict[str, str] = {}
+        if isinstance(auth, jobs.OAuth2ClientCredentials):
+            form.update(auth.extra or {})
+            form["grant_type"] = "client_credentials"
+            if auth.audience:
+                form["audience"] = auth.audience
+        else:
+            form["grant_type"] = "refresh_token"
+            form["refresh_token"] = self.tokens.refresh_token or auth.refresh_token
+        if auth.scope:
+            form["scope"] = auth.scope
+        headers: dict[str, str] = {}
+        if auth.client_auth == "post":
+            form["client_id"] = auth.client_id
+            if auth.client_secret is not None:
+                form["client_secret"] = auth.client_secret
+        else:
+            headers["Authorization"] = basic(auth.client_id, auth.client_secret or "")
+        response = await self._tries(
+            "POST", auth.token_url, rate_limited=False, data=form, headers=headers
+        )
+        self._check(response, tries=None)
+        try:
+            answer = orjson.loads(response.content)
+            token, lifetime = str(answer["access_token"]), _lifetime(answer.get("expires_in"))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
+            shown = self.redact.url(auth.token_url)
+            raise SourceError(
+                f"POST {shown}: the token response has no access_token", url=shown
+            ) from None
+        rotated = answer.get("refresh_token")
+        if isinstance(auth, jobs.OAuth2RefreshToken) and isinstance(rotated, str) and rotated:
+            self.tokens.refresh_token = rotated  # the server rotated it: the next renewal's
+            self.redact.add(rotated)
+        return token, lifetime
+
+    async def _login(self, auth: jobs.LoginAuth) -> tuple[str, float]:
+        """(token, lifetime) from the login request: JSON body or form, token at token_path."""
+        kwargs: dict[str, Any] = {}
+        if auth.form is not None:
+            kwargs["data"] = auth.form
+        elif auth.body is not None:
+            kwargs["json"] = auth.body
+        response = await self._tries(auth.method, auth.url, rate_limited=False, **kwargs)
+        self._check(response, tries=None)
+        try:
+            answer = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            answer = None
+        value = extract_value(answer, auth.token_path)
+        if not isinstance(value, str | int | float) or isinstance(value, bool) or value == "":
+            shown = self.redact.url(auth.url)
+            raise SourceError(
+                f"{auth.method} {shown}: the login response has no token at {auth.token_path}",
+                url=shown,
+            )
+        if auth.expires_in is not None:
+            return str(value), auth.expires_in.total_seconds()
+        given = answer.get("expires_in") if isinstance(answer, dict) else None
+        try:
+            return str(value), _lifetime(given)
+        except (TypeError, ValueError):
+            return str(value), math.inf  # an odd expires_in: the token lasts until a 401
 
 
 async def _read_at_most(response: httpx.Response, limit: int, what: str) -> None:
@@ -302,6 +384,11 @@ async def _read_at_most(response: httpx.Response, limit: int, what: str) -> None
 
 class _Retry(Exception):
     """A transient failure that has tries left (never leaves this module)."""
+
+
+def _lifetime(expires_in: Any) -> float:
+    """Seconds a token lasts: its `expires_in`, or forever (until a 401) without one."""
+    return math.inf if expires_in is None else float(expires_in)
 
 
 def _tries_text(tries: int) -> str:
