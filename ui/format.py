@@ -56,6 +56,10 @@ source:
   url: https://api.example.com/items
   params: {}
   # auth: {type: bearer, token: "${API_TOKEN}"}   # secrets as ${ENV_VAR}, never the value
+  #   or {type: login, url: https://api.example.com/login, body: {user: "${U}", password: "${P}"},
+  #       token_path: "$.token"}   (also basic, api_key, oauth2_client_credentials,
+  #       oauth2_refresh_token)
+  # format: json               # json | jsonl | csv (gzip bodies are decoded)
   records: "$.data"          # JSONPath to the list of records
   paginate: {type: none}     # none | link_header | next_url | page | offset | cursor
   #   next_url: {path: "$.next"} or {header: Next-Page};  cursor: {path, param} or, for a
