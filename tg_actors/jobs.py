@@ -506,7 +506,11 @@ class HttpSource(Strict):
     headers: dict[str, str] = {}
     body: Any = None
     auth: Auth = NoAuth()
-    records: JsonPath = "$"
+    records: JsonPath = "$"  # json only: jsonl and csv bodies are rows as they are
+    # the body: one JSON document, JSON lines, or CSV with a header row (gzip decoded either
+    # way); csv types are inferred, or given here ({name: type} or names: sources/formats.py)
+    format: Literal["json", "jsonl", "csv"] = "json"
+    columns: dict[str, str] | list[str] | None = None
     paginate: Paginate = NoPaginate()
     incremental: Incremental | None = None
     for_each: ForEach | None = None
@@ -552,6 +556,20 @@ class HttpSource(Strict):
             detail = InitErrorDetails(type=error, loc=loc, input=paginate.body_path)
             raise ValidationError.from_exception_data("HttpSource", [detail])
         return self
+
+    @model_validator(mode="after")
+    def _records_path_is_json_only(self) -> HttpSource:
+        problem = None
+        if self.format != "json" and self.records != "$":
+            problem = ("records", f"is a JSONPath into a JSON body: format {self.format} has none")
+        elif self.format != "csv" and self.columns is not None:
+            problem = ("columns", f"are the columns of a csv body, not of format {self.format}")
+        if problem is None:
+            return self
+        name, text = problem
+        error = PydanticCustomError(name, text)
+        detail = InitErrorDetails(type=error, loc=(name,), input=getattr(self, name))
+        raise ValidationError.from_exception_data("HttpSource", [detail])
 
 
 class Transform(Strict):

@@ -17,7 +17,7 @@ destination: {table: good}
 def test_shipped_configs_are_valid() -> None:
     root = Path(__file__).resolve().parents[2] / "configs"
     examples = sorted(p for p in (root / "examples").iterdir() if p.is_dir())
-    assert {p.name for p in examples} >= {"online", "auth", "longtail"}
+    assert {p.name for p in examples} >= {"online", "auth", "longtail", "formats"}
     report = load_jobs([root / "jobs", *examples])
     assert not report.errors, report.errors
     assert "demo_orders" in report.jobs

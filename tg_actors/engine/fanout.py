@@ -83,11 +83,16 @@ class ChainStager(Stager):
         include: Mapping[str, Scalar],
         state: ChainState,
         done: bool,
+        table: pa.Table | None = None,
     ) -> None:
         """One page of chain `key`; `state`: the chain after this page (its cursor is updated
-        here from the page's records); `done`: the chain's last page."""
+        here from the page's records); `done`: the chain's last page; `table`: the page's
+        rows already in Arrow (`Page.table`), taken instead of `records`."""
         self.pages += 1
-        table = records_to_arrow(records) if records else None
+        if table is None:
+            table = records_to_arrow(records) if records else None
+        elif not table.num_rows:
+            table = None
         incremental = self.spec.source.incremental
         if table is not None and incremental is not None:
             state.cursor = newest(state.cursor, batch_cursor(table, incremental.cursor_field))
@@ -130,6 +135,7 @@ async def extract_chains(
     env: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     keep_tail: bool = False,
+    tokens: TokenCache | None = None,
 ) -> SyncResult:
     """Read every chain of the job (from `begun.resume` on), stage the pages; the totals and
     the positions to commit (None for a backfill). `now`: the end of `window.end: now`."""
@@ -147,6 +153,8 @@ async def extract_chains(
     if acquire is None and spec.source.rate_limit is not None:
         acquire = local_limit(spec.source.rate_limit)  # one budget for all chains of the run
     chains = _Chains(plan, stager, progress, acquire, env, transport)
+    if tokens is not None:
+        chains.tokens = tokens  # the engine's: a rotated refresh token is saved at once
     for_each = spec.source.for_each
     try:
         await _all_or_none([chains.work() for _ in range(for_each.concurrency if for_each else 1)])
@@ -184,7 +192,7 @@ class _Chains:
             env,
             transport,
         )
-        self._tokens = TokenCache(time.monotonic)  # one oauth2 token for all chains
+        self.tokens = TokenCache(time.monotonic)  # one oauth2 token for all chains
         self._rows = iter(plan.rows())
 
     async def work(self) -> None:
@@ -242,7 +250,7 @@ class _Chains:
             transport=self._transport,
             acquire=self._acquire,
             extra_params=params,
-            tokens=self._tokens,
+            tokens=self.tokens,
             full_read=end is None,  # a window slice is not the whole read
         )
         cursor, skipped = state.cursor, False
@@ -255,7 +263,7 @@ class _Chains:
                     self.stager.skipped.append(page.url)
                     skipped = True
                 done = finished and (last or skipped)
-                self.stager.add_chain(key, page.records, include, after, done=done)
+                self.stager.add_chain(key, page.records, include, after, done, page.table)
                 cursor = after.cursor
                 await self.stager.flush_chains()
                 if self._progress is not None:

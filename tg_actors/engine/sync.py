@@ -29,6 +29,7 @@ from tg_actors.incremental import as_text, newest, request_value
 from tg_actors.jobs import JobSpec
 from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sources.http import HttpSourceClient
+from tg_actors.sources.requester import TokenCache
 from tg_actors.transform import apply_transform
 
 # stage(rows of one or more pages, checkpoint after them or None, pages fetched so far)
@@ -119,14 +120,21 @@ class Stager:
         self.skipped: list[str] = []  # URLs of responses a `skip` rule dropped
 
     def add(
-        self, records: list[dict[str, Any]], source_checkpoint: dict[str, Any] | None = None
+        self,
+        records: list[dict[str, Any]],
+        source_checkpoint: dict[str, Any] | None = None,
+        table: pa.Table | None = None,
     ) -> None:
         """One page's records; `source_checkpoint` is the page's own (`Page.checkpoint`): where
-        a resumed attempt continues when this page is the last one staged."""
+        a resumed attempt continues when this page is the last one staged. `table`: the page's
+        rows already in Arrow (`Page.table`, a jsonl/csv source), taken instead of `records`."""
         self.pages += 1
-        if not records:
+        if table is None:
+            if not records:
+                return
+            table = records_to_arrow(records)
+        elif not table.num_rows:
             return
-        table = records_to_arrow(records)
         incremental = self.spec.source.incremental
         if incremental is not None:
             self.cursor = newest(self.cursor, batch_cursor(table, incremental.cursor_field))
@@ -199,6 +207,7 @@ async def extract_and_stage(
     transport: httpx.AsyncBaseTransport | None = None,
     keep_tail: bool = False,
     params: Mapping[str, str] | None = None,
+    tokens: TokenCache | None = None,
 ) -> SyncResult:
     """Read the pages of `spec.source` (from `resume` on), stage them; returns the totals.
     `cursor` is the job's committed incremental cursor (None on the first run); `params`,
@@ -221,12 +230,13 @@ async def extract_and_stage(
         transport=transport,
         acquire=acquire,
         extra_params=incremental_params(spec, cursor) if params is None else params,
+        tokens=tokens,
     )
     try:
         async for page in client.pages(resume=saved.get("source") if resume else None):
             if page.skipped:
                 stager.skipped.append(page.url)
-            stager.add(page.records, page.checkpoint)
+            stager.add(page.records, page.checkpoint, page.table)
             if page.checkpoint is not None:
                 await stager.flush(page.checkpoint)
             if progress is not None:

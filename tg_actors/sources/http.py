@@ -32,6 +32,7 @@ from typing import Any
 import certifi
 import httpx
 import orjson
+import pyarrow as pa
 from aiolimiter import AsyncLimiter
 
 from tg_actors import jobs
@@ -40,7 +41,9 @@ from tg_actors.records import select_records
 from tg_actors.redaction import SecretNames, resolve_value, scrub
 from tg_actors.retry import RetryPolicy
 from tg_actors.settings import max_retry_after
+from tg_actors.sources import formats
 from tg_actors.sources.pagination import Paginator, RequestSpec, ResponseView, make_paginator
+from tg_actors.sources.paginator_base import Records, TableRows
 from tg_actors.sources.parallel import Window
 from tg_actors.sources.requester import Acquire, Redactor, Requester, Sleep, TokenCache
 from tg_actors.sources.rules import matching
@@ -49,6 +52,11 @@ from tg_actors.sources.totals import ExpectedTotal
 USER_AGENT = "turbo-giggle/0.1"
 CHECKPOINT_VERSION = 1
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # the `${NAME}` syntax of redaction.py
+_ACCEPT = {  # the Accept header of each source.format
+    "json": "application/json",
+    "jsonl": "application/jsonl, application/x-ndjson, application/json;q=0.5",
+    "csv": "text/csv",
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,9 @@ class Page:
     checkpoint: dict[str, Any] | None = None
     # a `skip` rule matched this response: it gave no records and ended its chain
     skipped: bool = False
+    # source.format jsonl or csv: the page's rows read straight into Arrow (`records` is
+    # then empty; sources/formats.py); None for json
+    table: pa.Table | None = None
 
 
 @dataclass(frozen=True)
@@ -261,7 +272,7 @@ class HttpSourceClient:
         request: RequestSpec | None
         request, number = self._start(run, paginator, base, resume)
         total = self._expected_total(spec, resume)
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        headers = {"User-Agent": USER_AGENT, "Accept": _ACCEPT[spec.format]}
         async with httpx.AsyncClient(
             transport=self._guarded_transport(),
             timeout=spec.timeout.total_seconds(),
@@ -305,14 +316,22 @@ class HttpSourceClient:
                         yield Page(number, [], url, len(response.content), None, skipped)
                         return
                     with self._about(run, spec.method, url):
-                        body = self._parse(run, response, url)
-                        records = select_records(body, spec.records, page=number)
+                        kind = response.headers.get("content-type")
+                        content = formats.decode(response.content, kind, spec.max_page_bytes)
+                        table = body = None
+                        if spec.format == "json":
+                            body = self._parse(run, response, url, content)
+                            records = select_records(body, spec.records, page=number)
+                        else:  # rows straight into Arrow: paginators see their count
+                            table = formats.to_table(content, spec.format, spec.columns)
+                            records = []
+                        seen: Records = records if table is None else TableRows(table, content)
                         view = ResponseView(
                             response.status_code, response.headers, body, str(response.url)
                         )
                         done = spec.max_pages is not None and number >= spec.max_pages
-                        request = None if done else paginator.next(sent, view, records)
-                        total.page(number, view, len(records))
+                        request = None if done else paginator.next(sent, view, seen)
+                        total.page(number, view, len(seen))
                         if request is None and not done:
                             total.check(url)
                     if request is None or (len(window) and window.keys()[0] != request):
@@ -323,8 +342,11 @@ class HttpSourceClient:
                         if total.active:
                             checkpoint["total"] = total.snapshot()
                         _fill(window, paginator, request, number, spec.max_pages)
-                    records = _scrub_records(records, run.redact.secrets, response.content)
-                    yield Page(number, records, url, len(response.content), checkpoint)
+                    if table is not None:
+                        table = _scrub_table(table, run.redact.secrets, content, spec.format)
+                    records = _scrub_records(records, run.redact.secrets, content)
+                    size = len(response.content)
+                    yield Page(number, records, url, size, checkpoint, table=table)
             finally:
                 await window.aclose()
 
@@ -419,11 +441,11 @@ class HttpSourceClient:
         return _Run(spec, Redactor(secrets), refs)
 
     @staticmethod
-    def _parse(run: _Run, response: httpx.Response, url: str) -> Any:
-        if not response.content.strip():
+    def _parse(run: _Run, response: httpx.Response, url: str, content: bytes) -> Any:
+        if not content.strip():
             return None  # 204 or an empty body: a page without records
         try:
-            return orjson.loads(response.content)
+            return orjson.loads(content)
         except orjson.JSONDecodeError:
             kind = response.headers.get("content-type", "no content-type")
             raise SourceError(
@@ -464,6 +486,19 @@ def _scrub_records(
     if b"\\" not in body and not any(secret.encode() in body for secret in live):
         return records
     return [_scrub_value(record, live) for record in records]
+
+
+def _scrub_table(table: pa.Table, secrets: tuple[str, ...], body: bytes, fmt: str) -> pa.Table:
+    """`_scrub_records` for a jsonl/csv page's table: checked against the (decoded) body as
+    it is, and only a body holding a secret (or, for jsonl, a JSON escape) is scrubbed, by
+    `pyarrow.compute.replace_substring` over its text (formats.scrub_table)."""
+    live = tuple(secret for secret in secrets if len(secret) >= 4)  # as redaction.scrub
+    if not live or not table.num_rows:
+        return table
+    escaped = fmt == "jsonl" and b"\\" in body
+    if not escaped and not any(secret.encode() in body for secret in live):
+        return table
+    return formats.scrub_table(table, live)
 
 
 def _scrub_value(value: Any, secrets: tuple[str, ...]) -> Any:

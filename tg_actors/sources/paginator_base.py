@@ -4,7 +4,7 @@ and checkpoints (`snapshot` / `restore`) that the ones in `sources.pagination` b
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -14,7 +14,8 @@ from tg_actors.errors import PaginationLoop, SourceError
 from tg_actors.redaction import sanitize_url
 from tg_actors.sources.requestspec import RequestSpec, ResponseView, full_url
 
-Records = list[dict[str, Any]]
+# a page's records as paginators see them: a list, or the `TableRows` of a jsonl/csv page
+Records = Sequence[dict[str, Any]]
 Next = RequestSpec | None  # None: no more pages
 
 
@@ -44,7 +45,28 @@ class Paginator(Protocol):
         """The requests after `request` (the last one `first`/`next` returned), in order."""
 
 
-def _records_digest(records: list[dict[str, Any]]) -> str:
+class TableRows(Sequence[dict[str, Any]]):
+    """The records of a page read straight into Arrow (`source.format` jsonl or csv), as a
+    paginator sees them: `len` is the table's row count (all paginators use), and the loop
+    guard compares `digest`, of the decoded body (its rows, as sent), instead of the records
+    as JSON: no Python object per row is made. A row is made only if one is indexed."""
+
+    def __init__(self, table: Any, body: bytes) -> None:
+        self.table = table  # a pyarrow.Table
+        self.digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.table.to_pylist()[index]
+        return self.table.slice(range(len(self))[index], 1).to_pylist()[0]
+
+
+def _records_digest(records: Records) -> str:
+    if isinstance(records, TableRows):
+        return records.digest
     data = orjson.dumps(records, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
