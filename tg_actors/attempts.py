@@ -11,7 +11,7 @@ does not run __post_init__ again) is what was checked.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -38,6 +38,8 @@ class Begin:
     for_each_sql: str | None = None
     # source.for_each or source.window: Begun brings the job's positions (tg.state)
     positioned: bool = False
+    # auth oauth2_refresh_token: Begun brings the refresh token a run rotated to (tg.state)
+    refresh_token: bool = False
 
     def __post_init__(self) -> None:
         _text(self, "run_id", self.run_id)
@@ -47,6 +49,7 @@ class Begin:
         if self.for_each_sql is not None:
             _text(self, "for_each_sql", self.for_each_sql)
         _flag(self, "positioned", self.positioned)
+        _flag(self, "refresh_token", self.refresh_token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,8 @@ class Begun:
     range: tuple[datetime, datetime] | None = None
     rows: pa.Table | None = None
     positions: dict[str, dict[str, Any]] | None = None
+    # (rotated refresh token, digest of the job's own it descends from): never in a repr
+    refresh_token: tuple[str, str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _text(self, "trigger", self.trigger)

@@ -177,6 +177,11 @@ class Database(Protocol):
         """Drop the run's staging and checkpoint (no-op when none): the run restarts afresh."""
         ...
 
+    async def save_refresh_token(self, job: str, token: str, origin: str) -> None:
+        """Keep the oauth2 refresh token the server rotated to (`origin`: the digest of the
+        job's own it descends from) for the job's next run; no query can read it."""
+        ...
+
     async def staged_rows(self, run_id: str) -> int: ...
 
     async def save_checkpoint(

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +18,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.kit.servers import serve_app
+from tg_actors.attempts import Begin, Begun
 from tg_actors.errors import JobValidationError, SourceError
 from tg_actors.jobs import HttpSource, parse_job
 from tg_actors.sources.http import HttpSourceClient
+from tg_actors.sources.requester import TokenCache
+from tg_actors.store.duckdb import DuckStore
+from tg_actors.store.readonly import lock_down, open_read
 
 CLIENT_ID, CLIENT_SECRET = "client-1", "cl13nt-s3cr3t"
 REFRESH = "refresh-tok-0"
@@ -293,3 +300,44 @@ def test_client_credentials_new_fields_validation_by_field_path() -> None:
     assert (where, msg) == ("source.auth.audiences", "unknown field")
     masked = parse_job(job({**auth, "extra": {"assertion": "${SHOP_TOKEN}"}})).to_public()
     assert masked["source"]["auth"]["extra"] == {"assertion": "***"}
+
+
+async def test_a_rotated_refresh_token_is_kept_for_the_next_run_and_never_readable(
+    tmp_path: Path,
+) -> None:
+    """The server accepts only its newest refresh token: run 2 must start from the one run 1
+    rotated to, kept in tg.state the moment it was answered (the engine's on_rotate), while
+    no query over tg.state shows it; a job that names a new refresh token of its own starts
+    from that one instead."""
+    app = token_app(rows=20, per_page=10, revoke_after=1000, rotate=True)
+    with DuckStore(tmp_path / "t.duckdb") as store, serve_app(app) as base_url:
+        source = spec(base_url, refresh_auth(base_url))
+
+        async def one_run() -> list[Any]:
+            run_id = store.create_run("shop", datetime.now(UTC), "manual")
+            assert run_id is not None
+            begin = Begin(run_id, job="shop", refresh_token=True)
+            (begun,) = store.begin_attempts([begin], "engine-1")
+            assert isinstance(begun, Begun)
+
+            async def keep(token: str, origin: str) -> None:
+                store.save_refresh_token("shop", token, origin)
+
+            tokens = TokenCache(time.monotonic, stored_refresh=begun.refresh_token, on_rotate=keep)
+            client = HttpSourceClient(source, env=ENV, tokens=tokens)
+            return await read(client)
+
+        assert len([r for p in await one_run() for r in p.records]) == 20
+        assert len([r for p in await one_run() for r in p.records]) == 20  # from the kept one
+        sent = [form["refresh_token"] for form, _ in app.state.seen["requests"]]
+        assert sent == [REFRESH, "refresh-tok-1"]
+        lock_down(store.con)
+        cursor, _ = open_read(store.con)
+        try:
+            columns = [c[0] for c in cursor.execute("DESCRIBE tg.state").fetchall()]
+            rows = cursor.execute("SELECT * FROM tg.state").fetchall()
+        finally:
+            cursor.close()
+        assert "refresh_token" not in columns and "refresh-tok" not in repr(rows)
+        shown = Begun(None, None, datetime.now(UTC), refresh_token=("refresh-tok-9", "o"))
+        assert "refresh-tok" not in repr(shown)  # a Begun in a log line shows no token

@@ -29,7 +29,7 @@ from tg_actors.coalesce import Coalescer
 from tg_actors.engine.fanout import build_commit, extract_chains, fans_out, plain_filter
 from tg_actors.engine.sync import Stage, SyncResult, extract_and_stage
 from tg_actors.errors import IllegalTransition, StaleAttempt
-from tg_actors.jobs import JobSpec
+from tg_actors.jobs import JobSpec, OAuth2RefreshToken
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
     TOPIC_CONTROL,
@@ -49,6 +49,7 @@ from tg_actors.names import ENGINE_WORK_GROUP
 from tg_actors.peer import face
 from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sources.http import SharedTransport
+from tg_actors.sources.requester import TokenCache
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5  # at most two progress events a second per run
@@ -286,6 +287,7 @@ class SyncEngine:
                 incremental=spec.source.incremental is not None,
                 for_each_sql=for_each.sql if for_each is not None else None,
                 positioned=fans_out(spec),
+                refresh_token=isinstance(spec.source.auth, OAuth2RefreshToken),
             )
             begun = await self._db.begin_attempt(begin, self._id)
             started = RunStarted(
@@ -366,6 +368,7 @@ class SyncEngine:
                 if delay > 0:
                     await asyncio.sleep(delay)
 
+        tokens = self._tokens_of(spec, begun)
         if fans_out(spec):
             return await extract_chains(
                 spec,
@@ -376,6 +379,7 @@ class SyncEngine:
                 acquire=acquire,
                 keep_tail=True,
                 transport=self._transport,
+                tokens=tokens,
             )
         cursor, params = plain_filter(spec, begun)
         return await extract_and_stage(
@@ -388,7 +392,20 @@ class SyncEngine:
             keep_tail=True,
             transport=self._transport,
             params=params,
+            tokens=tokens,
         )
+
+    def _tokens_of(self, spec: JobSpec, begun: Begun) -> TokenCache | None:
+        """For oauth2_refresh_token: the run's token cache, starting from the refresh token an
+        earlier run rotated to, and saving a new rotation in tg.state before it is used."""
+        if not isinstance(spec.source.auth, OAuth2RefreshToken):
+            return None
+        db, job = self._db, spec.name
+
+        async def keep(token: str, origin: str) -> None:
+            await db.save_refresh_token(job, token, origin)
+
+        return TokenCache(time.monotonic, stored_refresh=begun.refresh_token, on_rotate=keep)
 
 
 if TYPE_CHECKING:  # the actor keeps the promises of its face: mypy checks this conversion

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -89,6 +90,17 @@ class TokenCache:
     clock: Callable[[], float]
     token: Token | None = None
     refresh_token: str | None = None
+    # the rotated refresh token an earlier run stored (tg.state) and the digest of the job's
+    # own refresh_token it descends from: used while the job still names that one
+    stored_refresh: tuple[str, str] | None = None
+    # called with (rotated token, origin digest) as soon as the server rotates it, so the
+    # next run starts from it (the engine saves it in tg.state; it is never shown)
+    on_rotate: Callable[[str, str], Awaitable[None]] | None = None
+
+
+def refresh_origin(refresh_token: str) -> str:
+    """A digest of a job's own refresh_token: which one a stored rotation descends from."""
+    return hashlib.blake2b(refresh_token.encode(), digest_size=16).hexdigest()
 
 
 class Requester:
@@ -306,7 +318,7 @@ class Requester:
                 form["audience"] = auth.audience
         else:
             form["grant_type"] = "refresh_token"
-            form["refresh_token"] = self.tokens.refresh_token or auth.refresh_token
+            form["refresh_token"] = self._refresh_token(auth)
         if auth.scope:
             form["scope"] = auth.scope
         headers: dict[str, str] = {}
@@ -332,7 +344,20 @@ class Requester:
         if isinstance(auth, jobs.OAuth2RefreshToken) and isinstance(rotated, str) and rotated:
             self.tokens.refresh_token = rotated  # the server rotated it: the next renewal's
             self.redact.add(rotated)
+            if self.tokens.on_rotate is not None:  # kept for the next run before it is used
+                await self.tokens.on_rotate(rotated, refresh_origin(auth.refresh_token))
         return token, lifetime
+
+    def _refresh_token(self, auth: jobs.OAuth2RefreshToken) -> str:
+        """The refresh token to send: the one this run rotated to, else the one an earlier
+        run stored if it descends from the job's own, else the job's own."""
+        if self.tokens.refresh_token:
+            return self.tokens.refresh_token
+        stored = self.tokens.stored_refresh
+        if stored is not None and stored[1] == refresh_origin(auth.refresh_token):
+            self.redact.add(stored[0])
+            return stored[0]
+        return auth.refresh_token
 
     async def _login(self, auth: jobs.LoginAuth) -> tuple[str, float]:
         """(token, lifetime) from the login request: JSON body or form, token at token_path."""

@@ -395,6 +395,9 @@ class Database:
     async def discard_run(self, run_id: str) -> None:
         return await self._call(self._store.discard_run, run_id)
 
+    async def save_refresh_token(self, job: str, token: str, origin: str) -> None:
+        return await self._call(self._store.save_refresh_token, job, token, origin)
+
     async def staged_rows(self, run_id: str) -> int:
         return await self._call(self._store.staged_rows, run_id)
 

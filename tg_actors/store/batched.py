@@ -54,7 +54,8 @@ def begin_attempts(
         with writes.transaction(con):
             found = con.execute(
                 "SELECT b.i, r.state, r.attempt, c.checkpoint, c.pages, c.rows, s.cursor, r.engine,"
-                " r.trigger, r.range_from, r.range_to, s.positions"
+                " r.trigger, r.range_from, r.range_to, s.positions, s.refresh_token,"
+                " s.refresh_origin"
                 f" FROM {_BEGIN} b LEFT JOIN tg.runs r ON r.run_id = b.run_id"
                 " LEFT JOIN tg.run_checkpoints c ON c.run_id = b.run_id"
                 " LEFT JOIN tg.state s ON s.job = b.job ORDER BY b.i"
@@ -85,7 +86,7 @@ def _begin_one(begin: Begin, row: tuple[Any, ...], engine: str, now: datetime) -
     engines never hold one attempt. A re-dispatch always comes with a new attempt number."""
     run_id, attempt = begin.run_id, begin.attempt
     _, state, current, checkpoint, pages, rows, cursor, holder = row[:8]
-    trigger, range_from, range_to, positions = row[8:]
+    trigger, range_from, range_to, positions, refresh_token, refresh_origin = row[8:]
     if state is None:
         return RunNotFound(run_id)
     if attempt is not None and int(current) != attempt:
@@ -98,7 +99,18 @@ def _begin_one(begin: Begin, row: tuple[Any, ...], engine: str, now: datetime) -
     stored = str(cursor) if begin.incremental and cursor is not None else None
     span = None if range_from is None or range_to is None else (range_from, range_to)
     kept = (json.loads(positions) if positions else {}) if begin.positioned else None
-    return Begun(resume, stored, now, trigger=str(trigger), range=span, positions=kept)
+    rotated = None
+    if begin.refresh_token and refresh_token and refresh_origin:
+        rotated = (str(refresh_token), str(refresh_origin))
+    return Begun(
+        resume,
+        stored,
+        now,
+        trigger=str(trigger),
+        range=span,
+        positions=kept,
+        refresh_token=rotated,
+    )
 
 
 # -- group commit ------------------------------------------------------------------------

@@ -538,6 +538,11 @@ class DuckStore:
         """Runs that have a staging table (leftovers to discard after a crash)."""
         return writes.staged_run_ids(self.con)
 
+    def save_refresh_token(self, job: str, token: str, origin: str) -> None:
+        """Keep an oauth2 refresh token the server rotated to, for the job's next run (never
+        readable by a query: the tg.state view leaves it out)."""
+        progress.save_refresh_token(self.con, job, token, origin, self._now())
+
     def cursor(self, job: str) -> str | None:
         row = one(self.con, "SELECT cursor FROM tg.state WHERE job = ?", [job])
         return str(row[0]) if row and row[0] is not None else None

@@ -175,6 +175,20 @@ def reset_state(
     )
 
 
+def save_refresh_token(
+    con: duckdb.DuckDBPyConnection, job: str, token: str, origin: str, now: datetime
+) -> None:
+    """Keep the refresh token the server rotated to (and what it descends from) for the
+    job's next run; the job's cursor and positions stay as they are."""
+    con.execute(
+        "INSERT INTO tg.state (job, refresh_token, refresh_origin, updated_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (job) DO UPDATE SET"
+        " refresh_token = excluded.refresh_token, refresh_origin = excluded.refresh_origin,"
+        " updated_at = excluded.updated_at",
+        [job, token, origin, now],
+    )
+
+
 def behind(new: str, stored: str) -> bool:
     """True when cursor `new` is smaller than `stored` in the one cursor order."""
     return cursor_order(new, stored) < 0

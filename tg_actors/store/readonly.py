@@ -64,6 +64,8 @@ def lock_down(con: duckdb.DuckDBPyConnection) -> None:
         select = f"SELECT * FROM {source}.{table}"
         if table == "jobs":
             select = f"SELECT * REPLACE ({MASK_SPEC_SQL} AS spec) FROM {source}.jobs"
+        if table == "state":  # a rotated oauth2 refresh token is never shown
+            select = f"SELECT * EXCLUDE (refresh_token, refresh_origin) FROM {source}.state"
         con.execute(f"CREATE OR REPLACE VIEW {MASK_CATALOG}.tg.{table} AS {select}")
 
 

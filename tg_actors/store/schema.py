@@ -119,6 +119,10 @@ _DDL = (
     )""",
     # for_each and window jobs: per-chain cursors and window positions, JSON (chains.py)
     "ALTER TABLE tg.state ADD COLUMN IF NOT EXISTS positions VARCHAR",
+    # oauth2_refresh_token: the token a run rotated to, and the digest of the job's own it
+    # descends from; the masking view of tg.state leaves both out (store/readonly.py)
+    "ALTER TABLE tg.state ADD COLUMN IF NOT EXISTS refresh_token VARCHAR",
+    "ALTER TABLE tg.state ADD COLUMN IF NOT EXISTS refresh_origin VARCHAR",
     # a backfill run's range [range_from, range_to), written with the run (trigger backfill)
     "ALTER TABLE tg.runs ADD COLUMN IF NOT EXISTS range_from TIMESTAMPTZ",
     "ALTER TABLE tg.runs ADD COLUMN IF NOT EXISTS range_to TIMESTAMPTZ",
