@@ -564,12 +564,31 @@ class HttpSource(Strict):
             problem = ("records", f"is a JSONPath into a JSON body: format {self.format} has none")
         elif self.format != "csv" and self.columns is not None:
             problem = ("columns", f"are the columns of a csv body, not of format {self.format}")
+        elif self.format != "json":
+            problem = self._body_path_without_json()
         if problem is None:
             return self
         name, text = problem
-        error = PydanticCustomError(name, text)
-        detail = InitErrorDetails(type=error, loc=(name,), input=getattr(self, name))
+        error = PydanticCustomError(name.replace(".", "_"), text)
+        loc = tuple(name.split("."))
+        detail = InitErrorDetails(type=error, loc=loc, input=self.format)
         raise ValidationError.from_exception_data("HttpSource", [detail])
+
+    def _body_path_without_json(self) -> tuple[str, str] | None:
+        """A JSONPath into the body (pagination, has_more, expect_total) where the body is
+        jsonl or csv, not one JSON document: it could never be read."""
+        why = f"is a JSONPath into a JSON body: format {self.format} has none"
+        paginate = self.paginate
+        if isinstance(paginate, CursorPaginate):
+            return ("paginate.path", f"{why} (a cursor needs a JSON body)")
+        if isinstance(paginate, NextUrlPaginate) and paginate.header is None:
+            return ("paginate.path", f"{why}: take the next URL from a header (header: ...)")
+        for field in ("total_path", "has_more_path"):
+            if getattr(paginate, field, None) is not None:
+                return (f"paginate.{field}", why)
+        if isinstance(self.expect_total, str):
+            return ("expect_total", f"{why}: count from a header ({{header: X-Total-Count}})")
+        return None
 
 
 class Transform(Strict):

@@ -216,3 +216,25 @@ async def test_the_shipped_examples_read_every_record(base: str, name: str) -> N
     text = (EXAMPLES / f"{name}.yaml").read_text().replace("http://127.0.0.1:8000", base)
     spec = parse_job(yaml.safe_load(text), f"{name}.yaml")
     assert ids(await read(spec.source)) == [i["id"] for i in ITEMS]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"paginate": {"type": "cursor"}}, "source.paginate.path: is a JSONPath into a JSON body"),
+        ({"paginate": {"type": "next_url"}}, "take the next URL from a header"),
+        ({"paginate": {"type": "page", "has_more_path": "$.more"}}, "source.paginate.has_more_path"),
+        ({"expect_total": "$.total"}, "source.expect_total: is a JSONPath into a JSON body"),
+    ],
+)  # fmt: skip
+def test_body_paths_are_refused_for_jsonl_and_csv(fields: dict[str, Any], message: str) -> None:
+    for fmt in ("jsonl", "csv"):
+        job = {"name": "j", "source": {"url": "http://x", "format": fmt, **fields},
+               "destination": {"table": "t"}}  # fmt: skip
+        with pytest.raises(JobValidationError) as info:
+            parse_job(job, "j.yaml")
+        assert message in str(info.value)
+    ok = {"name": "j", "source": {"url": "http://x", "format": "jsonl",
+          "paginate": {"type": "next_url", "header": "Next-Page"},
+          "expect_total": {"header": "X-Total-Count"}}, "destination": {"table": "t"}}  # fmt: skip
+    assert parse_job(ok).source.format == "jsonl"
