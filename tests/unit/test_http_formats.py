@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from tests.kit.servers import serve_app
 from tg_actors.attempts import Begin, Begun
+from tg_actors.config.files import load_job_file
 from tg_actors.engine.fanout import build_commit, extract_chains
 from tg_actors.engine.sync import extract_and_stage
 from tg_actors.errors import JobValidationError, SourceError
@@ -263,3 +264,18 @@ async def test_for_each_csv_pages_land_through_the_chain_stager(base: str, tmp_p
         ("b2", 20, 2),
         ("b3", 30, 3),
     ]
+
+
+JSONL_EXAMPLE = Path(__file__).resolve().parents[2] / "configs/examples/formats/jsonl_export.yaml"
+
+
+async def test_the_shipped_jsonl_example_reads_a_local_export(base: str) -> None:
+    """configs/examples/formats/jsonl_export.yaml against the paged JSON lines route here
+    (its URL replaced; its incremental filter sent as it is)."""
+    spec = load_job_file(JSONL_EXAMPLE)
+    local = spec.source.model_copy(update={"url": f"{base}/paged.jsonl"})
+    pages = [
+        page
+        async for page in HttpSourceClient(local, env={"EXAMPLE_TOKEN": "example-token"}).pages()
+    ]
+    assert rows(pages) == ITEMS
