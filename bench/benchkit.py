@@ -200,9 +200,17 @@ def query_of(scope: dict[str, Any]) -> dict[bytes, bytes]:
     return dict(p.split(b"=", 1) for p in scope["query_string"].split(b"&") if b"=" in p)
 
 
-async def send_body(send: Any, body: bytes, status: int = 200) -> None:
-    """Answer an ASGI request with a JSON body."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+async def send_body(
+    send: Any,
+    body: bytes,
+    status: int = 200,
+    content_type: bytes = b"application/json",
+    extra: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer an ASGI request with a body (JSON unless `content_type` says), plus `extra`
+    response headers."""
+    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+    headers += extra
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
