@@ -1,4 +1,6 @@
-"""Durations as users write them (`30s`, `5m`, `2h`, `1d`, `1h30m`) <-> timedelta."""
+"""Durations as users write them (`30s`, `5m`, `2h`, `1d`, `1h30m`) <-> timedelta. ISO 8601
+durations (`PT30M`, `P1DT2H`, what JSON Schema tools and other systems write) are read too;
+weeks, months and years are not (a month has no fixed length)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,11 @@ from datetime import timedelta
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_ISO = re.compile(
+    r"P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?",
+    re.IGNORECASE,
+)
 
 
 def parse_duration(value: str | int | float | timedelta) -> timedelta:
@@ -24,6 +31,13 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
         raise ValueError("a duration must be like 30s, 5m, 2h or 1d")
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return timedelta(seconds=float(text))
+    iso = _ISO.fullmatch(text)
+    if iso is not None and text.upper() not in ("P", "PT") and not text.upper().endswith("T"):
+        parts = {k: float(v) for k, v in iso.groupdict().items() if v is not None}
+        return timedelta(
+            days=parts.get("d", 0), hours=parts.get("h", 0), minutes=parts.get("m", 0),
+            seconds=parts.get("s", 0),
+        )
     pos, seconds = 0, 0.0
     for match in _PART.finditer(text):
         if match.start() != pos:

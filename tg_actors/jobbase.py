@@ -69,6 +69,9 @@ def _jsonpath(value: str, info: ValidationInfo) -> str:
 
 JsonPath = Annotated[str, AfterValidator(_jsonpath)]
 
+ISO_DURATION_PATTERN = (
+    r"^[Pp](\d+(\.\d+)?[Dd])?([Tt](\d+(\.\d+)?[Hh])?(\d+(\.\d+)?[Mm])?(\d+(\.\d+)?[Ss])?)?$"
+)
 Duration = Annotated[
     timedelta,
     BeforeValidator(_duration),
@@ -77,9 +80,11 @@ Duration = Annotated[
         {
             "anyOf": [
                 {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h|d))+\s*$"},
+                {"type": "string", "pattern": ISO_DURATION_PATTERN},
                 {"type": "number", "minimum": 0},
             ],
-            "description": "30s, 5m, 2h, 1d, 1h30m, 250ms, or a number of seconds",
+            "description": "30s, 5m, 2h, 1d, 1h30m, 250ms, an ISO 8601 duration (PT30M), or a"
+            " number of seconds",
         }
     ),
 ]
