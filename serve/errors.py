@@ -36,10 +36,18 @@ def status_of(exc: TGError) -> int:
 
 
 def validation_detail(exc: JobValidationError) -> list[dict[str, object]]:
-    return [
-        {"loc": ["body", *(loc.split(".") if loc else [])], "msg": msg, "type": "value_error"}
-        for loc, msg in exc.errors
-    ]
+    """FastAPI's 422 shape; for a YAML body also the field's `line` and `column`."""
+    out: list[dict[str, object]] = []
+    for loc, msg in exc.errors:
+        item: dict[str, object] = {
+            "loc": ["body", *(loc.split(".") if loc else [])],
+            "msg": msg,
+            "type": "value_error",
+        }
+        if loc in exc.positions:
+            item["line"], item["column"] = exc.positions[loc]
+        out.append(item)
+    return out
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -36,7 +36,7 @@ classes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -60,10 +60,25 @@ class ConfigError(TGError):
 
 
 class JobValidationError(ConfigError):
-    def __init__(self, source: str, errors: Sequence[tuple[str, str]]) -> None:
+    """(field.path, message) pairs; from a YAML text, `positions` holds the (line, column) of
+    each path's field (config/positions.py), and the message reads `FILE:LINE:COL: path: msg`."""
+
+    def __init__(
+        self,
+        source: str,
+        errors: Sequence[tuple[str, str]],
+        positions: Mapping[str, tuple[int, int]] | None = None,
+    ) -> None:
         self.source = source
         self.errors = list(errors)
-        lines = [f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}" for loc, msg in errors]
+        self.positions = dict(positions or {})
+        lines = []
+        for loc, msg in self.errors:
+            where = source
+            if loc in self.positions:
+                line, column = self.positions[loc]
+                where = f"{source}:{line}:{column}"
+            lines.append(f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}")
         super().__init__("\n".join(lines))
 
 

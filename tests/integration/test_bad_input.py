@@ -298,9 +298,9 @@ def test_nothing_of_a_refused_file_is_loaded_and_the_others_are(
     assert sorted(report.jobs) == ["good"]
     errors = "\n".join(str(e) for e in report.errors)
     assert f"{folder / 'broken.yaml'}: invalid YAML" in errors
-    assert f"{folder / 'typo.yaml'}: source.methd: unknown field" in errors
-    assert f"{folder / 'escape.yaml'}: name: String should match pattern" in errors
-    assert f"{folder / 'attach.yaml'}: transform.sql: must be a SELECT" in errors
+    assert f"{folder / 'typo.yaml'}:2:38: source.methd: unknown field" in errors
+    assert f"{folder / 'escape.yaml'}:1:1: name: String should match pattern" in errors
+    assert f"{folder / 'attach.yaml'}:3:13: transform.sql: must be a SELECT" in errors
 
 
 # -- SQL keywords as table and column names --------------------------------------------------

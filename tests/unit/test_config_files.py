@@ -33,13 +33,16 @@ def test_bad_file_reported_by_name_others_load(tmp_path: Path) -> None:
     report = load_jobs([tmp_path])
     assert list(report.jobs) == ["good"]
     text = [str(e) for e in report.errors]
-    assert text[0] == f"{tmp_path / 'b.yaml'}: source.methd: unknown field"
+    # FILE:LINE:COLUMN of the field, and the key it most likely meant
+    assert text[0] == (
+        f"{tmp_path / 'b.yaml'}:2:27: source.methd: unknown field; did you mean `method`?"
+    )
     assert text[1].startswith(
         f"{tmp_path / 'c.yaml'}: invalid YAML: line 2, column 1: expected ','"
     )
     assert (
         text[2]
-        == f"{tmp_path / 'd.yaml'}: name: job 'good' is already defined in {tmp_path / 'a.yaml'}"
+        == f"{tmp_path / 'd.yaml'}:2:1: name: job 'good' is already defined in {tmp_path / 'a.yaml'}"
     )
 
 
@@ -52,7 +55,7 @@ def test_tg_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[st
     bad.write_text("name: Bad\nsource: {url: 'http://x'}\ndestination: {table: t}\n")
     assert main(["validate", str(good), str(bad)]) == 1
     out = capsys.readouterr().out
-    assert f"{bad}: name: String should match pattern" in out
+    assert f"{bad}:1:1: name: String should match pattern" in out
     assert main(["validate", str(tmp_path / "missing.yaml")]) == 1
     assert "no such file" in capsys.readouterr().out
 
@@ -84,14 +87,14 @@ def test_a_cycle_of_triggers_after_is_reported_on_each_file_and_skipped(
     text = sorted(str(e) for e in report.errors)
     cycle = "makes a cycle: a -> b -> c -> a (its jobs would trigger each other forever)"
     assert text == [
-        f"{tmp_path / 'a.yaml'}: triggers.after.0: 'c' {cycle}",
-        f"{tmp_path / 'b.yaml'}: triggers.after.0: 'a' {cycle}",
-        f"{tmp_path / 'c.yaml'}: triggers.after.0: 'b' {cycle}",
-        f"{tmp_path / 'e.yaml'}: triggers.after.0: a job cannot run after itself ('e')",
+        f"{tmp_path / 'a.yaml'}:2:20: triggers.after.0: 'c' {cycle}",
+        f"{tmp_path / 'b.yaml'}:2:20: triggers.after.0: 'a' {cycle}",
+        f"{tmp_path / 'c.yaml'}:2:20: triggers.after.0: 'b' {cycle}",
+        f"{tmp_path / 'e.yaml'}:2:20: triggers.after.0: a job cannot run after itself ('e')",
     ]
     assert main(["validate", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert f"{tmp_path / 'b.yaml'}: triggers.after.0: 'a' {cycle}" in out
+    assert f"{tmp_path / 'b.yaml'}:2:20: triggers.after.0: 'a' {cycle}" in out
     assert f"{tmp_path / 'd.yaml'}: ok (job d)" in out
 
 

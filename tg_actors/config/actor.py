@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tg_actors import interfaces
 from tg_actors.broker.client import BrokerClient
-from tg_actors.config.files import cycle_errors, load_jobs, parse_yaml
+from tg_actors.config.files import cycle_errors, load_jobs, parse_yaml, placed
 from tg_actors.errors import JobNotFound, JobValidationError
 from tg_actors.jobs import JobSpec, check_shape, parse_job
 from tg_actors.messages import TOPIC_CONFIG, JobDeleted, JobPauseChanged, JobUpserted
@@ -110,7 +110,12 @@ class ConfigManager:
             if unmatched:
                 message = "'***' stands for a stored secret, and there is none here: give ${NAME}"
                 raise JobValidationError(source, [(path, message) for path in unmatched])
-        return parse_job(raw, source)
+        try:
+            return parse_job(raw, source)
+        except JobValidationError as exc:
+            if isinstance(data, str):  # YAML text: each error names its line and column
+                raise placed(exc, data, raw) from None
+            raise
 
     async def delete(self, name: str) -> bool:
         deleted = bool(await self._db.delete_job(name))

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from tg_actors.config.dependencies import after_edges, find_cycle, spell
+from tg_actors.config.positions import did_you_mean, key_positions, locate
 from tg_actors.errors import JobValidationError
 from tg_actors.jobs import JobSpec, parse_job
 
@@ -39,7 +40,32 @@ def load_job_file(path: Path) -> JobSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise JobValidationError(str(path), [("", f"cannot read file: {exc.strerror}")]) from None
-    return parse_job(parse_yaml(text, str(path)), str(path))
+    return parse_job_text(text, str(path))
+
+
+def parse_job_text(text: str, source: str) -> JobSpec:
+    """A job from its YAML text; JobValidationError with each field's line and column, and
+    for an unknown key the closest valid one ("did you mean `method`?")."""
+    data = parse_yaml(text, source)
+    try:
+        return parse_job(data, source)
+    except JobValidationError as exc:
+        raise placed(exc, text, data) from None
+
+
+def placed(exc: JobValidationError, text: str, data: Any) -> JobValidationError:
+    """`exc` with the (line, column) of each field in `text`, unknown keys given a hint."""
+    positions = key_positions(text)
+    errors, where = [], {}
+    for loc, msg in exc.errors:
+        if msg == "unknown field" and loc:
+            hint = did_you_mean(loc, data)
+            msg = f"unknown field; did you mean `{hint}`?" if hint else msg
+        spot = locate(positions, loc)
+        if spot is not None:
+            where[loc] = spot
+        errors.append((loc, msg))
+    return JobValidationError(exc.source, errors, where)
 
 
 def job_files(paths: list[Path]) -> list[Path]:
@@ -65,18 +91,24 @@ def load_jobs(paths: list[Path]) -> LoadReport:
             continue
         if spec.name in report.jobs:
             first = report.jobs[spec.name][0]
-            report.errors.append(
-                JobValidationError(
-                    str(path), [("name", f"job {spec.name!r} is already defined in {first}")]
-                )
-            )
+            twice = [("name", f"job {spec.name!r} is already defined in {first}")]
+            report.errors.append(_placed_in(path, JobValidationError(str(path), twice)))
             continue
         report.jobs[spec.name] = (path, spec)
     candidates = {name: (str(path), spec) for name, (path, spec) in report.jobs.items()}
     for name, error in cycle_errors(candidates).items():
+        report.errors.append(_placed_in(report.jobs[name][0], error))
         del report.jobs[name]
-        report.errors.append(error)
     return report
+
+
+def _placed_in(path: Path, exc: JobValidationError) -> JobValidationError:
+    """`exc` (about the file at `path`, read fine a moment ago) with its fields' places."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return exc
+    return placed(exc, text, parse_yaml(text, str(path)))
 
 
 def cycle_errors(
