@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from tg_actors.cli import backfill as backfill_cli
 from tg_actors.cli import engines as engines_cli
 from tg_actors.cli import export as export_cli
+from tg_actors.cli import init as init_cli
 from tg_actors.cli import schema as schema_cli
 from tg_actors.cli import sql as sql_cli
 from tg_actors.config.files import load_jobs
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql_cli.add_parser(sub)
     backfill_cli.add_parser(sub)
     schema_cli.add_parser(sub)
+    init_cli.add_parser(sub)
     return parser
 
 
