@@ -35,7 +35,9 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
     if iso is not None and text.upper() not in ("P", "PT") and not text.upper().endswith("T"):
         parts = {k: float(v) for k, v in iso.groupdict().items() if v is not None}
         return timedelta(
-            days=parts.get("d", 0), hours=parts.get("h", 0), minutes=parts.get("m", 0),
+            days=parts.get("d", 0),
+            hours=parts.get("h", 0),
+            minutes=parts.get("m", 0),
             seconds=parts.get("s", 0),
         )
     pos, seconds = 0, 0.0

@@ -76,7 +76,10 @@ def _fields_at(schema: dict[str, Any], data: Any, path: list[str]) -> set[str]:
         if part is None:
             break
         if isinstance(value, list) and part.isdigit():
-            node, value = node.get("items", {}), value[int(part)] if int(part) < len(value) else None
+            node, value = (
+                node.get("items", {}),
+                value[int(part)] if int(part) < len(value) else None,
+            )
         elif isinstance(value, dict):
             node, value = (node.get("properties") or {}).get(part, {}), value.get(part)
         else:
