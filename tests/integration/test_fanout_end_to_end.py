@@ -40,10 +40,10 @@ source:
   records: "$.data"
   paginate: {{type: page, param: page, start: 1}}
   for_each:
-    sql: "SELECT id AS customer_id FROM customers WHERE id < 60 ORDER BY id"
+    sql: "SELECT id AS customer_id FROM customers WHERE id < 20 ORDER BY id"
     include: [customer_id]
     concurrency: 8
-  window: {{start: "2024-01-01T00:00:00Z", step: 7d, end: "2024-03-01T00:00:00Z"}}
+  window: {{start: "2024-01-01T00:00:00Z", step: 14d, end: "2024-03-01T00:00:00Z"}}
 destination: {{table: customer_orders, write: merge, primary_key: [id]}}
 """
 
@@ -62,7 +62,7 @@ def test_a_child_job_reads_one_chain_per_parent_row(
     want = sorted(
         (o["id"], o["id"] % 250)
         for o in demo_orders(DEMO_ROWS)
-        if o["id"] % 250 < 60 and created(o) < end
+        if o["id"] % 250 < 20 and created(o) < end
     )
     with running_system(tmp_path, namespace) as rt:
         # before the parent has run: the child's SQL names a table not there yet
