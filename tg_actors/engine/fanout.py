@@ -54,7 +54,7 @@ from tg_actors.engine.sync import (
 )
 from tg_actors.errors import SourceError
 from tg_actors.incremental import newest
-from tg_actors.jobs import HttpSource, JobSpec, WriteMode
+from tg_actors.jobs import HttpSource, Incremental, JobSpec, WriteMode
 from tg_actors.runstate import Trigger
 from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sources.http import HttpSourceClient, local_limit
@@ -352,11 +352,7 @@ class _Plan:
         if self.backfill is not None:
             if self.spec.source.window is not None:
                 return {}  # the windows are the range
-            start, end = self.backfill
-            out = {incremental.param: as_iso(start)}
-            if incremental.until_param:
-                out[incremental.until_param] = as_iso(end)
-            return out
+            return backfill_filter(incremental, self.backfill)
         return incremental_params(self.spec, cursor)
 
     def filled(self, values: Mapping[str, Scalar]) -> HttpSource:
@@ -379,12 +375,17 @@ def plain_filter(spec: JobSpec, begun: Begun) -> tuple[str | None, dict[str, str
         return None, None
     incremental = spec.source.incremental
     if begun.trigger == Trigger.BACKFILL and begun.range is not None and incremental is not None:
-        start, end = begun.range
-        params = {incremental.param: as_iso(start)}
-        if incremental.until_param:
-            params[incremental.until_param] = as_iso(end)
-        return None, params
+        return None, backfill_filter(incremental, begun.range)
     return begun.cursor, None
+
+
+def backfill_filter(incremental: Incremental, span: tuple[datetime, datetime]) -> dict[str, str]:
+    """A backfill's incremental filter: `param` from, `until_param` (if the job has one) to."""
+    start, end = span
+    params = {incremental.param: as_iso(start)}
+    if incremental.until_param:
+        params[incremental.until_param] = as_iso(end)
+    return params
 
 
 def build_commit(
