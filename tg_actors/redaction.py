@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -164,6 +164,19 @@ def sanitize_url(url: str, secrets: tuple[str, ...] = ()) -> str:
     )
     clean = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     return scrub(clean, secrets)
+
+
+def sanitize_headers(
+    headers: Iterable[tuple[str, str]], secrets: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """HTTP headers fit to show: the value of any header whose name says it carries a
+    credential (Authorization, X-Api-Key, Cookie, ...) masked, known secret values removed."""
+    return {
+        name.lower(): MASK
+        if _SENSITIVE_PARAMS.search(name) or "cookie" in name.lower()
+        else scrub(value, secrets)
+        for name, value in headers
+    }
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

@@ -256,6 +256,10 @@ class HttpSourceClient:
         self._full_read = full_read  # False: a window slice (expect_total is not checked)
         # oauth2 access token, reused across runs until due (and across a for_each run's chains)
         self._tokens = TokenCache(clock) if tokens is None else tokens
+        # after `pages()`: the masks of its secrets, and why its pagination ended (reason
+        # code, a sentence), for a test read (engine/preview.py)
+        self.redactor = Redactor(set())
+        self.stopped: tuple[str, str] | None = None
 
     async def pages(self, resume: dict[str, Any] | None = None) -> AsyncGenerator[Page, None]:
         """Pages in order, each with the checkpoint to resume after it.
@@ -266,6 +270,7 @@ class HttpSourceClient:
         Raises SourceError (PaginationLoop, a checkpoint that does not fit), MissingSecret.
         """
         run = self._resolve()
+        self.redactor, self.stopped = run.redact, None
         spec = run.spec
         paginator = make_paginator(spec.paginate)
         base = RequestSpec(spec.url, {**spec.params, **self._extra}, dict(spec.headers), spec.body)
@@ -313,6 +318,11 @@ class HttpSourceClient:
                         with self._about(run, spec.method, url):
                             total.check(url)  # a read a rule cut short is checked too
                         skipped = rule.action is jobs.RuleAction.SKIP
+                        code = response.status_code
+                        self.stopped = (
+                            f"rule_{rule.action}",
+                            f"a {rule.action} rule matched {code}",
+                        )
                         yield Page(number, [], url, len(response.content), None, skipped)
                         return
                     with self._about(run, spec.method, url):
@@ -332,7 +342,10 @@ class HttpSourceClient:
                         done = spec.max_pages is not None and number >= spec.max_pages
                         request = None if done else paginator.next(sent, view, seen)
                         total.page(number, view, len(seen))
-                        if request is None and not done:
+                        if done:
+                            self.stopped = ("max_pages", f"the job's max_pages ({number})")
+                        elif request is None:
+                            self.stopped = paginator.stopped
                             total.check(url)
                     if request is None or (len(window) and window.keys()[0] != request):
                         window.clear()  # the end, or the API moved off the plan: re-plan

@@ -57,7 +57,9 @@ class LinkHeaderPaginator(BasePaginator):
 
     def _next(self, prev: RequestSpec, response: ResponseView, records: Records) -> Next:
         link = parse_link_header(response.headers.get("link", "")).get("next")
-        return _follow(prev, response, link) if link else None
+        if not link:
+            return self._end("no_next_link", 'the Link header has no rel="next"')
+        return _follow(prev, response, link)
 
 
 @dataclass
@@ -72,7 +74,8 @@ class NextUrlPaginator(BasePaginator):
         else:
             link = extract_value(response.body, self.path)
         if link is None or link == "":
-            return None
+            where = f"header {self.header}" if self.header is not None else f"{self.path!r}"
+            return self._end("no_next_link", f"no next URL at {where}")
         if not isinstance(link, str):
             raise SourceError(
                 f"next_url path {self.path!r} holds {type(link).__name__}, expected a URL string",
@@ -142,7 +145,7 @@ class PagePaginator(BasePaginator):
 
     def _next(self, prev: RequestSpec, response: ResponseView, records: Records) -> Next:
         if not more(self.has_more_path, response):
-            return None
+            return self._end("has_more_false", f"{self.has_more_path!r} says this is the last page")
         total = _total("page", self.total_path, response)
         if total is not None:
             self._total = total
@@ -150,13 +153,15 @@ class PagePaginator(BasePaginator):
                 # the first page's length is the page size: an API that caps `size` is right
                 self._size = len(records)
         if not records:
-            return None
+            return self._end("empty_page", "the page has no records")
         if self._total is not None and self._size:
             # a known total beats the short-page rule
             if self._number >= self._last():
-                return None
+                return self._end(
+                    "total_reached", f"page {self._number} is the last of {self._total} records"
+                )
         elif self.size is not None and len(records) < self.size:
-            return None
+            return self._end("short_page", f"{len(records)} records, fewer than size {self.size}")
         self._number += 1
         return prev.with_params({self.param: self._number})
 
@@ -194,12 +199,12 @@ class OffsetPaginator(BasePaginator):
 
     def _next(self, prev: RequestSpec, response: ResponseView, records: Records) -> Next:
         if not more(self.has_more_path, response):
-            return None
+            return self._end("has_more_false", f"{self.has_more_path!r} says this is the last page")
         total = _total("offset", self.total_path, response)
         if total is not None:
             self._total = total
         if not records:
-            return None
+            return self._end("empty_page", "the page has no records")
         if self._step is None and self._total is not None:
             self._step = len(records)
         # by what came back, not by `limit`: an API that returns more than asked skips nothing
@@ -208,9 +213,9 @@ class OffsetPaginator(BasePaginator):
             # a known total beats the short-page rule: an API that caps `limit` below ours
             # answers short pages that are not the last
             if self._offset >= self._total:
-                return None
+                return self._end("total_reached", f"offset {self._offset} reached {self._total}")
         elif len(records) < self.limit:
-            return None
+            return self._end("short_page", f"{len(records)} records, fewer than limit {self.limit}")
         return prev.with_params({self.param: self._offset})
 
     @property
@@ -234,10 +239,10 @@ class CursorPaginator(BasePaginator):
 
     def _next(self, prev: RequestSpec, response: ResponseView, records: Records) -> Next:
         if not more(self.has_more_path, response):
-            return None
+            return self._end("has_more_false", f"{self.has_more_path!r} says this is the last page")
         token = extract_value(response.body, self.path)
         if token is None or token == "" or token is False:
-            return None
+            return self._end("no_next_cursor", f"no cursor at {self.path!r}")
         if isinstance(token, dict | list):
             raise SourceError(
                 f"cursor path {self.path!r} holds {type(token).__name__}, expected a token",

@@ -21,6 +21,7 @@ Next = RequestSpec | None  # None: no more pages
 
 class Paginator(Protocol):
     type: ClassVar[str]
+    stopped: tuple[str, str] | None  # why `next` last returned None: (reason code, a sentence)
 
     def first(self, base: RequestSpec) -> RequestSpec:
         """The first request of a run (resets the paginator's memory)."""
@@ -94,10 +95,14 @@ class BasePaginator:
     _seen: dict[str, None] = field(default_factory=dict, init=False, repr=False)  # ordered set
     _last_digest: str | None = field(default=None, init=False, repr=False)
     _page: int = field(default=0, init=False, repr=False)
+    # why the last `next` returned None: (reason code, a sentence), for a test read's answer
+    # (engine/preview.py); not part of snapshots
+    stopped: tuple[str, str] | None = field(default=None, init=False, repr=False)
 
     def first(self, base: RequestSpec) -> RequestSpec:
         request = self._first(base)
         self._seen, self._last_digest, self._page = {}, None, 1
+        self.stopped = None
         if self.loop_guard and self._REMEMBERS:
             self._seen[_request_key(request)] = None
         return request
@@ -115,6 +120,8 @@ class BasePaginator:
             self._last_digest = digest
         request = self._next(prev, response, records)
         if request is None:
+            if self.stopped is None:
+                self.stopped = ("single_request", "no pagination: one request")
             return None
         if self.loop_guard and self._REMEMBERS:
             key = _request_key(request)
@@ -174,3 +181,8 @@ class BasePaginator:
 
     def _describe(self, request: RequestSpec) -> str:
         return sanitize_url(full_url(request))
+
+    def _end(self, reason: str, detail: str) -> Next:
+        """`_next`'s None, saying why (`stopped`)."""
+        self.stopped = (reason, detail)
+        return None
