@@ -17,8 +17,12 @@ import ray
 from serve.cache import TtlCache
 from serve.events import EventHub
 from serve.formats import Format, encode
+from serve.preview import test_read
 from serve.sql import open_batches
 from tg_actors import interfaces
+from tg_actors.engine.preview import DEFAULT_PAGES, DEFAULT_SAMPLE
+from tg_actors.errors import JobNotFound
+from tg_actors.jobs import parse_job
 from tg_actors.metrics import render
 from tg_actors.names import BROKER, CONFIG, DATABASE, POOL, SCHEDULER
 from tg_actors.peer import face
@@ -320,6 +324,30 @@ class ApiService:
 
     async def preview_table(self, name: str, limit: int = 50) -> dict[str, Any]:
         return jsonable(await self._db.preview_table(name, limit))  # type: ignore[no-any-return]
+
+    # -- test reads (POST /api/jobs/{name}/preview, POST /api/preview) ----------------------
+
+    async def preview_job(self, name: str, pages: int, records: int) -> dict[str, Any]:
+        """A test read of the stored job `name` (JobNotFound); writes nothing."""
+        row = await self._db.get_job(name)
+        if row is None:
+            raise JobNotFound(name)
+        spec = parse_job(row["spec"], f"job {name}")
+        return await test_read(spec, self._read_rows, pages=pages, records=records)
+
+    async def preview(
+        self, body: dict[str, Any] | str, pages: int = DEFAULT_PAGES, records: int = DEFAULT_SAMPLE
+    ) -> dict[str, Any]:
+        """A test read of a job body, saved or not (JobValidationError); writes nothing. A
+        body naming a stored job reads from that job's committed cursor."""
+        spec = parse_job(await self._config.parse(body, None), "job")
+        stored = await self._db.get_job(spec.name) is not None
+        return await test_read(spec, self._read_rows, pages=pages, records=records, stored=stored)
+
+    async def _read_rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        answer = await self.sql(sql, params, 1000)
+        names = [column["name"] for column in answer["columns"]]
+        return [dict(zip(names, row, strict=True)) for row in answer["rows"]]
 
     # -- queries over the live database (POST /api/sql) -------------------------------------
 

@@ -334,6 +334,11 @@ class ConfigManager(Protocol):
         JobValidationError with every problem by field path."""
         ...
 
+    async def parse(self, data: dict[str, Any] | str, name: str | None = None) -> dict[str, Any]:
+        """What `upsert` would store, as stored: `${NAME}` references, `***` restored to the
+        stored job's; stores nothing. For a test read of an unsaved job. JobValidationError."""
+        ...
+
     async def upsert(self, data: dict[str, Any] | str, name: str | None = None) -> dict[str, Any]:
         """Validate and store a job (dict or YAML text): {"created": bool, "job": public job}.
         JobValidationError stores nothing. Idempotent: the same job again is not "created"."""

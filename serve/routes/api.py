@@ -8,14 +8,15 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 
 from serve.auth import bearer_dependency
 from serve.routes.sql import sql_router
 from serve.service import ApiService
 from tg_actors.chains import parse_instant
+from tg_actors.engine.preview import DEFAULT_PAGES, DEFAULT_SAMPLE, MAX_PAGES, MAX_SAMPLE
 from tg_actors.errors import JobValidationError, RunNotFound
-from tg_actors.jobs import check_shape
+from tg_actors.jobs import check_shape, validation_errors
 from tg_actors.names import MAX_ENGINES
 from tg_actors.runstate import RunState
 
@@ -72,6 +73,7 @@ def build_api_router(service: ApiService, token: str) -> APIRouter:
         return PlainTextResponse(await service.metrics(), media_type="text/plain; version=0.0.4")
 
     router.include_router(jobs_router(service), prefix="/api", dependencies=secured)
+    router.include_router(preview_router(service), prefix="/api", dependencies=secured)
     router.include_router(runs_router(service), prefix="/api", dependencies=secured)
     router.include_router(engines_router(service), prefix="/api", dependencies=secured)
     router.include_router(sql_router(service), prefix="/api", dependencies=secured)
@@ -106,6 +108,38 @@ Instant = Annotated[
     PlainValidator(_instant),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
+
+
+class PreviewOptions(BaseModel):
+    """How much a test read reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pages: int = Field(DEFAULT_PAGES, ge=1, le=MAX_PAGES, description="pages to read")
+    records: int = Field(DEFAULT_SAMPLE, ge=1, le=MAX_SAMPLE, description="sample size")
+
+    def counts(self, pages: int | None, records: int | None) -> tuple[int, int]:
+        """(pages, records): the query's, else the body's."""
+        return (pages or self.pages, records or self.records)
+
+
+PagesQuery = Annotated[int | None, Query(ge=1, le=MAX_PAGES, description="pages to read")]
+RecordsQuery = Annotated[int | None, Query(ge=1, le=MAX_SAMPLE, description="sample size")]
+
+
+async def _optional_json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    import orjson
+
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise JobValidationError("body", [("", f"invalid JSON: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise JobValidationError("body", [("", "the options must be a JSON object")])
+    return data
 
 
 class BackfillRange(BaseModel):
@@ -190,6 +224,47 @@ def jobs_router(service: ApiService) -> APIRouter:
         return {"run_id": await service.refresh(name)}
 
     return secured
+
+
+def preview_router(service: ApiService) -> APIRouter:
+    secured = APIRouter()
+
+    @secured.post("/jobs/{name}/preview")
+    async def preview_job(
+        name: str, request: Request, pages: PagesQuery = None, records: RecordsQuery = None
+    ) -> dict[str, Any]:
+        """A test read of the stored job: up to `pages` pages (default 3, at most 20), the
+        requests with secrets masked, records, a sample, column types, the stop reason and
+        warnings (README "Test a job before saving it"). Writes nothing. Body (optional):
+        `{"pages": N, "records": K}`."""
+        options = _options(await _optional_json(request))
+        return await service.preview_job(name, *options.counts(pages, records))
+
+    @secured.post("/preview", openapi_extra=JOB_BODY)
+    async def preview(
+        request: Request, pages: PagesQuery = None, records: RecordsQuery = None
+    ) -> dict[str, Any]:
+        """A test read of a job body, saved or not (JSON, YAML text, or `{"job": <job or
+        YAML text>, "pages": N, "records": K}`): the answer of /api/jobs/{name}/preview;
+        422 for a job that does not validate, by field path (and line, for YAML)."""
+        body = await job_body(request)
+        options = PreviewOptions()
+        if isinstance(body, dict) and "job" in body:
+            wrapper = {k: v for k, v in body.items() if k != "job"}
+            options = _options(wrapper)
+            body = body["job"]
+            if not isinstance(body, dict | str):
+                raise JobValidationError("body", [("job", "a job object or YAML text")])
+        return await service.preview(body, *options.counts(pages, records))
+
+    return secured
+
+
+def _options(data: dict[str, Any]) -> PreviewOptions:
+    try:
+        return PreviewOptions.model_validate(data)
+    except ValidationError as exc:
+        raise JobValidationError("body", validation_errors(exc)) from None
 
 
 def runs_router(service: ApiService) -> APIRouter:

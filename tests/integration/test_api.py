@@ -431,3 +431,78 @@ def test_tg_engines_command_lists_and_scales_through_the_api(
     monkeypatch.setenv("TG_API_TOKEN", "wrong-but-long-enough")
     assert main(["engines", "--url", url]) == 1
     assert "401" in capsys.readouterr().out
+
+
+def _count_runs(api: httpx.Client) -> int:
+    body = api.post("/api/sql", json={"sql": "SELECT count(*) AS n FROM tg.runs"}, headers=AUTH)
+    return int(body.json()["rows"][0][0])
+
+
+def test_preview_of_the_stored_job_reads_pages_and_writes_nothing(api: httpx.Client) -> None:
+    assert (
+        wait_run(api, api.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"])["state"]
+        == "succeeded"
+    )
+    runs = _count_runs(api)
+    response = api.post("/api/jobs/demo/preview", json={"pages": 2, "records": 3}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["pages_read"] == 2 and answer["records"] == 2000
+    assert answer["stop"]["reason"] == "page_limit"
+    assert answer["next_request"]["url"].endswith("page=3")
+    assert len(answer["sample"]["raw"]) == 3
+    # the demo table exists: its columns are compared as a merge into it would be
+    assert answer["table_exists"] is True
+    assert {c["change"] for c in answer["columns"]} == {"unchanged"}
+    assert _count_runs(api) == runs  # no run, no row
+    assert api.post("/api/jobs/nope/preview", headers=AUTH).status_code == 404
+    too_many = api.post("/api/jobs/demo/preview?pages=21", headers=AUTH)
+    assert too_many.status_code == 422
+
+
+def test_preview_of_an_unsaved_job_creates_no_table_and_no_job(api: httpx.Client) -> None:
+    demo = api.get("/api/jobs/demo", headers=AUTH).json()
+    url = demo["source"]["url"]
+    body = f"""
+name: preview_only
+source:
+  url: "{url.replace("/orders", "/customers/{{customer_id}}/orders")}"
+  records: "$.data"
+  for_each: {{sql: "SELECT 1 AS customer_id UNION ALL SELECT 2", include: [customer_id]}}
+destination: {{table: preview_only_table}}
+"""
+    response = api.post(
+        "/api/preview?pages=1", content=body, headers=AUTH | {"Content-Type": "application/yaml"}
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["chain"]["row"] == {"customer_id": 1}
+    assert answer["table_exists"] is False
+    assert all(c["change"] == "new column" for c in answer["columns"])
+    assert api.get("/api/jobs/preview_only", headers=AUTH).status_code == 404
+    tables = [t["name"] for t in api.get("/api/tables", headers=AUTH).json()]
+    assert "preview_only_table" not in tables
+    # a for_each over a table that is not there is a warning, not a crash
+    wrapped = {
+        "job": body.replace(
+            "SELECT 1 AS customer_id UNION ALL SELECT 2",
+            "SELECT id AS customer_id FROM no_such_table",
+        ),
+        "pages": 1,
+    }
+    answer = api.post("/api/preview", json=wrapped, headers=AUTH).json()
+    assert answer["stop"]["reason"] == "no_rows"
+    assert any("for_each.sql failed" in w for w in answer["warnings"])
+
+
+def test_preview_of_a_bad_job_is_422_by_line_with_a_suggestion(api: httpx.Client) -> None:
+    body = (
+        "name: bad\nsource:\n  url: http://127.0.0.1:1/x\n  methd: GET\ndestination: {table: t}\n"
+    )
+    response = api.post(
+        "/api/preview", content=body, headers=AUTH | {"Content-Type": "application/yaml"}
+    )
+    assert response.status_code == 422
+    item = response.json()["detail"][0]
+    assert item["loc"] == ["body", "source", "methd"] and (item["line"], item["column"]) == (4, 3)
+    assert "did you mean" in item["msg"] and "method" in item["msg"]

@@ -78,6 +78,10 @@ class ConfigManager:
         await self._refuse_cycle(spec, name)
         return spec.to_public()
 
+    async def parse(self, data: dict[str, Any] | str, name: str | None = None) -> dict[str, Any]:
+        """What `upsert` would store, as stored (`${NAME}` references); stores nothing."""
+        return (await self._parse(data, name)).to_stored()
+
     async def _stored_after(self) -> dict[str, list[str]]:
         """{job: its triggers.after} of every stored job."""
         rows = await self._db.list_jobs()

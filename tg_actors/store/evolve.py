@@ -26,6 +26,8 @@ the whole column into JSON text (with the flag), never half of it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import duckdb
 from duckdb.sqltypes import DuckDBPyType
 
@@ -194,3 +196,36 @@ def evolve(
 def _show(name: str) -> str:
     """A column name as the error shows it: bare when it is a plain identifier."""
     return name if name.isidentifier() and name.isascii() else quote(name)
+
+
+def column_changes(
+    have: Mapping[str, str], incoming: list[tuple[str, str]], *, widen_to_varchar: bool
+) -> list[str]:
+    """What `evolve` would do to a table with columns `have` ({name: type}) for each of the
+    `incoming` (name, type) columns, in words (a test read shows it): `new column`,
+    `unchanged`, `widens OLD -> NEW`, `becomes VARCHAR (was OLD)`, or `incompatible: ...`,
+    the error the run would end with."""
+    known = {name.lower(): (name, kind) for name, kind in have.items()}
+    changes = []
+    for name, text in incoming:
+        if name.lower() not in known:
+            changes.append("new column")
+            continue
+        column, old_text = known[name.lower()]
+        try:
+            old, new = DuckDBPyType(old_text), DuckDBPyType(text)
+        except (duckdb.Error, TypeError, ValueError):
+            changes.append("unchanged" if old_text == text else f"{old_text} -> {text}")
+            continue
+        wider = widen(old, new)
+        if wider is None:
+            changes.append(
+                f"becomes VARCHAR (was {old})"
+                if widen_to_varchar
+                else f"incompatible: column {_show(column)} is {old} but {new} here; {HINT}"
+            )
+        elif wider == old:
+            changes.append("unchanged")
+        else:
+            changes.append(f"widens {old} -> {wider}")
+    return changes
