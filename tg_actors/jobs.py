@@ -115,6 +115,8 @@ TABLE_NAME = re.compile(TABLE_NAME_PATTERN)
 
 
 class WriteMode(enum.StrEnum):
+    """How a run's rows land in the table."""
+
     APPEND = "append"  # insert the run's rows
     REPLACE = "replace"  # the table becomes exactly the run's rows
     MERGE = "merge"  # upsert on primary_key
@@ -127,14 +129,43 @@ class ExportFormat(enum.StrEnum):
 
 
 class Schedule(Strict):
-    cron: str | None = None
-    interval: Duration | None = None
-    anchor: datetime | None = None  # interval ticks sit at anchor + k * interval (default: epoch)
-    at: datetime | None = None
-    timezone: str = "UTC"
-    catchup: Catchup = Catchup.LATEST
-    overlap: Overlap = Overlap.SKIP
-    jitter: Duration = timedelta(0)
+    """When the job runs by itself: exactly one of `cron`, `interval` or `at`."""
+
+    cron: str | None = Field(
+        None,
+        description="A cron expression (5 fields, or 6 with seconds first) in `timezone`.",
+        examples=["*/15 * * * *"],
+    )
+    interval: Duration | None = Field(
+        None,
+        description="Run every this long (at least 100ms), at anchor + k * interval.",
+        examples=["30s"],
+    )
+    anchor: datetime | None = Field(
+        None,
+        description="interval only: ticks sit at anchor + k * interval (naive: UTC; default"
+        " the epoch).",
+        examples=["2026-01-01T00:00:07Z"],
+    )  # interval ticks sit at anchor + k * interval (default: epoch)
+    at: datetime | None = Field(
+        None, description="Run once at this time (naive: UTC).", examples=["2026-12-01T00:00:00Z"]
+    )
+    timezone: str = Field(
+        "UTC", description="The IANA timezone `cron` is read in.", examples=["Europe/Berlin"]
+    )
+    catchup: Catchup = Field(
+        Catchup.LATEST,
+        description="Ticks missed while down: none, the latest once, or all.",
+        examples=["none"],
+    )
+    overlap: Overlap = Field(
+        Overlap.SKIP,
+        description="A tick while a run is still active: skip it, queue it, or allow it.",
+        examples=["queue"],
+    )
+    jitter: Duration = Field(
+        timedelta(0), description="Delay each tick's start by up to this much.", examples=["10s"]
+    )
 
     @field_validator("cron")
     @classmethod
@@ -190,17 +221,39 @@ class Schedule(Strict):
 
 
 class Triggers(Strict):
-    after: list[Annotated[str, Field(pattern=JOB_NAME_PATTERN)]] = []
+    """Runs started by other jobs."""
+
+    after: list[Annotated[str, Field(pattern=JOB_NAME_PATTERN)]] = Field(
+        [],
+        description="Run when one of these jobs succeeds (never itself, no cycles).",
+        examples=[["demo_customers"]],
+    )
 
 
 class Retries(Strict):
-    max_attempts: int = Field(1, ge=1, le=100)
-    backoff: Duration = timedelta(seconds=2)
-    max_backoff: Duration = timedelta(minutes=5)
+    """Attempts of a failed run (a new attempt resumes after the last staged page)."""
+
+    max_attempts: int = Field(
+        1, ge=1, le=100, description="Attempts of a run at most, the first included.", examples=[3]
+    )
+    backoff: Duration = Field(
+        timedelta(seconds=2),
+        description="The delay before the second attempt, doubled each attempt.",
+        examples=["10s"],
+    )
+    max_backoff: Duration = Field(
+        timedelta(minutes=5), description="The longest delay between attempts.", examples=["1h"]
+    )
 
 
 class Transform(Strict):
-    sql: str = Field(min_length=1)
+    """SQL run in DuckDB over each page's records before they are staged."""
+
+    sql: str = Field(
+        min_length=1,
+        description="One read-only SELECT over the relation `records`.",
+        examples=["SELECT id, amount::DOUBLE AS amount FROM records WHERE status = 'paid'"],
+    )
 
     @field_validator("sql")
     @classmethod
@@ -219,13 +272,32 @@ class Transform(Strict):
 
 
 class Destination(Strict):
-    table: str = Field(pattern=rf"^{TABLE_NAME_PATTERN}$")
-    write: WriteMode = WriteMode.APPEND
-    primary_key: list[str] = []
+    """The DuckDB table the records land in."""
+
+    table: str = Field(
+        pattern=rf"^{TABLE_NAME_PATTERN}$",
+        description="The table's name: letters, digits and _, at most 63.",
+        examples=["orders"],
+    )
+    write: WriteMode = Field(
+        WriteMode.APPEND,
+        description="append rows, replace the table, or merge (upsert) on primary_key.",
+        examples=["merge"],
+    )
+    primary_key: list[str] = Field([], description="The key columns of a merge.", examples=[["id"]])
     # a column whose type changes incompatibly (e.g. BIGINT then VARCHAR) fails the run unless
     # this is set: then the column becomes VARCHAR
-    widen_to_varchar: bool = False
-    export: ExportFormat | None = None  # absent: no export file
+    widen_to_varchar: bool = Field(
+        False,
+        description="A column whose type changes incompatibly becomes VARCHAR instead of"
+        " failing the run.",
+        examples=[True],
+    )
+    export: ExportFormat | None = Field(
+        None,
+        description="Rewrite a file of the whole table after each commit (absent: none).",
+        examples=["parquet"],
+    )  # absent: no export file
 
     @model_validator(mode="after")
     def _merge_needs_key(self) -> Destination:
@@ -235,18 +307,58 @@ class Destination(Strict):
 
 
 class JobSpec(Strict):
-    name: str = Field(pattern=JOB_NAME_PATTERN)
-    description: str = ""
-    enabled: bool = True
-    schedule: Schedule | None = None
-    triggers: Triggers = Triggers()
-    priority: int = Field(50, ge=0, le=100)
-    max_active_runs: int = Field(1, ge=1)
-    timeout: Duration = timedelta(minutes=30)
-    retries: Retries = Retries()
-    source: HttpSource
-    transform: Transform | None = None
-    destination: Destination
+    """One sync job: an HTTP source, a DuckDB destination, when it runs."""
+
+    name: str = Field(
+        pattern=JOB_NAME_PATTERN,
+        description="The job's name: lowercase letters, digits and _, starting with a letter.",
+        examples=["demo_orders"],
+    )
+    description: str = Field(
+        "", description="A note for humans.", examples=["Orders, merged on id every 30 seconds"]
+    )
+    enabled: bool = Field(
+        True, description="false: the schedule and triggers start no run.", examples=[False]
+    )
+    schedule: Schedule | None = Field(
+        None,
+        description="When the job runs by itself (absent: only when triggered).",
+        examples=[{"interval": "30s"}],
+    )
+    triggers: Triggers = Field(
+        Triggers(),
+        description="Other jobs whose success starts this one.",
+        examples=[{"after": ["demo_customers"]}],
+    )
+    priority: int = Field(
+        50, ge=0, le=100, description="0 to 100: higher is dispatched first.", examples=[60]
+    )
+    max_active_runs: int = Field(
+        1, ge=1, description="Runs of this job active at once at most.", examples=[2]
+    )
+    timeout: Duration = Field(
+        timedelta(minutes=30), description="Timeout of one attempt of a run.", examples=["5m"]
+    )
+    retries: Retries = Field(
+        Retries(),
+        description="Attempts of a failed run.",
+        examples=[{"max_attempts": 3, "backoff": "10s"}],
+    )
+    source: HttpSource = Field(
+        description="The HTTP API the job reads.",
+        examples=[
+            {"type": "http", "url": "https://api.example.com/v1/orders", "records": "$.data"}
+        ],
+    )
+    transform: Transform | None = Field(
+        None,
+        description="SQL over each page's records before they land.",
+        examples=[{"sql": "SELECT * FROM records WHERE status = 'paid'"}],
+    )
+    destination: Destination = Field(
+        description="Where the records land: the table and how rows are written.",
+        examples=[{"table": "orders", "write": "merge", "primary_key": ["id"]}],
+    )
 
     @model_validator(mode="after")
     def _known_placeholders(self, info: ValidationInfo) -> JobSpec:
