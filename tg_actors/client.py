@@ -208,6 +208,25 @@ class Client:
         run_id = self._request("POST", f"/api/jobs/{job}/refresh").json()["run_id"]
         return self._follow(run_id, wait, timeout, every)
 
+    def preview(
+        self, job: str | dict[str, Any], pages: int = 3, records: int = 5
+    ) -> dict[str, Any]:
+        """A test read, nothing written: of the stored job named `job`, or of a job given as a
+        dict or as YAML text (with a newline), saved or not. ApiError 404 for an unknown name,
+        422 for a job that does not validate."""
+        query = {"pages": pages, "records": records}
+        if isinstance(job, dict):
+            response = self._request("POST", "/api/preview", params=query, json=job)
+        elif "\n" in job:
+            yaml = {"Content-Type": "application/yaml"}
+            response = self._request(
+                "POST", "/api/preview", params=query, content=job, headers=yaml
+            )
+        else:
+            response = self._request("POST", f"/api/jobs/{job}/preview", params=query)
+        answer: dict[str, Any] = response.json()
+        return answer
+
     def wait(self, run_id: str, timeout: float = 600.0, every: float = 0.5) -> dict[str, Any]:
         """Poll run `run_id` until it ends and return it; RunTimeout after `timeout` seconds."""
         return self._follow(run_id, True, timeout, every)

@@ -18,6 +18,7 @@ from tg_actors.cli import backfill as backfill_cli
 from tg_actors.cli import engines as engines_cli
 from tg_actors.cli import export as export_cli
 from tg_actors.cli import init as init_cli
+from tg_actors.cli import preview as preview_cli
 from tg_actors.cli import schema as schema_cli
 from tg_actors.cli import sql as sql_cli
 from tg_actors.config.files import load_jobs
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill_cli.add_parser(sub)
     schema_cli.add_parser(sub)
     init_cli.add_parser(sub)
+    preview_cli.add_parser(sub)
     return parser
 
 
