@@ -18,7 +18,9 @@ from tests.kit.servers import serve_app
 from tg_actors.engine.preview import Known, preview_job
 from tg_actors.jobs import JobSpec, parse_job
 
-ITEMS = [{"id": i, "name": f"item {i}", "updated": f"2024-01-{i:02d}T00:00:00Z"} for i in range(1, 24)]
+ITEMS = [
+    {"id": i, "name": f"item {i}", "updated": f"2024-01-{i:02d}T00:00:00Z"} for i in range(1, 24)
+]
 SIZE = 5
 SECRET = "s3cr3t-token-value"
 CALLS: list[str] = []
@@ -204,7 +206,9 @@ async def test_an_oauth2_token_request_is_shown_as_auth_and_masked(base: str) ->
     assert kinds == [("auth", "POST", 200), ("page", "GET", 200)]
     text = json.dumps(answer)
     assert SECRET not in text and "client-secret-1" not in text
-    assert answer["requests"][0]["excerpt"] is None or SECRET not in answer["requests"][0]["excerpt"]
+    assert (
+        answer["requests"][0]["excerpt"] is None or SECRET not in answer["requests"][0]["excerpt"]
+    )
 
 
 async def test_an_api_key_echoed_back_is_scrubbed_and_one_object_is_a_warning(base: str) -> None:
@@ -247,14 +251,18 @@ async def test_transform_and_incremental_show_what_would_land(base: str) -> None
         incremental={"cursor_field": "updated", "param": "since", "initial": "2024-01-01"},
     )
     spec = spec.model_copy(
-        update={"transform": parse_job(
-            {
-                "name": "t",
-                "source": {"url": base},
-                "destination": {"table": "t"},
-                "transform": {"sql": "SELECT id * 2 AS twice, upper(name) AS name FROM records"},
-            }
-        ).transform}
+        update={
+            "transform": parse_job(
+                {
+                    "name": "t",
+                    "source": {"url": base},
+                    "destination": {"table": "t"},
+                    "transform": {
+                        "sql": "SELECT id * 2 AS twice, upper(name) AS name FROM records"
+                    },
+                }
+            ).transform
+        }
     )
     answer = await preview_job(spec, pages=1, records=2, known=Known(cursor="2024-01-03T00:00:00Z"))
     assert answer["sample"]["transformed"] == [
