@@ -28,6 +28,16 @@ class UiApi(Protocol):
         (`.errors`: [(field_path, message)])."""
         ...
 
+    async def preview(self, body: str, pages: int = 3, records: int = 5) -> dict[str, Any]:
+        """A test read of the job in YAML text `body`, saved or not (`POST /api/preview`):
+        up to `pages` pages (1..20), a sample of `records` records (1..100), nothing written.
+        The answer: {job, table, pages_read, records, elapsed_ms, requests, pages, sample: {raw,
+        transformed}, columns, table_exists, next_request, stop: {reason, detail}, chain,
+        cursor, warnings, error} (see ui.preview). A source that fails is no exception: the
+        answer's `error` says why. Raises JobValidationError (with `.positions`) as
+        validate_job does."""
+        ...
+
     async def put_job(self, name: str, body: str) -> tuple[bool, dict[str, Any]]:
         """Validate and save: (created?, public job). Raises JobValidationError, storing
         nothing."""

@@ -129,3 +129,83 @@ def test_sign_in_write_a_job_run_it_and_see_its_rows(base_url: str, tmp_path: Pa
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def fill(page: object, elem_id: str, value: str) -> None:
+    """Type `value` into a Gradio textbox or number field."""
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    box = page.locator(f"#{elem_id}").locator("input, textarea").first
+    box.fill(value)
+    expect(box).to_have_value(value)
+
+
+def sign_in(page: object, base_url: str) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.goto(f"{base_url}/")
+    page.fill("#token", TOKEN)
+    page.click("#sign-in")
+    expect(page.locator("#jobs-table")).to_be_visible()
+
+
+def test_build_a_job_with_the_form_test_it_save_it_and_run_it(base_url: str) -> None:
+    """The guided form writes the job's YAML into the editor; Test reads 2 pages of it (the
+    requests, the stop reason, the sample, the column types), then it saves and runs."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.set_default_timeout(30_000)
+            sign_in(page, base_url)
+            page.get_by_role("tab", name="Editor").click()
+            page.get_by_text("New job from a form").click()
+            fill(page, "form-name", "browser_form_orders")
+            fill(page, "form-url", f"{base_url}/demo/orders")
+            fill(page, "form-records", "$.data")
+            pick(page, "form-paginate", "page")
+            # the page fields show once page is chosen
+            fill(page, "form-page-size-param", "per_page")
+            fill(page, "form-page-size", "500")
+            pick(page, "form-write-mode", "merge")
+            page.click("#form-write")  # merge without a primary key: nothing is written
+            expect(page.locator("#form-status")).to_contain_text("Primary key")
+            fill(page, "form-primary-key", "id")
+            page.click("#form-write")
+            expect(page.locator("#form-status")).to_contain_text("Written into the editor")
+            editor = page.locator("#editor .cm-content")
+            expect(editor).to_contain_text("name: browser_form_orders")
+            expect(editor).to_contain_text("size_param: per_page")
+
+            # Test: two pages of the job as the editor holds it, nothing written
+            fill(page, "test-pages", "2")
+            page.click("#test-job")
+            status = page.locator("#test-status")
+            expect(status).to_contain_text("page_limit", timeout=60_000)
+            expect(status).to_contain_text("1,000 records on 2 pages")
+            expect(page.locator("#editor-status")).to_contain_text("Tested job")
+            requests = page.locator("#test-requests")
+            expect(requests).to_contain_text("/demo/orders")
+            expect(requests).to_contain_text("page=2")
+            expect(page.locator("#test-sample")).to_contain_text("amount")
+            expect(page.locator("#test-columns")).to_contain_text("BIGINT")
+            expect(page.locator("#test-next")).to_contain_text("page=3")
+
+            # save it, run it now, see it succeed
+            page.click("#save")
+            expect(page.locator("#editor-status")).to_contain_text("Created job")
+            page.get_by_role("tab", name="Jobs").click()
+            pick(page, "job-select", "browser_form_orders")
+            page.click("#run-now")
+            expect(page.locator("#jobs-status")).to_contain_text("browser_form_orders")
+            page.get_by_role("tab", name="Runs").click()
+            row = page.locator("#runs-table").get_by_role(
+                "row", name=re.compile("browser_form_orders")
+            )
+            expect(row.filter(has_text="succeeded").first).to_be_visible(timeout=60_000)
+        finally:
+            browser.close()
