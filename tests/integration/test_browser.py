@@ -164,6 +164,8 @@ def test_build_a_job_with_the_form_test_it_save_it_and_run_it(base_url: str) -> 
             sign_in(page, base_url)
             page.get_by_role("tab", name="Editor").click()
             page.get_by_text("New job from a form").click()
+            # Gradio may reset the fields of an accordion just opened: let it settle first
+            page.wait_for_timeout(2000)
             fill(page, "form-name", "browser_form_orders")
             fill(page, "form-url", f"{base_url}/demo/orders")
             fill(page, "form-records", "$.data")
@@ -172,6 +174,7 @@ def test_build_a_job_with_the_form_test_it_save_it_and_run_it(base_url: str) -> 
             fill(page, "form-page-size-param", "per_page")
             fill(page, "form-page-size", "500")
             pick(page, "form-write-mode", "merge")
+            fill(page, "form-name", "browser_form_orders")  # still there, if it was reset
             page.click("#form-write")  # merge without a primary key: nothing is written
             expect(page.locator("#form-status")).to_contain_text("Primary key")
             fill(page, "form-primary-key", "id")
