@@ -308,3 +308,48 @@ async def test_a_window_job_reads_its_first_window(base: str) -> None:
     assert answer["chain"]["window"]["start"].startswith("2024-01-01")
     assert answer["chain"]["window"]["end"].startswith("2024-01-08")
     assert "from=2024-01-01" in answer["requests"][0]["url"]
+
+
+@pytest.mark.parametrize(
+    ("path", "auth", "env"),
+    [
+        (
+            "/offset",
+            {"type": "basic", "username": "me", "password": "${API_PASSWORD}"},
+            {"API_PASSWORD": "basic-pass-1"},
+        ),
+        (
+            "/paged",
+            {
+                "type": "login",
+                "url": "/token",
+                "body": {"password": "${API_PASSWORD}"},
+                "token_path": "$.access_token",
+            },
+            {"API_PASSWORD": "login-pass-1"},
+        ),
+        (
+            "/paged",
+            {
+                "type": "oauth2_refresh_token",
+                "token_url": "/token",
+                "client_id": "me",
+                "refresh_token": "${REFRESH_TOKEN}",
+            },
+            {"REFRESH_TOKEN": "refresh-tok-1"},
+        ),
+    ],
+)
+async def test_basic_login_and_refresh_token_auth_are_masked(
+    base: str, path: str, auth: dict[str, Any], env: dict[str, str]
+) -> None:
+    for field in ("url", "token_url"):
+        if field in auth:
+            auth = auth | {field: f"{base}{auth[field]}"}
+    answer = await preview_job(job(base, path, auth=auth), env=env)
+    assert answer["error"] is None and answer["records"] == SIZE, answer
+    text = json.dumps(answer)
+    assert SECRET not in text and next(iter(env.values())) not in text
+    assert answer["requests"][-1]["headers"]["authorization"] == "***"
+    if auth["type"] != "basic":
+        assert [r["kind"] for r in answer["requests"]] == ["auth", "page"]
