@@ -56,7 +56,7 @@ from tg_actors.errors import SourceError
 from tg_actors.incremental import newest
 from tg_actors.jobs import HttpSource, Incremental, JobSpec, WriteMode
 from tg_actors.runstate import Trigger
-from tg_actors.sources.batches import records_to_arrow
+from tg_actors.sources.batches import records_to_arrow, with_columns
 from tg_actors.sources.http import HttpSourceClient, local_limit
 from tg_actors.sources.requester import TokenCache
 
@@ -102,12 +102,7 @@ class ChainStager(Stager):
             self.book.page(key, state)
         if table is None:
             return
-        for name, value in include.items():
-            column = pa.array([value] * table.num_rows)
-            if name in table.column_names:
-                table = table.set_column(table.column_names.index(name), name, column)
-            else:
-                table = table.append_column(name, column)
+        table = with_columns(table, include)
         table = transformed(self.spec, table)
         if table.num_rows:
             self._batch.add(table, Mark(self._here(None), self.pages))

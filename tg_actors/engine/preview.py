@@ -36,7 +36,7 @@ from tg_actors.incremental import newest
 from tg_actors.jobs import HttpSource, JobSpec
 from tg_actors.records import compile_path, extract_value
 from tg_actors.redaction import sanitize_headers
-from tg_actors.sources.batches import records_to_arrow
+from tg_actors.sources.batches import records_to_arrow, with_columns
 from tg_actors.sources.http import HttpSourceClient, Page, tls_context
 from tg_actors.sources.requester import Redactor
 from tg_actors.sources.requestspec import RequestSpec, full_url
@@ -269,12 +269,7 @@ def _take(spec: JobSpec, read: _Read, page: Page, include: Mapping[str, Any]) ->
             read.cursor = newest(read.cursor, batch_cursor(table, incremental.cursor_field))
         except TGError as exc:
             read.warnings.append(str(exc))
-    for name, value in include.items():
-        column = pa.array([value] * table.num_rows)
-        if name in table.column_names:
-            table = table.set_column(table.column_names.index(name), name, column)
-        else:
-            table = table.append_column(name, column)
+    table = with_columns(table, include)
     read.tables.append(table)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from itertools import chain, repeat
 from typing import Any
 
@@ -53,3 +54,15 @@ def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def with_columns(table: pa.Table, values: Mapping[str, Any]) -> pa.Table:
+    """`table` with a column per `values` item, every row holding that value (a for_each
+    row's `include`), replacing a column of the same name."""
+    for name, value in values.items():
+        column = pa.array([value] * table.num_rows)
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, column)
+        else:
+            table = table.append_column(name, column)
+    return table
