@@ -353,8 +353,10 @@ def _prepare(case: Any) -> None:
     if isinstance(source, dict):
         source["url"] = SAFE_URL
         auth = source.get("auth")
-        if isinstance(auth, dict) and "token_url" in auth:
-            auth["token_url"] = SAFE_URL
+        if isinstance(auth, dict):  # token and login endpoints too (POST /api/preview reads)
+            for key in ("token_url", "url"):
+                if key in auth:
+                    auth[key] = SAFE_URL
     name = body.get("name")
     if isinstance(name, str) and "name" in (case.path_parameters or {}) and "/" not in name:
         case.path_parameters["name"] = name

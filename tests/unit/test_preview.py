@@ -4,6 +4,7 @@ masked in URLs, headers and bodies, and the warnings a user needs come with the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -86,6 +87,11 @@ async def per_customer(request: Request) -> Response:
     return JSONResponse({"data": [{"order": cid * 10 + k} for k in range(3)]})
 
 
+async def slow(request: Request) -> Response:
+    await asyncio.sleep(2)
+    return JSONResponse({"data": []})
+
+
 async def single(request: Request) -> Response:
     return JSONResponse({"data": {"id": 1, "echo": request.headers.get("x-api-key")}})
 
@@ -105,6 +111,7 @@ def base() -> Iterator[str]:
             Route("/token", token, methods=["POST"]),
             Route("/customers/{cid}/orders", per_customer),
             Route("/single", single),
+            Route("/slow", slow),
         ]
     )
     with serve_app(app) as url:
@@ -353,3 +360,9 @@ async def test_basic_login_and_refresh_token_auth_are_masked(
     assert answer["requests"][-1]["headers"]["authorization"] == "***"
     if auth["type"] != "basic":
         assert [r["kind"] for r in answer["requests"]] == ["auth", "page"]
+
+
+async def test_a_slow_api_stops_at_the_time_limit_with_what_was_read(base: str) -> None:
+    answer = await preview_job(job(base, "/slow"), time_limit=0.5)
+    assert answer["stop"]["reason"] == "time_limit" and answer["error"] is None
+    assert any("stopped after 0.5 s" in w for w in answer["warnings"])

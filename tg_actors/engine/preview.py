@@ -15,12 +15,13 @@ store's schema evolution decides that). A failing source is an answer, not an ex
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,6 +43,9 @@ from tg_actors.sources.requester import Redactor
 from tg_actors.sources.requestspec import RequestSpec, full_url
 
 MAX_PAGES = 20  # a test read is a few pages, not a run
+TIME_LIMIT = 25.0  # seconds: a test read answers within an HTTP request's patience
+# a test read fails fast: fewer tries and shorter waits than a run may take
+_QUICK = {"max_tries": 2, "backoff": timedelta(seconds=0.5), "max_backoff": timedelta(seconds=2)}
 DEFAULT_PAGES = 3
 MAX_SAMPLE = 100
 DEFAULT_SAMPLE = 5
@@ -131,8 +135,10 @@ async def preview_job(
     env: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     now: datetime | None = None,
+    time_limit: float = TIME_LIMIT,
 ) -> dict[str, Any]:
-    """The test read's answer (JSON-ready; README "Test a job before saving it")."""
+    """The test read's answer (JSON-ready; README "Test a job before saving it"). It stops
+    after `time_limit` seconds with what it read by then (stop reason `time_limit`)."""
     started = time.perf_counter()
     pages = max(1, min(pages, MAX_PAGES))
     records = max(1, min(records, MAX_SAMPLE))
@@ -156,12 +162,20 @@ async def preview_job(
         "error": None,
     }
     read = _Read()
-    source, chain = _first_chain(spec, known, now or datetime.now(UTC), read.warnings)
+    try:
+        source, chain = _first_chain(spec, known, now or datetime.now(UTC), read.warnings)
+    except (TGError, ValueError) as exc:  # a for_each row that does not fill the source
+        answer["error"] = str(exc)
+        answer["stop"] = _stop("error", str(exc))
+        return _finish(answer, read, spec, records, started)
     answer["chain"] = chain
     if source is None:  # for_each with no rows: nothing to read
         answer["stop"] = _stop("no_rows", "for_each gives no rows: a run would read nothing")
         return _finish(answer, read, spec, records, started)
-    source = source.model_copy(update={"concurrency": 1})  # exactly the pages asked for
+    quick = {k: min(v, getattr(source, k)) for k, v in _QUICK.items()}
+    timeout = min(source.timeout, timedelta(seconds=time_limit))
+    # one page at a time: exactly the pages asked for
+    source = source.model_copy(update={"concurrency": 1, "timeout": timeout, **quick})
     params = incremental_params(spec, known.cursor)
     recorder = RecordingTransport(transport)
     # expect_total is checked here, over every page read (the client's own check would
@@ -172,7 +186,7 @@ async def preview_job(
     include = _include(spec, chain)
     last: Page | None = None
     try:
-        async with contextlib.aclosing(client.pages()) as stream:
+        async with asyncio.timeout(time_limit), contextlib.aclosing(client.pages()) as stream:
             async for page in stream:
                 last = page
                 _take(spec, read, page, include)
@@ -192,8 +206,17 @@ async def preview_job(
             read.warnings.append(
                 "pages 1 and 2 hold the same records: does the API ignore the paging parameter?"
             )
-    except (TGError, httpx.HTTPError) as exc:
-        message = client.redactor.text(str(exc))
+    except TimeoutError:
+        detail = f"the preview's time limit of {time_limit:g} s"
+        answer["stop"] = _stop("time_limit", detail)
+        read.warnings.append(f"stopped after {time_limit:g} s (slow API or a low rate_limit?)")
+    except Exception as exc:  # a test read answers, whatever went wrong
+        text = (
+            str(exc)
+            if isinstance(exc, TGError | httpx.HTTPError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        message = client.redactor.text(text)
         answer["error"] = message
         # pagination ended and the end's check failed (expect_total): the stop is the end's
         answer["stop"] = _stop(*client.stopped) if client.stopped else _stop("error", message)
