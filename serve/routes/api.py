@@ -39,14 +39,7 @@ async def job_body(request: Request) -> dict[str, Any] | str:
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if ctype in YAML_TYPES:
         return raw.decode("utf-8", errors="replace")
-    import orjson
-
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise JobValidationError("body", [("", f"invalid JSON: {exc}")]) from None
-    if not isinstance(data, dict):
-        raise JobValidationError("body", [("", "a job must be a JSON object")])
+    data = _json_object(raw, "a job")
     check_shape(data, "body")  # deep nesting must not reach pickling or recursive walks
     return data
 
@@ -129,8 +122,11 @@ RecordsQuery = Annotated[int | None, Query(ge=1, le=MAX_SAMPLE, description="sam
 
 async def _optional_json(request: Request) -> dict[str, Any]:
     raw = await request.body()
-    if not raw.strip():
-        return {}
+    return _json_object(raw, "the options") if raw.strip() else {}
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """A JSON object body; JobValidationError (422) for bad JSON or another JSON value."""
     import orjson
 
     try:
@@ -138,7 +134,7 @@ async def _optional_json(request: Request) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise JobValidationError("body", [("", f"invalid JSON: {exc}")]) from None
     if not isinstance(data, dict):
-        raise JobValidationError("body", [("", "the options must be a JSON object")])
+        raise JobValidationError("body", [("", f"{what} must be a JSON object")])
     return data
 
 
