@@ -52,11 +52,40 @@ from tg_actors.jobsource import (
     Window,
     WindowFormat,
 )
+from tg_actors.jobtrust import (
+    AcceptedValuesCheck,
+    AlertOn,
+    Alerts,
+    AnyCheck,
+    Check,
+    FreshnessCheck,
+    NotNullCheck,
+    OnFail,
+    Over,
+    RowCountCheck,
+    SchemaContract,
+    SqlCheck,
+    UniqueCheck,
+    unique_check_names,
+)
 from tg_actors.redaction import mask_value
 
 # the source models (jobsource.py) and the building blocks (jobbase.py), re-exported: callers
 # import every job model from here
 __all__ = [
+    "AcceptedValuesCheck",
+    "AlertOn",
+    "Alerts",
+    "AnyCheck",
+    "Check",
+    "FreshnessCheck",
+    "NotNullCheck",
+    "OnFail",
+    "Over",
+    "RowCountCheck",
+    "SchemaContract",
+    "SqlCheck",
+    "UniqueCheck",
     "ApiKeyAuth",
     "Auth",
     "BasicAuth",
@@ -298,6 +327,14 @@ class Destination(Strict):
         description="Rewrite a file of the whole table after each commit (absent: none).",
         examples=["parquet"],
     )  # absent: no export file
+    schema_contract: SchemaContract = Field(
+        SchemaContract.EVOLVE,
+        description="When a run's rows do not fit the existing table: evolve it (add columns,"
+        " widen types), freeze (fail the run naming the columns), discard_columns (drop new"
+        " columns; a retyped value that does not convert becomes NULL) or discard_rows (drop"
+        " the rows that do not fit, counted as rows_discarded).",
+        examples=["freeze"],
+    )
 
     @model_validator(mode="after")
     def _merge_needs_key(self) -> Destination:
@@ -359,6 +396,26 @@ class JobSpec(Strict):
         description="Where the records land: the table and how rows are written.",
         examples=[{"table": "orders", "write": "merge", "primary_key": ["id"]}],
     )
+    checks: list[Check] = Field(
+        [],
+        description="Checks run inside the commit transaction over `records` (the run's rows)"
+        " and `target` (the table after the write): a failing `fail` check lands nothing.",
+        examples=[
+            [
+                {"name": "ids_present", "sql": "SELECT count(*) = 0 FROM records WHERE id IS NULL"},
+                {"type": "row_count", "min": 1},
+                {"type": "unique", "columns": ["id"]},
+            ]
+        ],
+    )
+    alerts: Alerts | None = Field(
+        None,
+        description="Freshness alerts and which events go to the alert webhook (absent: runs"
+        " that fail for good and checks that fail).",
+        examples=[{"stale_after": "2h", "on": ["failed", "recovered", "check_failed"]}],
+    )
+
+    _unique_check_names = field_validator("checks")(unique_check_names)
 
     @model_validator(mode="after")
     def _known_placeholders(self, info: ValidationInfo) -> JobSpec:
@@ -472,6 +529,7 @@ def validation_errors(exc: ValidationError) -> list[tuple[str, str]]:
             p
             for i, p in enumerate(loc)
             if not (i > 0 and loc[i - 1] in _UNION_FIELDS and p in _TAGS)
+            and not (i > 1 and loc[i - 2] == "checks" and p in _CHECK_TAGS)
         ]
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
@@ -481,6 +539,7 @@ def validation_errors(exc: ValidationError) -> list[tuple[str, str]]:
 
 
 _UNION_FIELDS = {"auth", "paginate"}
+_CHECK_TAGS = {"sql", "row_count", "not_null", "unique", "accepted_values", "freshness"}
 _TAGS = {
     "none",
     "bearer",

@@ -117,6 +117,7 @@ class RunFinished(Message):
     pages: int
     seconds: float
     skipped: list[str] = []  # URLs (secrets masked) of responses a `skip` rule dropped
+    failed_checks: list[str] = []  # names of the `warn` checks that did not pass
 
 
 class RunFailed(Message):
@@ -128,6 +129,7 @@ class RunFailed(Message):
     rows: int = 0
     pages: int = 0
     final: bool = False  # not to be retried (a `fail` response rule matched)
+    failed_checks: list[str] = []  # names of the checks that did not pass (it failed on them)
 
 
 class RunStateChanged(Message):

@@ -87,6 +87,28 @@ def transform_sql_problem(sql: str) -> str | None:
     function. Decided by DuckDB's own parser (`extract_statements`, then the statement's parse
     tree from `json_serialize_sql`), not by patterns over the text. The sandbox of
     `apply_transform` stays as the second wall."""
+    return _select_problem(sql, _TRANSFORM)
+
+
+def check_sql_problem(sql: str) -> str | None:
+    """Why `sql` cannot be a `checks` query, or None: the transform's rules, over `records`
+    and `target` (store/checks.py runs it inside the commit transaction)."""
+    return _select_problem(sql, _CHECK)
+
+
+class _Reads:
+    """The relations a kind of query may read, and how its errors name them."""
+
+    def __init__(self, what: str, relations: frozenset[str]) -> None:
+        self.what, self.relations = what, relations
+        self.shown = " and ".join(f"`{r}`" for r in sorted(relations))
+
+
+_TRANSFORM = _Reads("a transform", frozenset({"records"}))
+_CHECK = _Reads("a check", frozenset({"records", "target"}))
+
+
+def _select_problem(sql: str, reads: _Reads) -> str | None:
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
@@ -96,11 +118,11 @@ def transform_sql_problem(sql: str) -> str | None:
         return "holds no statement" if not count else f"holds {count} statements; give one SELECT"
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
-        return f"must be a SELECT over `records` (read-only), not {kind.name}"
+        return f"must be a SELECT over {reads.shown} (read-only), not {kind.name}"
     tree = parse_tree(statements[0].query)
     if isinstance(tree, str):
         return f"cannot be checked: {tree}"
-    return _tree_problem(tree)
+    return _tree_problem(tree, reads)
 
 
 _parser: duckdb.DuckDBPyConnection | None = None
@@ -133,7 +155,8 @@ def parse_tree(query: str) -> dict[str, Any] | str:
     return dict(tree)
 
 
-def _tree_problem(tree: dict[str, Any]) -> str | None:
+def _tree_problem(tree: dict[str, Any], reads: _Reads) -> str | None:
+    only = f"{reads.what} reads only {reads.shown}"
     reads_records = False
     for ref, ctes in from_items(tree):
         kind = ref["type"]
@@ -142,20 +165,20 @@ def _tree_problem(tree: dict[str, Any]) -> str | None:
             qualified = ".".join(
                 p for p in (ref.get("catalog_name"), ref.get("schema_name"), name) if p
             )
-            if qualified.lower() not in ctes | {"records"}:
-                return f"reads {qualified!r}: a transform reads only the relation `records`"
-            reads_records = reads_records or name.lower() == "records"
+            if qualified.lower() not in ctes | reads.relations:
+                return f"reads {qualified!r}: {only}"
+            reads_records = reads_records or name.lower() in reads.relations
         elif kind == "TABLE_FUNCTION":
             function = ref.get("function") or {}
             name = str(function.get("function_name", "?"))
             if name.lower() not in TABLE_FUNCTIONS or function.get("schema"):
-                return f"calls {name}(): a transform reads only the relation `records`"
+                return f"calls {name}(): {only}"
         elif kind == "SHOW_REF":
-            return "DESCRIBE, SHOW and SUMMARIZE are not transforms; give a SELECT over `records`"
+            return f"DESCRIBE, SHOW and SUMMARIZE are not allowed; give a SELECT over {reads.shown}"
         elif kind not in FROM_KINDS:
-            return f"uses {kind} in FROM; give a SELECT over `records`"
+            return f"uses {kind} in FROM; give a SELECT over {reads.shown}"
     if not reads_records:
-        return "must read from `records` (SELECT ... FROM records)"
+        return f"must read from {reads.shown} (SELECT ... FROM records)"
     return None
 
 
