@@ -311,8 +311,12 @@ class ApiService:
         return [public_run(r) for r in rows]
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """The run, with `checks`: its check results (empty when its job has none)."""
         row = await self._db.get_run(run_id)
-        return public_run(row) if row else None
+        if not row:
+            return None
+        checks = await self._db.run_checks(run_id)
+        return {**public_run(row), "checks": jsonable(checks)}
 
     async def run_logs(self, run_id: str) -> list[dict[str, Any]] | None:
         if await self._db.get_run(run_id) is None:

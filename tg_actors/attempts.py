@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import pyarrow as pa
 
-from tg_actors.jobs import TABLE_NAME, ExportFormat, WriteMode
+from tg_actors.jobs import TABLE_NAME, AnyCheck, ExportFormat, SchemaContract, WriteMode
 from tg_actors.runstate import Trigger
 
 _MODES = ", ".join(mode.value for mode in WriteMode)
@@ -130,11 +130,25 @@ class Commit:
     reset_state: bool = False
     job: str = ""  # whose positions (and, with reset_state, cursor) this commit writes
     skipped_requests: int = 0  # responses a `skip` rule dropped (tg.runs.skipped_requests)
+    # the job's checks, run inside the commit transaction (store/checks.py)
+    checks: tuple[AnyCheck, ...] = ()
+    schema_contract: SchemaContract = SchemaContract.EVOLVE
 
     def __post_init__(self) -> None:
         _text(self, "run_id", self.run_id)
         _text(self, "job", self.job)
         _count(self, "skipped_requests", self.skipped_requests)
+        object.__setattr__(self, "checks", tuple(self.checks))
+        for check in self.checks:
+            if not hasattr(check, "label") or not hasattr(check, "on_fail"):
+                _refuse(self, "checks", check, "a tuple of the job's checks")
+        try:
+            object.__setattr__(self, "schema_contract", SchemaContract(self.schema_contract))
+        except ValueError:
+            contracts = ", ".join(c.value for c in SchemaContract)
+            _refuse(
+                self, "schema_contract", self.schema_contract, f"one of {contracts}", ValueError
+            )
         if (self.positions or self.reset_state) and not self.job:
             raise ValueError("Commit.job must name the job when positions or reset_state are set")
         if self.positions is not None and not isinstance(self.positions, dict):

@@ -18,6 +18,8 @@ TGError
 ├── ForEachError                a run's source.for_each rows could not be read
 ├── TransformError              transform.sql failed
 ├── DestinationError            the DuckDB write failed (schema, primary key)
+│   ├── ChecksFailed            a `fail` check did not pass: nothing committed (never retried)
+│   └── SchemaFrozen            schema_contract freeze, and the rows bring new or changed columns
 ├── QueryError                  a query over the live database (POST /api/sql) was not answered
 │   ├── QueryRefused            not one read-only statement over what it may read
 │   ├── QueryFailed             DuckDB failed the read (unknown column, a bad parameter)
@@ -160,6 +162,50 @@ class TransformError(TGError):
 
 class DestinationError(TGError):
     pass
+
+
+class ChecksFailed(DestinationError):
+    """A `fail` check did not pass: the commit was rolled back. Not retried (the same rows
+    would fail again); `results` holds every check of the attempt as {name, passed, value,
+    on_fail} (store/checks.py)."""
+
+    final = True
+
+    def __init__(self, table: str, results: list[dict[str, object]]) -> None:
+        self.table, self.results = table, results
+        failed = [r for r in results if not r["passed"] and r["on_fail"] == "fail"]
+        shown = "; ".join(f"{r['name']} (value: {r['value']})" for r in failed)
+        super().__init__(f"table {table}: check failed, nothing committed: {shown}")
+
+    def __reduce__(self) -> tuple[type[ChecksFailed], tuple[str, list[dict[str, object]]]]:
+        return type(self), (self.table, self.results)  # it crosses Ray to the engine
+
+    def failed_names(self) -> list[str]:
+        """Every check that did not pass, `warn` ones included."""
+        return [str(r["name"]) for r in self.results if not r["passed"]]
+
+
+class SchemaFrozen(DestinationError):
+    """schema_contract freeze, and the run's rows bring new or changed columns: never retried
+    (the next try brings the same columns)."""
+
+    final = True
+
+    def __init__(self, table: str, new: list[str], changed: list[str]) -> None:
+        self._args = (table, new, changed)
+        parts = []
+        if new:
+            parts.append("new column(s) " + ", ".join(new))
+        if changed:
+            parts.append("changed column(s) " + ", ".join(changed))
+        super().__init__(
+            f"table {table}: schema_contract is freeze and the run's rows bring "
+            + "; ".join(parts)
+            + "; nothing committed"
+        )
+
+    def __reduce__(self) -> tuple[type[SchemaFrozen], tuple[str, list[str], list[str]]]:
+        return type(self), self._args  # it crosses Ray to the engine
 
 
 class QueryError(TGError):

@@ -135,6 +135,10 @@ class Database(Protocol):
         """The run's log lines in ts order (insertion order among equal ts)."""
         ...
 
+    async def run_checks(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's check results in the job's order: [{name, passed, value, on_fail}]."""
+        ...
+
     async def stage_batch(
         self,
         run_id: str,

@@ -64,10 +64,11 @@ def _is_duration(schema: dict[str, Any]) -> bool:
 def _options(schema: dict[str, Any]) -> list[dict[str, Any]]:
     """The alternatives of a union, nested unions flattened, `null` left out (a field that
     may be null is optional: its default says so)."""
-    if "anyOf" not in schema or _is_duration(schema):
+    union = schema.get("anyOf") or schema.get("oneOf")  # oneOf: checks, `type` optional in one
+    if union is None or _is_duration(schema):
         return [schema]
     out: list[dict[str, Any]] = []
-    for option in schema["anyOf"]:
+    for option in union:
         if option.get("type") != "null":
             out.extend(_options(option))
     return out

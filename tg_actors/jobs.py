@@ -412,7 +412,12 @@ class JobSpec(Strict):
         None,
         description="Freshness alerts and which events go to the alert webhook (absent: runs"
         " that fail for good and checks that fail).",
-        examples=[{"stale_after": "2h", "on": ["failed", "recovered", "check_failed"]}],
+        examples=[
+            {
+                "stale_after": "2h",
+                "on": [AlertOn.FAILED.value, AlertOn.RECOVERED.value, AlertOn.CHECK_FAILED.value],
+            }
+        ],
     )
 
     _unique_check_names = field_validator("checks")(unique_check_names)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from tg_actors.jobbase import Duration, Strict, is_input
+from tg_actors.runstate import RunState
 
 COLUMN = Annotated[str, Field(min_length=1, max_length=255)]
 
@@ -40,7 +41,7 @@ class SchemaContract(enum.StrEnum):
 
 
 class AlertOn(enum.StrEnum):
-    FAILED = "failed"  # a run failed for good
+    FAILED = RunState.FAILED.value  # a run failed for good
     RECOVERED = "recovered"  # the first success after a failure or after going stale
     CHECK_FAILED = "check_failed"  # a check did not pass (fail or warn)
     STALE = "stale"  # no success for `stale_after`
@@ -103,7 +104,7 @@ class SqlCheck(_Check):
 class RowCountCheck(_Check):
     """The number of rows is within [min, max]."""
 
-    type: Literal["row_count"]
+    type: Literal["row_count"] = Field(description="The kind of check.", examples=["row_count"])
     min: int | None = Field(None, ge=0, description="Fewest rows that pass.", examples=[1])
     max: int | None = Field(None, ge=0, description="Most rows that pass.", examples=[100000])
     over: Over = Field(
@@ -127,7 +128,7 @@ class RowCountCheck(_Check):
 class NotNullCheck(_Check):
     """No row has a NULL in any of `columns`."""
 
-    type: Literal["not_null"]
+    type: Literal["not_null"] = Field(description="The kind of check.", examples=["not_null"])
     columns: list[COLUMN] = Field(
         min_length=1, description="Columns that must never be NULL.", examples=[["id", "amount"]]
     )
@@ -144,7 +145,7 @@ class NotNullCheck(_Check):
 class UniqueCheck(_Check):
     """No two rows share the values of `columns`."""
 
-    type: Literal["unique"]
+    type: Literal["unique"] = Field(description="The kind of check.", examples=["unique"])
     columns: list[COLUMN] = Field(
         min_length=1, description="Columns whose values together are unique.", examples=[["id"]]
     )
@@ -161,7 +162,9 @@ class UniqueCheck(_Check):
 class AcceptedValuesCheck(_Check):
     """Every non-NULL value of `column` is one of `values` (compared as text)."""
 
-    type: Literal["accepted_values"]
+    type: Literal["accepted_values"] = Field(
+        description="The kind of check.", examples=["accepted_values"]
+    )
     column: COLUMN = Field(description="The column checked.", examples=["status"])
     values: list[str | int | float | bool] = Field(
         min_length=1,
@@ -182,7 +185,7 @@ class FreshnessCheck(_Check):
     """The newest value of `column` (a timestamp or date; naive means UTC) is at most
     `max_age` old when the run commits."""
 
-    type: Literal["freshness"]
+    type: Literal["freshness"] = Field(description="The kind of check.", examples=["freshness"])
     column: COLUMN = Field(description="A timestamp or date column.", examples=["updated_at"])
     max_age: Duration = Field(description="How old the newest value may be.", examples=["1d"])
     over: Over = Field(
@@ -212,7 +215,9 @@ Check = Annotated[
     | Annotated[FreshnessCheck, Tag("freshness")],
     Discriminator(_check_kind),
 ]
-AnyCheck = SqlCheck | RowCountCheck | NotNullCheck | UniqueCheck | AcceptedValuesCheck | FreshnessCheck
+AnyCheck = (
+    SqlCheck | RowCountCheck | NotNullCheck | UniqueCheck | AcceptedValuesCheck | FreshnessCheck
+)
 
 
 def unique_check_names(checks: list[Any]) -> list[Any]:
@@ -238,7 +243,7 @@ class Alerts(Strict):
     on: list[AlertOn] = Field(
         [AlertOn.FAILED, AlertOn.RECOVERED, AlertOn.CHECK_FAILED, AlertOn.STALE],
         description="The events that go to the webhook (default: all of them).",
-        examples=[["failed", "recovered", "check_failed"]],
+        examples=[[AlertOn.FAILED.value, AlertOn.RECOVERED.value, AlertOn.CHECK_FAILED.value]],
     )
 
     @field_validator("stale_after")

@@ -34,7 +34,7 @@ NO_TABLE = "there is no data table of that name"
 """The end of the refusal of a plain name that is no table (a for_each run says which job
 writes it)."""
 
-TG_TABLES = frozenset({"runs", "run_logs", "jobs", "state"})
+TG_TABLES = frozenset({"runs", "run_logs", "run_checks", "jobs", "state"})
 """The tables of schema `tg` a query may read (tg.run_checkpoints and staging are internal)."""
 
 # SHOW forms that list names, not rows: SHOW TABLES, SHOW ALL TABLES, SHOW DATABASES, SCHEMAS

@@ -169,8 +169,19 @@ def run_detail_rows(run: dict[str, Any] | None) -> list[list[Any]]:
     """(field, value) rows: the contract's fields first, then any extra ones; values as text."""
     if not run:
         return []
-    fields = RUN_FIELDS + [k for k in run if k not in RUN_FIELDS]
-    return [[name, "" if run.get(name) is None else str(run.get(name))] for name in fields]
+    fields = RUN_FIELDS + [k for k in run if k not in RUN_FIELDS and k != "checks"]
+    rows = [[name, "" if run.get(name) is None else str(run.get(name))] for name in fields]
+    return rows + check_rows(run.get("checks") or [])
+
+
+def check_rows(checks: Iterable[dict[str, Any]]) -> list[list[Any]]:
+    """A run's check results as (`check NAME`, `passed: VALUE` / `FAILED (fail|warn): VALUE`)."""
+    out = []
+    for check in checks:
+        verdict = "passed" if check.get("passed") else f"FAILED ({check.get('on_fail')})"
+        value = check.get("value")
+        out.append([f"check {check.get('name')}", verdict + (f": {value}" if value else "")])
+    return out
 
 
 def shown_run(rows: Sequence[Sequence[Any]] | None) -> tuple[str, str]:

@@ -64,7 +64,14 @@ def test_schema_created_with_parent_dir(store: DuckStore, db_path: Path) -> None
     tables = rows(
         store, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'tg' ORDER BY 1"
     )
-    assert [t for (t,) in tables] == ["jobs", "run_checkpoints", "run_logs", "runs", "state"]
+    assert [t for (t,) in tables] == [
+        "jobs",
+        "run_checkpoints",
+        "run_checks",
+        "run_logs",
+        "runs",
+        "state",
+    ]
     assert store.list_tables() == []
 
 
@@ -139,7 +146,7 @@ def test_run_fields_update_get_and_order(store: DuckStore) -> None:
     assert set(run) == {
         "run_id", "job", "state", "trigger", "attempt", "scheduled_for", "queued_at",
         "started_at", "finished_at", "rows_loaded", "pages", "error", "priority", "engine",
-        "range_from", "range_to", "skipped_requests",
+        "range_from", "range_to", "skipped_requests", "rows_discarded",
     }  # fmt: skip
     assert run["state"] == "queued" and run["attempt"] == 1 and run["priority"] == 70
     assert run["scheduled_for"] == T0 and run["scheduled_for"].tzinfo is UTC

@@ -28,7 +28,7 @@ from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
 from tg_actors.engine.fanout import build_commit, extract_chains, fans_out, plain_filter
 from tg_actors.engine.sync import Stage, SyncResult, extract_and_stage
-from tg_actors.errors import IllegalTransition, StaleAttempt
+from tg_actors.errors import ChecksFailed, IllegalTransition, StaleAttempt
 from tg_actors.jobs import JobSpec, OAuth2RefreshToken
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
@@ -301,6 +301,10 @@ class SyncEngine:
                 spec.timeout.total_seconds(),
             )
             rows = await self._db.commit_run(build_commit(spec, run_id, attempt, begun, result))
+            failed_checks = []
+            if spec.checks:  # which `warn` checks did not pass, for alerts and metrics
+                outcome = await self._db.run_checks(run_id)
+                failed_checks = [str(c["name"]) for c in outcome if not c["passed"]]
         except asyncio.CancelledError:
             if run_id not in self._cancelled:
                 raise  # the engine itself is stopping
@@ -323,7 +327,8 @@ class SyncEngine:
                 attempt=attempt,
                 error=describe(exc),
                 pages=pages_seen,
-                final=bool(getattr(exc, "final", False)),  # a `fail` rule: no retry
+                final=bool(getattr(exc, "final", False)),  # a `fail` rule or check: no retry
+                failed_checks=list(exc.failed_names()) if isinstance(exc, ChecksFailed) else [],
             )
             await self._status.submit(failed)
             return None
@@ -335,6 +340,7 @@ class SyncEngine:
             pages=result.pages,
             seconds=result.seconds,
             skipped=list(result.skipped),
+            failed_checks=failed_checks,
         )
         await self._status.submit(finished)
         return SyncResult(rows, result.pages, result.seconds, result.cursor)

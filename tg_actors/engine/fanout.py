@@ -408,4 +408,6 @@ def build_commit(
         reset_state=refresh,
         job=spec.name,
         skipped_requests=len(result.skipped),
+        checks=tuple(spec.checks),
+        schema_contract=dest.schema_contract,
     )

@@ -370,6 +370,9 @@ class Database:
     async def get_logs(self, run_id: str) -> list[dict[str, Any]]:
         return await self._call(self._store.get_logs, run_id)
 
+    async def run_checks(self, run_id: str) -> list[dict[str, Any]]:
+        return await self._call(self._store.run_checks, run_id)
+
     async def stage_batch(
         self,
         run_id: str,

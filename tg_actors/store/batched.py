@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from tg_actors.attempts import Begin, Begun, Commit, Resume
 from tg_actors.errors import DestinationError, IllegalTransition, RunNotFound, StaleAttempt
-from tg_actors.jobs import WriteMode
+from tg_actors.jobs import SchemaContract, WriteMode
 from tg_actors.runstate import RunState
 from tg_actors.store import progress, writes
 
@@ -218,6 +218,8 @@ def _groupable(commit: Commit, staged: set[str]) -> pa.Table | None:
     if commit.batch is None or commit.run_id in staged or commit.write is not WriteMode.APPEND:
         return None
     if commit.positions or commit.reset_state or commit.skipped_requests:  # one by one
+        return None
+    if commit.checks or commit.schema_contract is not SchemaContract.EVOLVE:  # one by one
         return None
     try:
         typed = writes.typed_batch(commit.run_id, commit.batch)

@@ -446,6 +446,16 @@ class DuckStore:
         ).fetchall()
         return [{"ts": utc(ts), "level": level, "message": message} for ts, level, message in rows]
 
+    def run_checks(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's check results in the job's order: [{name, passed, value, on_fail}]."""
+        rows = self.con.execute(
+            "SELECT name, passed, value, on_fail FROM tg.run_checks WHERE run_id = ?"
+            " ORDER BY rowid",
+            [run_id],
+        ).fetchall()
+        keys = ("name", "passed", "value", "on_fail")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
     # -- data path (writes.py) -------------------------------------------------------------
 
     def stage_batch(

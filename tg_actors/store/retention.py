@@ -68,6 +68,7 @@ def prune_history(
                 logs += _count(
                     con, f"DELETE FROM tg.run_logs WHERE run_id IN ({listed})", [expired]
                 )
+                con.execute(f"DELETE FROM tg.run_checks WHERE run_id IN ({listed})", [expired])
                 # closed runs have no staging left, unless a crash kept some
                 leftovers = set(writes.staged_run_ids(con)) | set(progress.run_ids(con))
                 for run_id in sorted(leftovers.intersection(expired)):

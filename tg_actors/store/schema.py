@@ -59,6 +59,7 @@ RUN_FIELDS = (
     "range_from",  # a backfill's range, None for other runs
     "range_to",
     "skipped_requests",
+    "rows_discarded",  # rows a `discard_rows` schema contract dropped
 )
 UPDATABLE_RUN_FIELDS = frozenset(
     {"state", "attempt", "started_at", "finished_at", "error", "rows_loaded", "pages", "engine"}
@@ -128,6 +129,19 @@ _DDL = (
     "ALTER TABLE tg.runs ADD COLUMN IF NOT EXISTS range_to TIMESTAMPTZ",
     # responses a `skip` response rule dropped (their URLs are in the run's logs)
     "ALTER TABLE tg.runs ADD COLUMN IF NOT EXISTS skipped_requests INTEGER DEFAULT 0",
+    # rows of the run a `discard_rows` schema contract dropped (they did not fit the table)
+    "ALTER TABLE tg.runs ADD COLUMN IF NOT EXISTS rows_discarded BIGINT DEFAULT 0",
+    # the results of a run's `checks`, written by the commit (store/checks.py): in the commit
+    # transaction when it lands, on their own when a `fail` check rolled it back
+    """CREATE TABLE IF NOT EXISTS tg.run_checks (
+        run_id VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        passed BOOLEAN NOT NULL,
+        value VARCHAR,                   -- what was measured, as text (or the check's error)
+        on_fail VARCHAR NOT NULL,        -- 'fail' | 'warn'
+        checked_at TIMESTAMPTZ NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS run_checks_run_id ON tg.run_checks (run_id)",
     # where an open run resumes: written in the transaction that stages the batch it follows,
     # deleted in the one that commits or discards the run (store/progress.py)
     """CREATE TABLE IF NOT EXISTS tg.run_checkpoints (

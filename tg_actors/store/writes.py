@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from tg_actors.attempts import Commit
 from tg_actors.errors import (
+    ChecksFailed,
     DestinationError,
     IllegalTransition,
     RunNotFound,
@@ -39,7 +40,7 @@ from tg_actors.errors import (
 )
 from tg_actors.jobs import WriteMode
 from tg_actors.runstate import RunState
-from tg_actors.store import progress
+from tg_actors.store import checks, contract, progress
 from tg_actors.store.evolve import Columns, evolve, select_list
 from tg_actors.store.schema import OPEN_STATES, one, quote
 
@@ -209,15 +210,36 @@ def _append_stage(
     )
 
 
-def commit_run(con: duckdb.DuckDBPyConnection, commit: Commit, now: datetime) -> int:
+def commit_run(
+    con: duckdb.DuckDBPyConnection,
+    commit: Commit,
+    now: datetime,
+    crashed: dict[str, str] | None = None,
+) -> int:
     """Move the run's rows into `main.<table>`, write the cursor, mark the run succeeded.
 
     The rows are the staged ones, or `commit.batch` when the run staged nothing: then they go
     from the Arrow table straight into the target, with no staging table at all. When the run
     has staging too, the batch is appended to it (in the same transaction) and staging commits.
+    The schema contract (contract.py) decides what rows that do not fit the table do; the
+    checks (checks.py) run after the write, in the same transaction, and a failing `fail`
+    check rolls it all back (ChecksFailed; the results are then recorded on their own).
     The Commit was checked when it was built (tg_actors/attempts.py): its table name is valid.
     """
-    run_id, table, mode = commit.run_id, commit.table, commit.write
+    try:
+        return _commit_run(con, commit, now, crashed or {})
+    except checks.CheckCrashed as exc:  # it aborted the transaction: again, recorded as failed
+        return commit_run(con, commit, now, {**(crashed or {}), exc.name: exc.error})
+    except ChecksFailed as exc:  # rolled back: the results are kept all the same
+        with transaction(con):
+            checks.record(con, commit.run_id, [checks.CheckResult.of(r) for r in exc.results], now)
+        raise
+
+
+def _commit_run(
+    con: duckdb.DuckDBPyConnection, commit: Commit, now: datetime, crashed: dict[str, str]
+) -> int:
+    run_id, table = commit.run_id, commit.table
     batch, cursor, widen_to_varchar = commit.batch, commit.cursor, commit.widen_to_varchar
     stage = stage_table(run_id)
     staged = _exists(con, "tg", f"stage_{run_id}")
@@ -236,14 +258,12 @@ def commit_run(con: duckdb.DuckDBPyConnection, commit: Commit, now: datetime) ->
             source, n = (stage, _count(con, stage)) if staged else (_COMMIT_BATCH, 0)
             if not staged and incoming is not None:
                 n = int(incoming.num_rows)
-            key = list(commit.primary_key)
-            if n:
-                rows = write_rows(con, source, n, table, mode, key, widen_to_varchar)
-            else:
-                rows = 0
-                if mode is WriteMode.REPLACE:  # the table becomes the run's rows: none
-                    known = source if staged or incoming is not None else None
-                    empty_table(con, known, table, widen_to_varchar)
+            rows, written, fitted = _write(
+                con, commit, source, n, staged or incoming is not None, now
+            )
+            if commit.checks:
+                _run_checks(con, commit, written, now, crashed)
+            contract.drop_fit(con, fitted)
             if commit.reset_state:  # a refresh: the state becomes this run's
                 value = None if cursor is None else cursor[1]
                 progress.reset_state(con, commit.job, value, commit.positions, run_id, now)
@@ -254,8 +274,16 @@ def commit_run(con: duckdb.DuckDBPyConnection, commit: Commit, now: datetime) ->
                     progress.write_positions(con, commit.job, commit.positions, run_id, now)
             con.execute(
                 "UPDATE tg.runs SET state = ?, finished_at = ?, rows_loaded = ?,"
-                " pages = ?, skipped_requests = ? WHERE run_id = ?",
-                [RunState.SUCCEEDED, now, rows, commit.pages, commit.skipped_requests, run_id],
+                " pages = ?, skipped_requests = ?, rows_discarded = ? WHERE run_id = ?",
+                [
+                    RunState.SUCCEEDED,
+                    now,
+                    rows,
+                    commit.pages,
+                    commit.skipped_requests,
+                    0 if fitted is None else fitted.discarded,
+                    run_id,
+                ],
             )
             _tidy(con, run_id, staged)
             return rows
@@ -264,6 +292,73 @@ def commit_run(con: duckdb.DuckDBPyConnection, commit: Commit, now: datetime) ->
     finally:
         if incoming is not None:
             con.unregister(_COMMIT_BATCH)
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    commit: Commit,
+    source: str,
+    n: int,
+    known: bool,
+    now: datetime,
+) -> tuple[int, str | None, contract.Fitted | None]:
+    """Write the run's `n` rows of `source` (`known`: it exists, staging or the batch) by the
+    schema contract, logging what changed the table; (rows written, the relation they were
+    written from, the contract's Fitted)."""
+    table, mode, widen_to_varchar = commit.table, commit.write, commit.widen_to_varchar
+    if not n:
+        if mode is WriteMode.REPLACE:  # the table becomes the run's rows: none
+            empty_table(con, source if known else None, table, widen_to_varchar)
+            return 0, source if known else None, None
+        return 0, None, None
+    run_id, target = commit.run_id, "main." + quote(table)
+    have = _describe(con, target) if _exists(con, "main", table) else None
+    cols = {k: v for k, v in _describe(con, source).items() if k != SEQ}
+    fitted = contract.fit(con, source, n, have, cols, commit.schema_contract, table)
+    key = list(commit.primary_key)
+    rows = write_rows(con, fitted.source, fitted.rows, table, mode, key, widen_to_varchar)
+    if fitted.note:
+        _log(con, run_id, now, "WARNING", f"table {table}: {fitted.note}")
+    diff = contract.column_diff(have, _describe(con, target), cols)
+    if diff is not None:
+        _log(con, run_id, now, "INFO", f"schema change in table {table}: {diff}")
+    return rows, fitted.source, fitted
+
+
+def _run_checks(
+    con: duckdb.DuckDBPyConnection,
+    commit: Commit,
+    written: str | None,
+    now: datetime,
+    crashed: dict[str, str],
+) -> None:
+    """Evaluate the commit's checks over the rows written and the table, record them, and
+    raise ChecksFailed (rolling the commit back) when a `fail` check did not pass."""
+    table = commit.table
+    exists = _exists(con, "main", table)
+    if written is not None:
+        records = f"SELECT * EXCLUDE ({SEQ}) FROM {written}"
+    elif exists:  # no rows: the table's columns, none of its rows
+        records = f"SELECT * FROM main.{quote(table)} LIMIT 0"
+    else:
+        records = "SELECT NULL AS no_rows LIMIT 0"
+    target = f"SELECT * FROM main.{quote(table)}" if exists else "SELECT * FROM records LIMIT 0"
+    results = checks.evaluate(con, commit.checks, records, target, now, crashed)
+    checks.record(con, commit.run_id, results, now)
+    for result in results:
+        if not result.passed and not result.blocking:
+            text = f"check {result.name} did not pass (warn): {result.value}"
+            _log(con, commit.run_id, now, "WARNING", text)
+    if any(result.blocking for result in results):
+        raise ChecksFailed(table, [result.to_public() for result in results])
+
+
+def _log(con: duckdb.DuckDBPyConnection, run_id: str, now: datetime, level: str, text: str) -> None:
+    """A line of the run's logs, written in the caller's transaction."""
+    con.execute(
+        "INSERT INTO tg.run_logs (run_id, ts, level, message) VALUES (?, ?, ?, ?)",
+        [run_id, now, level, text],
+    )
 
 
 def _check_commit(con: duckdb.DuckDBPyConnection, run_id: str, attempt: int | None) -> int | None:
