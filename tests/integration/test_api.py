@@ -506,3 +506,35 @@ def test_preview_of_a_bad_job_is_422_by_line_with_a_suggestion(api: httpx.Client
     item = response.json()["detail"][0]
     assert item["loc"] == ["body", "source", "methd"] and (item["line"], item["column"]) == (4, 3)
     assert "did you mean" in item["msg"] and "method" in item["msg"]
+
+
+def test_a_run_answers_its_check_results(api: httpx.Client) -> None:
+    base = str(api.base_url).rstrip("/")
+    job = {
+        "name": "checked",
+        "source": {
+            "url": f"{base}/demo/orders",
+            "params": {"per_page": 1000},
+            "records": "$.data",
+            "paginate": {"type": "page"},
+        },
+        "destination": {"table": "checked", "write": "merge", "primary_key": ["id"]},
+        "checks": [
+            {"type": "row_count", "min": 1},
+            {"type": "unique", "columns": ["id"]},
+            {"name": "never", "sql": "SELECT false FROM records LIMIT 1", "on_fail": "warn"},
+        ],
+    }
+    assert api.put("/api/jobs/checked", json=job, headers=AUTH).status_code == 201
+    run_id = api.post("/api/jobs/checked/runs", headers=AUTH).json()["run_id"]
+    run = wait_run(api, run_id)
+    assert run["state"] == "succeeded" and run["rows_loaded"] > 0
+    assert run["rows_discarded"] == 0
+    assert [(c["name"], c["passed"], c["on_fail"]) for c in run["checks"]] == [
+        ("row_count_records", True, "fail"),
+        ("unique_id", True, "fail"),
+        ("never", False, "warn"),
+    ]
+    logs = api.get(f"/api/runs/{run_id}/logs", headers=AUTH).json()
+    assert any("check never did not pass (warn)" in line["message"] for line in logs)
+    assert api.delete("/api/jobs/checked", headers=AUTH).status_code == 204

@@ -179,3 +179,35 @@ def test_failing_transform_names_the_job_and_the_sql(
     assert failed["state"] == "failed"
     assert "job bad_sql: transform failed" in str(failed["error"])
     assert "SELECT nope FROM records" in str(failed["error"])
+
+
+def test_a_failing_check_fails_the_run_once_and_lands_nothing(
+    tmp_path: Path, namespace: str, fake: tuple[FakeApi, str]
+) -> None:
+    api, url = fake
+    api.add(1, 150, updated=later(1))
+    checks = """checks:
+  - {name: no_negative, sql: "SELECT count(*) = 0 FROM records WHERE amount < 0"}
+  - {type: row_count, min: 1000, on_fail: warn}"""
+    write_job(
+        tmp_path / "configs", "checked", job_yaml("checked", url, INCREMENTAL + "\n" + checks)
+    )
+    with running_system(tmp_path, namespace) as rt:
+        first = run(rt, "checked")
+        assert first["state"] == "succeeded" and first["rows_loaded"] == 150  # warn: lands
+        outcome = ray.get(rt.db.run_checks.remote(first["run_id"]))
+        assert [(c["name"], c["passed"]) for c in outcome] == [
+            ("no_negative", True),
+            ("row_count_records", False),
+        ]
+        api.touch([5, 6], later(30), amount=-1.0)
+        api.add(151, 10, updated=later(30))
+        failed = run(rt, "checked")
+        # a failing `fail` check is not retried (max_attempts is 2): the same rows would fail
+        assert failed["state"] == "failed" and failed["attempt"] == 1
+        assert "no_negative" in str(failed["error"]) and "nothing committed" in str(failed["error"])
+        assert ray.get(rt.db.cursor.remote("checked")) == "2024-01-01T00:01:00Z"
+        rows = query(rt, "SELECT count(*), min(amount) FROM checked")
+        outcome = ray.get(rt.db.run_checks.remote(failed["run_id"]))
+    assert rows == [(150, 1.0)]
+    assert outcome[0]["name"] == "no_negative" and outcome[0]["passed"] is False
