@@ -513,3 +513,18 @@ def test_format_module_does_not_import_gradio() -> None:
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not any(name.split(".")[0] == "gradio" for name in imported)
+
+
+def test_run_detail_shows_each_check_result_as_a_row() -> None:
+    run = {
+        "run_id": "r1",
+        "state": "failed",
+        "checks": [
+            {"name": "ids_present", "passed": False, "value": "False", "on_fail": "fail"},
+            {"name": "row_count_records", "passed": True, "value": "3 rows", "on_fail": "warn"},
+        ],
+    }
+    rows = fmt.run_detail_rows(run)
+    assert ["check ids_present", "FAILED (fail): False"] in rows
+    assert ["check row_count_records", "passed: 3 rows"] in rows
+    assert not any(row[0] == "checks" for row in rows)  # not a raw list
