@@ -11,7 +11,7 @@ from typing import Any
 
 from tg_actors.engine.preview import Known, preview_job
 from tg_actors.errors import TGError
-from tg_actors.jobs import JobSpec, WriteMode
+from tg_actors.jobs import JobSpec, SchemaContract, WriteMode
 from tg_actors.store.evolve import column_changes
 
 # a read-only query -> its rows as dicts; None: no database to ask
@@ -60,11 +60,23 @@ async def test_read(
     existing = dict(zip(have[0]["column_names"], have[0]["column_types"], strict=True))
     incoming = [(column["name"], column["type"]) for column in answer["columns"]]
     changes = column_changes(existing, incoming, widen_to_varchar=spec.destination.widen_to_varchar)
+    contract = spec.destination.schema_contract
     for column, change in zip(answer["columns"], changes, strict=True):
+        if contract is not SchemaContract.EVOLVE and change != "unchanged":
+            change = f"{change}; schema_contract {contract.value}: " + _CONTRACT_SAYS[contract]
         column["change"] = change
-        if change.startswith("incompatible"):
-            answer["warnings"].append(f"destination: {change}")
+        evolving = contract is SchemaContract.EVOLVE and change.startswith("incompatible")
+        if evolving or (contract is SchemaContract.FREEZE and change != "unchanged"):
+            answer["warnings"].append(f"destination: column {column['name']}: {change}")
     return answer
+
+
+_CONTRACT_SAYS = {
+    SchemaContract.FREEZE: "the run would fail, nothing committed",
+    SchemaContract.DISCARD_COLUMNS: "a new column is dropped; a changed one keeps the table's"
+    " type (NULL where a value does not convert)",
+    SchemaContract.DISCARD_ROWS: "rows with a value here that does not fit are dropped",
+}
 
 
 async def _quiet(sql: Sql, query: str, params: list[Any]) -> list[dict[str, Any]] | None:

@@ -538,3 +538,24 @@ def test_a_run_answers_its_check_results(api: httpx.Client) -> None:
     logs = api.get(f"/api/runs/{run_id}/logs", headers=AUTH).json()
     assert any("check never did not pass (warn)" in line["message"] for line in logs)
     assert api.delete("/api/jobs/checked", headers=AUTH).status_code == 204
+
+
+def test_preview_says_what_the_schema_contract_would_do(api: httpx.Client) -> None:
+    assert (
+        wait_run(api, api.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"])["state"]
+        == "succeeded"
+    )
+    demo = api.get("/api/jobs/demo", headers=AUTH).json()
+    job = {
+        **demo,
+        "transform": {"sql": "SELECT *, 1 AS extra FROM records"},
+        "destination": {**demo["destination"], "schema_contract": "freeze"},
+    }
+    job.pop("status", None)
+    response = api.post("/api/preview?pages=1", json={"job": job}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    changes = {c["name"]: c["change"] for c in answer["columns"]}
+    assert changes["extra"].startswith("new column; schema_contract freeze: the run would fail")
+    assert changes["id"] == "unchanged"
+    assert any("column extra" in w and "freeze" in w for w in answer["warnings"])
