@@ -139,6 +139,10 @@ class Database(Protocol):
         """The run's check results in the job's order: [{name, passed, value, on_fail}]."""
         ...
 
+    async def last_successes(self) -> dict[str, datetime]:
+        """Each job's newest finished_at of a succeeded run: {job: finished_at}."""
+        ...
+
     async def stage_batch(
         self,
         run_id: str,

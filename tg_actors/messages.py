@@ -143,6 +143,25 @@ class RunStateChanged(Message):
     error: str | None = None
 
 
+class JobStale(Message):
+    """A job with `alerts.stale_after` has had no successful run for that long (once per
+    stale period; `last_success_at` None: it never succeeded)."""
+
+    kind: Literal["job_stale"] = "job_stale"
+    job: str
+    last_success_at: datetime | None
+    stale_after_seconds: float
+
+
+class JobRecovered(Message):
+    """The first success of a job after it went stale or a run of it failed for good."""
+
+    kind: Literal["job_recovered"] = "job_recovered"
+    job: str
+    run_id: str
+    was: Literal["stale", "failed"]
+
+
 AnyMessage = Annotated[
     JobUpserted
     | JobDeleted
@@ -156,7 +175,9 @@ AnyMessage = Annotated[
     | RunProgressed
     | RunFinished
     | RunFailed
-    | RunStateChanged,
+    | RunStateChanged
+    | JobStale
+    | JobRecovered,
     Field(discriminator="kind"),
 ]
 MESSAGE_ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)

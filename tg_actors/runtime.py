@@ -246,6 +246,7 @@ def start(
         settings.alert_webhook_url,
         slots=settings.engine_slots,
         pool=Peer(POOL, ns),
+        alert_format=settings.alert_format,
     )
     ray.get(rt.scheduler.start.remote())
     log.info("runtime up in %.1fs: jobs %s", time.perf_counter() - began, report["loaded"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,8 @@ class Settings(BaseSettings):
     api_cache_seconds: float = Field(1.0, ge=0)  # GET /api/jobs and /api/runs share answers
     cors_origins: str = ""  # comma-separated origins allowed cross-site; none by default
     alert_webhook_url: str | None = None  # POSTed a JSON alert when a run fails for good
+    # json: our alert bodies; slack: Slack incoming-webhook bodies ({"text", "blocks"})
+    alert_format: Literal["json", "slack"] = "json"
     duckdb_memory_limit: str | None = "256MB"  # the Database actor's DuckDB buffer pool
     # which environment variables a job's `${NAME}` may name: comma-separated glob patterns
     # (a name starting TG_ matches only a pattern that itself starts with TG_)

@@ -21,7 +21,7 @@ from tg_actors import interfaces
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
 from tg_actors.errors import BackfillRefused, IllegalTransition, JobNotFound, RunNotFound
-from tg_actors.jobs import JobSpec
+from tg_actors.jobs import AlertOn, JobSpec
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
     TOPIC_CONFIG,
@@ -32,6 +32,8 @@ from tg_actors.messages import (
     EngineStarted,
     JobDeleted,
     JobPauseChanged,
+    JobRecovered,
+    JobStale,
     JobUpserted,
     RunCancelled,
     RunFailed,
@@ -46,8 +48,10 @@ from tg_actors.metrics import Histogram
 from tg_actors.names import SCHEDULER_GROUP, SCHEDULER_LEASE_GROUP
 from tg_actors.peer import face
 from tg_actors.runstate import RunState, Trigger, after_trigger, backfill_trigger
+from tg_actors.scheduler.alerts import check_failed, job_recovered, job_stale
 from tg_actors.scheduler.engines import Fleet
 from tg_actors.scheduler.error_handler import ErrorHandler
+from tg_actors.scheduler.freshness import Freshness, wants
 from tg_actors.scheduler.inflight import InFlight
 from tg_actors.scheduler.planning import (
     FireTimes,
@@ -99,6 +103,7 @@ class Scheduler:
         reconcile_seconds: float = RECONCILE_S,
         db_retry_s: float = DB_RETRY_S,
         publish_retry_s: float = PUBLISH_RETRY_S,
+        alert_format: str = "json",
     ) -> None:
         self._db: interfaces.Database = face(db)
         self._broker = BrokerClient(broker)
@@ -125,8 +130,13 @@ class Scheduler:
         self._mono = monotonic
         self._aged_at = monotonic()
         self._errors = ErrorHandler(
-            self._states, rng=self._rng, alert_webhook_url=alert_webhook_url
+            self._states,
+            rng=self._rng,
+            alert_webhook_url=alert_webhook_url,
+            alert_format=alert_format,
         )
+        self._freshness = Freshness()  # stale jobs, recoveries (scheduler/freshness.py)
+        self._checks_failed: dict[str, int] = {}  # job -> check results that did not pass
         self._in_flight = InFlight(lease_seconds, monotonic)  # handed to engines, not ended
         # the engines and capacity, and the runs of lost, silent or removed engines
         self._fleet = Fleet(
@@ -180,6 +190,7 @@ class Scheduler:
             for row in await self._db.list_jobs():
                 await self._load_job(row["name"], row["spec"], bool(row["paused"]))
                 self._versions[row["name"]] = (row["updated_at"], bool(row["paused"]))
+            self._freshness.load(await self._db.last_successes())
             await self._fleet.recover_open_runs()
             await self._reconcile_dependents()
             await self._states.flush()
@@ -320,6 +331,15 @@ class Scheduler:
             **(await self.status()),
             "retry_waiting": self._errors.waiting(),
             "lateness": self._lateness.snapshot(),
+            "last_success": {
+                job: at.timestamp() for job, at in self._freshness.last_successes().items()
+            },
+            "stale": {
+                job: 1.0 if self._freshness.is_stale(job) else 0.0
+                for job, entry in self._jobs.items()
+                if entry.spec.alerts is not None and entry.spec.alerts.stale_after is not None
+            },
+            "checks_failed": dict(self._checks_failed),
         }
 
     async def job_status(self, name: str | None = None) -> dict[str, dict[str, Any]]:
@@ -384,6 +404,7 @@ class Scheduler:
         else:
             watermark = await self._db.watermark(name) or self._now()
         self._jobs[name] = entry = JobEntry(spec, stored, paused, watermark)
+        self._freshness.known(name, self._now())
         self._dependents = None
         self._fires.set(name, self._now() if entry.schedulable else None)  # due now: catch-up
         self._wake.set()
@@ -408,6 +429,7 @@ class Scheduler:
             for run in await self._errors.release_due(self._now()):
                 self._queue.push(run.run_id, run.job, run.priority, self._now())
             await self._fleet.expire_leases()
+            await self._stale_jobs()
             # one point per AGING_EVERY: checking more often only costs a queue scan
             if self._mono() - self._aged_at >= AGING_EVERY.total_seconds():
                 self._queue.age(self._now(), AGING_EVERY)
@@ -536,6 +558,7 @@ class Scheduler:
     async def _drop_job(self, name: str) -> None:
         """The job is gone: it fires no more, and its runs still waiting are cancelled."""
         self._jobs.pop(name, None)
+        self._freshness.forget(name)
         self._versions.pop(name, None)
         self._dependents = None
         self._fires.set(name, None)
@@ -605,6 +628,7 @@ class Scheduler:
             self._errors.forget(run.run_id)  # a presumed-lost attempt that made it
             self._states.ended(run.run_id, RunState.SUCCEEDED)
             self._fleet.release(run.run_id)
+            await self._succeeded(message)
             await self._fire_dependents(run.job)
             return
         if attempt != run.attempt:  # of a superseded attempt: the current one owns the run
@@ -623,15 +647,56 @@ class Scheduler:
                     self._fleet.release(run.run_id)
             case RunFailed() if run.state is not RunState.RETRYING:
                 spec = self._spec_of(run.job)
-                await self._errors.failed(
+                retried = await self._errors.failed(
                     run, spec, message.error, message.pages, self._now(), final=message.final
                 )
+                self._checks_did_not_pass(message.run_id, run.job, message.failed_checks)
+                if not retried and self._states.get(run.run_id) is None:  # failed for good
+                    self._freshness.failed(run.job)
                 # released once recorded: should that fail (Database down for long), the run
                 # stays in flight, and its lease (no more heartbeats) brings it back
                 self._fleet.release(run.run_id)
 
+    async def _succeeded(self, message: RunFinished) -> None:
+        """A success: its checks that did not pass, and the recovery it may be (once)."""
+        self._checks_did_not_pass(message.run_id, message.job, message.failed_checks)
+        was = self._freshness.succeeded(message.job, message.ts)
+        if was is None:
+            return
+        spec = self._spec_of(message.job)
+        await self._broker.publish(
+            TOPIC_STATUS, JobRecovered(job=message.job, run_id=message.run_id, was=was)
+        )
+        log.info("job %s recovered (was %s): run %s", message.job, was, message.run_id)
+        if wants(spec, AlertOn.RECOVERED):
+            self._errors.alert(job_recovered(message.job, message.run_id, was, message.ts))
+
+    def _checks_did_not_pass(self, run_id: str, job: str, names: list[str]) -> None:
+        if not names:
+            return
+        self._checks_failed[job] = self._checks_failed.get(job, 0) + len(names)
+        if wants(self._spec_of(job), AlertOn.CHECK_FAILED):
+            self._errors.alert(check_failed(run_id, job, list(names), self._now()))
+
+    async def _stale_jobs(self) -> None:
+        """Jobs past their `alerts.stale_after` without a success: one job_stale each."""
+        now = self._now()
+        specs = {name: entry.spec for name, entry in self._jobs.items()}
+        for job, last in self._freshness.due(specs, now):
+            spec = specs[job]
+            limit = spec.alerts.stale_after if spec.alerts is not None else None
+            seconds = limit.total_seconds() if limit is not None else 0.0
+            log.warning("job %s is stale: no success since %s", job, last or "it was added")
+            await self._broker.publish(
+                TOPIC_STATUS,
+                JobStale(job=job, last_success_at=last, stale_after_seconds=seconds),
+            )
+            if wants(spec, AlertOn.STALE):
+                self._errors.alert(job_stale(job, last, seconds))
+
     async def _on_untracked(self, message: Any, attempt: int | None) -> None:
         if isinstance(message, RunFinished):
+            await self._succeeded(message)
             await self._fire_dependents(message.job)
         if isinstance(message, RunCancelled | RunFinished | RunFailed):
             if self._in_flight.attempt(message.run_id) == attempt:

@@ -41,6 +41,60 @@ def run_failed(
     }
 
 
+def job_stale(job: str, last_success_at: datetime | None, stale_after: float) -> dict[str, Any]:
+    """The body of the `job_stale` alert: no success for `stale_after` seconds."""
+    return {
+        "event": "job_stale",
+        "job": job,
+        "last_success_at": None if last_success_at is None else last_success_at.isoformat(),
+        "stale_after_seconds": stale_after,
+    }
+
+
+def job_recovered(job: str, run_id: str, was: str, at: datetime) -> dict[str, Any]:
+    """The body of the `job_recovered` alert: the first success after `was` (stale, failed)."""
+    return {
+        "event": "job_recovered",
+        "job": job,
+        "run_id": run_id,
+        "was": was,
+        "at": at.isoformat(),
+    }
+
+
+def check_failed(run_id: str, job: str, checks: list[str], at: datetime) -> dict[str, Any]:
+    """The body of the `check_failed` alert: the run's checks that did not pass."""
+    return {
+        "event": "check_failed",
+        "run_id": run_id,
+        "job": job,
+        "checks": checks,
+        "at": at.isoformat(),
+    }
+
+
+def slack(alert: dict[str, Any]) -> dict[str, Any]:
+    """`alert` as a Slack incoming-webhook body (TG_ALERT_FORMAT=slack): one readable line in
+    `text`, the fields kept in a section's mrkdwn."""
+    event, job = alert.get("event", "alert"), alert.get("job", "?")
+    if event == "run_failed":
+        text = f"turbo-giggle: run {alert.get('run_id')} of {job} failed: {alert.get('error')}"
+    elif event == "job_stale":
+        last = alert.get("last_success_at") or "never"
+        text = f"turbo-giggle: {job} is stale: no successful run since {last}"
+    elif event == "job_recovered":
+        text = f"turbo-giggle: {job} recovered (was {alert.get('was')}): run {alert.get('run_id')}"
+    elif event == "check_failed":
+        text = f"turbo-giggle: checks of {job} did not pass: {', '.join(alert.get('checks', []))}"
+    else:
+        text = f"turbo-giggle: {event} ({job})"
+    fields = "\n".join(f"*{k}*: {v}" for k, v in alert.items())
+    return {
+        "text": text,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": fields}}],
+    }
+
+
 def webhook_for_logs(url: str) -> str:
     """scheme://host:port, with `/***` when the URL had a path or query (its secret)."""
     try:
@@ -64,6 +118,7 @@ class AlertSender:
         max_elapsed: float = 300.0,
         max_pending: int = 100,
         timeout: float = 5.0,
+        format: str = "json",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -74,6 +129,7 @@ class AlertSender:
         self._max_elapsed = max_elapsed  # per alert: no retry starts past this
         self._max_pending = max(1, max_pending)
         self._timeout = timeout
+        self._slack = format == "slack"
         self._sleep, self._clock = sleep, clock
         self._pending: deque[dict[str, Any]] = deque()
         self._worker: asyncio.Task[None] | None = None
@@ -134,7 +190,7 @@ class AlertSender:
         reason = ""
         for attempt in range(1, self._tries + 1):
             try:
-                response = await client.post(self._url, json=alert)
+                response = await client.post(self._url, json=slack(alert) if self._slack else alert)
             except httpx.HTTPError as exc:
                 reason, retry = f"{type(exc).__name__}: {exc}", True
             else:

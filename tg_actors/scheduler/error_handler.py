@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from tg_actors.jobs import JobSpec
+from tg_actors.jobs import AlertOn, JobSpec
 from tg_actors.redaction import sanitize_url
 from tg_actors.retry import RetryPolicy
 from tg_actors.runstate import RunState
 from tg_actors.scheduler.alerts import AlertSender, run_failed
+from tg_actors.scheduler.freshness import wants
 from tg_actors.scheduler.states import StateManager, TrackedRun
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,16 @@ class ErrorHandler:
         rng: random.Random | None = None,
         alert_webhook_url: str | None = None,
         sender: AlertSender | None = None,
+        alert_format: str = "json",
     ) -> None:
         self._states = states
         self._rng = rng or random.Random()
         self._due: dict[str, datetime] = {}  # run_id -> when it goes back to the queue
         self._webhook = alert_webhook_url
         self._alerts: set[asyncio.Task[None]] = set()
-        self._sender = sender or (AlertSender(alert_webhook_url) if alert_webhook_url else None)
+        self._sender = sender or (
+            AlertSender(alert_webhook_url, format=alert_format) if alert_webhook_url else None
+        )
 
     def waiting(self) -> int:
         return len(self._due)
@@ -99,9 +103,14 @@ class ErrorHandler:
             run.attempt,
             error,
         )
-        if self._sender is not None:  # queued: the POST never blocks the Scheduler
+        if self._sender is not None and wants(spec, AlertOn.FAILED):  # never blocks us
             self._sender.send(run_failed(run.run_id, run.job, run.attempt, error, now))
         return False
+
+    def alert(self, body: dict[str, object]) -> None:
+        """Queue an alert for the webhook, if there is one (it never blocks the Scheduler)."""
+        if self._sender is not None:
+            self._sender.send(body)
 
     async def release_due(self, now: datetime) -> list[TrackedRun]:
         """Runs whose backoff is over, moved back to `queued` with the next attempt number."""

@@ -373,6 +373,9 @@ class Database:
     async def run_checks(self, run_id: str) -> list[dict[str, Any]]:
         return await self._call(self._store.run_checks, run_id)
 
+    async def last_successes(self) -> dict[str, datetime]:
+        return await self._call(self._store.last_successes)
+
     async def stage_batch(
         self,
         run_id: str,

@@ -446,6 +446,15 @@ class DuckStore:
         ).fetchall()
         return [{"ts": utc(ts), "level": level, "message": message} for ts, level, message in rows]
 
+    def last_successes(self) -> dict[str, datetime]:
+        """Each job's newest finished_at of a succeeded run: {job: finished_at}."""
+        rows = self.con.execute(
+            "SELECT job, max(finished_at) FROM tg.runs WHERE state = ? AND finished_at IS NOT"
+            " NULL GROUP BY job",
+            [RunState.SUCCEEDED],
+        ).fetchall()
+        return {str(job): utc(at) for job, at in rows}
+
     def run_checks(self, run_id: str) -> list[dict[str, Any]]:
         """The run's check results in the job's order: [{name, passed, value, on_fail}]."""
         rows = self.con.execute(
