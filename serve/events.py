@@ -2,8 +2,8 @@
 
 The Serve replica consumes the `status` topic in its own lossy consumer group ("api-events":
 when nobody reads fast enough the oldest events are dropped, the system never waits for a
-browser) and fans each RunStateChanged out to the connected clients, each with a bounded
-queue of its own (a slow client loses its oldest events, and is told so). The stream's first line,
+browser) and fans each RunStateChanged (event `run`), JobStale (`job_stale`) and JobRecovered
+(`job_recovered`) out to the connected clients, each with a bounded queue of its own (a slow client loses its oldest events, and is told so). The stream's first line,
 `: connected`, comes once the group is subscribed: from then on no event is missed.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from tg_actors.broker.client import BrokerClient
-from tg_actors.messages import TOPIC_STATUS, RunStateChanged
+from tg_actors.messages import TOPIC_STATUS, JobRecovered, JobStale, RunStateChanged
 
 log = logging.getLogger(__name__)
 GROUP = "api-events"
@@ -37,6 +37,24 @@ def event_data(message: RunStateChanged) -> dict[str, Any]:
     }
 
 
+def job_event(message: JobStale | JobRecovered) -> dict[str, Any]:
+    """The data of a `job_stale` / `job_recovered` event."""
+    if isinstance(message, JobStale):
+        last = message.last_success_at
+        return {
+            "job": message.job,
+            "last_success_at": None if last is None else last.isoformat(),
+            "stale_after_seconds": message.stale_after_seconds,
+            "ts": message.ts.isoformat(),
+        }
+    return {
+        "job": message.job,
+        "run_id": message.run_id,
+        "was": message.was,
+        "ts": message.ts.isoformat(),
+    }
+
+
 def sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
@@ -45,16 +63,16 @@ def sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
 class Client:
     def __init__(self, job: str | None) -> None:
         self.job = job
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(CLIENT_QUEUE)
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(CLIENT_QUEUE)
         self.dropped = 0
 
-    def offer(self, data: dict[str, Any]) -> None:
+    def offer(self, data: dict[str, Any], event: str = "run") -> None:
         if self.job is not None and data["job"] != self.job:
             return
         if self.queue.full():  # a slow reader loses its oldest event, not the others' events
             self.queue.get_nowait()
             self.dropped += 1
-        self.queue.put_nowait(data)
+        self.queue.put_nowait((event, data))
 
 
 class EventHub:
@@ -85,9 +103,13 @@ class EventHub:
     async def _fan_out(self, messages: list[Any]) -> None:
         for message in messages:
             if isinstance(message, RunStateChanged):
-                data = event_data(message)
-                for client in list(self._clients):
-                    client.offer(data)
+                event, data = "run", event_data(message)
+            elif isinstance(message, JobStale | JobRecovered):
+                event, data = message.kind, job_event(message)
+            else:
+                continue
+            for client in list(self._clients):
+                client.offer(data, event)
 
     async def stream(self, job: str | None = None) -> AsyncIterator[bytes]:
         """The bytes of one client's event stream, until it disconnects."""
@@ -98,7 +120,7 @@ class EventHub:
             yield b"retry: 2000\n: connected\n\n"
             while True:
                 try:
-                    data = await asyncio.wait_for(client.queue.get(), KEEPALIVE_S)
+                    event, data = await asyncio.wait_for(client.queue.get(), KEEPALIVE_S)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
@@ -106,7 +128,7 @@ class EventHub:
                     yield sse("dropped", {"events": client.dropped})
                     client.dropped = 0
                 self._seq += 1
-                yield sse("run", data, self._seq)
+                yield sse(event, data, self._seq)
         finally:
             self._clients.discard(client)
 

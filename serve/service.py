@@ -275,7 +275,8 @@ class ApiService:
         return {**(await self.engines()), **changes}
 
     async def metrics(self) -> str:
-        """Prometheus text: runs by state, rows loaded, queue depth, engines, trigger lateness."""
+        """Prometheus text: runs by state, rows loaded, queue depth, engines, trigger lateness,
+        each job's last success, staleness and failed checks."""
         sched = await self._scheduler.metrics()
         counts, loaded = await asyncio.gather(self._db.run_counts(), self._db.rows_loaded_total())
         busy, slots = sched["running"], sched["slots"]
@@ -292,7 +293,19 @@ class ApiService:
                 ),
                 "tg_jobs": ("Jobs known to the scheduler.", sched["jobs"]),
             },
-            labelled={"tg_runs": ("Runs by state.", "state", counts)},
+            labelled={
+                "tg_runs": ("Runs by state.", "state", counts),
+                "tg_job_last_success_timestamp_seconds": (
+                    "Unix time of the job's last succeeded run.",
+                    "tg_job",
+                    sched["last_success"],
+                ),
+                "tg_job_stale": (
+                    "1 while a job with alerts.stale_after is stale, else 0.",
+                    "tg_job",
+                    sched["stale"],
+                ),
+            },
             histograms={
                 "tg_trigger_lateness_seconds": (
                     "Run start minus its scheduled time (since the scheduler started).",
@@ -300,6 +313,13 @@ class ApiService:
                 )
             },
             counters={"tg_rows_loaded_total": ("Rows committed by succeeded runs.", loaded)},
+            labelled_counters={
+                "tg_checks_failed_total": (
+                    "Check results that did not pass (since the scheduler started).",
+                    "tg_job",
+                    sched["checks_failed"],
+                )
+            },
         )
 
     # -- runs, tables -----------------------------------------------------------------------

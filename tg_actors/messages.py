@@ -159,7 +159,7 @@ class JobRecovered(Message):
     kind: Literal["job_recovered"] = "job_recovered"
     job: str
     run_id: str
-    was: Literal["stale", "failed"]
+    was: str  # what it recovered from: an AlertOn, `stale` or `failed`
 
 
 AnyMessage = Annotated[

@@ -43,21 +43,31 @@ def _value(v: float) -> str:
     return "+Inf" if math.isinf(v) else repr(float(v)) if isinstance(v, float) else str(v)
 
 
+def _label(value: str) -> str:
+    """A label value escaped as the exposition format wants (backslash, quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def render(
     gauges: Mapping[str, tuple[str, float]],
     labelled: Mapping[str, tuple[str, str, Mapping[str, float]]],
     histograms: Mapping[str, tuple[str, Mapping[str, object]]],
     counters: Mapping[str, tuple[str, float]] | None = None,
+    labelled_counters: Mapping[str, tuple[str, str, Mapping[str, float]]] | None = None,
 ) -> str:
-    """gauges/counters: name -> (help, value); labelled gauges: name -> (help, label, {label
-    value: value}); histograms: name -> (help, Histogram.snapshot())."""
+    """gauges/counters: name -> (help, value); labelled gauges/counters: name -> (help, label,
+    {label value: value}); histograms: name -> (help, Histogram.snapshot())."""
     lines: list[str] = []
     for kind, series in (("gauge", gauges), ("counter", counters or {})):
         for name, (text, value) in series.items():
             lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {_value(value)}"]
-    for name, (text, label, values) in labelled.items():
-        lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
-        lines += [f'{name}{{{label}="{key}"}} {_value(v)}' for key, v in sorted(values.items())]
+    for kind, by_label in (("gauge", labelled), ("counter", labelled_counters or {})):
+        for name, (text, label, values) in by_label.items():
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+            lines += [
+                f'{name}{{{label}="{_label(key)}"}} {_value(v)}'
+                for key, v in sorted(values.items())
+            ]
     for name, (text, snap) in histograms.items():
         lines += [f"# HELP {name} {text}", f"# TYPE {name} histogram"]
         bounds: Iterable[float] = snap["buckets"]  # type: ignore[assignment]

@@ -118,7 +118,7 @@ def first_found(
 
 def test_the_simulation_finds_two_engines_on_one_attempt(pool: ProcessPoolExecutor) -> None:
     """With the old begin rule, two engines stage one attempt: doubled rows or a broken state."""
-    found = first_found(pool, "old_begin", lambda p: "rows" in p or "->" in p, range(24))
+    found = first_found(pool, "old_begin", lambda p: "rows" in p or "->" in p, range(96))
     assert found
 
 

@@ -129,13 +129,15 @@ class Scheduler:
         self._rng = rng or random.Random()
         self._mono = monotonic
         self._aged_at = monotonic()
+        self._freshness = Freshness()  # stale jobs, recoveries (scheduler/freshness.py)
+        self._successes_loaded = False  # DuckDB's last successes read into it
         self._errors = ErrorHandler(
             self._states,
             rng=self._rng,
             alert_webhook_url=alert_webhook_url,
             alert_format=alert_format,
+            gave_up=lambda run: self._freshness.failed(run.job),
         )
-        self._freshness = Freshness()  # stale jobs, recoveries (scheduler/freshness.py)
         self._checks_failed: dict[str, int] = {}  # job -> check results that did not pass
         self._in_flight = InFlight(lease_seconds, monotonic)  # handed to engines, not ended
         # the engines and capacity, and the runs of lost, silent or removed engines
@@ -190,7 +192,6 @@ class Scheduler:
             for row in await self._db.list_jobs():
                 await self._load_job(row["name"], row["spec"], bool(row["paused"]))
                 self._versions[row["name"]] = (row["updated_at"], bool(row["paused"]))
-            self._freshness.load(await self._db.last_successes())
             await self._fleet.recover_open_runs()
             await self._reconcile_dependents()
             await self._states.flush()
@@ -326,13 +327,18 @@ class Scheduler:
         }
 
     async def metrics(self) -> dict[str, Any]:
-        """What /metrics shows from here: queue, engines, retries, trigger lateness."""
+        """What /metrics shows from here: queue, engines, retries, trigger lateness, each job's
+        last success (DuckDB's, or ours alone while it does not answer), staleness and
+        failed checks."""
+        await self._load_successes(log_failure=False)
         return {
             **(await self.status()),
             "retry_waiting": self._errors.waiting(),
             "lateness": self._lateness.snapshot(),
             "last_success": {
-                job: at.timestamp() for job, at in self._freshness.last_successes().items()
+                job: at.timestamp()
+                for job, at in self._freshness.last_successes().items()
+                if job in self._jobs
             },
             "stale": {
                 job: 1.0 if self._freshness.is_stale(job) else 0.0
@@ -647,12 +653,10 @@ class Scheduler:
                     self._fleet.release(run.run_id)
             case RunFailed() if run.state is not RunState.RETRYING:
                 spec = self._spec_of(run.job)
-                retried = await self._errors.failed(
+                await self._errors.failed(
                     run, spec, message.error, message.pages, self._now(), final=message.final
                 )
                 self._checks_did_not_pass(message.run_id, run.job, message.failed_checks)
-                if not retried and self._states.get(run.run_id) is None:  # failed for good
-                    self._freshness.failed(run.job)
                 # released once recorded: should that fail (Database down for long), the run
                 # stays in flight, and its lease (no more heartbeats) brings it back
                 self._fleet.release(run.run_id)
@@ -664,12 +668,26 @@ class Scheduler:
         if was is None:
             return
         spec = self._spec_of(message.job)
-        await self._broker.publish(
-            TOPIC_STATUS, JobRecovered(job=message.job, run_id=message.run_id, was=was)
-        )
         log.info("job %s recovered (was %s): run %s", message.job, was, message.run_id)
+        try:
+            await self._broker.publish(
+                TOPIC_STATUS, JobRecovered(job=message.job, run_id=message.run_id, was=was.value)
+            )
+        except Exception:  # the event is lost; the alert and the run's end are not
+            log.exception("job %s: job_recovered not published", message.job)
         if wants(spec, AlertOn.RECOVERED):
-            self._errors.alert(job_recovered(message.job, message.run_id, was, message.ts))
+            self._errors.alert(job_recovered(message.job, message.run_id, was.value, message.ts))
+
+    async def _load_successes(self, *, log_failure: bool = True) -> bool:
+        """Each job's last success from DuckDB into Freshness; False when it did not answer."""
+        try:
+            self._freshness.load(await self._db.last_successes())
+        except Exception:
+            if log_failure:
+                log.exception("last successes not read; freshness waits for DuckDB")
+            return False
+        self._successes_loaded = True
+        return True
 
     def _checks_did_not_pass(self, run_id: str, job: str, names: list[str]) -> None:
         if not names:
@@ -679,18 +697,29 @@ class Scheduler:
             self._errors.alert(check_failed(run_id, job, list(names), self._now()))
 
     async def _stale_jobs(self) -> None:
-        """Jobs past their `alerts.stale_after` without a success: one job_stale each."""
+        """Jobs past their `alerts.stale_after` without a success: one job_stale each. The
+        last successes are read from DuckDB once, when a job first has a `stale_after` (a
+        system without one never asks)."""
+        specs = {
+            name: entry.spec
+            for name, entry in self._jobs.items()
+            if entry.spec.alerts is not None and entry.spec.alerts.stale_after is not None
+        }
+        if not specs or not (self._successes_loaded or await self._load_successes()):
+            return
         now = self._now()
-        specs = {name: entry.spec for name, entry in self._jobs.items()}
         for job, last in self._freshness.due(specs, now):
             spec = specs[job]
             limit = spec.alerts.stale_after if spec.alerts is not None else None
             seconds = limit.total_seconds() if limit is not None else 0.0
             log.warning("job %s is stale: no success since %s", job, last or "it was added")
-            await self._broker.publish(
-                TOPIC_STATUS,
-                JobStale(job=job, last_success_at=last, stale_after_seconds=seconds),
-            )
+            try:
+                await self._broker.publish(
+                    TOPIC_STATUS,
+                    JobStale(job=job, last_success_at=last, stale_after_seconds=seconds),
+                )
+            except Exception:  # the event is lost; the alert and the tick are not
+                log.exception("job %s: job_stale not published", job)
             if wants(spec, AlertOn.STALE):
                 self._errors.alert(job_stale(job, last, seconds))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
@@ -42,8 +43,10 @@ class ErrorHandler:
         alert_webhook_url: str | None = None,
         sender: AlertSender | None = None,
         alert_format: str = "json",
+        gave_up: Callable[[TrackedRun], None] | None = None,
     ) -> None:
         self._states = states
+        self._gave_up = gave_up  # told of each run that failed for good
         self._rng = rng or random.Random()
         self._due: dict[str, datetime] = {}  # run_id -> when it goes back to the queue
         self._webhook = alert_webhook_url
@@ -103,6 +106,8 @@ class ErrorHandler:
             run.attempt,
             error,
         )
+        if self._gave_up is not None:
+            self._gave_up(moved)
         if self._sender is not None and wants(spec, AlertOn.FAILED):  # never blocks us
             self._sender.send(run_failed(run.run_id, run.job, run.attempt, error, now))
         return False

@@ -13,7 +13,6 @@ Scheduler restart a job still stale alerts again, once.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from tg_actors.jobs import AlertOn, JobSpec
 
@@ -51,15 +50,15 @@ class Freshness:
         self._stale.discard(job)
         self._failing.discard(job)
 
-    def succeeded(self, job: str, at: datetime) -> Literal["stale", "failed"] | None:
+    def succeeded(self, job: str, at: datetime) -> AlertOn | None:
         """A run of the job succeeded: what it recovered from, if anything (once)."""
         if job not in self._last or at > self._last[job]:
             self._last[job] = at
-        was: Literal["stale", "failed"] | None = None
+        was: AlertOn | None = None  # STALE or FAILED
         if job in self._stale:
-            was = "stale"
+            was = AlertOn.STALE
         elif job in self._failing:
-            was = "failed"
+            was = AlertOn.FAILED
         self._stale.discard(job)
         self._failing.discard(job)
         return was
