@@ -118,6 +118,8 @@ class RunFinished(Message):
     seconds: float
     skipped: list[str] = []  # URLs (secrets masked) of responses a `skip` rule dropped
     failed_checks: list[str] = []  # names of the `warn` checks that did not pass
+    requests: dict[str, int] = {}  # this attempt's HTTP responses by status code ("200": n)
+    started_at: datetime | None = None  # when this attempt began (its run's duration)
 
 
 class RunFailed(Message):
@@ -130,6 +132,7 @@ class RunFailed(Message):
     pages: int = 0
     final: bool = False  # not to be retried (a `fail` response rule matched)
     failed_checks: list[str] = []  # names of the checks that did not pass (it failed on them)
+    requests: dict[str, int] = {}  # this attempt's HTTP responses by status code ("200": n)
 
 
 class RunStateChanged(Message):

@@ -27,7 +27,7 @@ from tg_actors.attempts import Begin, Begun
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
 from tg_actors.engine.fanout import build_commit, extract_chains, fans_out, plain_filter
-from tg_actors.engine.sync import Stage, SyncResult, extract_and_stage
+from tg_actors.engine.sync import ResponseCodes, Stage, SyncResult, extract_and_stage
 from tg_actors.errors import ChecksFailed, IllegalTransition, StaleAttempt
 from tg_actors.jobs import JobSpec, OAuth2RefreshToken
 from tg_actors.lifecycle import Boot
@@ -263,6 +263,7 @@ class SyncEngine:
         run_id, job, attempt = message.run_id, message.job, message.attempt
         pages_seen = 0
         last_progress = time.monotonic()  # a run shorter than PROGRESS_EVERY_S reports none
+        counted = ResponseCodes(self._transport)  # this attempt's responses by status code
 
         async def progress(rows: int, pages: int) -> None:
             nonlocal pages_seen, last_progress
@@ -297,7 +298,9 @@ class SyncEngine:
             if begun.resume is not None:
                 log.info("run %s resumes after page %s", run_id, begun.resume.pages)
             result = await asyncio.wait_for(
-                self._attempt(spec, begun, self._stager(run_id, spec, message.attempt), progress),
+                self._attempt(
+                    spec, begun, self._stager(run_id, spec, message.attempt), progress, counted
+                ),
                 spec.timeout.total_seconds(),
             )
             rows = await self._db.commit_run(build_commit(spec, run_id, attempt, begun, result))
@@ -329,6 +332,7 @@ class SyncEngine:
                 pages=pages_seen,
                 final=bool(getattr(exc, "final", False)),  # a `fail` rule or check: no retry
                 failed_checks=list(exc.failed_names()) if isinstance(exc, ChecksFailed) else [],
+                requests=dict(counted.codes),
             )
             await self._status.submit(failed)
             return None
@@ -341,6 +345,8 @@ class SyncEngine:
             seconds=result.seconds,
             skipped=list(result.skipped),
             failed_checks=failed_checks,
+            requests=dict(counted.codes),
+            started_at=begun.started_at,
         )
         await self._status.submit(finished)
         return SyncResult(rows, result.pages, result.seconds, result.cursor)
@@ -363,7 +369,9 @@ class SyncEngine:
 
         return stage
 
-    async def _attempt(self, spec: JobSpec, begun: Begun, stage: Any, progress: Any) -> SyncResult:
+    async def _attempt(
+        self, spec: JobSpec, begun: Begun, stage: Any, progress: Any, transport: ResponseCodes
+    ) -> SyncResult:
         acquire = None
         limiter = self._limiter
         if spec.source.rate_limit is not None and limiter is not None:
@@ -384,7 +392,7 @@ class SyncEngine:
                 now=begun.started_at,
                 acquire=acquire,
                 keep_tail=True,
-                transport=self._transport,
+                transport=transport,
                 tokens=tokens,
             )
         cursor, params = plain_filter(spec, begun)
@@ -396,7 +404,7 @@ class SyncEngine:
             cursor=cursor,
             acquire=acquire,
             keep_tail=True,
-            transport=self._transport,
+            transport=transport,
             params=params,
             tokens=tokens,
         )

@@ -28,7 +28,7 @@ from tg_actors.errors import SourceError, TGError, TransformError
 from tg_actors.incremental import as_text, newest, request_value
 from tg_actors.jobs import JobSpec
 from tg_actors.sources.batches import records_to_arrow
-from tg_actors.sources.http import HttpSourceClient
+from tg_actors.sources.http import HttpSourceClient, tls_context
 from tg_actors.sources.requester import TokenCache
 from tg_actors.transform import apply_transform
 
@@ -50,6 +50,39 @@ class SyncResult:
     # for_each and window jobs: per-chain cursors and window positions (engine/fanout.py)
     positions: dict[str, dict[str, Any]] | None = None
     skipped: tuple[str, ...] = ()  # URLs (secrets masked) of responses a `skip` rule dropped
+
+
+class ResponseCodes(httpx.AsyncBaseTransport):
+    """`inner` (or, without one, a transport of httpx's own per client) counting the HTTP
+    responses it hands back by status code: one per attempt, the engine sends `codes` with
+    the attempt's RunFinished or RunFailed (`tg_source_requests_total{tg_job,code}`). Wrapping
+    the transport, not the client, counts every request of every chain of a fanned-out run,
+    each retry and redirect hop, and oauth2 token requests."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self._given = inner
+        self._own: httpx.AsyncBaseTransport | None = None  # made per client when none is given
+        self.codes: dict[str, int] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        inner = self._given
+        if inner is None:
+            if self._own is None:
+                self._own = httpx.AsyncHTTPTransport(verify=tls_context())
+            inner = self._own
+        response = await inner.handle_async_request(request)
+        code = str(response.status_code)
+        self.codes[code] = self.codes.get(code, 0) + 1
+        return response
+
+    async def aclose(self) -> None:
+        """Each client closing closes what it would have without us: the given transport
+        (a SharedTransport keeps its pool), or our own, made afresh for the next client."""
+        if self._given is not None:
+            await self._given.aclose()
+        elif self._own is not None:
+            own, self._own = self._own, None
+            await own.aclose()
 
 
 def batch_cursor(table: pa.Table, field: str) -> str | None:
