@@ -16,8 +16,11 @@ from tg_actors.settings import Settings
 @serve.ingress()
 class TurboGiggleApp:
     def __init__(self, settings: dict[str, Any], token: str) -> None:
+        from tg_actors import logs
+
         self._settings = Settings(**settings)
         self._token = token
+        logs.install_run_fields()  # run-state fields on this replica's records too
 
     def __serve_build_asgi_app__(self) -> Any:
         return build_asgi_app(self._settings, self._token)
@@ -45,4 +48,5 @@ def build_app(settings: Settings, token: str, head_resource: str | None = None) 
     if head_resource is not None:
         options = {"num_cpus": 0, "resources": {head_resource: 0.001}}
         deployment = deployment.options(ray_actor_options=options)
-    return deployment.bind(settings.model_dump(mode="json"), token)
+    # the token goes apart from the settings (Settings.shareable leaves it out)
+    return deployment.bind(settings.shareable(), token)

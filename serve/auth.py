@@ -23,10 +23,13 @@ from tg_actors.settings import MIN_TOKEN_CHARS, Settings, token_too_short
 
 def ensure_token(settings: Settings) -> tuple[str, Path | None]:
     """(token, file it lives in or None when it came from the environment)."""
-    if settings.api_token:
-        if len(settings.api_token.strip()) < MIN_TOKEN_CHARS:
-            raise ValueError(token_too_short(len(settings.api_token.strip())))
-        return settings.api_token, None
+    if settings.api_token is not None:
+        given = settings.api_token
+        # a str where a Settings was copied past validation (model_copy(update=...))
+        text = (given if isinstance(given, str) else given.get_secret_value()).strip()
+        if len(text) < MIN_TOKEN_CHARS:
+            raise ValueError(token_too_short(len(text)))
+        return text, None
     path = settings.token_path
     for _ in range(3):
         known = settings.known_token()

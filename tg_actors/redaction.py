@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections import ChainMap
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -128,6 +130,59 @@ def secret_refs(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             yield from secret_refs(item, f"{path}.{i}" if path else str(i))
+
+
+SECRETS_DIR_VARIABLE = "TG_SECRETS_DIR"
+# a secret file's name is a `${NAME}`; anything else in the folder (Kubernetes' `..data`
+# links, dotfiles) is never read
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class SecretFiles(Mapping[str, str]):
+    """The secrets of a folder, one file per secret (Docker `/run/secrets`, a Kubernetes
+    secret volume): the file NAME holds the value of `${NAME}`, one trailing newline (`\n`
+    or `\r\n`) stripped. Read when looked up, so a rotated secret is seen by the next run."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, name: str) -> Path | None:
+        if not _NAME.fullmatch(name):
+            return None
+        path = self.folder / name
+        return path if path.is_file() else None
+
+    def __getitem__(self, name: str) -> str:
+        path = self._path(name)
+        if path is None:
+            raise KeyError(name)
+        text = path.read_text(encoding="utf-8")
+        if text.endswith("\r\n"):
+            return text[:-2]
+        return text[:-1] if text.endswith("\n") else text
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._path(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        if not self.folder.is_dir():
+            return iter(())
+        return iter(sorted(p.name for p in self.folder.iterdir() if p.name in self))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def secret_environ(environ: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """Where a run's `${NAME}` values come from: the environment (default os.environ), then
+    the files of TG_SECRETS_DIR when it names a folder. The environment wins: a variable set
+    for one process overrides the mounted file. The allow-list (TG_SECRET_ENV) applies to
+    both alike."""
+    source = os.environ if environ is None else environ
+    folder = source.get(SECRETS_DIR_VARIABLE, "").strip()
+    if not folder:
+        return source
+    return ChainMap(dict(source), SecretFiles(Path(folder)))  # type: ignore[arg-type]
 
 
 def resolve_value(value: Any, env: Mapping[str, str] | None = None) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 
+from tg_actors import logs
 from tg_actors.broker.actor import Broker
 from tg_actors.config.actor import ConfigManager
 from tg_actors.engine.actor import control_group
@@ -121,20 +122,35 @@ def init_ray(settings: Settings) -> None:
         "include_dashboard": False,
         "logging_level": logging.WARNING,
         "runtime_env": {
-            "worker_process_setup_hook": "tg_actors.logs.setup",
+            "worker_process_setup_hook": "tg_actors.logs.worker_setup",
             # the engines read these where they run: on a cluster's workers too
             "env_vars": settings.engine_env(),
         },
     }
-    if settings.address is None:
-        # Ray reads this at import: callers set it before importing ray (cli.main, conftest);
-        # here it still reaches the worker processes
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        cpus = max(2, os.cpu_count() or 2)
-        ray.init(address="local", num_cpus=cpus, resources={DB_RESOURCE: 1}, **common)
-    else:
-        _join(settings.address, common)
-        check_db_node()
+    own_handlers: list[logging.Handler] = []
+    if settings.log_format == "json":
+        # every worker's root logger (and the driver's) writes JSON lines; the RunFields
+        # filter of tg_actors.logs adds the run-state fields, which Ray's formatter writes
+        common["logging_config"] = ray.LoggingConfig(encoding="JSON", log_level=_log_level())
+        own_handlers = logs.hand_over_to_ray()
+    try:
+        if settings.address is None:
+            # Ray reads this at import: callers set it before importing ray (cli.main,
+            # conftest); here it still reaches the worker processes
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            cpus = max(2, os.cpu_count() or 2)
+            ray.init(address="local", num_cpus=cpus, resources={DB_RESOURCE: 1}, **common)
+        else:
+            _join(settings.address, common)
+            check_db_node()
+    except BaseException:
+        if not ray.is_initialized():
+            logs.take_back(own_handlers)
+        raise
+
+
+def _log_level() -> str:
+    return os.environ.get("TG_LOG_LEVEL", "INFO").upper()
 
 
 CLIENT_TRIES = 3
@@ -223,7 +239,7 @@ def start(
         ns, engines, Peer(BROKER, ns), Peer(SCHEDULER, ns), settings.stop_grace_seconds
     )
     rt.config = config = _actor(ConfigManager, CONFIG, ns).remote(
-        settings.model_dump(mode="json"), Peer(DATABASE, ns), Peer(BROKER, ns)
+        settings.shareable(), Peer(DATABASE, ns), Peer(BROKER, ns)
     )
     if serve_app:
         # while those processes start: the API answers early (health "starting", 503), and
@@ -273,7 +289,9 @@ def start_serve(rt: Runtime) -> None:
     s = rt.settings
     existed = s.known_token() is not None  # an empty or short token file is replaced
     token, token_file = ensure_token(s)
-    quiet = {"log_level": "WARNING", "enable_access_log": False}
+    quiet: dict[str, Any] = {"log_level": "WARNING", "enable_access_log": False}
+    if s.log_format == "json":
+        quiet["encoding"] = "JSON"  # the Serve app's own log files: JSON lines too
     rt.serving = True  # from here a stop shuts Serve down, also a half-started one
     # one proxy, on the head (where `tg up` prints the URL): not one per node with a replica
     serve.start(

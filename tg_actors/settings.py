@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tg_actors.durations import parse_duration
@@ -21,13 +21,26 @@ MIN_TOKEN_CHARS = 16
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TG_", extra="ignore")
+    """Every TG_* setting. Sources, first wins: arguments (CLI flags), the environment, a
+    `.env` file in the working directory (TG_NAME=value lines), the defaults."""
+
+    # `.env`: read from the working directory when there is one; its lines other than TG_*
+    # ones are ignored (extra="ignore"). hide_input_in_errors: a refused setting's error
+    # never quotes the value (a short TG_API_TOKEN is still a secret)
+    model_config = SettingsConfigDict(
+        env_prefix="TG_",
+        extra="ignore",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        hide_input_in_errors=True,
+    )
 
     configs: Path = Path("configs")
     db_path: Path = Path("data/turbo_giggle.duckdb")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    api_token: str | None = None
+    # a SecretStr: repr, str, logs and validation errors show `**********`, never the token
+    api_token: SecretStr | None = None
     engines: int = Field(2, ge=1, le=MAX_ENGINES)
     engine_num_cpus: float = Field(0.0, ge=0)
     # runs one engine works on at once; the Scheduler's capacity is engines * engine_slots
@@ -49,6 +62,12 @@ class Settings(BaseSettings):
     # which environment variables a job's `${NAME}` may name: comma-separated glob patterns
     # (a name starting TG_ matches only a pattern that itself starts with TG_)
     secret_env: str = DEFAULT_SECRET_ENV
+    # a folder of one file per secret (Docker/Kubernetes secret mounts): `${NAME}` reads the
+    # file NAME there when the environment has no NAME (redaction.secret_environ)
+    secrets_dir: Path | None = None
+    # text: one human line per record; json: one JSON object per line (Ray's LoggingConfig in
+    # every actor and the Serve app, tg_actors.logs in the driver)
+    log_format: Literal["text", "json"] = "text"
     # refuse sources (and redirects, token URLs) resolving to link-local, metadata or private
     # addresses; loopback only with block_loopback_targets
     block_private_targets: bool = False
@@ -59,6 +78,9 @@ class Settings(BaseSettings):
     # runs nor a job's newest run; 0 or none keeps them forever (durations: 90d, 12h)
     run_retention: float | None = 90 * 86400.0
     log_retention: float | None = 30 * 86400.0  # the log lines of such runs
+    # the documented name of run_retention, in whole days (0 keeps forever): when set, it
+    # wins over TG_RUN_RETENTION
+    run_history_days: int | None = Field(None, ge=0)
     # POST /api/sql (store/reader.py): a query is interrupted after sql_timeout seconds of
     # DuckDB work (408), a JSON answer holds at most sql_max_rows rows (`truncated` beyond),
     # and at most sql_concurrency queries run at once (429 beyond)
@@ -81,15 +103,26 @@ class Settings(BaseSettings):
     def _retention(cls, value: object) -> object:
         return retention_seconds(value)
 
-    @field_validator("api_token")
+    @field_validator("api_token", mode="before")
     @classmethod
-    def _long_enough(cls, value: str | None) -> str | None:
-        value = (value or "").strip()
-        if not value:
+    def _long_enough(cls, value: object) -> object:
+        # before pydantic wraps the text in a SecretStr: its length is checked here
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or not isinstance(text, str):
+            return text
+        text = text.strip()
+        if not text:
             return None  # unset, or set empty: the token file is used
-        if len(value) < MIN_TOKEN_CHARS:
-            raise ValueError(token_too_short(len(value)))
-        return value
+        if len(text) < MIN_TOKEN_CHARS:
+            raise ValueError(token_too_short(len(text)))
+        return SecretStr(text)
+
+    @model_validator(mode="after")
+    def _history_days(self) -> Settings:
+        if self.run_history_days is not None:
+            days = self.run_history_days
+            self.run_retention = None if days == 0 else days * 86400.0
+        return self
 
     @field_validator("db_path")
     @classmethod
@@ -106,6 +139,9 @@ class Settings(BaseSettings):
         """The settings the SyncEngines read from their own environment (sources/http.py)."""
         return {
             "TG_SECRET_ENV": self.secret_env,
+            # the engines read `${NAME}` files there (the same path on every node)
+            **({"TG_SECRETS_DIR": str(self.secrets_dir)} if self.secrets_dir else {}),
+            "TG_LOG_FORMAT": self.log_format,
             "TG_BLOCK_PRIVATE_TARGETS": str(self.block_private_targets).lower(),
             "TG_BLOCK_LOOPBACK_TARGETS": str(self.block_loopback_targets).lower(),
             # requester.py (engines) and the Database actor's housekeeping read these
@@ -118,6 +154,11 @@ class Settings(BaseSettings):
             "TG_SQL_CONCURRENCY": str(self.sql_concurrency),
         }
 
+    def shareable(self) -> dict[str, Any]:
+        """The settings as JSON values for another process (an actor, the Serve app) to
+        rebuild them with Settings(**...): without the API token, which goes apart."""
+        return self.model_dump(mode="json", exclude={"api_token"})
+
     @property
     def jobs_dir(self) -> Path:
         return self.configs / "jobs"
@@ -129,8 +170,8 @@ class Settings(BaseSettings):
     def known_token(self) -> str | None:
         """TG_API_TOKEN, else the token file beside the database, else None (also for a file
         whose token is empty or shorter than MIN_TOKEN_CHARS: `ensure_token` replaces it)."""
-        if self.api_token:
-            return self.api_token
+        if self.api_token is not None:
+            return self.api_token.get_secret_value()
         try:
             token = self.token_path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:

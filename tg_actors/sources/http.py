@@ -38,7 +38,7 @@ from aiolimiter import AsyncLimiter
 from tg_actors import jobs
 from tg_actors.errors import SourceError
 from tg_actors.records import select_records
-from tg_actors.redaction import SecretNames, resolve_value, scrub
+from tg_actors.redaction import SecretNames, resolve_value, scrub, secret_environ
 from tg_actors.retry import RetryPolicy
 from tg_actors.settings import max_retry_after
 from tg_actors.sources import formats
@@ -437,8 +437,9 @@ class HttpSourceClient:
         """The spec with secrets resolved (never stored beyond this run, never shown)."""
         raw = self.spec.model_dump(by_alias=True)
         self._secret_names.check(raw, "source")  # before any value is read
-        spec = jobs.HttpSource.model_validate(resolve_value(raw, self._env))
-        env = os.environ if self._env is None else self._env
+        # the process's own: its environment, then the files of TG_SECRETS_DIR
+        env = secret_environ() if self._env is None else self._env
+        spec = jobs.HttpSource.model_validate(resolve_value(raw, env))
         names = set(_REF.findall(orjson.dumps(raw, default=str).decode()))
         refs = {name: env[name] for name in names}
         secrets = set(refs.values())

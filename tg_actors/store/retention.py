@@ -8,7 +8,9 @@ reads a clock or the environment: `now` and the retention periods are passed in.
   picked it up, or cancelled by its job's deletion, used to keep them for ever.
 - `prune_history`: finished runs whose finish (`finished_at`; `queued_at` for a run that never
   got one, such as `skipped`) is older than the run retention are deleted with their log
-  lines; log lines alone go after the (shorter) log retention. Never deleted: an open run, the
+  lines; log lines alone go after the (shorter) log retention. The run retention is
+  TG_RUN_HISTORY_DAYS days when that is set (0 keeps forever; it wins over
+  TG_RUN_RETENTION, see settings.py), else TG_RUN_RETENTION (90d). Never deleted: an open run, the
   newest run of each job (what `GET /api/jobs` shows as `last_run`), and each job's newest
   schedule/catchup run (the Scheduler's watermark is read from it: deleting it could re-fire
   old ticks).
