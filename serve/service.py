@@ -23,7 +23,7 @@ from tg_actors import interfaces
 from tg_actors.engine.preview import DEFAULT_PAGES, DEFAULT_SAMPLE
 from tg_actors.errors import JobNotFound
 from tg_actors.jobs import parse_job
-from tg_actors.metrics import render
+from tg_actors.metrics import exposition, tg_version
 from tg_actors.names import BROKER, CONFIG, DATABASE, POOL, SCHEDULER
 from tg_actors.peer import face
 from tg_actors.store.schema import RUN_FIELDS, jsonable
@@ -275,52 +275,11 @@ class ApiService:
         return {**(await self.engines()), **changes}
 
     async def metrics(self) -> str:
-        """Prometheus text: runs by state, rows loaded, queue depth, engines, trigger lateness,
-        each job's last success, staleness and failed checks."""
-        sched = await self._scheduler.metrics()
-        counts, loaded = await asyncio.gather(self._db.run_counts(), self._db.rows_loaded_total())
-        busy, slots = sched["running"], sched["slots"]
-        return render(
-            gauges={
-                "tg_queue_depth": ("Runs queued and waiting for an engine.", sched["queue_depth"]),
-                "tg_retry_waiting": ("Runs waiting out a retry backoff.", sched["retry_waiting"]),
-                "tg_engines": ("SyncEngine actors.", sched["engines"]),
-                "tg_engine_slots": ("Runs the engines can work on at once.", slots),
-                "tg_runs_in_flight": ("Runs handed to an engine and not ended.", busy),
-                "tg_engine_utilisation": (
-                    "Runs in flight / engine slots.",
-                    busy / slots if slots else 0,
-                ),
-                "tg_jobs": ("Jobs known to the scheduler.", sched["jobs"]),
-            },
-            labelled={
-                "tg_runs": ("Runs by state.", "state", counts),
-                "tg_job_last_success_timestamp_seconds": (
-                    "Unix time of the job's last succeeded run.",
-                    "tg_job",
-                    sched["last_success"],
-                ),
-                "tg_job_stale": (
-                    "1 while a job with alerts.stale_after is stale, else 0.",
-                    "tg_job",
-                    sched["stale"],
-                ),
-            },
-            histograms={
-                "tg_trigger_lateness_seconds": (
-                    "Run start minus its scheduled time (since the scheduler started).",
-                    sched["lateness"],
-                )
-            },
-            counters={"tg_rows_loaded_total": ("Rows committed by succeeded runs.", loaded)},
-            labelled_counters={
-                "tg_checks_failed_total": (
-                    "Check results that did not pass (since the scheduler started).",
-                    "tg_job",
-                    sched["checks_failed"],
-                )
-            },
-        )
+        """Prometheus text (tg_actors/metrics.py) of one Scheduler snapshot: runs active and
+        ended, rows, durations, source responses, queue, engines, trigger lateness, each job's
+        last success, staleness and failed checks; no DuckDB query per scrape."""
+        snap = await self._scheduler.metrics()
+        return exposition({**snap, "version": tg_version()}).decode()
 
     # -- runs, tables -----------------------------------------------------------------------
 

@@ -127,6 +127,13 @@ class Database(Protocol):
         """Each job's newest run (list_runs order), in one query: {job: run}."""
         ...
 
+    async def run_totals(self, buckets: Sequence[float]) -> list[dict[str, Any]]:
+        """Ended runs in one aggregate query (the Scheduler seeds its metric counters with it
+        once, at boot): per job and ended state, {job, state, runs, rows, durations: {buckets,
+        counts (cumulative), sum, count}}, durations (finished_at - started_at, seconds) of
+        succeeded runs only; ordered by job, then state."""
+        ...
+
     async def add_logs(self, entries: Sequence[tuple[str, datetime, str, str]]) -> None:
         """Append (run_id, ts, level, message) entries in one statement (via Arrow)."""
         ...

@@ -17,6 +17,7 @@ from tg_actors.chains import parse_instant
 from tg_actors.engine.preview import DEFAULT_PAGES, DEFAULT_SAMPLE, MAX_PAGES, MAX_SAMPLE
 from tg_actors.errors import JobValidationError, RunNotFound
 from tg_actors.jobs import check_shape, validation_errors
+from tg_actors.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tg_actors.names import MAX_ENGINES
 from tg_actors.runstate import RunState
 
@@ -63,7 +64,7 @@ def build_api_router(service: ApiService, token: str) -> APIRouter:
 
     @router.get("/metrics", dependencies=secured, response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(await service.metrics(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(await service.metrics(), media_type=METRICS_CONTENT_TYPE)
 
     router.include_router(jobs_router(service), prefix="/api", dependencies=secured)
     router.include_router(preview_router(service), prefix="/api", dependencies=secured)

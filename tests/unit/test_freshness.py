@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.kit.servers import Receiver, serve_app
 from tests.kit.states import FakeStates
 from tg_actors.attempts import Commit
 from tg_actors.jobs import AlertOn, JobSpec, WriteMode, parse_job
-from tg_actors.metrics import render
+from tg_actors.metrics import exposition
 from tg_actors.runstate import RunState, Trigger
 from tg_actors.scheduler.alerts import (
     AlertSender,
@@ -237,20 +238,25 @@ def test_a_run_failed_for_good_is_alerted_only_when_on_has_failed(
 
 
 def test_the_per_job_metrics_carry_the_tg_job_label() -> None:
-    text = render(
-        gauges={},
-        labelled={
-            "tg_job_last_success_timestamp_seconds": ("h", "tg_job", {"orders": 1772366400.0}),
-            "tg_job_stale": ("h", "tg_job", {"orders": 1.0, "users": 0.0}),
-        },
-        histograms={},
-        labelled_counters={"tg_checks_failed_total": ("h", "tg_job", {'we"ird': 2})},
-    )
-    assert 'tg_job_last_success_timestamp_seconds{tg_job="orders"} 1772366400.0' in text
-    assert 'tg_job_stale{tg_job="orders"} 1.0' in text
-    assert 'tg_job_stale{tg_job="users"} 0.0' in text
+    snap: dict[str, Any] = {
+        "engines": 1, "slots": 1, "running": 0, "queue_depth": 0, "jobs": 2, "retry_waiting": 0,
+        "lateness": {"buckets": [1.0], "counts": [0], "sum": 0.0, "count": 0},
+        "last_success": {"orders": 1772366400.0},
+        "stale": {"orders": 1.0, "users": 0.0},
+        "checks_failed": {'we"ird': 2},
+    }  # fmt: skip
+    text = exposition(snap).decode()
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    last = "tg_job_last_success_timestamp_seconds"
+    assert found[last, (("tg_job", "orders"),)] == 1772366400.0
+    assert found["tg_job_stale", (("tg_job", "orders"),)] == 1.0
+    assert found["tg_job_stale", (("tg_job", "users"),)] == 0.0
     assert "# TYPE tg_checks_failed_total counter" in text
-    assert 'tg_checks_failed_total{tg_job="we\\"ird"} 2' in text
+    assert found["tg_checks_failed_total", (("tg_job", 'we"ird'),)] == 2
 
 
 def test_slack_body_of_a_stale_job_reads_as_one_line() -> None:

@@ -47,8 +47,9 @@ from tg_actors.messages import (
 from tg_actors.metrics import Histogram
 from tg_actors.names import SCHEDULER_GROUP, SCHEDULER_LEASE_GROUP
 from tg_actors.peer import face
-from tg_actors.runstate import RunState, Trigger, after_trigger, backfill_trigger
+from tg_actors.runstate import TERMINAL, RunState, Trigger, after_trigger, backfill_trigger
 from tg_actors.scheduler.alerts import check_failed, job_recovered, job_stale
+from tg_actors.scheduler.counters import RunCounters
 from tg_actors.scheduler.engines import Fleet
 from tg_actors.scheduler.error_handler import ErrorHandler
 from tg_actors.scheduler.freshness import Freshness, wants
@@ -136,8 +137,10 @@ class Scheduler:
             rng=self._rng,
             alert_webhook_url=alert_webhook_url,
             alert_format=alert_format,
-            gave_up=lambda run: self._freshness.failed(run.job),
+            gave_up=self._gave_up,
         )
+        # ended runs, rows, durations, HTTP codes: seeded at boot, then moved by run ends
+        self._counters = RunCounters()
         self._checks_failed: dict[str, int] = {}  # job -> check results that did not pass
         self._in_flight = InFlight(lease_seconds, monotonic)  # handed to engines, not ended
         # the engines and capacity, and the runs of lost, silent or removed engines
@@ -193,6 +196,8 @@ class Scheduler:
                 await self._load_job(row["name"], row["spec"], bool(row["paused"]))
                 self._versions[row["name"]] = (row["updated_at"], bool(row["paused"]))
             await self._fleet.recover_open_runs()
+            if not self._counters.seeded:  # once: what ended before we (re)started
+                self._counters.seed(await self._db.run_totals(self._counters.buckets))
             await self._reconcile_dependents()
             await self._states.flush()
         if not self._run_loops:
@@ -327,12 +332,19 @@ class Scheduler:
         }
 
     async def metrics(self) -> dict[str, Any]:
-        """What /metrics shows from here: queue, engines, retries, trigger lateness, each job's
-        last success (DuckDB's, or ours alone while it does not answer), staleness and
-        failed checks."""
-        await self._load_successes(log_failure=False)
+        """What /metrics shows from here: queue, engines, retries, trigger lateness, runs
+        active by state, the counters of ended runs (scheduler/counters.py), each job's last
+        success (DuckDB's, or ours alone while it does not answer), staleness and failed
+        checks. No table scan: the last successes are read from DuckDB once."""
+        if not self._successes_loaded:
+            await self._load_successes(log_failure=False)
+        active = {state.value: 0 for state in RunState if state not in TERMINAL}
+        for run in self._states.active():
+            active[run.state.value] = active.get(run.state.value, 0) + 1
         return {
             **(await self.status()),
+            "active": active,
+            "counters": self._counters.snapshot(),
             "retry_waiting": self._errors.waiting(),
             "lateness": self._lateness.snapshot(),
             "last_success": {
@@ -384,7 +396,7 @@ class Scheduler:
         run_id = run.run_id
         if not await self._db.cancel_run(run_id):  # ended meanwhile: DuckDB says how
             state = run.state.value
-            await self._states.refresh(run)
+            await self._refresh(run)
             if self._states.get(run_id) is None:
                 self._queue.remove(run_id)
                 self._fleet.release(run_id)
@@ -392,6 +404,7 @@ class Scheduler:
         self._queue.remove(run_id)
         self._errors.forget(run_id)
         self._states.ended(run_id, RunState.CANCELLED)  # DuckDB wrote it, atomically
+        self._counters.ended(run.job, RunState.CANCELLED)
         if run_id in self._in_flight:  # the engine stops it and drops its staging
             try:  # if this is lost, the engine's next stage or commit is refused anyway
                 await self._broker.publish(TOPIC_CONTROL, CancelRun(run_id=run_id))
@@ -500,6 +513,8 @@ class Scheduler:
         for p in plans:
             self._minted.pop((p.job, p.scheduled_for), None)
         for (entry, when, trigger), run in zip(batch, runs, strict=True):
+            if run is not None and run.state is RunState.SKIPPED:  # created ended
+                self._counters.ended(run.job, RunState.SKIPPED)
             if run is None or run.state is not RunState.QUEUED:
                 continue
             due = start_at(entry, when, trigger, self._rng)
@@ -626,6 +641,8 @@ class Scheduler:
                 f"engine lost: {message.engine} restarted (its process or node died)",
             )
             return
+        if isinstance(message, RunFinished | RunFailed):  # whatever became of the run
+            self._counters.requested(message.job, message.requests)
         run = self._states.get(run_id)
         if run is None:  # ended here already (cancelled): the engine is free again
             await self._on_untracked(message, attempt)
@@ -633,6 +650,9 @@ class Scheduler:
         if isinstance(message, RunFinished):  # DuckDB says succeeded: whichever attempt
             self._errors.forget(run.run_id)  # a presumed-lost attempt that made it
             self._states.ended(run.run_id, RunState.SUCCEEDED)
+            started = message.started_at
+            seconds = (message.ts - started).total_seconds() if started else message.seconds
+            self._counters.succeeded(run.job, message.rows, seconds)
             self._fleet.release(run.run_id)
             await self._succeeded(message)
             await self._fire_dependents(run.job)
@@ -647,7 +667,7 @@ class Scheduler:
                 self._lateness.observe((message.ts - run.scheduled_for).total_seconds())
             case RunCancelled():
                 # the engine was refused the run (cancelled, or another engine holds it)
-                await self._states.refresh(run)
+                await self._refresh(run)
                 if self._states.get(run.run_id) is None:
                     self._queue.remove(run.run_id)
                     self._fleet.release(run.run_id)
@@ -660,6 +680,18 @@ class Scheduler:
                 # released once recorded: should that fail (Database down for long), the run
                 # stays in flight, and its lease (no more heartbeats) brings it back
                 self._fleet.release(run.run_id)
+
+    async def _refresh(self, run: TrackedRun) -> None:
+        """StateManager.refresh, counting the run's end when DuckDB says it ended."""
+        refreshed = await self._states.refresh(run)
+        if self._states.get(run.run_id) is None and refreshed.state in TERMINAL:
+            self._counters.ended(run.job, refreshed.state)
+
+    def _gave_up(self, run: TrackedRun) -> None:
+        """The ErrorHandler failed the run for good (out of attempts, a final error, a lost
+        engine or lease): the job is failing, and one more failed run."""
+        self._freshness.failed(run.job)
+        self._counters.ended(run.job, RunState.FAILED)
 
     async def _succeeded(self, message: RunFinished) -> None:
         """A success: its checks that did not pass, and the recovery it may be (once)."""

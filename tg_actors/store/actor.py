@@ -364,6 +364,9 @@ class Database:
     async def last_runs(self) -> dict[str, dict[str, Any]]:
         return await self._call(self._store.last_runs)
 
+    async def run_totals(self, buckets: Sequence[float]) -> list[dict[str, Any]]:
+        return await self._call(self._store.run_totals, list(buckets))
+
     async def add_logs(self, entries: Sequence[tuple[str, datetime, str, str]]) -> None:
         return await self._call(self._store.add_logs, entries)
 

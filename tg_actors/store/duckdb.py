@@ -417,6 +417,43 @@ class DuckStore:
         counts.update({str(state): int(n) for state, n in rows})
         return counts
 
+    def run_totals(self, buckets: Sequence[float]) -> list[dict[str, Any]]:
+        """The Scheduler's metric counters at its boot, in one aggregate query: per job and
+        ended state, {job, state, runs, rows (rows_loaded summed), durations: {buckets, counts
+        (cumulative: finished - started <= bound), sum, count}} over the runs whose start and
+        finish are known (succeeded runs only: the run-duration histogram's)."""
+        filters = ", ".join("count(d) FILTER (WHERE d <= ?)" for _ in buckets)
+        rows = self.con.execute(
+            "SELECT job, state, count(*), coalesce(sum(rows_loaded), 0), count(d),"
+            f" coalesce(sum(d), 0){', ' if buckets else ''}{filters} FROM (SELECT job, state,"
+            " rows_loaded, CASE WHEN state = ? THEN epoch(finished_at) - epoch(started_at)"
+            " END AS d FROM tg.runs WHERE state IN (?, ?, ?, ?)) GROUP BY job, state"
+            " ORDER BY job, state",
+            [
+                *buckets,
+                RunState.SUCCEEDED,
+                RunState.SUCCEEDED,
+                RunState.FAILED,
+                RunState.CANCELLED,
+                RunState.SKIPPED,
+            ],
+        ).fetchall()
+        return [
+            {
+                "job": str(job),
+                "state": str(state),
+                "runs": int(runs),
+                "rows": int(loaded),
+                "durations": {
+                    "buckets": list(buckets),
+                    "counts": [int(c) for c in counts],
+                    "sum": float(total),
+                    "count": int(timed),
+                },
+            }
+            for job, state, runs, loaded, timed, total, *counts in rows
+        ]
+
     # -- logs ------------------------------------------------------------------------------
 
     def add_logs(self, entries: Sequence[tuple[str, datetime, str, str]]) -> None:
