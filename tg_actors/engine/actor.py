@@ -23,13 +23,14 @@ import ray
 from ray.util.queue import Empty
 
 from tg_actors import interfaces
-from tg_actors.attempts import Begin, Begun
+from tg_actors.attempts import Begun
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
-from tg_actors.engine.fanout import build_commit, extract_chains, fans_out, plain_filter
-from tg_actors.engine.sync import ResponseCodes, Stage, SyncResult, extract_and_stage
+from tg_actors.engine.attempt import begin_of, describe, extract, tokens_of
+from tg_actors.engine.fanout import build_commit
+from tg_actors.engine.sync import ResponseCodes, Stage, SyncResult
 from tg_actors.errors import ChecksFailed, IllegalTransition, StaleAttempt
-from tg_actors.jobs import JobSpec, OAuth2RefreshToken
+from tg_actors.jobs import JobSpec
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
     TOPIC_CONTROL,
@@ -49,7 +50,6 @@ from tg_actors.names import ENGINE_WORK_GROUP
 from tg_actors.peer import face
 from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sources.http import SharedTransport
-from tg_actors.sources.requester import TokenCache
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5  # at most two progress events a second per run
@@ -61,12 +61,6 @@ WORK_GROUP = ENGINE_WORK_GROUP  # the engines' shared group on `triggers`
 def control_group(engine_id: str) -> str:
     """An engine's own group on `control`: every engine sees every command."""
     return f"engine:{engine_id}"
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "attempt timed out"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class SyncEngine:
@@ -280,17 +274,7 @@ class SyncEngine:
 
         try:
             spec = JobSpec.model_validate(message.spec)
-            for_each = spec.source.for_each
-            begin = Begin(
-                run_id,
-                job=job,
-                attempt=attempt,
-                incremental=spec.source.incremental is not None,
-                for_each_sql=for_each.sql if for_each is not None else None,
-                positioned=fans_out(spec),
-                refresh_token=isinstance(spec.source.auth, OAuth2RefreshToken),
-            )
-            begun = await self._db.begin_attempt(begin, self._id)
+            begun = await self._db.begin_attempt(begin_of(spec, run_id, attempt), self._id)
             started = RunStarted(
                 run_id=run_id, job=job, attempt=attempt, engine=self._id, ts=begun.started_at
             )
@@ -382,44 +366,15 @@ class SyncEngine:
                 if delay > 0:
                     await asyncio.sleep(delay)
 
-        tokens = self._tokens_of(spec, begun)
-        if fans_out(spec):
-            return await extract_chains(
-                spec,
-                stage,
-                progress,
-                begun=begun,
-                now=begun.started_at,
-                acquire=acquire,
-                keep_tail=True,
-                transport=transport,
-                tokens=tokens,
-            )
-        cursor, params = plain_filter(spec, begun)
-        return await extract_and_stage(
-            spec,
-            stage,
-            progress,
-            resume=begun.resume,
-            cursor=cursor,
-            acquire=acquire,
-            keep_tail=True,
-            transport=transport,
-            params=params,
-            tokens=tokens,
-        )
-
-    def _tokens_of(self, spec: JobSpec, begun: Begun) -> TokenCache | None:
-        """For oauth2_refresh_token: the run's token cache, starting from the refresh token an
-        earlier run rotated to, and saving a new rotation in tg.state before it is used."""
-        if not isinstance(spec.source.auth, OAuth2RefreshToken):
-            return None
         db, job = self._db, spec.name
 
-        async def keep(token: str, origin: str) -> None:
+        async def keep(token: str, origin: str) -> None:  # a rotation, saved in tg.state
             await db.save_refresh_token(job, token, origin)
 
-        return TokenCache(time.monotonic, stored_refresh=begun.refresh_token, on_rotate=keep)
+        tokens = tokens_of(spec, begun, keep)
+        return await extract(
+            spec, begun, stage, progress, acquire=acquire, transport=transport, tokens=tokens
+        )
 
 
 if TYPE_CHECKING:  # the actor keeps the promises of its face: mypy checks this conversion
