@@ -2,7 +2,8 @@
 
 The Serve replica consumes the `status` topic in its own lossy consumer group ("api-events":
 when nobody reads fast enough the oldest events are dropped, the system never waits for a
-browser) and fans each RunStateChanged (event `run`), JobStale (`job_stale`) and JobRecovered
+browser) and fans each RunStateChanged (event `run`), RunProgressed (`progress`: rows and pages
+so far, for `tg trigger --wait`'s progress line), JobStale (`job_stale`) and JobRecovered
 (`job_recovered`) out to the connected clients, each with a bounded queue of its own (a slow client loses its oldest events, and is told so). The stream's first line,
 `: connected`, comes once the group is subscribed: from then on no event is missed.
 """
@@ -16,7 +17,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from tg_actors.broker.client import BrokerClient
-from tg_actors.messages import TOPIC_STATUS, JobRecovered, JobStale, RunStateChanged
+from tg_actors.messages import (
+    TOPIC_STATUS,
+    JobRecovered,
+    JobStale,
+    RunProgressed,
+    RunStateChanged,
+)
 
 log = logging.getLogger(__name__)
 GROUP = "api-events"
@@ -33,6 +40,18 @@ def event_data(message: RunStateChanged) -> dict[str, Any]:
         "previous": None if message.previous is None else message.previous.value,
         "trigger": str(message.trigger),
         "error": message.error,
+        "ts": message.ts.isoformat(),
+    }
+
+
+def progress_event(message: RunProgressed) -> dict[str, Any]:
+    """The data of a `progress` event: a running attempt's rows and pages so far."""
+    return {
+        "run_id": message.run_id,
+        "job": message.job,
+        "attempt": message.attempt,
+        "rows": message.rows,
+        "pages": message.pages,
         "ts": message.ts.isoformat(),
     }
 
@@ -104,6 +123,8 @@ class EventHub:
         for message in messages:
             if isinstance(message, RunStateChanged):
                 event, data = "run", event_data(message)
+            elif isinstance(message, RunProgressed):
+                event, data = "progress", progress_event(message)
             elif isinstance(message, JobStale | JobRecovered):
                 event, data = message.kind, job_event(message)
             else:

@@ -14,8 +14,10 @@ raises ApiError with the HTTP status and the API's `detail`. No Ray, no DuckDB h
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -175,6 +177,40 @@ class Client:
     def run(self, run_id: str) -> dict[str, Any]:
         answer: dict[str, Any] = self._request("GET", f"/api/runs/{run_id}").json()
         return answer
+
+    def logs(self, run_id: str) -> list[dict[str, Any]]:
+        """The log lines of run `run_id` so far: `[{ts, level, message}]`, oldest first."""
+        answer: list[dict[str, Any]] = self._request("GET", f"/api/runs/{run_id}/logs").json()
+        return answer
+
+    def events(self, job: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """`GET /api/events` (of `job` only, when given) as (event, data) pairs, as they come,
+        for as long as the caller reads (no read timeout: keep-alives come every 15 s). The
+        first pair is ("connected", {}): from then on no event is missed."""
+        query = {"job": job} if job else {}
+        timeout = httpx.Timeout(30.0, read=None)
+        try:
+            with self._http.stream("GET", "/api/events", params=query, timeout=timeout) as answer:
+                if not answer.is_success:
+                    answer.read()
+                    raise ApiError(
+                        answer.status_code, detail_of(answer), method="GET", path="/api/events"
+                    )
+                event, data = "message", ""
+                for line in answer.iter_lines():
+                    if line == ": connected":
+                        yield "connected", {}
+                    elif line.startswith("event:"):
+                        event = line.removeprefix("event:").strip()
+                    elif line.startswith("data:"):
+                        data += line.removeprefix("data:").strip()
+                    elif line == "" and data:
+                        yield event, json.loads(data)
+                        event, data = "message", ""
+        except httpx.TransportError as exc:
+            raise Unreachable(
+                0, f"no turbo-giggle API at {self.url} ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def trigger(
         self, job: str, wait: bool = True, timeout: float = 600.0, every: float = 0.5

@@ -194,8 +194,9 @@ def test_refresh_on_a_terminal_asks_first(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """In process, stdin a stand-in terminal: "n" queues nothing (exit 1); "yes" queues it."""
+    import argparse
+
     from tg_actors.cli import backfill as backfill_cli
-    from tg_actors.cli.main import build_parser
 
     for key, value in env_for(api).items():
         monkeypatch.setenv(key, value)
@@ -208,7 +209,8 @@ def test_refresh_on_a_terminal_asks_first(
 
     monkeypatch.setattr(sys, "stdin", _Terminal())
     monkeypatch.setattr("builtins.input", answer)
-    args = build_parser().parse_args(["refresh", "orders", "--no-wait"])
+    # the options `tg refresh orders --no-wait` gives its handler
+    args = argparse.Namespace(job="orders", yes=False, url=None, no_wait=True, db_path=None)
     assert backfill_cli.cmd_refresh(args) == 1
     assert api.received == [] and "not confirmed: nothing queued" in capsys.readouterr().err
     assert backfill_cli.cmd_refresh(args) == 0

@@ -153,6 +153,8 @@ def test_run_once_success_failure_and_unknown_job(tmp_path: Path) -> None:
     assert rc == 0, out
     pattern = rf"^{JOB}: succeeded — 2500 rows, (\d+) pages, (\d+\.\d\d)s \(run (\w+)\)$"
     assert re.search(pattern, out, re.MULTILINE), out
+    # stderr is no terminal here: the progress line comes once, as a plain summary
+    assert re.search(rf"^{JOB}: 2500 rows, \d+ pages, \d+ rows/s, [\d.]+s elapsed$", out, re.M), out
 
     rc, out = run_tg(tg("run", "e2e_missing", *common), env, tmp_path, RUN_TIMEOUT)
     assert rc == 1, out
@@ -160,8 +162,9 @@ def test_run_once_success_failure_and_unknown_job(tmp_path: Path) -> None:
     assert re.search(r"^error: .*404", out, re.MULTILINE), out
 
     rc, out = run_tg(tg("run", "nope", *common), env, tmp_path, RUN_TIMEOUT)
-    assert rc == 1, out
+    assert rc == 3, out  # not found: checked before any Ray starts
     assert "No job named 'nope'" in out
+    assert "progress" not in out and "rows/s" not in out, out  # nothing ran
 
     con = duckdb.connect(str(db), read_only=True)
     try:

@@ -26,45 +26,6 @@ from tg_actors.settings import Settings
 WAIT_SECONDS = 24 * 3600.0  # how long a waiting command follows its run at most
 
 
-def add_parser(sub: Any) -> None:
-    backfill = sub.add_parser(
-        "backfill",
-        help="queue a run of JOB over [--from, --to) that leaves its live cursor alone",
-        description="Re-read one range of a job on the running system: its windows (or "
-        "incremental.param / until_param) are bounded by [FROM, TO); the job's cursor is not "
-        "moved. A time without an offset, or a date alone, is UTC.",
-    )
-    backfill.add_argument("job", metavar="JOB")
-    backfill.add_argument(
-        "--from", dest="start", required=True, metavar="T1", help="start (ISO date or datetime)"
-    )
-    backfill.add_argument(
-        "--to", dest="end", required=True, metavar="T2", help="end, excluded (ISO date/datetime)"
-    )
-    _common(backfill)
-    backfill.set_defaults(handler=cmd_backfill)
-    refresh = sub.add_parser(
-        "refresh",
-        help="queue a full re-read of JOB that replaces its table when it succeeds",
-        description="Re-read a job from its start (window.start / incremental.initial) and "
-        "replace its table with what was read, resetting its cursor, once the run succeeds.",
-    )
-    refresh.add_argument("job", metavar="JOB")
-    refresh.add_argument(
-        "--yes", "-y", action="store_true", help="do not ask: the table is replaced"
-    )
-    _common(refresh)
-    refresh.set_defaults(handler=cmd_refresh)
-
-
-def _common(parser: Any) -> None:
-    parser.add_argument("--url", help="a running system's base URL (default: the local one)")
-    parser.add_argument("--no-wait", action="store_true", help="print the run id and return")
-    parser.add_argument(
-        "--db", dest="db_path", help="DuckDB file of `tg up` (its folder has api_token)"
-    )
-
-
 def cmd_backfill(args: argparse.Namespace) -> int:
     try:
         start = _instant("--from", args.start)

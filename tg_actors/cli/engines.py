@@ -1,30 +1,16 @@
-"""`tg engines [COUNT]`: list the SyncEngines of a running system, or scale them, through its
-HTTP API (the same call as `PUT /api/engines`), so it works wherever the API is reachable."""
+"""`tg engines [COUNT] [--json]`: list the SyncEngines of a running system, or scale them,
+through its HTTP API (the same call as `PUT /api/engines`), so it works wherever the API is
+reachable. Exit codes: 0 ok, 1 refused, 2 no token, 3 no API answering."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 import httpx
 
-from tg_actors.names import MAX_ENGINES
 from tg_actors.settings import Settings
-
-
-def add_parser(sub: Any) -> None:
-    engines = sub.add_parser(
-        "engines", help="list the sync engines of a running `tg up`, or scale them to COUNT"
-    )
-    engines.add_argument("count", nargs="?", type=int, help=f"engines wanted (1-{MAX_ENGINES})")
-    engines.add_argument(
-        "--grace",
-        type=float,
-        help="seconds a removed engine's runs may take to end before they are retried on "
-        "the others (default TG_STOP_GRACE_SECONDS)",
-    )
-    engines.add_argument("--url", help="the API's base URL (default http://TG_HOST:TG_PORT)")
-    engines.add_argument("--db", dest="db_path", help="DuckDB file (its folder has api_token)")
 
 
 def base_url(settings: Settings, url: str | None) -> str:
@@ -81,11 +67,14 @@ def cmd_engines(args: argparse.Namespace) -> int:
                 response = client.put("/api/engines", json=body)
     except httpx.TransportError as exc:
         print(f"no turbo-giggle API at {url} ({type(exc).__name__}): is `tg up` running?")
-        return 1
+        return 3  # not found: nothing answers there
     if response.status_code != 200:
         print(f"{response.status_code}: {_detail(response)}")
         return 1
-    print("\n".join(render(response.json())))
+    if getattr(args, "json", False):
+        print(json.dumps(response.json(), indent=2))
+    else:
+        print("\n".join(render(response.json())))
     return 0
 
 

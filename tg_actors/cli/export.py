@@ -12,37 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from tg_actors.jobs import TABLE_NAME
 from tg_actors.settings import Settings
 
 OK, FAILED, USAGE, NOT_FOUND = 0, 1, 2, 3
-
-
-def add_parser(sub: Any) -> None:
-    export = sub.add_parser(
-        "export",
-        help="write a data table to a Parquet or CSV file",
-        description="Write a data table of the DuckDB file to FILE, as Parquet or CSV by its "
-        "suffix. Needs the file free: not while `tg up` holds it.",
-    )
-    export.add_argument("table", metavar="TABLE", help="a data table (schema main)")
-    export.add_argument(
-        "-o",
-        "--output",
-        metavar="FILE",
-        type=Path,
-        required=True,
-        help="the file: .parquet or .csv",
-    )
-    export.add_argument(
-        "--db",
-        dest="db_path",
-        metavar="PATH",
-        type=Path,
-        help="DuckDB file (default: data/turbo_giggle.duckdb)",
-    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from tg_actors.jobschema import schema_text
 
@@ -36,17 +35,6 @@ destination:
   write: merge                 # append | replace | merge (merge needs primary_key)
   primary_key: [id]
 """
-
-
-def add_parser(sub: Any) -> None:
-    parser = sub.add_parser(
-        "init",
-        help="make a new project folder: configs/jobs/ with an example job, and the schema",
-        description="Write DIR/configs/jobs/my_orders.yaml and DIR/configs/job.schema.json.",
-    )
-    parser.add_argument("dir", nargs="?", default=".", metavar="DIR")
-    parser.add_argument("--force", action="store_true", help="replace files that exist")
-    parser.set_defaults(handler=cmd_init)
 
 
 def files(root: Path) -> dict[Path, str]:

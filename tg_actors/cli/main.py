@@ -1,8 +1,18 @@
-"""`tg up | validate | run`: parse arguments, call the runtime."""
+"""The `tg` command line (typer + rich): `tg up | validate | run` here, the other commands in
+the modules beside this one, each called with an argparse-style namespace of its options.
+
+Start-up stays cheap: only typer is imported with this module; Ray, DuckDB, Arrow and the
+settings are imported inside the commands that need them (`tg --version` loads none of them).
+`main(argv) -> int` runs the app without click's standalone mode and returns the exit code:
+0 ok, 1 a run failed or a job is invalid, 2 usage (a bad flag or setting), 3 not found (no
+such job, run, file or table) or no running system answering.
+"""
 
 from __future__ import annotations
 
 import argparse
+import enum
+import json
 import os
 import signal
 import sys
@@ -10,24 +20,94 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+import typer
 
-from tg_actors.cli import backfill as backfill_cli
-from tg_actors.cli import engines as engines_cli
-from tg_actors.cli import export as export_cli
-from tg_actors.cli import init as init_cli
-from tg_actors.cli import preview as preview_cli
-from tg_actors.cli import schema as schema_cli
-from tg_actors.cli import sql as sql_cli
-from tg_actors.config.files import load_jobs
-from tg_actors.runstate import RunState
-from tg_actors.settings import Settings
+OK, FAILED, USAGE, NOT_FOUND = 0, 1, 2, 3
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+class Format(enum.StrEnum):
+    """`tg sql --format`."""
+
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+    PARQUET = "parquet"
+
+
+app = typer.Typer(
+    name="tg",
+    help="Sync HTTP APIs into DuckDB on a schedule.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# the options several commands share
+Configs = Annotated[
+    Path | None, typer.Option("--configs", help="configs folder (default: configs)")
+]
+Db = Annotated[
+    Path | None,
+    typer.Option(
+        "--db", help="DuckDB file (default: data/turbo_giggle.duckdb; beside it api_token)"
+    ),
+]
+Url = Annotated[
+    str | None,
+    typer.Option("--url", help="a running system's base URL (default: http://TG_HOST:TG_PORT)"),
+]
+Json = Annotated[bool, typer.Option("--json", help="print one JSON document instead")]
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("turbo-giggle")
+    except PackageNotFoundError:
+        try:
+            return dist_version("tg_actors")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"tg {version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    from tg_actors.logs import setup
+
+    setup()
+
+
+def _ns(**values: Any) -> argparse.Namespace:
+    """The options of a command as the namespace its handler reads."""
+    return argparse.Namespace(**values)
+
+
+def _db(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _settings(args: argparse.Namespace) -> Any:
     """Defaults < TG_* environment < flags given on the command line."""
+    from tg_actors.settings import Settings
+
     flags = {
         key: getattr(args, key)
         for key in ("configs", "db_path", "host", "port", "address", "engines")
@@ -36,55 +116,101 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**flags)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--configs", type=Path, help="configs folder (default: configs)")
-    parser.add_argument(
-        "--db", dest="db_path", type=Path, help="DuckDB file (default: data/turbo_giggle.duckdb)"
-    )
+def _local_ray_env(address: str | None) -> None:
+    """Before Ray is imported, for a Ray started here (no --address, no TG_ADDRESS)."""
+    if address or os.environ.get("TG_ADDRESS"):
+        return
+    # read by Ray at import time: a single-node Ray then binds 127.0.0.1 only
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # a SIGTERM while ray.init starts our local Ray would have Ray "drain" the node for
+    # 30 s (meant for Kubernetes pods) before stopping it: we stop it ourselves
+    os.environ.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tg", description="Sync HTTP APIs into DuckDB on a schedule."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start everything: actors, scheduler, API and UI")
-    _common(up)
-    up.add_argument("--host", help="bind address of the API/UI (default: 127.0.0.1)")
-    up.add_argument("--port", type=int, help="port of the API/UI (default: 8000)")
-    up.add_argument("--address", help="join a Ray cluster ('auto' or ray://HOST:10001)")
-    up.add_argument("--engines", type=int, help="number of SyncEngine actors (default: 2)")
-    validate = sub.add_parser("validate", help="validate job files")
-    validate.add_argument(
-        "paths", nargs="*", type=Path, help="files or folders (default: configs/jobs)"
-    )
-    run = sub.add_parser("run", help="run one job once on a local Ray and print a summary")
-    run.add_argument("job")
-    _common(run)
-    run.add_argument("--no-demo", action="store_true", help="do not serve the demo source")
-    engines_cli.add_parser(sub)
-    export_cli.add_parser(sub)
-    sql_cli.add_parser(sub)
-    backfill_cli.add_parser(sub)
-    schema_cli.add_parser(sub)
-    init_cli.add_parser(sub)
-    preview_cli.add_parser(sub)
-    return parser
+# --- tg up / validate / run ---------------------------------------------------------------------
+
+
+@app.command("up")
+def up_command(
+    configs: Configs = None,
+    db: Db = None,
+    host: Annotated[
+        str | None, typer.Option(help="bind address of the API/UI (default: 127.0.0.1)")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="port of the API/UI (default: 8000)")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="join a Ray cluster ('auto' or ray://HOST:10001)")
+    ] = None,
+    engines: Annotated[
+        int | None, typer.Option(help="number of SyncEngine actors (default: 2)")
+    ] = None,
+) -> int:
+    """Start everything: actors, scheduler, API and UI."""
+    _local_ray_env(address)
+    args = _ns(configs=configs, db_path=db, host=host, port=port, address=address, engines=engines)
+    return cmd_up(args)
+
+
+@app.command("validate")
+def validate_command(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="files or folders (default: configs/jobs)")
+    ] = None,
+    as_json: Json = False,
+) -> int:
+    """Validate job files: FILE: field.path: message per error (exit 1)."""
+    return cmd_validate(_ns(paths=paths or [], json=as_json))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from tg_actors.config.files import load_jobs
+    from tg_actors.settings import Settings
+
     paths = args.paths or [Settings().jobs_dir]
     missing = [p for p in paths if not p.exists()]
+    report = load_jobs([p for p in paths if p.exists()])
+    valid = sorted(report.jobs.items(), key=lambda kv: str(kv[1][0]))
+    failed = bool(report.errors or missing)
+    if getattr(args, "json", False):
+        doc = {
+            "ok": not failed,
+            "jobs": [{"name": name, "path": str(path)} for name, (path, _spec) in valid],
+            "errors": [str(error) for error in report.errors],
+            "missing": [str(path) for path in missing],
+        }
+        print(json.dumps(doc, indent=2))
+        return FAILED if failed else OK
     for path in missing:
         print(f"{path}: no such file or folder")
-    report = load_jobs([p for p in paths if p.exists()])
     for error in report.errors:
         print(error)
-    for name, (path, _spec) in sorted(report.jobs.items(), key=lambda kv: str(kv[1][0])):
+    for name, (path, _spec) in valid:
         print(f"{path}: ok (job {name})")
     if not report.jobs and not report.errors and not missing:
         print("no job files found")
-    return 1 if report.errors or missing else 0
+    return FAILED if failed else OK
+
+
+@app.command("run")
+def run_command(
+    job: Annotated[str, typer.Argument(metavar="JOB")],
+    configs: Configs = None,
+    db: Db = None,
+    no_demo: Annotated[
+        bool, typer.Option("--no-demo", help="do not serve the demo source")
+    ] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="run here, without Ray (tg_actors.localrun)")
+    ] = False,
+    as_json: Json = False,
+) -> int:
+    """Run one job once and print a summary (rows, pages, seconds).
+
+    On the running `tg up` that holds --db, else on a local Ray (--local: in this process,
+    without Ray)."""
+    _local_ray_env(None)
+    args = _ns(job=job, configs=configs, db_path=db, no_demo=no_demo, local=local, json=as_json)
+    return cmd_run(args)
 
 
 class StopRequested(BaseException):
@@ -215,67 +341,388 @@ def _shutdown_ray() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from tg_actors.cli.ops import remote_run
+    from tg_actors.cli.sql import Failure
+
+    settings = _settings(args)
+    try:
+        if args.local:
+            return _run_local(args, settings)
+        known = _job_known(settings, args.job)
+        if known is None:  # a `tg up` holds the file: run it there, and follow it
+            return remote_run(
+                settings, None, args.job, wait=True, as_json=args.json, what="started"
+            )
+    except Failure as exc:
+        print(exc, file=sys.stderr if exc.code else sys.stdout)
+        return exc.code
+    if not known:
+        print(f"No job named {args.job!r} (looked in {settings.jobs_dir} and {settings.db_path})")
+        return NOT_FOUND
+    return _run_on_ray(args, settings)
+
+
+def _job_known(settings: Any, job: str) -> bool | None:
+    """Whether `job` is in the configs folder or in tg.jobs of the file (opened read-only
+    here, before any Ray starts); None when a running system holds the file and its API
+    answers (the run then goes there). Raises Failure when the file is held and no API
+    answers, or cannot be read."""
+    from tg_actors.cli.sql import Failure, _api_answers, _base_url
+    from tg_actors.config.files import load_jobs
+
+    if settings.jobs_dir.exists() and job in load_jobs([settings.jobs_dir]).jobs:
+        # a configs job still runs on the system holding the file, if one does
+        return None if _held(settings.db_path) and _api_answers(settings) else True
+    db = settings.db_path
+    if not db.is_file():
+        return False
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+    except duckdb.Error as exc:
+        if "lock" not in str(exc).lower():
+            raise Failure(FAILED, f"cannot open {db}: {exc}") from exc
+        if _api_answers(settings):
+            return None
+        raise Failure(
+            NOT_FOUND,
+            f"{db} is held by another process (a running `tg up`?) and no API answers at "
+            f"{_base_url(settings, None)} (TG_HOST, TG_PORT)",
+        ) from exc
+    try:
+        rows = con.execute("SELECT 1 FROM tg.jobs WHERE name = ?", [job]).fetchall()
+    except duckdb.CatalogException:  # no tg schema yet: no jobs in it
+        rows = []
+    finally:
+        con.close()
+    return bool(rows)
+
+
+def _held(db: Path) -> bool:
+    """Whether another process holds the DuckDB file (its lock refuses even a read-only open)."""
+    if not db.is_file():
+        return False
+    import duckdb
+
+    try:
+        duckdb.connect(str(db), read_only=True).close()
+    except duckdb.Error as exc:
+        return "lock" in str(exc).lower()
+    return False
+
+
+def _run_on_ray(args: argparse.Namespace, settings: Any) -> int:
     import ray
 
     from tg_actors import runtime
+    from tg_actors.cli.ops import Progress, print_json, summary
     from tg_actors.cli.run_once import run_once, serve_demo_if_free
 
-    settings = _settings(args).model_copy(update={"engines": 1})
+    settings = settings.model_copy(update={"engines": 1})
     demo = None if args.no_demo else serve_demo_if_free(settings)
     runtime.init_ray(settings)
     rt = runtime.start(settings, schedules=False, serve_app=False)
     try:
-        run = run_once(rt, args.job)
+        with Progress(args.job) as progress:
+            run = run_once(rt, args.job, on_progress=progress.update)
+            if run is not None:  # a run shorter than the engine's progress period reports none
+                progress.update(int(run["rows_loaded"] or 0), int(run["pages"] or 0))
     finally:
         runtime.stop(rt)
         ray.shutdown()
         if demo is not None:
             demo.stop()
-    if run is None:
+    if run is None:  # the job went between the check and the run
         print(f"No job named {args.job!r} (looked in {settings.jobs_dir} and {settings.db_path})")
-        return 1
-    seconds = (run["finished_at"] - run["started_at"]).total_seconds() if run["started_at"] else 0.0
-    print(
-        f"{run['job']}: {run['state']} — {run['rows_loaded'] or 0} rows, {run['pages'] or 0} pages, "
-        f"{seconds:.2f}s (run {run['run_id']})"
+        return NOT_FOUND
+    if args.json:
+        print_json(run)
+    else:
+        print("\n".join(summary(run)))
+    return OK if run["state"] == "succeeded" else FAILED
+
+
+def _run_local(args: argparse.Namespace, settings: Any) -> int:
+    """`tg run JOB --local`: one run in this process, no Ray (tg_actors.localrun)."""
+    from tg_actors.cli.ops import Progress, local_progress, print_json
+
+    try:
+        from tg_actors import localrun
+    except ImportError as exc:
+        print(f"tg run --local is not available here: {exc}", file=sys.stderr)
+        return USAGE
+    try:
+        with Progress(args.job) as progress:
+            result = localrun.run_job(
+                args.job,
+                db=settings.db_path,
+                configs=settings.configs,
+                on_progress=local_progress(progress),
+            )
+            progress.update(int(result.rows_loaded or 0), int(result.pages or 0))
+    except localrun.JobNotFound as exc:
+        print(f"No job named {args.job!r}: {exc}")
+        return NOT_FOUND
+    except localrun.DatabaseInUse as exc:
+        print(f"{exc} (without --local, `tg run` runs it on that system)", file=sys.stderr)
+        return NOT_FOUND
+    if args.json:
+        print_json(result.as_dict())
+    else:
+        seconds = 0.0
+        if result.started_at and result.finished_at:
+            seconds = (result.finished_at - result.started_at).total_seconds()
+        print(
+            f"{result.job}: {result.state} — {result.rows_loaded or 0} rows, "
+            f"{result.pages or 0} pages, {seconds:.2f}s (run {result.run_id})"
+        )
+        if result.error:
+            print(f"error: {result.error}")
+    return OK if result.ok else FAILED
+
+
+# --- the commands of the other modules --------------------------------------------------------
+
+
+@app.command("engines")
+def engines_command(
+    count: Annotated[
+        int | None, typer.Argument(metavar="[COUNT]", help="engines wanted (1-64)")
+    ] = None,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds a removed engine's runs may take to end before they are retried on "
+            "the others (default TG_STOP_GRACE_SECONDS)"
+        ),
+    ] = None,
+    url: Url = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> int:
+    """List the sync engines of a running `tg up`, or scale them to COUNT."""
+    from tg_actors.cli import engines as engines_cli
+
+    args = _ns(count=count, grace=grace, url=url, db_path=_db(db), json=as_json)
+    return engines_cli.cmd_engines(args)
+
+
+@app.command("export")
+def export_command(
+    table: Annotated[str, typer.Argument(metavar="TABLE", help="a data table (schema main)")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", metavar="FILE", help="the file: .parquet or .csv")
+    ],
+    db: Db = None,
+) -> int:
+    """Write a data table to a Parquet or CSV file (by its suffix)."""
+    from tg_actors.cli import export as export_cli
+
+    return export_cli.cmd_export(_ns(table=table, output=output, db_path=db))
+
+
+@app.command("sql")
+def sql_command(
+    query: Annotated[str, typer.Argument(metavar="SQL", help="the statement (? for --param)")],
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="output (default: table)")
+    ] = Format.TABLE,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", metavar="FILE", help="write there (parquet needs it)"),
+    ] = None,
+    params: Annotated[
+        list[str] | None, typer.Option("-p", "--param", help="a ? parameter (repeatable)")
+    ] = None,
+    url: Url = None,
+    db: Db = None,
+) -> int:
+    """Run one read-only SQL query on the data (the running system, or the file).
+
+    SELECT, WITH, DESCRIBE, SUMMARIZE, SHOW… over the data tables and tg.runs /
+    tg.run_logs / tg.jobs / tg.state: through the running `tg up`'s API, or on the DuckDB
+    file opened read-only when nothing runs."""
+    from tg_actors.cli import sql as sql_cli
+
+    args = _ns(
+        query=query, format=fmt.value, output=output, params=params or [], url=url, db_path=db
     )
-    if run["error"]:
-        print(f"error: {run['error']}")
-    return 0 if run["state"] == RunState.SUCCEEDED else 1
+    return sql_cli.cmd_sql(args)
+
+
+NoWait = Annotated[bool, typer.Option("--no-wait", help="print the run id and return")]
+
+
+@app.command("backfill")
+def backfill_command(
+    job: Annotated[str, typer.Argument(metavar="JOB")],
+    start: Annotated[
+        str, typer.Option("--from", metavar="T1", help="start (ISO date or datetime)")
+    ],
+    end: Annotated[
+        str, typer.Option("--to", metavar="T2", help="end, excluded (ISO date/datetime)")
+    ],
+    url: Url = None,
+    no_wait: NoWait = False,
+    db: Db = None,
+) -> int:
+    """Queue a run of JOB over [--from, --to) that leaves its live cursor alone.
+
+    A time without an offset, or a date alone, is UTC."""
+    from tg_actors.cli import backfill as backfill_cli
+
+    args = _ns(job=job, start=start, end=end, url=url, no_wait=no_wait, db_path=_db(db))
+    return backfill_cli.cmd_backfill(args)
+
+
+@app.command("refresh")
+def refresh_command(
+    job: Annotated[str, typer.Argument(metavar="JOB")],
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="do not ask: the table is replaced")
+    ] = False,
+    url: Url = None,
+    no_wait: NoWait = False,
+    db: Db = None,
+) -> int:
+    """Queue a full re-read of JOB that replaces its table when it succeeds.
+
+    Its cursor is reset too."""
+    from tg_actors.cli import backfill as backfill_cli
+
+    args = _ns(job=job, yes=yes, url=url, no_wait=no_wait, db_path=_db(db))
+    return backfill_cli.cmd_refresh(args)
+
+
+@app.command("schema")
+def schema_command(
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", metavar="FILE", help="write it to FILE")
+    ] = None,
+) -> int:
+    """Print the JSON Schema of a job file (for editors)."""
+    from tg_actors.cli import schema as schema_cli
+
+    return schema_cli.cmd_schema(_ns(output=output))
+
+
+@app.command("init")
+def init_command(
+    directory: Annotated[str, typer.Argument(metavar="DIR")] = ".",
+    force: Annotated[bool, typer.Option("--force", help="replace files that exist")] = False,
+) -> int:
+    """Make a new project folder: configs/jobs/ with an example job, and the schema."""
+    from tg_actors.cli import init as init_cli
+
+    return init_cli.cmd_init(_ns(dir=directory, force=force))
+
+
+@app.command("preview")
+def preview_command(
+    job: Annotated[str, typer.Argument(metavar="JOB|FILE", help="a job file, or a job's name")],
+    pages: Annotated[int, typer.Option(help="pages to read (1-20)")] = 3,
+    records: Annotated[int, typer.Option(help="sample size (1-100)")] = 5,
+    as_json: Json = False,
+    url: Annotated[
+        str | None, typer.Option(help="test-read on that running system instead of here")
+    ] = None,
+    configs: Configs = None,
+    db: Db = None,
+) -> int:
+    """Test-read a job: requests, records, column types, stop reason; writes nothing."""
+    from tg_actors.cli import preview as preview_cli
+
+    args = _ns(
+        job=job, pages=pages, records=records, json=as_json, url=url, configs=configs, db_path=db
+    )
+    return preview_cli.cmd_preview(args)
+
+
+# --- operating a running system ---------------------------------------------------------------
+
+
+@app.command("jobs")
+def jobs_command(url: Url = None, db: Db = None, as_json: Json = False) -> int:
+    """List the jobs of a running `tg up`: schedule, paused, last run, next run."""
+    from tg_actors.cli.ops import cmd_jobs
+
+    return cmd_jobs(url, _db(db), as_json)
+
+
+@app.command("runs")
+def runs_command(
+    job: Annotated[str | None, typer.Option("--job", help="only this job's runs")] = None,
+    state: Annotated[str | None, typer.Option("--state", help="only runs in this state")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="at most N runs")] = 20,
+    url: Url = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> int:
+    """List the runs of a running `tg up`, newest first."""
+    from tg_actors.cli.ops import cmd_runs
+
+    return cmd_runs(url, _db(db), job, state, limit, as_json)
+
+
+@app.command("logs")
+def logs_command(
+    run: Annotated[str, typer.Argument(metavar="RUN", help="a run id")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing until the run ends")
+    ] = False,
+    url: Url = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> int:
+    """Print the log lines of a run (with -f, as they come, until it ends)."""
+    from tg_actors.cli.ops import cmd_logs
+
+    return cmd_logs(url, _db(db), run, follow, as_json)
+
+
+@app.command("trigger")
+def trigger_command(
+    job: Annotated[str, typer.Argument(metavar="JOB")],
+    wait: Annotated[
+        bool, typer.Option("--wait", help="follow the run, with a progress line, until it ends")
+    ] = False,
+    url: Url = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> int:
+    """Queue a run of JOB on a running `tg up` now."""
+    from tg_actors.cli.ops import cmd_trigger
+
+    return cmd_trigger(url, _db(db), job, wait, as_json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tg_actors.logs import setup
-
-    args = build_parser().parse_args(argv)
-    if args.command in ("up", "run") and not (
-        args.__dict__.get("address") or os.environ.get("TG_ADDRESS")
-    ):
-        # read by Ray at import time: a single-node Ray then binds 127.0.0.1 only
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        # a SIGTERM while ray.init starts our local Ray would have Ray "drain" the node for
-        # 30 s (meant for Kubernetes pods) before stopping it: we stop it ourselves
-        os.environ.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")
-    setup()
+    command = typer.main.get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        if args.command == "validate":
-            return cmd_validate(args)
-        if args.command == "up":
-            return cmd_up(args)
-        if args.command == "engines":
-            return engines_cli.cmd_engines(args)
-        if args.command == "export":
-            return export_cli.cmd_export(args)
-        if args.command == "sql":
-            return sql_cli.cmd_sql(args)
-        if getattr(args, "handler", None) is not None:  # a command that names its handler
-            return int(args.handler(args))
-        return cmd_run(args)
-    except ValidationError as exc:  # a bad flag or TG_* variable
-        for err in exc.errors(include_url=False):
+        code = command.main(args=args, prog_name="tg", standalone_mode=False)
+    except typer.Abort:  # Ctrl-C or end of input at a prompt
+        print("aborted", file=sys.stderr)
+        return FAILED
+    except typer.TyperException as exc:  # click's errors: a usage error is exit 2
+        from typer import rich_utils
+        from typer._click.exceptions import ClickException  # typer 0.29 vendors click
+
+        if isinstance(exc, ClickException):
+            rich_utils.rich_format_error(exc)
+            return exc.exit_code
+        print(exc, file=sys.stderr)
+        return USAGE
+    except Exception as exc:
+        pydantic = sys.modules.get("pydantic")  # loaded by whatever raised its error
+        if pydantic is None or not isinstance(exc, pydantic.ValidationError):
+            raise
+        for err in exc.errors(include_url=False):  # a bad flag or TG_* variable
             loc = ".".join(str(p) for p in err["loc"])
             print(f"setting {loc}: {err['msg'].removeprefix('Value error, ')}", file=sys.stderr)
-        return 2
+        return USAGE
+    return code if isinstance(code, int) else OK
 
 
 if __name__ == "__main__":

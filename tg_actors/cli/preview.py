@@ -30,27 +30,6 @@ OK, FAILED = 0, 1
 SAMPLE_CHARS = 160  # of each sample row, on one line
 
 
-def add_parser(sub: Any) -> None:
-    parser = sub.add_parser(
-        "preview",
-        help="test-read a job: requests, records, column types, stop reason; writes nothing",
-        description="Read a job's source for a few pages and show what a run would get: each "
-        "request (secrets masked), the records per page, a sample before and after transform, "
-        "the DuckDB column types and what they do to an existing table, why pagination "
-        "stopped, and warnings. Nothing is written.",
-    )
-    parser.add_argument("job", metavar="JOB|FILE", help="a job file, or the name of a job")
-    parser.add_argument("--pages", type=int, default=3, help="pages to read (1-20, default 3)")
-    parser.add_argument("--records", type=int, default=5, help="sample size (1-100, default 5)")
-    parser.add_argument("--json", action="store_true", help="print the whole answer as JSON")
-    parser.add_argument("--url", help="test-read on that running system instead of here")
-    parser.add_argument("--configs", type=Path, help="configs folder (default: configs)")
-    parser.add_argument(
-        "--db", dest="db_path", type=Path, help="DuckDB file (default: data/turbo_giggle.duckdb)"
-    )
-    parser.set_defaults(handler=cmd_preview)
-
-
 def cmd_preview(args: argparse.Namespace) -> int:
     if not 1 <= args.pages <= 20 or not 1 <= args.records <= 100:
         return _say(USAGE, "--pages is 1 to 20, --records 1 to 100")

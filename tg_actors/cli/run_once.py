@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
 
 from tg_actors.cli.local_server import ThreadedServer, port_is_free
-from tg_actors.messages import TOPIC_STATUS, RunStateChanged
+from tg_actors.messages import TOPIC_STATUS, RunProgressed, RunStateChanged
 from tg_actors.names import CLI_GROUP
 from tg_actors.runstate import TERMINAL
 from tg_actors.runtime import Runtime
@@ -30,8 +31,14 @@ def serve_demo_if_free(settings: Settings) -> ThreadedServer | None:
     return ThreadedServer(app, settings.host, settings.port).start()
 
 
-def run_once(rt: Runtime, job: str, timeout: float = 3600.0) -> dict[str, Any] | None:
-    """Run `job` once; the final run row, or None when there is no such job."""
+def run_once(
+    rt: Runtime,
+    job: str,
+    timeout: float = 3600.0,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any] | None:
+    """Run `job` once; the final run row, or None when there is no such job. `on_progress`
+    gets (rows, pages) of each RunProgressed of the run on the status topic."""
     names = {j["name"] for j in ray.get(rt.db.list_jobs.remote())}
     if job not in names:
         return None
@@ -40,6 +47,8 @@ def run_once(rt: Runtime, job: str, timeout: float = 3600.0) -> dict[str, Any] |
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for message in ray.get(rt.broker.consume.remote(TOPIC_STATUS, GROUP, 500, 1.0)):
+            if on_progress and isinstance(message, RunProgressed) and message.run_id == run_id:
+                on_progress(message.rows, message.pages)
             if (
                 isinstance(message, RunStateChanged)
                 and message.run_id == run_id

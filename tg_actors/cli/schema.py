@@ -9,19 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from tg_actors.jobschema import schema_text
-
-
-def add_parser(sub: Any) -> None:
-    parser = sub.add_parser(
-        "schema",
-        help="print the JSON Schema of a job file (for editors)",
-        description="The JSON Schema of a job file, defaults as tg writes them (30m).",
-    )
-    parser.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead")
-    parser.set_defaults(handler=cmd_schema)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -35,30 +35,6 @@ class Failure(Exception):
         super().__init__(message)
 
 
-def add_parser(sub: Any) -> None:
-    sql = sub.add_parser(
-        "sql",
-        help="run one read-only SQL query on the data (the running system, or the file)",
-        description="Run one read-only statement (SELECT, WITH, DESCRIBE, SUMMARIZE, SHOW…) "
-        "over the data tables and tg.runs / tg.run_logs / tg.jobs / tg.state. While `tg up` "
-        "runs it goes through its API; otherwise it opens the DuckDB file read-only.",
-    )
-    sql.add_argument("query", metavar="SQL", help="the statement (use ? for --param values)")
-    sql.add_argument(
-        "--format", "-f", choices=FORMATS, default="table", help="output (default: table)"
-    )
-    sql.add_argument(
-        "-o", "--output", metavar="FILE", type=Path, help="write there (parquet needs it)"
-    )
-    sql.add_argument(
-        "-p", "--param", dest="params", action="append", default=[], help="a ? parameter"
-    )
-    sql.add_argument("--url", help="a running system's base URL (default: ask the local one)")
-    sql.add_argument(
-        "--db", dest="db_path", type=Path, help="DuckDB file (default: data/turbo_giggle.duckdb)"
-    )
-
-
 def cmd_sql(args: argparse.Namespace) -> int:
     if args.format == "parquet" and args.output is None:
         return _say(USAGE, "--format parquet writes a file: give -o FILE")
