@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import logging
 import os
 import random
 import threading
@@ -53,6 +54,7 @@ from tg_actors.runstate import RunState, Trigger
 from tg_actors.store.actor import log_entry
 from tg_actors.store.duckdb import DuckStore
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 Progress = Callable[[int, int, float], None]  # (rows, pages, seconds since the run began)
@@ -391,7 +393,10 @@ class _LocalRun:
             nonlocal pages_seen, last_logged
             pages_seen = pages
             if self.on_progress is not None:
-                self.on_progress(rows, pages, time.monotonic() - self._began)
+                try:  # progress is only news: a failing callback must not fail the run
+                    self.on_progress(rows, pages, time.monotonic() - self._began)
+                except Exception:
+                    log.warning("run %s: on_progress failed", run_id, exc_info=True)
             if time.monotonic() - last_logged >= PROGRESS_LOG_EVERY_S:
                 last_logged = time.monotonic()
                 progress_lines.append(

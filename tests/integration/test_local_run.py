@@ -6,6 +6,8 @@ folder, tg.jobs), DuckDB's lock held by another process, and no Ray imported."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -13,17 +15,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from tests.kit.fakeapi import FakeApi, later
 from tests.kit.jobs import write_job
-from tests.kit.servers import serve_app
+from tests.kit.servers import DEMO_ROWS, serve_app
 from tg_actors.errors import JobValidationError
 from tg_actors.jobs import parse_job
 from tg_actors.localrun import DatabaseInUse, JobNotFound, RunSummary, run_job
 from tg_actors.runstate import RunState
 from tg_actors.store.duckdb import DuckStore
+from tg_actors.store.export import exports_dir
 
 INCREMENTAL = (
     "  incremental: {cursor_field: updated_at, param: updated_since,"
@@ -229,12 +233,18 @@ def test_a_job_stored_in_tg_jobs_runs_by_name(tmp_path: Path, fake: tuple[FakeAp
     assert summary.ok and summary.rows_loaded == 120
 
 
-def test_a_job_spec_runs_as_given(tmp_path: Path, fake: tuple[FakeApi, str]) -> None:
+def test_a_job_spec_runs_as_given(
+    tmp_path: Path, fake: tuple[FakeApi, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     api, url = fake
     api.add(1, 30, updated=later(1))
     spec = parse_job(yaml.safe_load(job_yaml("given", url)))
     summary = run_job(spec, str(tmp_path / "local.duckdb"))
     assert summary.ok and summary.rows_loaded == 30 and summary.job == "given"
+    # without `db`: the settings' database file (TG_DB_PATH here)
+    monkeypatch.setenv("TG_DB_PATH", str(tmp_path / "settings.duckdb"))
+    assert run_job(spec).ok
+    assert query(tmp_path / "settings.duckdb", "SELECT count(*) FROM given") == [(30,)]
 
 
 def test_an_unknown_job_says_where_it_looked(tmp_path: Path) -> None:
@@ -314,3 +324,69 @@ def test_a_local_run_never_imports_ray(tmp_path: Path, fake: tuple[FakeApi, str]
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "220"
+
+
+def shipped(name: str, demo: str) -> str:
+    """A shipped job file (configs/jobs) pointed at the test's demo server."""
+    text = (Path(__file__).resolve().parents[2] / "configs" / "jobs" / f"{name}.yaml").read_text()
+    return text.replace("http://127.0.0.1:8000/demo", demo)
+
+
+def test_a_for_each_job_reads_one_chain_per_row_of_its_sql(
+    tmp_path: Path, demo_server: str
+) -> None:
+    configs, db = tmp_path / "configs", tmp_path / "local.duckdb"
+    for name in ("demo_customers", "demo_customers_orders"):
+        write_job(configs, name, shipped(name, demo_server))
+    early = run_job("demo_customers_orders", db, configs=configs)  # its parents' table: none yet
+    assert early.state is RunState.FAILED and early.error is not None
+    assert "reads 'demo_customers'" in early.error and "no data table" in early.error
+    parents = run_job("demo_customers", db, configs=configs)
+    assert parents.ok and parents.rows_loaded == 250
+    children = run_job("demo_customers_orders", db, configs=configs)
+    assert children.ok, children.error
+    # every demo order belongs to one of the 250 customers: each read once, under its customer
+    assert children.rows_loaded == DEMO_ROWS and children.pages >= 250
+    assert query(
+        db,
+        "SELECT count(*), count(DISTINCT id), count(DISTINCT customer_id) FROM demo_customers_orders",
+    ) == [(DEMO_ROWS, DEMO_ROWS, 250)]
+
+
+def test_an_exporting_job_leaves_its_parquet_file(
+    tmp_path: Path, fake: tuple[FakeApi, str]
+) -> None:
+    api, url = fake
+    api.add(1, 230, updated=later(1))
+    job = job_yaml("shop", url, dest="write: append, export: parquet")
+    db = tmp_path / "data" / "local.duckdb"
+    summary = run_job(write_job(tmp_path / "configs", "shop", job), db)
+    assert summary.ok
+    exported = exports_dir(db) / "shop.parquet"
+    table = pq.read_table(exported)
+    assert table.num_rows == 230 and sorted(table.column("id").to_pylist()) == list(range(1, 231))
+    with DuckStore(db) as store:
+        logs = [entry["message"] for entry in store.get_logs(summary.run_id)]
+    assert f"exported 230 rows of shop to {exported}" in logs
+
+
+def test_an_interrupted_run_is_cancelled_and_keeps_nothing(
+    tmp_path: Path, fake: tuple[FakeApi, str]
+) -> None:
+    api, url = fake
+    api.add(1, 500, updated=later(1))
+    path = write_job(tmp_path / "configs", "stopped", job_yaml("stopped", url))
+    db = tmp_path / "local.duckdb"
+
+    def ctrl_c(rows: int, pages: int, seconds: float) -> None:
+        if pages == 2:  # as a user's Ctrl-C would, mid-run
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(path, db, on_progress=ctrl_c)
+    with DuckStore(db) as store:
+        (run,) = store.list_runs(job="stopped")
+        assert run["state"] == "cancelled"
+        assert store.staged_run_ids() == []
+        assert store.list_tables() == []
+    assert len(api.requests) < 5  # it stopped there
