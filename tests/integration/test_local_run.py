@@ -5,6 +5,7 @@ folder, tg.jobs), DuckDB's lock held by another process, and no Ray imported."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -390,3 +391,18 @@ def test_an_interrupted_run_is_cancelled_and_keeps_nothing(
         assert store.staged_run_ids() == []
         assert store.list_tables() == []
     assert len(api.requests) < 5  # it stopped there
+
+
+def test_run_job_works_where_an_event_loop_already_runs(
+    tmp_path: Path, fake: tuple[FakeApi, str]
+) -> None:
+    """A notebook's cell runs inside an asyncio loop: run_job runs its own on a thread."""
+    api, url = fake
+    api.add(1, 40, updated=later(1))
+    path = write_job(tmp_path / "configs", "nb", job_yaml("nb", url))
+
+    async def cell() -> RunSummary:
+        return run_job(path, tmp_path / "local.duckdb")
+
+    summary = asyncio.run(cell())
+    assert summary.ok and summary.rows_loaded == 40
