@@ -79,9 +79,9 @@ def test_operating_a_running_system(tmp_path: Path) -> None:
         assert rc == 0, out + err
         run_id = re.search(rf"^triggered run (\w+) of job {PAGED} on http", out, re.M)
         assert run_id, out
-        assert re.search(rf"^{PAGED}: succeeded — 2500 rows, 500 pages, [\d.]+s \(run ", out, re.M)
+        assert re.search(rf"^{PAGED}: succeeded — 2500 rows, 501 pages, [\d.]+s \(run ", out, re.M)
         # stderr is no terminal: the progress line once, at the end, as a plain summary
-        assert re.fullmatch(rf"{PAGED}: 2500 rows, 500 pages, \d+ rows/s, [\d.]+s elapsed\n", err)
+        assert re.fullmatch(rf"{PAGED}: 2500 rows, 501 pages, \d+ rows/s, [\d.]+s elapsed\n", err)
         progress = [d for e, d in events if e == "progress"]
         assert progress, events
         assert all(d["run_id"] == run_id[1] and d["job"] == PAGED for d in progress), progress

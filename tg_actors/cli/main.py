@@ -446,6 +446,7 @@ def _run_on_ray(args: argparse.Namespace, settings: Any) -> int:
 def _run_local(args: argparse.Namespace, settings: Any) -> int:
     """`tg run JOB --local`: one run in this process, no Ray (tg_actors.localrun)."""
     from tg_actors.cli.ops import Progress, local_progress, print_json
+    from tg_actors.errors import JobValidationError
 
     try:
         from tg_actors import localrun
@@ -461,6 +462,9 @@ def _run_local(args: argparse.Namespace, settings: Any) -> int:
                 on_progress=local_progress(progress),
             )
             progress.update(int(result.rows_loaded or 0), int(result.pages or 0))
+    except JobValidationError as exc:  # a job file given as JOB that does not validate
+        print(exc, file=sys.stderr)
+        return FAILED
     except localrun.JobNotFound as exc:
         print(f"No job named {args.job!r}: {exc}")
         return NOT_FOUND
