@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 import ray
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.kit.cli import free_port
 from tests.kit.ray import serving, write_demo_job
@@ -356,14 +358,26 @@ def test_metrics_in_prometheus_text(api: httpx.Client) -> None:
     assert api.get("/metrics").status_code == 401
     run_id = api.post("/api/jobs/demo/runs", headers=AUTH).json()["run_id"]
     wait_run(api, run_id)
-    response = api.get("/metrics", headers=AUTH)
-    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    text = response.text
-    assert 'tg_runs{state="succeeded"}' in text
-    assert "tg_queue_depth 0" in text and "tg_engines 1" in text
-    assert 'tg_trigger_lateness_seconds_bucket{le="+Inf"}' in text
-    rows = next(line for line in text.splitlines() if line.startswith("tg_rows_loaded_total "))
-    assert int(rows.split()[1]) >= 2500
+    done = ("tg_runs_finished_total", (("state", "succeeded"), ("tg_job", "demo")))
+    deadline = time.monotonic() + 30  # the run ends in DuckDB a moment before it is counted
+    while True:
+        response = api.get("/metrics", headers=AUTH)
+        assert response.status_code == 200
+        assert response.headers["content-type"] == CONTENT_TYPE_LATEST
+        found = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.text)
+            for s in family.samples
+        }
+        if found.get(done, 0) >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert found[done] >= 1
+    assert found["tg_runs", (("state", "succeeded"),)] >= 1  # the deprecated series
+    assert found["tg_queue_depth", ()] == 0 and found["tg_engines", ()] == 1
+    assert found["tg_trigger_lateness_seconds_bucket", (("le", "+Inf"),)] >= 1
+    assert found["tg_rows_loaded_total", (("tg_job", "demo"),)] >= 2500
+    assert found["tg_source_requests_total", (("code", "200"), ("tg_job", "demo"))] >= 1
 
 
 def test_cancel_route_refuses_a_run_that_already_ended(api: httpx.Client) -> None:
