@@ -15,18 +15,18 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from tg_actors.settings import MIN_TOKEN_CHARS, Settings, token_too_short
+from tg_actors.settings import MIN_TOKEN_CHARS, Settings, secret_text, token_too_short
 
 
 def ensure_token(settings: Settings) -> tuple[str, Path | None]:
     """(token, file it lives in or None when it came from the environment)."""
     if settings.api_token is not None:
-        given = settings.api_token
-        # a str where a Settings was copied past validation (model_copy(update=...))
-        text = (given if isinstance(given, str) else given.get_secret_value()).strip()
+        text = secret_text(settings.api_token).strip()
         if len(text) < MIN_TOKEN_CHARS:
             raise ValueError(token_too_short(len(text)))
         return text, None
@@ -72,8 +72,21 @@ def token_matches(given: str | None, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+# the OpenAPI's security scheme: each route behind `bearer_dependency` lists it, so the docs'
+# "Authorize" sends the token. auto_error=False: it only documents; require_bearer decides
+# (and answers 401 with WWW-Authenticate, as before)
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description="TG_API_TOKEN, or the token in `api_token` beside the database",
+    auto_error=False,
+)
+
+
 def bearer_dependency(expected: str):  # type: ignore[no-untyped-def]
-    async def require_bearer(request: Request) -> None:
+    async def require_bearer(
+        request: Request,
+        _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    ) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not token_matches(value.strip(), expected):

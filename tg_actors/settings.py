@@ -171,12 +171,18 @@ class Settings(BaseSettings):
         """TG_API_TOKEN, else the token file beside the database, else None (also for a file
         whose token is empty or shorter than MIN_TOKEN_CHARS: `ensure_token` replaces it)."""
         if self.api_token is not None:
-            return self.api_token.get_secret_value()
+            return secret_text(self.api_token)
         try:
             token = self.token_path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
         return token if len(token) >= MIN_TOKEN_CHARS else None
+
+
+def secret_text(value: SecretStr | str) -> str:
+    """The text of a secret setting; also a plain str, as a Settings copied past validation
+    (`model_copy(update={"api_token": ...})`) holds it."""
+    return value if isinstance(value, str) else value.get_secret_value()
 
 
 def token_too_short(length: int) -> str:

@@ -10,8 +10,20 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 
+from serve import schemas
 from serve.auth import bearer_dependency
 from serve.routes.sql import sql_router
+from serve.schemas import (
+    CONFLICT_ENDED,
+    INVALID,
+    NOT_FOUND_JOB,
+    NOT_FOUND_RUN,
+    NOT_FOUND_TABLE,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    answer,
+    responses,
+)
 from serve.service import ApiService
 from tg_actors.chains import parse_instant
 from tg_actors.engine.preview import DEFAULT_PAGES, DEFAULT_SAMPLE, MAX_PAGES, MAX_SAMPLE
@@ -50,7 +62,13 @@ def build_api_router(service: ApiService, token: str) -> APIRouter:
 
     @public.get(
         "/health",
-        responses={503: {"description": "starting (not every actor has booted) or degraded"}},
+        response_model=schemas.Health,
+        responses={
+            503: {
+                "model": schemas.Health,
+                "description": "starting (not every actor has booted) or degraded",
+            }
+        },
     )
     async def health() -> JSONResponse:
         """200 `ok` once every actor has booted and a triggered run would be taken; 503
@@ -62,15 +80,19 @@ def build_api_router(service: ApiService, token: str) -> APIRouter:
     router = APIRouter()
     router.include_router(public)
 
-    @router.get("/metrics", dependencies=secured, response_class=PlainTextResponse)
+    @router.get(
+        "/metrics",
+        dependencies=secured,
+        response_class=PlainTextResponse,
+        responses=responses(UNAUTHORIZED, UNAVAILABLE),
+    )
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(await service.metrics(), media_type=METRICS_CONTENT_TYPE)
 
-    router.include_router(jobs_router(service), prefix="/api", dependencies=secured)
-    router.include_router(preview_router(service), prefix="/api", dependencies=secured)
-    router.include_router(runs_router(service), prefix="/api", dependencies=secured)
-    router.include_router(engines_router(service), prefix="/api", dependencies=secured)
-    router.include_router(sql_router(service), prefix="/api", dependencies=secured)
+    # every secured route: 401 without the token, 503 when an actor it asks is down
+    errors = responses(UNAUTHORIZED, UNAVAILABLE)
+    for part in (jobs_router, preview_router, runs_router, engines_router, sql_router):
+        router.include_router(part(service), prefix="/api", dependencies=secured, responses=errors)
     return router
 
 
@@ -151,18 +173,18 @@ class BackfillRange(BaseModel):
 def engines_router(service: ApiService) -> APIRouter:
     secured = APIRouter()
 
-    @secured.get("/engines")
-    async def list_engines() -> dict[str, Any]:
+    @secured.get("/engines", response_model=schemas.Engines)
+    async def list_engines() -> JSONResponse:
         """The SyncEngine actors: node, slots, runs in hand; the Scheduler's capacity."""
-        return await service.engines()
+        return answer(await service.engines())
 
-    @secured.put("/engines")
-    async def scale_engines(body: EngineScale) -> dict[str, Any]:
+    @secured.put("/engines", response_model=schemas.EnginesScaled, responses=INVALID)
+    async def scale_engines(body: EngineScale) -> JSONResponse:
         """Scale the engines at run time: new ones join the work queue, removed ones drain
         first (runs still going after `grace_seconds` are retried on the others). 503 when
         the cluster cannot place the engines asked for."""
         service.lists.clear()
-        return await service.scale_engines(body.count, body.grace_seconds)
+        return answer(await service.scale_engines(body.count, body.grace_seconds))
 
     return secured
 
@@ -170,55 +192,78 @@ def engines_router(service: ApiService) -> APIRouter:
 def jobs_router(service: ApiService) -> APIRouter:
     secured = APIRouter()
 
-    @secured.get("/jobs", response_model=list[dict[str, Any]])
+    @secured.get("/jobs", response_model=list[schemas.JobSummary])
     async def list_jobs() -> Response:
         return Response(await service.list_jobs_json(), media_type="application/json")
 
-    @secured.put("/jobs/{name}", openapi_extra=JOB_BODY)
+    @secured.put(
+        "/jobs/{name}",
+        openapi_extra=JOB_BODY,
+        response_model=schemas.Job,
+        responses=responses({201: {"model": schemas.Job, "description": "created"}}, INVALID),
+    )
     async def put_job(name: str, request: Request) -> JSONResponse:
         created, job = await service.put_job(name, await job_body(request))
-        return JSONResponse(job, status_code=201 if created else 200)
+        return answer(job, status_code=201 if created else 200)
 
-    @secured.get("/jobs/{name}")
-    async def get_job(name: str) -> dict[str, Any]:
-        return await service.get_job(name)
+    @secured.get("/jobs/{name}", response_model=schemas.Job, responses=NOT_FOUND_JOB)
+    async def get_job(name: str) -> JSONResponse:
+        return answer(await service.get_job(name))
 
-    @secured.post("/jobs/{name}/validate", openapi_extra=JOB_BODY)
-    async def validate_job(name: str, request: Request) -> dict[str, Any]:
+    @secured.post(
+        "/jobs/{name}/validate",
+        openapi_extra=JOB_BODY,
+        response_model=schemas.Validated,
+        responses=INVALID,
+    )
+    async def validate_job(name: str, request: Request) -> JSONResponse:
         """Validate a job body as PUT would, storing nothing: 200 {"valid": true, "job"}
         or 422 with the errors by field path."""
         job = await service.validate_job(await job_body(request), name)
-        return {"valid": True, "job": job}
+        return answer({"valid": True, "job": job})
 
-    @secured.delete("/jobs/{name}", status_code=204)
+    @secured.delete("/jobs/{name}", status_code=204, responses=NOT_FOUND_JOB)
     async def delete_job(name: str) -> Response:
         await service.delete_job(name)
         return Response(status_code=204)
 
-    @secured.post("/jobs/{name}/pause")
-    async def pause(name: str) -> dict[str, Any]:
-        return await service.set_paused(name, True)
+    @secured.post("/jobs/{name}/pause", response_model=schemas.PausedJob, responses=NOT_FOUND_JOB)
+    async def pause(name: str) -> JSONResponse:
+        return answer(await service.set_paused(name, True))
 
-    @secured.post("/jobs/{name}/resume")
-    async def resume(name: str) -> dict[str, Any]:
-        return await service.set_paused(name, False)
+    @secured.post("/jobs/{name}/resume", response_model=schemas.PausedJob, responses=NOT_FOUND_JOB)
+    async def resume(name: str) -> JSONResponse:
+        return answer(await service.set_paused(name, False))
 
-    @secured.post("/jobs/{name}/runs", status_code=202)
-    async def trigger(
-        name: str, priority: int | None = Query(None, ge=0, le=100)
-    ) -> dict[str, str]:
-        return {"run_id": await service.trigger(name, priority)}
+    @secured.post(
+        "/jobs/{name}/runs",
+        status_code=202,
+        response_model=schemas.RunAccepted,
+        responses=responses(NOT_FOUND_JOB, INVALID),
+    )
+    async def trigger(name: str, priority: int | None = Query(None, ge=0, le=100)) -> JSONResponse:
+        return answer({"run_id": await service.trigger(name, priority)}, 202)
 
-    @secured.post("/jobs/{name}/backfill", status_code=202)
-    async def backfill(name: str, body: BackfillRange) -> dict[str, str]:
+    @secured.post(
+        "/jobs/{name}/backfill",
+        status_code=202,
+        response_model=schemas.RunAccepted,
+        responses=responses(NOT_FOUND_JOB, INVALID),
+    )
+    async def backfill(name: str, body: BackfillRange) -> JSONResponse:
         """Queue a run over [from, to) that leaves the live cursor alone: 404 for an unknown
         job, 422 saying why the job cannot bound that range."""
-        return {"run_id": await service.backfill(name, body.start, body.end)}
+        return answer({"run_id": await service.backfill(name, body.start, body.end)}, 202)
 
-    @secured.post("/jobs/{name}/refresh", status_code=202)
-    async def refresh(name: str) -> dict[str, str]:
+    @secured.post(
+        "/jobs/{name}/refresh",
+        status_code=202,
+        response_model=schemas.RunAccepted,
+        responses=NOT_FOUND_JOB,
+    )
+    async def refresh(name: str) -> JSONResponse:
         """Queue a full re-read that replaces the table (and resets the cursor) on success."""
-        return {"run_id": await service.refresh(name)}
+        return answer({"run_id": await service.refresh(name)}, 202)
 
     return secured
 
@@ -226,21 +271,27 @@ def jobs_router(service: ApiService) -> APIRouter:
 def preview_router(service: ApiService) -> APIRouter:
     secured = APIRouter()
 
-    @secured.post("/jobs/{name}/preview")
+    @secured.post(
+        "/jobs/{name}/preview",
+        response_model=schemas.Preview,
+        responses=responses(NOT_FOUND_JOB, INVALID),
+    )
     async def preview_job(
         name: str, request: Request, pages: PagesQuery = None, records: RecordsQuery = None
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """A test read of the stored job: up to `pages` pages (default 3, at most 20), the
         requests with secrets masked, records, a sample, column types, the stop reason and
         warnings (README "Test a job before saving it"). Writes nothing. Body (optional):
         `{"pages": N, "records": K}`."""
         options = _options(await _optional_json(request))
-        return await service.preview_job(name, *options.counts(pages, records))
+        return answer(await service.preview_job(name, *options.counts(pages, records)))
 
-    @secured.post("/preview", openapi_extra=JOB_BODY)
+    @secured.post(
+        "/preview", openapi_extra=JOB_BODY, response_model=schemas.Preview, responses=INVALID
+    )
     async def preview(
         request: Request, pages: PagesQuery = None, records: RecordsQuery = None
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """A test read of a job body, saved or not (JSON, YAML text, or `{"job": <job or
         YAML text>, "pages": N, "records": K}`): the answer of /api/jobs/{name}/preview;
         422 for a job that does not validate, by field path (and line, for YAML)."""
@@ -252,7 +303,7 @@ def preview_router(service: ApiService) -> APIRouter:
             body = body["job"]
             if not isinstance(body, dict | str):
                 raise JobValidationError("body", [("job", "a job object or YAML text")])
-        return await service.preview(body, *options.counts(pages, records))
+        return answer(await service.preview(body, *options.counts(pages, records)))
 
     return secured
 
@@ -267,7 +318,7 @@ def _options(data: dict[str, Any]) -> PreviewOptions:
 def runs_router(service: ApiService) -> APIRouter:
     secured = APIRouter()
 
-    @secured.get("/runs", response_model=list[dict[str, Any]])
+    @secured.get("/runs", response_model=list[schemas.Run], responses=INVALID)
     async def list_runs(
         job: str | None = None,
         state: str | None = None,
@@ -276,26 +327,37 @@ def runs_router(service: ApiService) -> APIRouter:
         body = await service.list_runs_json(job or None, state or None, limit)
         return Response(body, media_type="application/json")
 
-    @secured.get("/runs/{run_id}")
-    async def get_run(run_id: str) -> dict[str, Any]:
+    @secured.get("/runs/{run_id}", response_model=schemas.RunDetail, responses=NOT_FOUND_RUN)
+    async def get_run(run_id: str) -> JSONResponse:
         run = await service.get_run(run_id)
         if run is None:
             raise RunNotFound(run_id)
-        return run
+        return answer(run)
 
-    @secured.post("/runs/{run_id}/cancel", status_code=202)
-    async def cancel(run_id: str) -> dict[str, str]:
+    @secured.post(
+        "/runs/{run_id}/cancel",
+        status_code=202,
+        response_model=schemas.Cancelled,
+        responses=responses(NOT_FOUND_RUN, CONFLICT_ENDED),
+    )
+    async def cancel(run_id: str) -> JSONResponse:
         await service.cancel(run_id)
-        return {"run_id": run_id, "state": RunState.CANCELLED.value}
+        return answer({"run_id": run_id, "state": RunState.CANCELLED.value}, 202)
 
-    @secured.get("/runs/{run_id}/logs")
-    async def run_logs(run_id: str) -> list[dict[str, Any]]:
+    @secured.get(
+        "/runs/{run_id}/logs", response_model=list[schemas.LogLine], responses=NOT_FOUND_RUN
+    )
+    async def run_logs(run_id: str) -> JSONResponse:
         logs = await service.run_logs(run_id)
         if logs is None:
             raise RunNotFound(run_id)
-        return logs
+        return answer(logs)
 
-    @secured.get("/events")
+    @secured.get(
+        "/events",
+        response_class=schemas.EventStream,
+        responses=responses(schemas.EVENTS_RESPONSES, INVALID),
+    )
     async def events(job: str | None = None) -> StreamingResponse:
         """Server-sent events, one `run` event per run state change (optionally one job's)."""
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -303,13 +365,17 @@ def runs_router(service: ApiService) -> APIRouter:
             service.events.stream(job or None), media_type="text/event-stream", headers=headers
         )
 
-    @secured.get("/tables")
-    async def list_tables() -> list[dict[str, Any]]:
-        return await service.list_tables()
+    @secured.get("/tables", response_model=list[schemas.Table])
+    async def list_tables() -> JSONResponse:
+        return answer(await service.list_tables())
 
-    @secured.get("/tables/{name}")
-    async def preview_table(name: str, limit: int = Query(50, ge=1, le=10_000)) -> dict[str, Any]:
-        return await service.preview_table(name, limit)
+    @secured.get(
+        "/tables/{name}",
+        response_model=schemas.TablePreview,
+        responses=responses(NOT_FOUND_TABLE, INVALID),
+    )
+    async def preview_table(name: str, limit: int = Query(50, ge=1, le=10_000)) -> JSONResponse:
+        return answer(await service.preview_table(name, limit))
 
     return secured
 

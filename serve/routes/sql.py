@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from serve.formats import MEDIA_TYPES, negotiate
+from serve.schemas import INVALID, SqlAnswer
 from serve.service import ApiService
 
 Scalar = str | int | float | bool | None
@@ -22,6 +23,7 @@ Param = Annotated[
 _ERROR: dict[str, Any] = {"content": {"application/json": {}}}
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
+        "model": SqlAnswer,  # the JSON answer's schema; the streams' are below
         "description": "JSON by default, or the `Accept`ed stream",
         "content": {
             MEDIA_TYPES["json"]: {
@@ -41,6 +43,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     406: {"description": "`Accept` names no format served", **_ERROR},
     408: {"description": "interrupted after TG_SQL_TIMEOUT (or `timeout`) seconds", **_ERROR},
     429: {"description": "TG_SQL_CONCURRENCY queries are running already", **_ERROR},
+    **INVALID,  # a refused statement or DuckDB's error, at loc ["body", "sql"]
 }
 
 
