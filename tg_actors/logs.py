@@ -144,6 +144,13 @@ def worker_setup() -> None:
         setup()
 
 
+def serve_driver_json() -> None:
+    """The driver's `ray.serve` logger (Serve configures it at import, in text, and keeps it
+    apart from the root logger) writes JSON lines too: its handlers get JsonFormatter."""
+    for handler in logging.getLogger("ray.serve").handlers:
+        handler.setFormatter(JsonFormatter())
+
+
 def hand_over_to_ray() -> list[logging.Handler]:
     """Remove the driver's own JSON handler before ray.init(logging_config=JSON) adds Ray's,
     so a line is not written twice; the removed handlers (to put back if Ray fails)."""

@@ -292,6 +292,7 @@ def start_serve(rt: Runtime) -> None:
     quiet: dict[str, Any] = {"log_level": "WARNING", "enable_access_log": False}
     if s.log_format == "json":
         quiet["encoding"] = "JSON"  # the Serve app's own log files: JSON lines too
+        logs.serve_driver_json()  # and what Serve logs in this process
     rt.serving = True  # from here a stop shuts Serve down, also a half-started one
     # one proxy, on the head (where `tg up` prints the URL): not one per node with a replica
     serve.start(
