@@ -126,7 +126,7 @@ class RunAccepted(Answer):
 
 class Cancelled(Answer):
     run_id: str
-    state: Literal["cancelled"]
+    state: Literal[RunState.CANCELLED]
 
 
 class Column(Answer):

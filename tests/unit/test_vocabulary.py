@@ -94,13 +94,13 @@ def hand_spelled(source: str, filename: str = "<source>") -> list[str]:
         for node in ast.walk(tree)
         if isinstance(node, ast.keyword) and node.arg in ("api_name", "elem_id")
     }
-    # and a CLI command's name (`sub.add_parser("backfill")`) names a command
+    # and a CLI command's name (`app.command("backfill")`) names a command
     skip |= {
         id(node.args[0])
         for node in ast.walk(tree)
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "add_parser"
+        and node.func.attr in ("add_parser", "command")
         and node.args
     }
     problems = []

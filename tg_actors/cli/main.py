@@ -440,7 +440,9 @@ def _run_on_ray(args: argparse.Namespace, settings: Any) -> int:
         print_json(run)
     else:
         print("\n".join(summary(run)))
-    return OK if run["state"] == "succeeded" else FAILED
+    from tg_actors.runstate import RunState
+
+    return OK if run["state"] == RunState.SUCCEEDED else FAILED
 
 
 def _run_local(args: argparse.Namespace, settings: Any) -> int:

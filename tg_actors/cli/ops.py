@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from tg_actors.cli.sql import FAILED, NOT_FOUND, OK, Failure, api_client, api_message, exit_code
-from tg_actors.runstate import TERMINAL
+from tg_actors.runstate import TERMINAL, RunState
 from tg_actors.settings import Settings
 
 POLL_S = 0.5  # how often a followed run (and its logs) is read again
@@ -102,7 +102,7 @@ def cmd_jobs(url: str | None, db_path: str | None, as_json: bool) -> int:
         print_json(jobs)
         return OK
     grid = Table(header_style="bold")
-    for column in ("job", "schedule", "paused", "last run", "next run"):
+    for column in ("job", "runs on", "paused", "last run", "next run"):
         grid.add_column(column, overflow="fold")
     for job in jobs:
         last = job.get("last_run") or {}
@@ -387,4 +387,4 @@ def remote_run(
         print_json(run)
     else:
         print("\n".join(summary(run)))
-    return OK if run.get("state") == "succeeded" else FAILED
+    return OK if run.get("state") == RunState.SUCCEEDED else FAILED
