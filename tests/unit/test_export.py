@@ -6,6 +6,7 @@ actor class committing runs whose job exports (no Ray)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -175,12 +177,20 @@ def test_a_reader_sees_the_old_complete_file_or_the_new_one(
     failures: list[BaseException] = []
 
     def reader() -> None:
-        while not stop.is_set():
+        for attempt in itertools.count():
+            if stop.is_set():
+                return
             try:
                 names.update(p.name for p in target.parent.iterdir())
-                table = pq.read_table(target)
-                assert table.column("id").to_pylist() == list(range(table.num_rows))
-                seen.add(table.num_rows)
+                # each read opens the path once: pyarrow on a file handle, polars on the path
+                # (read_table(path) can open it twice, for the footer and again for the rows)
+                if attempt % 2:
+                    ids = pl.read_parquet(target)["id"].to_list()
+                else:
+                    with target.open("rb") as f:
+                        ids = pq.read_table(f).column("id").to_pylist()
+                assert ids == list(range(len(ids)))
+                seen.add(len(ids))
             except BaseException as exc:  # reported after the join
                 failures.append(exc)
                 return
