@@ -32,15 +32,16 @@ from pathlib import Path
 
 import duckdb
 from benchkit import parse_args  # first: it keeps the local Ray (tg run's too) on 127.0.0.1
-from sync_bench import DLT_ENV, have_dlt, start_source, write_jobs
-from sync_bench import HERE as SYNC_BENCH
+from sync_bench import DLT_ENV, DLT_REST, have_dlt, start_source, write_jobs
 
 TG = str(Path(sys.executable).parent / "tg")
 
 
 def landed(db: Path, table: str) -> int:
+    """Rows of `table` ("name" or "schema.name") in the DuckDB file `db`."""
+    quoted = ".".join(f'"{part}"' for part in table.split("."))
     with duckdb.connect(str(db), read_only=True) as con:
-        row = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+        row = con.execute(f"SELECT count(*) FROM {quoted}").fetchone()
     return int(row[0]) if row else 0
 
 
@@ -68,7 +69,7 @@ def dlt_round(tmp: Path, n: int, url: str) -> tuple[float, int]:
     work = tmp / f"dlt_{n}"
     work.mkdir()
     db = work / "dlt.duckdb"
-    command = [sys.executable, str(SYNC_BENCH), "--role", "dlt", "--url", url, "--write"]
+    command = [sys.executable, str(DLT_REST), "--url", url, "--write"]
     command += ["append", "--db", str(db), "--workdir", str(work), "--paginate", "next_url"]
     command += ["--dlt-format", "parquet"]
     env = {**os.environ, **DLT_ENV, "DLT_DATA_DIR": str(work / "data")}

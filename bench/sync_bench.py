@@ -58,6 +58,7 @@ from benchkit import (  # first: it keeps the local Ray (tg run's too) on 127.0.
 )
 
 HERE = Path(__file__).resolve()
+DLT_REST = HERE.parent / "dlt_rest.py"  # dlt in a process of its own, with nothing of ours
 DLT_ENV = {"RUNTIME__DLTHUB_TELEMETRY": "false", "RUNTIME__LOG_LEVEL": "WARNING"}
 
 # --- the source: records, pages, the server process -------------------------------------
@@ -297,51 +298,10 @@ def run_tg(job: str, tmp: Path, rows: int, profile: Path | None) -> Result:
 # --- (c) dlt --------------------------------------------------------------------------------
 
 
-def dlt_child(url: str, write: str, db: str, workdir: str, paginate: str, file_format: str) -> None:
-    """In the dlt subprocess: one pipeline run, timed per step; prints a JSON line."""
-    import dlt
-    from dlt.sources.rest_api import rest_api_source
-
-    paginator: dict[str, Any] = {"type": "json_link", "next_url_path": "next"}
-    if paginate == "page":
-        paginator = {"type": "page_number", "base_page": 1, "total_path": "total_pages"}
-    endpoint = {"path": "items", "params": {"page": 1}, "data_selector": "data"}
-    source = rest_api_source(
-        {
-            "client": {"base_url": url, "paginator": paginator},
-            "resources": [
-                {"name": "items", "endpoint": endpoint, "write_disposition": write}
-                | {"primary_key": "id"}
-            ],
-        }
-    )
-    # root keys on the nested table (tags) from the first run, so the merge run can update
-    # the rows the append run loaded (dlt refuses to add them to a filled table later)
-    source.root_key = True
-    pipeline = dlt.pipeline(
-        pipeline_name="tg_bench",
-        destination=dlt.destinations.duckdb(db),
-        dataset_name="bench",
-        pipelines_dir=workdir,
-    )
-    steps = {}
-    started = time.perf_counter()
-    # dlt's default file format for duckdb is insert_values (SQL text)
-    pipeline.extract(source, loader_file_format=None if file_format == "default" else file_format)
-    steps["extract"] = time.perf_counter() - started
-    info = pipeline.normalize()
-    steps["normalize"] = time.perf_counter() - started - steps["extract"]
-    pipeline.load()
-    seconds = time.perf_counter() - started
-    steps["load"] = seconds - steps["extract"] - steps["normalize"]
-    counts = info.row_counts if info is not None else {}
-    print(json.dumps({"rows": counts.get("items", 0), "seconds": seconds, "steps": steps}))
-
-
 def run_dlt(url: str, write: str, tmp: Path, paginate: str, file_format: str) -> Result:
     work = tmp / "dlt"
     work.mkdir(exist_ok=True)
-    command = [sys.executable, str(HERE), "--role", "dlt", "--url", url, "--write", write]
+    command = [sys.executable, str(DLT_REST), "--url", url, "--write", write]
     command += ["--db", str(tmp / "dlt.duckdb"), "--workdir", str(work), "--paginate", paginate]
     command += ["--dlt-format", file_format]
     env = {**os.environ, **DLT_ENV, "DLT_DATA_DIR": str(work / "data")}
@@ -460,15 +420,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--profile", type=Path, help="write py-spy profiles of tg's runs here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--role", default="bench", help=argparse.SUPPRESS)
-    for hidden in ("--url", "--write", "--db", "--workdir"):
-        parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parse_args(parser, argv, rows=20_000, in_process=True)  # one Ray start, not two
     if args.role == "server":
         return serve(args.rows, args.page_size)
-    if args.role == "dlt":
-        return dlt_child(
-            args.url, args.write, args.db, args.workdir, args.paginate, args.dlt_format
-        )
 
     tmp = Path(tempfile.mkdtemp(prefix="tg_sync_bench_"))
     t0 = time.perf_counter()

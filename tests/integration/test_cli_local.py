@@ -70,3 +70,55 @@ def test_tg_run_local(demo_server: str, tmp_path: Path, capsys: pytest.CaptureFi
             assert "is held by another process" in capsys.readouterr().err
         finally:
             holder.kill()
+
+
+TG = str(Path(sys.executable).parent / "tg")
+
+
+def test_the_tg_script_exits_at_once_with_output_and_file_intact(
+    demo_server: str, tmp_path: Path
+) -> None:
+    """The `tg` script skips the interpreter's teardown after a local run (os._exit): its
+    output is all there, the exit code is the run's, the DuckDB file is whole and closed."""
+    configs = tmp_path / "configs"
+    write_job(configs, JOB, _job(demo_server))
+    write_job(configs, "cli_gone", _job("http://127.0.0.1:9", name="cli_gone"))
+    db = tmp_path / "data" / "turbo_giggle.duckdb"
+    common = ["--configs", str(configs), "--db", str(db)]
+
+    done = subprocess.run([TG, "run", JOB, "--local", "--json", *common], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)  # the whole document, flushed before the exit
+    assert doc["state"] == "succeeded" and doc["rows_loaded"] == 10000, doc
+    with duckdb.connect(str(db)) as con:  # a write open: nothing else holds the file
+        assert con.execute(f"SELECT count(*) FROM {JOB}").fetchone() == (10000,)
+        assert con.execute("SELECT state FROM tg.runs").fetchall() == [("succeeded",)]
+
+    failed = subprocess.run([TG, "run", "cli_gone", "--local", *common], capture_output=True)
+    assert failed.returncode == 1, failed.stderr
+    assert b"cli_gone: failed" in failed.stdout, failed.stdout
+
+
+def test_a_local_run_refuses_only_the_imports_it_never_uses() -> None:
+    """pandas (which pyarrow imports at its first array, only to ask about pandas objects)
+    and httpx's own command line are refused in `tg run --local`'s process; pyarrow, DuckDB
+    and httpx work without them."""
+    code = (
+        "import sys\n"
+        "from tg_actors.cli.main import _without_unused_imports\n"
+        "_without_unused_imports()\n"
+        "import duckdb, httpx, pyarrow as pa\n"
+        "t = pa.table({'a': pa.array([1, 2])})\n"
+        "assert duckdb.sql('SELECT sum(a) FROM t').fetchall() == [(3,)]\n"
+        "assert httpx.URL('http://127.0.0.1/x').path == '/x'\n"
+        "try:\n"
+        "    import pandas\n"
+        "except ModuleNotFoundError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('pandas imported')\n"
+        "print(sorted(m for m in ('pandas', 'httpx._main') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
