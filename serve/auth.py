@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 import os
 import secrets
 import tempfile
@@ -21,6 +22,8 @@ from fastapi import HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tg_actors.settings import MIN_TOKEN_CHARS, Settings, secret_text, token_too_short
+
+log = logging.getLogger(__name__)
 
 
 def ensure_token(settings: Settings) -> tuple[str, Path | None]:
@@ -90,6 +93,11 @@ def bearer_dependency(expected: str):  # type: ignore[no-untyped-def]
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not token_matches(value.strip(), expected):
+            # what was refused and from where, never what was sent
+            client = request.client.host if request.client else "?"
+            sent = scheme.lower() == "bearer" and value.strip()
+            why = "a wrong bearer token" if sent else "no bearer token"
+            log.warning("refused %s %s from %s: %s", request.method, request.url.path, client, why)
             raise HTTPException(
                 status_code=401,
                 detail="missing or invalid bearer token",

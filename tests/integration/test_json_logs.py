@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.kit.cli import free_port
+
 pytestmark = pytest.mark.slow
 
 SCRIPT = r"""
@@ -92,3 +94,73 @@ def test_actors_and_driver_write_json_lines(tmp_path: Path) -> None:
     assert plain["levelname"] == "WARNING" and "run_id" not in plain
     # forwarded to the driver too, still one object per line (no "(Worker pid=...)" prefix)
     assert any(d.get("run_id") == "act-1" for d in driver)
+
+
+SERVE_SCRIPT = r"""
+import json, sys, time
+import httpx, ray
+from ray import serve
+from tg_actors import logs, runtime
+from tg_actors.settings import Settings
+settings = Settings(
+    namespace="tg_json_serve", log_format="json", host="127.0.0.1", port=int(sys.argv[1]),
+    db_path=sys.argv[2], configs=sys.argv[3], api_token="k" * 40,
+)
+logs.setup()
+runtime.init_ray(settings)
+runtime.start_serve(runtime.Runtime(settings))
+url = f"http://127.0.0.1:{sys.argv[1]}"
+for _ in range(120):
+    try:
+        httpx.get(url + "/api/health", timeout=2)
+        break
+    except httpx.HTTPError:
+        time.sleep(0.5)
+codes = [httpx.get(url + "/api/jobs", timeout=10, headers=h).status_code
+         for h in ({}, {"Authorization": "Bearer " + "w" * 40})]
+node = ray._private.worker.global_worker.node
+print(json.dumps({"codes": codes, "logs": node.get_logs_dir_path()}), file=sys.__stdout__)
+serve.shutdown()
+ray.shutdown()
+"""
+
+
+def test_the_serve_app_writes_json_lines(tmp_path: Path) -> None:
+    """The Serve app started as `tg up` starts it, TG_LOG_FORMAT=json: its replica's lines
+    (a refused request is a WARNING naming the route and the client, never what was sent)
+    and Serve's own log files are one JSON object per line."""
+    env = {**os.environ, "TG_LOG_FORMAT": "json", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    args = [str(free_port()), str(tmp_path / "x.duckdb"), str(tmp_path / "configs")]
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_SCRIPT, *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # the script's one line (Ray may print its own after it, at shutdown)
+    found = json.loads(next(ln for ln in done.stdout.splitlines() if ln.startswith('{"codes"')))
+    assert found["codes"] == [401, 401], found
+    logs_dir = Path(found["logs"])
+    replica = [
+        line
+        for f in logs_dir.glob("worker-*.err")
+        if "SERVE_REPLICA::" in (text := f.read_text())
+        for line in json_lines(text)
+    ]
+    refused = [r for r in replica if str(r.get("message", "")).startswith("refused ")]
+    assert [r["message"] for r in refused] == [
+        "refused GET /api/jobs from 127.0.0.1: no bearer token",
+        "refused GET /api/jobs from 127.0.0.1: a wrong bearer token",
+    ], refused
+    assert all(r["levelname"] == "WARNING" for r in refused)
+    assert all(str(r["actor_name"]).startswith("SERVE_REPLICA::") for r in refused)
+    serve_lines = [
+        line for f in (logs_dir / "serve").glob("*.log") for line in json_lines(f.read_text())
+    ]
+    assert serve_lines, "Serve wrote no line to its own log files"
+    everything = "".join(f.read_text(errors="replace") for f in logs_dir.rglob("*") if f.is_file())
+    assert "w" * 40 not in everything and "k" * 40 not in everything
