@@ -241,18 +241,37 @@ def start(
     rt.config = config = _actor(ConfigManager, CONFIG, ns).remote(
         settings.shareable(), Peer(DATABASE, ns), Peer(BROKER, ns)
     )
+    # most of start-up is worker processes starting (Python, Ray, our modules: ~1 s of CPU
+    # each): the engines start alongside the others, not after them (they boot by
+    # themselves, finding their peers by name and trying again until they answer)
+    scaled = pool.scale.remote(settings.engines)
+    if not schedules:
+        # a one-off run (`tg run`): nothing fires by itself, so the Scheduler may boot before
+        # the job files are loaded; what the ConfigManager stores after its boot reaches it
+        # on the config topic (its group exists from the broker's start), and a job
+        # triggered before that is read from DuckDB (Scheduler._learn). With schedules it
+        # starts after the files are in DuckDB, so that no tick fires an old version
+        rt.scheduler = _scheduler(settings, schedules)
     if serve_app:
         # while those processes start: the API answers early (health "starting", 503), and
         # the demo source (it lives in the Serve app) is there before the first tick
         start_serve(rt)
-    # the processes start in parallel; wait for all before loading jobs
     ray.get([broker.ping.remote(), db.start.remote(), config.ping.remote(), limiter.ping.remote()])
-    ray.get(pool.scale.remote(settings.engines))
     report = ray.get(config.load_dir.remote())
     for error in report["errors"]:
         print(error)
+    ray.get(scaled)
+    if rt.scheduler is None:
+        rt.scheduler = _scheduler(settings, schedules)
     # the Scheduler boots by itself (also after a restart): reloads jobs and open runs
-    rt.scheduler = _actor(Scheduler, SCHEDULER, ns).remote(
+    ray.get(rt.scheduler.start.remote())
+    log.info("runtime up in %.1fs: jobs %s", time.perf_counter() - began, report["loaded"])
+    return rt
+
+
+def _scheduler(settings: Settings, schedules: bool) -> Any:
+    ns = settings.namespace
+    return _actor(Scheduler, SCHEDULER, ns).remote(
         Peer(DATABASE, ns),
         Peer(BROKER, ns),
         [Peer(engine_name(i), ns) for i in range(settings.engines)],
@@ -264,9 +283,6 @@ def start(
         pool=Peer(POOL, ns),
         alert_format=settings.alert_format,
     )
-    ray.get(rt.scheduler.start.remote())
-    log.info("runtime up in %.1fs: jobs %s", time.perf_counter() - began, report["loaded"])
-    return rt
 
 
 def _kill_stale_engines(namespace: str) -> None:

@@ -258,7 +258,9 @@ class Scheduler:
         """Queue a run of `job` over [start, end) that leaves its cursors and windows alone
         (trigger `backfill`; the range is written with the run). JobNotFound;
         BackfillRefused when the job cannot bound such a run (planning.backfill_problem)."""
-        entry = self._jobs.get(job)
+        async with self._lock:
+            await self._learn([job])
+            entry = self._jobs.get(job)
         if entry is None:
             raise JobNotFound(job)
         problem = backfill_problem(entry.spec, start, end)
@@ -275,6 +277,7 @@ class Scheduler:
         self, items: list[tuple[str, int | None, str]]
     ) -> list[str | BaseException]:
         async with self._lock:
+            await self._learn([job for job, _, _ in items])
             now = self._now()
             results: list[str | BaseException] = [JobNotFound(job) for job, _, _ in items]
             for priority, group in group_triggers(items, self._jobs, now).items():
@@ -300,6 +303,21 @@ class Scheduler:
             except Exception:
                 log.warning("triggered runs wait for the next tick", exc_info=True)
             return results
+
+    async def _learn(self, jobs: list[str]) -> None:
+        """Jobs triggered that we have not heard of yet, read from DuckDB (the truth): a job
+        stored a moment ago may be triggered before its JobUpserted reaches us (`tg run`
+        starts the Scheduler while the ConfigManager loads the job files). Under the lock;
+        a job DuckDB does not have either stays unknown (JobNotFound)."""
+        for name in dict.fromkeys(j for j in jobs if j not in self._jobs):
+            try:
+                row = await self._db.get_job(name)
+            except Exception:
+                log.warning("job %s: not known here and DuckDB did not answer", name)
+                continue
+            if row is not None:
+                await self._load_job(name, row["spec"], bool(row["paused"]))
+                self._versions[name] = (row["updated_at"], bool(row["paused"]))
 
     async def set_engines(self, engines: list[Any]) -> int:
         """The engines changed (scaled at run time): capacity follows. Returns the capacity.
