@@ -229,7 +229,10 @@ def start(
     )
     rt.limiter = limiter = _actor(RateLimiter, LIMITER, ns).remote()
     rt.db = db = _actor(Database, DATABASE, ns, resources={DB_RESOURCE: 0.01}).remote(
-        str(settings.db_path), Peer(BROKER, ns), settings.duckdb_memory_limit
+        str(settings.db_path),
+        Peer(BROKER, ns),
+        settings.duckdb_memory_limit,
+        settings.duckdb_checkpoint_threshold,
     )
     engines = EngineFactory(
         (Peer(DATABASE, ns), Peer(BROKER, ns), Peer(LIMITER, ns), settings.engine_slots),

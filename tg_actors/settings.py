@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,11 @@ from tg_actors.retry import DEFAULT_MAX_RETRY_AFTER
 NAMESPACE = "turbo_giggle"
 # an API token shorter than this is refused (TG_API_TOKEN) or replaced (the token file)
 MIN_TOKEN_CHARS = 16
+
+
+# a DuckDB size setting (memory_limit, checkpoint_threshold), checked here so that a bad
+# value is named by its variable instead of failing the Database's start
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)|-1", re.IGNORECASE)
 
 
 class Settings(BaseSettings):
@@ -59,6 +65,10 @@ class Settings(BaseSettings):
     # json: our alert bodies; slack: Slack incoming-webhook bodies ({"text", "blocks"})
     alert_format: Literal["json", "slack"] = "json"
     duckdb_memory_limit: str | None = "256MB"  # the Database actor's DuckDB buffer pool
+    # WAL size at which DuckDB folds it into the file (None: DuckDB's 16MB). Larger trades
+    # the Database's memory for speed: staged batches dropped before a checkpoint are never
+    # written to the file (README: Tests and benchmarks)
+    duckdb_checkpoint_threshold: str | None = None
     # which environment variables a job's `${NAME}` may name: comma-separated glob patterns
     # (a name starting TG_ matches only a pattern that itself starts with TG_)
     secret_env: str = DEFAULT_SECRET_ENV
@@ -87,6 +97,13 @@ class Settings(BaseSettings):
     sql_timeout: float = Field(30.0, gt=0)
     sql_max_rows: int = Field(10_000, ge=1)
     sql_concurrency: int = Field(4, ge=1, le=64)
+
+    @field_validator("duckdb_memory_limit", "duckdb_checkpoint_threshold")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None and not _SIZE.fullmatch(value.strip()):
+            raise ValueError(f"{value!r} is not a size such as 256MB, 1GB, 512MiB or 50%")
+        return value.strip() if value is not None else None
 
     @field_validator("max_retry_after", mode="before")
     @classmethod

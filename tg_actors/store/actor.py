@@ -98,6 +98,7 @@ class Database:
         path: str,
         broker: Any = None,
         memory_limit: str | None = None,
+        checkpoint_threshold: str | None = None,
         *,
         housekeeping_seconds: float = HOUSEKEEPING_SECONDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -110,7 +111,12 @@ class Database:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="duckdb")
         self._path = Path(path)
         self._store = self._executor.submit(
-            functools.partial(DuckStore, self._path, memory_limit=memory_limit)
+            functools.partial(
+                DuckStore,
+                self._path,
+                memory_limit=memory_limit,
+                checkpoint_threshold=checkpoint_threshold,
+            )
         ).result()
         # the read path (POST /api/sql): the database locked against files, URLs and
         # extensions, and a cursor of its own, made here on the writer's thread; queries run

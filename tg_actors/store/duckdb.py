@@ -68,6 +68,7 @@ class DuckStore:
         *,
         clock: Callable[[], datetime] = _utc_now,
         memory_limit: str | None = None,
+        checkpoint_threshold: str | None = None,
     ) -> None:
         self.path = str(path)
         if self.path != ":memory:":
@@ -80,6 +81,8 @@ class DuckStore:
         self._con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ values come back in UTC
         if memory_limit:  # DuckDB takes 80% of RAM by default; merges spill to disk past this
             self._con.execute("SET memory_limit = ?", [memory_limit])
+        if checkpoint_threshold:  # TG_DUCKDB_CHECKPOINT_THRESHOLD: memory for speed
+            self._con.execute("SET checkpoint_threshold = ?", [checkpoint_threshold])
         create_schema(self._con)
 
     @property
