@@ -43,10 +43,15 @@ def run(url: str, write: str, db: str, workdir: str, paginate: str, file_format:
         dataset_name="bench",
         pipelines_dir=workdir,
     )
+    # dlt's default file format for duckdb is insert_values (SQL text)
+    timed_run(pipeline, source, "items", None if file_format == "default" else file_format)
+
+
+def timed_run(pipeline: Any, source: Any, table: str, loader_format: Any) -> None:
+    """One extract + normalize + load of `source`, timed per step; prints the JSON line (rows
+    of `table`, seconds, steps). Also fanout_bench's dlt side."""
     steps = {}
     started = time.perf_counter()
-    # dlt's default file format for duckdb is insert_values (SQL text)
-    loader_format: Any = None if file_format == "default" else file_format
     pipeline.extract(source, loader_file_format=loader_format)
     steps["extract"] = time.perf_counter() - started
     info = pipeline.normalize()
@@ -55,7 +60,7 @@ def run(url: str, write: str, db: str, workdir: str, paginate: str, file_format:
     seconds = time.perf_counter() - started
     steps["load"] = seconds - steps["extract"] - steps["normalize"]
     counts = info.row_counts if info is not None else {}
-    print(json.dumps({"rows": counts.get("items", 0), "seconds": seconds, "steps": steps}))
+    print(json.dumps({"rows": counts.get(table, 0), "seconds": seconds, "steps": steps}))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

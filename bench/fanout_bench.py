@@ -84,6 +84,7 @@ from benchkit import (  # first: it keeps the local Ray on 127.0.0.1
     timer,
     write_jobs,
 )
+from dlt_rest import timed_run
 
 HERE = Path(__file__).resolve()
 ENDED = ("succeeded", "failed", "cancelled", "skipped")
@@ -256,17 +257,7 @@ def dlt_child(url: str, db: str, workdir: str) -> None:
         dataset_name="bench",
         pipelines_dir=workdir,
     )
-    steps = {}
-    started = time.perf_counter()
-    pipeline.extract(source, loader_file_format="parquet")
-    steps["extract"] = time.perf_counter() - started
-    info = pipeline.normalize()
-    steps["normalize"] = time.perf_counter() - started - steps["extract"]
-    pipeline.load()
-    seconds = time.perf_counter() - started
-    steps["load"] = seconds - steps["extract"] - steps["normalize"]
-    counts = info.row_counts if info is not None else {}
-    print(json.dumps({"rows": counts.get("children", 0), "seconds": seconds, "steps": steps}))
+    timed_run(pipeline, source, "children", "parquet")
 
 
 def run_dlt(url: str, tmp: Path, workers: int) -> dict[str, Any]:

@@ -61,23 +61,27 @@ def json_lines(text: str) -> list[dict[str, object]]:
     return out
 
 
-def test_actors_and_driver_write_json_lines(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "TG_LOG_FORMAT": "json",
-        "TG_LOG_LEVEL": "INFO",
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    }
+def run_json_logged(
+    script: str, args: list[str], cwd: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`script` in a fresh interpreter with TG_LOG_FORMAT=json (its own local Ray); it must
+    exit 0."""
+    env = {**os.environ, "TG_LOG_FORMAT": "json", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **env}
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+        [sys.executable, "-c", script, *args],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=240,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_actors_and_driver_write_json_lines(tmp_path: Path) -> None:
+    done = run_json_logged(SCRIPT, [], tmp_path, TG_LOG_LEVEL="INFO")
     found = json.loads(done.stdout.strip().splitlines()[-1])
     driver = json_lines(done.stderr)  # the driver's own lines and the workers' forwarded
     first = next(d for d in driver if d.get("run_id") == "drv-1")
@@ -129,18 +133,8 @@ def test_the_serve_app_writes_json_lines(tmp_path: Path) -> None:
     """The Serve app started as `tg up` starts it, TG_LOG_FORMAT=json: its replica's lines
     (a refused request is a WARNING naming the route and the client, never what was sent)
     and Serve's own log files are one JSON object per line."""
-    env = {**os.environ, "TG_LOG_FORMAT": "json", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     args = [str(free_port()), str(tmp_path / "x.duckdb"), str(tmp_path / "configs")]
-    done = subprocess.run(
-        [sys.executable, "-c", SERVE_SCRIPT, *args],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_json_logged(SERVE_SCRIPT, args, tmp_path)
     # the script's one line (Ray may print its own after it, at shutdown)
     found = json.loads(next(ln for ln in done.stdout.splitlines() if ln.startswith('{"codes"')))
     assert found["codes"] == [401, 401], found

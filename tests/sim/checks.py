@@ -117,7 +117,7 @@ class Model:
             self._read_at = self.world.db.writes
             self._runs = con.execute(
                 "SELECT run_id, job, state, attempt, trigger, scheduled_for, queued_at,"
-                " finished_at FROM tg.runs"
+                " finished_at, started_at FROM tg.runs"
             ).fetchall()
             self._stored = dict(con.execute("SELECT job, cursor FROM tg.state").fetchall())
         runs = self._runs
@@ -140,11 +140,14 @@ class Model:
     def _states(self, runs: list[tuple[Any, ...]]) -> list[str]:
         """States follow the transition table; an ended run never changes; attempts only grow."""
         out = []
-        for run_id, _, state, attempt, *_ in runs:
+        for run_id, _, state, attempt, *_, started_at in runs:
             before = self.states.get(run_id)
             self.states[run_id] = (state, attempt)
             if before is None:
-                if state not in ("queued", "skipped"):
+                # born queued or skipped; one created and cancelled within a step (a tick of
+                # a job whose delete arrives in that step) is first seen cancelled, unstarted
+                unstarted_cancel = state == "cancelled" and started_at is None
+                if state not in ("queued", "skipped") and not unstarted_cancel:
                     out.append(f"{run_id} first seen {state}")
                 continue
             old, old_attempt = before

@@ -575,24 +575,52 @@ class Scheduler:
                 self._queue.push(item.run_id, item.job, item.base, item.due)
 
     async def _on_config(self, message: Any) -> None:
+        """A job changed: the message says which, DuckDB (written before the message was
+        sent) says how it is now. A message may be stale (delayed, reordered, duplicated: a
+        resume delivered after the pause that followed it), and applying its own content
+        would undo the newer change until the next reconcile; a tick could fire meanwhile.
+        Only when DuckDB does not answer is the message's content applied (the reconcile
+        brings it in line later)."""
+        name = getattr(message, "name", None)
+        if not isinstance(name, str):
+            return
         async with self._lock:
-            # a message may be stale (delayed, reordered, duplicated): the next reconcile
-            # reads this job back from DuckDB, whose row is the truth
-            self._versions.pop(getattr(message, "name", ""), None)
-            match message:
-                case JobUpserted():
-                    await self._load_job(message.name, message.spec, message.paused)
-                case JobPauseChanged() if message.name in self._jobs:
-                    entry = self._jobs[message.name]
-                    if entry.paused and not message.paused:  # resumed: the pause is not replayed
-                        entry.watermark = max(entry.watermark, self._now())
-                    entry.paused = message.paused
-                    self._dependents = None
-                    self._fires.set(message.name, self._now() if entry.schedulable else None)
-                    self._wake.set()
-                case JobDeleted():
-                    await self._drop_job(message.name)
+            try:
+                row = await self._db.get_job(name)
+            except Exception:
+                log.warning("job %s changed; DuckDB did not answer: the message is applied", name)
+                await self._apply_message(message)
+            else:
+                await self._apply_row(name, row)
             await self._states.flush()
+
+    async def _apply_row(self, name: str, row: dict[str, Any] | None) -> None:
+        """The job as DuckDB holds it now (None: deleted). Under the lock."""
+        if row is None:
+            await self._drop_job(name)
+            return
+        version = (row["updated_at"], bool(row["paused"]))
+        if name in self._jobs and self._versions.get(name) == version:
+            return  # already what we run (a duplicated message)
+        await self._load_job(name, row["spec"], bool(row["paused"]))
+        self._versions[name] = version
+
+    async def _apply_message(self, message: Any) -> None:
+        """The message's own content (DuckDB unavailable). Under the lock."""
+        self._versions.pop(message.name, None)  # the next reconcile reads the job back
+        match message:
+            case JobUpserted():
+                await self._load_job(message.name, message.spec, message.paused)
+            case JobPauseChanged() if message.name in self._jobs:
+                entry = self._jobs[message.name]
+                if entry.paused and not message.paused:  # resumed: the pause is not replayed
+                    entry.watermark = max(entry.watermark, self._now())
+                entry.paused = message.paused
+                self._dependents = None
+                self._fires.set(message.name, self._now() if entry.schedulable else None)
+                self._wake.set()
+            case JobDeleted():
+                await self._drop_job(message.name)
 
     async def _drop_job(self, name: str) -> None:
         """The job is gone: it fires no more, and its runs still waiting are cancelled."""
