@@ -91,6 +91,7 @@ class Runtime:
     scheduler: Any = None
     pool: Any = None
     limiter: Any = None
+    own_engines: list[Any] | None = None  # a one-off run's engines, made without a pool
     serving: bool = False
     token_file: str | None = None
     token: str | None = None  # the API token, for the sign-in link `tg up` prints
@@ -100,6 +101,8 @@ class Runtime:
     @property
     def engines(self) -> list[Any]:
         """The engines of now (their number changes at run time)."""
+        if self.own_engines is not None:
+            return list(self.own_engines)
         names = ray.get(self.pool.names.remote()) if self.pool is not None else []
         return [ray.get_actor(name, namespace=self.settings.namespace) for name in names]
 
@@ -139,7 +142,16 @@ def init_ray(settings: Settings) -> None:
             # conftest); here it still reaches the worker processes
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
             cpus = max(2, os.cpu_count() or 2)
-            ray.init(address="local", num_cpus=cpus, resources={DB_RESOURCE: 1}, **common)
+            ray.init(
+                address="local",
+                num_cpus=cpus,
+                resources={DB_RESOURCE: 1},
+                # Ray would start a worker per CPU for tasks at once; our actors never use
+                # them (each is a process of its own), and on 2 cores their start-up is CPU
+                # taken from the actors' (~0.5 s each, 80 MiB each while idle)
+                _system_config={"prestart_worker_first_driver": False},
+                **common,
+            )
         else:
             _join(settings.address, common)
             check_db_node()
@@ -210,12 +222,16 @@ def start(
     *,
     schedules: bool = True,
     serve_app: bool = True,
+    one_off: bool = False,
     rt: Runtime | None = None,
 ) -> Runtime:
     """Create every actor (and the Serve app), load job files, start the scheduler. Returns
     once every actor has booted (engines included): a run triggered then is taken. `rt`: a
     Runtime to fill in as actors are made (`tg up` stops what it holds when a signal cuts
-    start-up short)."""
+    start-up short). `one_off` (`tg run`): only the actors one run needs, no engine pool
+    (nothing scales the engines) and no rate limiter (one run: a job's rate_limit holds
+    within the run, sources/http.local_limit); each is a process of ~150 MiB and ~1 s of CPU
+    to start."""
     began = time.perf_counter()
     ns = settings.namespace
     rt = rt if rt is not None else Runtime(settings)
@@ -227,52 +243,60 @@ def start(
         groups=consumer_groups(engine_ids),
         queue_options=_QUEUE,
     )
-    rt.limiter = limiter = _actor(RateLimiter, LIMITER, ns).remote()
+    if not one_off:
+        rt.limiter = _actor(RateLimiter, LIMITER, ns).remote()
     rt.db = db = _actor(Database, DATABASE, ns, resources={DB_RESOURCE: 0.01}).remote(
         str(settings.db_path),
         Peer(BROKER, ns),
         settings.duckdb_memory_limit,
         settings.duckdb_checkpoint_threshold,
     )
+    limiter = None if one_off else Peer(LIMITER, ns)
     engines = EngineFactory(
-        (Peer(DATABASE, ns), Peer(BROKER, ns), Peer(LIMITER, ns), settings.engine_slots),
+        (Peer(DATABASE, ns), Peer(BROKER, ns), limiter, settings.engine_slots),
         engine_options(ns, settings.engine_num_cpus),
     )
-    rt.pool = pool = _actor(EnginePool, POOL, ns).remote(
-        ns, engines, Peer(BROKER, ns), Peer(SCHEDULER, ns), settings.stop_grace_seconds
-    )
+    if not one_off:
+        rt.pool = _actor(EnginePool, POOL, ns).remote(
+            ns, engines, Peer(BROKER, ns), Peer(SCHEDULER, ns), settings.stop_grace_seconds
+        )
     rt.config = config = _actor(ConfigManager, CONFIG, ns).remote(
         settings.shareable(), Peer(DATABASE, ns), Peer(BROKER, ns)
     )
     # most of start-up is worker processes starting (Python, Ray, our modules: ~1 s of CPU
     # each): the engines start alongside the others, not after them (they boot by
     # themselves, finding their peers by name and trying again until they answer)
-    scaled = pool.scale.remote(settings.engines)
+    if rt.pool is not None:
+        scaled = [rt.pool.scale.remote(settings.engines)]
+    else:
+        rt.own_engines = [engines.create(i) for i in range(settings.engines)]
+        scaled = [engine.start.remote() for engine in rt.own_engines]
     if not schedules:
         # a one-off run (`tg run`): nothing fires by itself, so the Scheduler may boot before
         # the job files are loaded; what the ConfigManager stores after its boot reaches it
         # on the config topic (its group exists from the broker's start), and a job
         # triggered before that is read from DuckDB (Scheduler._learn). With schedules it
         # starts after the files are in DuckDB, so that no tick fires an old version
-        rt.scheduler = _scheduler(settings, schedules)
+        rt.scheduler = _scheduler(settings, schedules, pool=rt.pool is not None)
     if serve_app:
         # while those processes start: the API answers early (health "starting", 503), and
         # the demo source (it lives in the Serve app) is there before the first tick
         start_serve(rt)
-    ray.get([broker.ping.remote(), db.start.remote(), config.ping.remote(), limiter.ping.remote()])
+    booted = [broker.ping.remote(), db.start.remote(), config.ping.remote()]
+    ray.get(booted + ([rt.limiter.ping.remote()] if rt.limiter is not None else []))
     report = ray.get(config.load_dir.remote())
     for error in report["errors"]:
         print(error)
     ray.get(scaled)
     if rt.scheduler is None:
-        rt.scheduler = _scheduler(settings, schedules)
+        rt.scheduler = _scheduler(settings, schedules, pool=rt.pool is not None)
     # the Scheduler boots by itself (also after a restart): reloads jobs and open runs
     ray.get(rt.scheduler.start.remote())
     log.info("runtime up in %.1fs: jobs %s", time.perf_counter() - began, report["loaded"])
     return rt
 
 
-def _scheduler(settings: Settings, schedules: bool) -> Any:
+def _scheduler(settings: Settings, schedules: bool, pool: bool) -> Any:
     ns = settings.namespace
     return _actor(Scheduler, SCHEDULER, ns).remote(
         Peer(DATABASE, ns),
@@ -283,7 +307,7 @@ def _scheduler(settings: Settings, schedules: bool) -> Any:
         settings.lease_seconds,
         settings.alert_webhook_url,
         slots=settings.engine_slots,
-        pool=Peer(POOL, ns),
+        pool=Peer(POOL, ns) if pool else None,
         alert_format=settings.alert_format,
     )
 

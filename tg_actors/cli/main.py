@@ -424,7 +424,7 @@ def _run_on_ray(args: argparse.Namespace, settings: Any) -> int:
     settings = settings.model_copy(update={"engines": 1})
     demo = None if args.no_demo else serve_demo_if_free(settings)
     runtime.init_ray(settings)
-    rt = runtime.start(settings, schedules=False, serve_app=False)
+    rt = runtime.start(settings, schedules=False, serve_app=False, one_off=True)
     try:
         with Progress(args.job) as progress:
             run = run_once(rt, args.job, on_progress=progress.update)

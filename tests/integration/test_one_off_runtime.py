@@ -1,0 +1,94 @@
+"""`tg run`'s runtime (runtime.start(one_off=True)): only the actors one run needs, and a
+job's rate limit still holds within the run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tests.kit.fakeapi import FakeApi
+from tests.kit.jobs import write_job
+from tests.kit.servers import serve_app
+from tg_actors import runtime
+from tg_actors.cli.run_once import run_once
+from tg_actors.engine.pool import engine_name
+from tg_actors.names import DATABASE, LIMITER, POOL, SCHEDULER
+from tg_actors.runstate import RunState
+from tg_actors.settings import Settings
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
+
+
+class Stamped(FakeApi):
+    """The fake API, with the time each request arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived: list[float] = []
+
+    def stamped(self) -> ASGIApp:
+        inner = self.app()
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                self.arrived.append(time.monotonic())
+            await inner(scope, receive, send)
+
+        return app
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[Stamped, str]]:
+    fake = Stamped()
+    fake.add(1, 500)
+    with serve_app(fake.stamped()) as url:
+        yield fake, url
+
+
+JOB = """
+name: limited
+source:
+  url: {url}/orders
+  params: {{per_page: 100}}
+  records: "$.data"
+  paginate: {{type: page}}
+  rate_limit: {{per_second: 5}}
+destination: {{table: limited, write: append}}
+"""
+
+
+def test_a_one_off_run_starts_no_pool_nor_limiter_and_keeps_the_rate_limit(
+    tmp_path: Path, namespace: str, api: tuple[Stamped, str]
+) -> None:
+    fake, url = api
+    write_job(tmp_path / "configs", "limited", JOB.format(url=url))
+    settings = Settings(
+        configs=tmp_path / "configs",
+        db_path=tmp_path / "data" / "one_off.duckdb",
+        namespace=namespace,
+        engines=1,
+    )
+    rt = runtime.start(settings, schedules=False, serve_app=False, one_off=True)
+    try:
+        named = {
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == namespace
+        }
+        run = run_once(rt, "limited", timeout=120)
+        assert len(rt.engines) == 1
+    finally:
+        runtime.stop(rt)
+    assert POOL not in named and LIMITER not in named
+    assert {engine_name(0), DATABASE, SCHEDULER} <= named
+    assert run is not None and run["state"] == RunState.SUCCEEDED
+    assert run["rows_loaded"] == 500
+    # 6 requests (5 pages and the empty one) at 5/s: one every 0.2 s at the earliest
+    assert len(fake.arrived) == 6
+    gaps = [b - a for a, b in zip(fake.arrived, fake.arrived[1:], strict=False)]
+    assert min(gaps) >= 0.15, gaps
