@@ -93,3 +93,9 @@ def face(handle: Any) -> Any:
 def _actor_name(handle: Any) -> str:
     name = getattr(handle, "name", None)
     return name if isinstance(name, str) else type(handle).__name__
+
+
+def own_actor_process() -> bool:
+    """Whether this process is a Ray actor's own (an engine, the Database), not a driver that
+    built an actor's class directly (a test, a notebook)."""
+    return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None

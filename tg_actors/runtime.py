@@ -250,6 +250,7 @@ def start(
         Peer(BROKER, ns),
         settings.duckdb_memory_limit,
         settings.duckdb_checkpoint_threshold,
+        lean=True,  # its own process: no pandas (tg_actors.unused)
     )
     limiter = None if one_off else Peer(LIMITER, ns)
     engines = EngineFactory(

@@ -105,8 +105,8 @@ def test_a_local_run_refuses_only_the_imports_it_never_uses() -> None:
     and httpx work without them."""
     code = (
         "import sys\n"
-        "from tg_actors.cli.main import _without_unused_imports\n"
-        "_without_unused_imports()\n"
+        "from tg_actors import unused\n"
+        "unused.refuse('a test')\n"
         "import duckdb, httpx, pyarrow as pa\n"
         "t = pa.table({'a': pa.array([1, 2])})\n"
         "assert duckdb.sql('SELECT sum(a) FROM t').fetchall() == [(3,)]\n"

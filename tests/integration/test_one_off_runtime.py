@@ -3,6 +3,7 @@ job's rate limit still holds within the run."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,12 +83,18 @@ def test_a_one_off_run_starts_no_pool_nor_limiter_and_keeps_the_rate_limit(
         }
         run = run_once(rt, "limited", timeout=120)
         assert len(rt.engines) == 1
+        # the Database and the engine made Arrow arrays without pyarrow importing pandas
+        loaded = [
+            ray.get(actor.__ray_call__.remote(lambda _: "pandas" in sys.modules))
+            for actor in (rt.db, *rt.engines)
+        ]
     finally:
         runtime.stop(rt)
     assert POOL not in named and LIMITER not in named
     assert {engine_name(0), DATABASE, SCHEDULER} <= named
     assert run is not None and run["state"] == RunState.SUCCEEDED
     assert run["rows_loaded"] == 500
+    assert loaded == [False, False]
     # 6 requests (5 pages and the empty one) at 5/s: one every 0.2 s at the earliest
     assert len(fake.arrived) == 6
     gaps = [b - a for a, b in zip(fake.arrived, fake.arrived[1:], strict=False)]

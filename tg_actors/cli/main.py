@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import enum
-import importlib.abc
 import json
 import logging
 import os
@@ -450,36 +449,13 @@ def _run_on_ray(args: argparse.Namespace, settings: Any) -> int:
     return OK if run["state"] == RunState.SUCCEEDED else FAILED
 
 
-class _Unused(importlib.abc.MetaPathFinder):
-    """Refuses to import `names` (ModuleNotFoundError, what their importers take as "not
-    installed")."""
-
-    def __init__(self, names: frozenset[str]) -> None:
-        self.names = names
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name.split(".")[0] in self.names or name in self.names:
-            raise ModuleNotFoundError(f"{name} is not used by tg run --local", name=name)
-        return None
-
-
-# imported by libraries we use for what `tg run --local` never does: pyarrow imports pandas
-# (0.2 s, a fifth of a 10,000-row local run) at its first array only to ask whether the
-# values are pandas objects; httpx imports its own command line (30 ms: click, pygments)
-_UNUSED = frozenset({"pandas", "httpx._main"})
-
-
-def _without_unused_imports() -> None:
-    """Not done by `tg_actors.run_job`: a notebook's pandas is its own business."""
-    sys.meta_path.insert(0, _Unused(frozenset(_UNUSED - sys.modules.keys())))
-
-
 def _run_local(args: argparse.Namespace, settings: Any) -> int:
     """`tg run JOB --local`: one run in this process, no Ray (tg_actors.localrun)."""
+    from tg_actors import unused
     from tg_actors.cli.ops import Progress, local_progress, print_json
     from tg_actors.errors import JobValidationError
 
-    _without_unused_imports()
+    unused.refuse("tg run --local")  # not by tg_actors.run_job: a notebook's pandas is its own
     try:
         from tg_actors import localrun
     except ImportError as exc:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import ray
 from ray.util.queue import Empty
 
-from tg_actors import interfaces
+from tg_actors import interfaces, unused
 from tg_actors.attempts import Begun
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
@@ -47,7 +47,7 @@ from tg_actors.messages import (
     TriggerRun,
 )
 from tg_actors.names import ENGINE_WORK_GROUP
-from tg_actors.peer import face
+from tg_actors.peer import face, own_actor_process
 from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sources.http import SharedTransport
 
@@ -71,6 +71,8 @@ class SyncEngine:
     def __init__(
         self, engine_id: str, db: Any, broker: Any, limiter: Any = None, slots: int = 4
     ) -> None:
+        if own_actor_process():  # its first Arrow array would import pandas
+            unused.refuse("an engine")
         self._id = engine_id
         self._db: interfaces.Database = face(db)
         self._limiter: interfaces.RateLimiter | None = face(limiter) if limiter else None

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from tg_actors import unused
 from tg_actors.attempts import Begin, Begun, Commit
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
@@ -102,7 +103,10 @@ class Database:
         *,
         housekeeping_seconds: float = HOUSEKEEPING_SECONDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        lean: bool = False,
     ) -> None:
+        if lean:  # its first Arrow array would import pandas
+            unused.refuse("the Database")
         self._housekeeping_seconds, self._sleep = housekeeping_seconds, sleep
         self._run_retention = _retention("TG_RUN_RETENTION", "run_retention")
         self._log_retention = _retention("TG_LOG_RETENTION", "log_retention")
