@@ -1,11 +1,13 @@
 """Page -> Arrow candidates on one page of sync_bench's records (12 fields, an object, a list).
 
-    .venv/bin/python bench/convert_bench.py [--page-size 1000] [--rounds 5] [--quick]
+    .venv/bin/python bench/convert_bench.py [--page-size 1000] [--rounds 5] [--quick] [--wire]
 
 Prints the best of --rounds rounds, in ms a page. "dicts" candidates start from the parsed records
 (what `HttpSourceClient` yields today); "raw" ones from the response body bytes. Only
 `records_to_arrow` and `reference` keep every rule of batches.py; the notes say what the
-others change.
+others change. --wire instead times one staged batch (50 such pages in one table) sent to
+another process and read there, as Ray's own reducer for a Table does it and as an Arrow IPC
+stream (tg_actors/wire.py), both pickled with protocol 5 and out-of-band buffers, as Ray pickles what it sends.
 """
 
 from __future__ import annotations
@@ -60,11 +62,53 @@ def _plain(t: pa.DataType) -> pa.DataType:
     return t
 
 
+def wire(page_size: int, rounds: int) -> None:
+    import pickle
+
+    from ray._private import arrow_serialization
+
+    from tg_actors.wire import from_ipc, to_ipc
+
+    pages = build_pages(page_size * 50, page_size, "http://127.0.0.1:1")
+    table = pa.concat_tables([records_to_arrow(orjson.loads(b)["data"]) for b in pages])
+
+    def rays() -> pa.Table:
+        rebuild, args = arrow_serialization._arrow_table_reduce(table)
+        buffers: list[pickle.PickleBuffer] = []
+        data = pickle.dumps(args, protocol=5, buffer_callback=buffers.append)
+        return rebuild(*pickle.loads(data, buffers=buffers))
+
+    def ipc() -> pa.Table:
+        buffers: list[pickle.PickleBuffer] = []
+        data = pickle.dumps(to_ipc(table), protocol=5, buffer_callback=buffers.append)
+        return from_ipc(pickle.loads(data, buffers=buffers))
+
+    print(
+        f"one staged batch: {table.num_rows:,} rows, {table.nbytes / 2**20:.1f} MiB, "
+        f"{table.column(0).num_chunks} chunks a column"
+    )
+    for name, fn in (("Ray's Table reducer", rays), ("Arrow IPC stream (wire.py)", ipc)):
+        assert fn().equals(table)
+        best = min(_timed(fn, 10) for _ in range(rounds))
+        print(f"  {name:30} {best * 1e3:6.2f} ms  {table.num_rows / best:12,.0f} rows/s")
+
+
+def _timed(fn: Callable[[], object], n: int) -> float:
+    started = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - started) / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5, help="best of N rounds of 40 calls")
+    parser.add_argument("--wire", action="store_true", help="a staged batch between processes")
     args = benchkit.parse_args(parser, page_size=200, rounds=2)
+    if args.wire:
+        wire(args.page_size, args.rounds)
+        return
     body = build_pages(args.page_size, args.page_size, "http://127.0.0.1:1")[0]
     parsed = orjson.loads(body)
     records = parsed["data"]

@@ -7,7 +7,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pytest
 import ray
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -41,6 +43,14 @@ class Stamped(FakeApi):
             await inner(scope, receive, send)
 
         return app
+
+
+def table_reducer() -> str:
+    """What a pyarrow Table pickles to in this process: the function that rebuilds it."""
+    from ray import cloudpickle
+
+    rebuild: Any = cloudpickle.CloudPickler.dispatch[pa.Table](pa.table({"a": [1]}))[0]
+    return f"{rebuild.__module__}.{rebuild.__qualname__}"
 
 
 @pytest.fixture
@@ -88,6 +98,8 @@ def test_a_one_off_run_starts_no_pool_nor_limiter_and_keeps_the_rate_limit(
             ray.get(actor.__ray_call__.remote(lambda _: "pandas" in sys.modules))
             for actor in (rt.db, *rt.engines)
         ]
+        # the engine sends its tables as IPC streams (tg_actors/wire.py)
+        sends = ray.get(rt.engines[0].__ray_call__.remote(lambda _: table_reducer()))
     finally:
         runtime.stop(rt)
     assert POOL not in named and LIMITER not in named
@@ -95,6 +107,7 @@ def test_a_one_off_run_starts_no_pool_nor_limiter_and_keeps_the_rate_limit(
     assert run is not None and run["state"] == RunState.SUCCEEDED
     assert run["rows_loaded"] == 500
     assert loaded == [False, False]
+    assert sends == "tg_actors.wire.from_ipc"
     # 6 requests (5 pages and the empty one) at 5/s: one every 0.2 s at the earliest
     assert len(fake.arrived) == 6
     gaps = [b - a for a, b in zip(fake.arrived, fake.arrived[1:], strict=False)]

@@ -50,6 +50,7 @@ from tg_actors.names import ENGINE_WORK_GROUP
 from tg_actors.peer import face, own_actor_process
 from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sources.http import SharedTransport
+from tg_actors.wire import from_ipc, to_ipc
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5  # at most two progress events a second per run
@@ -71,8 +72,10 @@ class SyncEngine:
     def __init__(
         self, engine_id: str, db: Any, broker: Any, limiter: Any = None, slots: int = 4
     ) -> None:
-        if own_actor_process():  # its first Arrow array would import pandas
-            unused.refuse("an engine")
+        if own_actor_process():
+            unused.refuse("an engine")  # its first Arrow array would import pandas
+            # the staged batches it sends the Database: one IPC stream each (tg_actors/wire.py)
+            ray.util.register_serializer(pa.Table, serializer=to_ipc, deserializer=from_ipc)
         self._id = engine_id
         self._db: interfaces.Database = face(db)
         self._limiter: interfaces.RateLimiter | None = face(limiter) if limiter else None
