@@ -20,14 +20,13 @@ from tests.kit.servers import demo_server, slow_server  # noqa: E402, F401
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    import ray
 
-    from tg_actors.runtime import init_ray
+    from tg_actors.runtime import init_ray, shutdown_ray
     from tg_actors.settings import Settings
 
     init_ray(Settings(namespace="tg_tests"))
     yield
-    ray.shutdown()
+    shutdown_ray()
 
 
 @pytest.fixture

@@ -251,7 +251,6 @@ class Signals:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    import ray
 
     from tg_actors import runtime
 
@@ -310,7 +309,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         signals.wait()
     finally:
         runtime.stop(rt)
-        ray.shutdown()
+        runtime.shutdown_ray()
     print("stopped; DuckDB closed cleanly.", flush=True)
     return 0
 
@@ -333,10 +332,10 @@ def _stop_early(rt: Any) -> int:
 
 
 def _shutdown_ray() -> None:
-    import ray
+    from tg_actors import runtime
 
     try:
-        ray.shutdown()
+        runtime.shutdown_ray()
     except Exception as exc:
         print(f"stopping Ray: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
@@ -414,7 +413,6 @@ def _held(db: Path) -> bool:
 
 
 def _run_on_ray(args: argparse.Namespace, settings: Any) -> int:
-    import ray
 
     from tg_actors import runtime
     from tg_actors.cli.ops import Progress, print_json, summary
@@ -431,7 +429,7 @@ def _run_on_ray(args: argparse.Namespace, settings: Any) -> int:
                 progress.update(int(run["rows_loaded"] or 0), int(run["pages"] or 0))
     finally:
         closed = runtime.stop(rt)
-        ray.shutdown()
+        runtime.shutdown_ray()
         if demo is not None:
             demo.stop()
     # Ray stopped and the DuckDB file closed: the interpreter's teardown (0.4 s with Ray's
