@@ -316,8 +316,7 @@ class Scheduler:
                 log.warning("job %s: not known here and DuckDB did not answer", name)
                 continue
             if row is not None:
-                await self._load_job(name, row["spec"], bool(row["paused"]))
-                self._versions[name] = (row["updated_at"], bool(row["paused"]))
+                await self._apply_row(name, row)
 
     async def set_engines(self, engines: list[Any]) -> int:
         """The engines changed (scaled at run time): capacity follows. Returns the capacity.
@@ -646,9 +645,8 @@ class Scheduler:
         for name, version in versions.items():
             if self._versions.get(name) != version:
                 row = await self._db.get_job(name)
-                if row is not None:
-                    await self._load_job(name, row["spec"], bool(row["paused"]))
-                    self._versions[name] = (row["updated_at"], bool(row["paused"]))
+                if row is not None:  # deleted meanwhile: the next reconcile drops it
+                    await self._apply_row(name, row)
         await self._fleet.reconcile_runs()
         for run in self._states.active():
             if run.job not in self._jobs:  # its job was deleted while we did not hear it
