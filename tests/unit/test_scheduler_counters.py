@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from tests.kit.stepped import SteppedSystem
+from tg_actors.messages import TOPIC_STATUS
 from tg_actors.metrics import DURATION_BUCKETS
 from tg_actors.runstate import TERMINAL, RunState
+from tg_actors.scheduler.actor import GROUP
 
 
 def job(name: str, overlap: str, max_active: int = 1) -> dict[str, Any]:
@@ -49,3 +51,30 @@ async def test_the_counters_agree_with_tg_runs_across_a_crash_and_restart() -> N
     states = {state for _, state, _ in snap["counters"]["finished"]}
     assert {"succeeded", "skipped", "cancelled"} <= states
     assert snap["active"] == {"queued": 0, "running": 0, "retrying": 0}
+
+
+async def test_a_run_whose_end_was_lost_is_counted_when_the_scheduler_reconciles() -> None:
+    """The engines' RunFinished never reach the Scheduler (lost with a restarted broker):
+    the runs ended in DuckDB are found by the next reconcile, and counted there once."""
+    system = SteppedSystem([job("lossy", "skip")], run_steps=2)
+    await system.start()
+    await system.until("a run to succeed", lambda: _succeeded(system, "lossy") >= 1, 40)
+    await system.set_paused("lossy", True)
+    for _ in range(6):  # the remaining run ends; its events are consumed and dropped
+        system.clock.advance(system.dt)
+        assert system.scheduler is not None
+        await system.scheduler.tick_once()
+        for engine in system.engines:
+            await engine.turn()
+        await system.broker.consume(TOPIC_STATUS, GROUP, 1000, 0)
+    assert ended(system, "lossy")
+    await system.step(int(6 / system.dt))  # past the reconcile interval (5 s)
+    assert system.scheduler is not None
+    snap = await system.scheduler.metrics()
+    truth = system.store.run_totals(DURATION_BUCKETS)
+    assert snap["counters"]["finished"] == [[t["job"], t["state"], t["runs"]] for t in truth]
+    assert snap["active"] == {"queued": 0, "running": 0, "retrying": 0}
+
+
+def _succeeded(system: SteppedSystem, name: str) -> int:
+    return sum(r["state"] == RunState.SUCCEEDED for r in system.runs(name))

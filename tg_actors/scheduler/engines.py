@@ -20,7 +20,7 @@ from typing import Any
 from tg_actors import interfaces
 from tg_actors.jobs import JobSpec
 from tg_actors.messages import RunHeartbeat, RunProgressed, RunStarted
-from tg_actors.runstate import RunState
+from tg_actors.runstate import TERMINAL, RunState
 from tg_actors.scheduler.error_handler import ErrorHandler
 from tg_actors.scheduler.inflight import InFlight
 from tg_actors.scheduler.states import StateManager, TrackedRun
@@ -44,7 +44,11 @@ class Fleet:
         clock: Callable[[], datetime],
         *,
         slots: int = 1,
+        ended: Callable[[str, RunState], None] | None = None,
     ) -> None:
+        """`ended(job, state)`: a run found ended in DuckDB by `reconcile_runs` (its own event
+        lost): the Scheduler counts it, as it counts the ends it hears of."""
+        self._ended = ended
         self._db = db
         self._in_flight = in_flight
         self._states = states
@@ -131,8 +135,10 @@ class Fleet:
         rows = {row["run_id"]: row for row in await self._db.open_runs()}
         for run in self._states.active():
             if run.run_id not in rows:  # ended in DuckDB without us hearing of it
-                await self._states.refresh(run)
+                refreshed = await self._states.refresh(run)
                 if self._states.get(run.run_id) is None:
+                    if self._ended is not None and refreshed.state in TERMINAL:
+                        self._ended(run.job, refreshed.state)
                     self._queue().remove(run.run_id)
                     self._errors.forget(run.run_id)
                     self.release(run.run_id)
