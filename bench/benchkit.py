@@ -14,7 +14,6 @@ import concurrent.futures
 import contextlib
 import importlib.util
 import os
-import random
 import resource
 import shutil
 import socket
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+
+from tg_actors.cli.local_server import free_port
 
 try:
     import psutil
@@ -255,27 +256,6 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(15)
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 now, for a server started after this returns. Not one the OS
-    hands out by itself (its ephemeral range, 32768 and up here) nor one of Ray's worker ports
-    (10002-19999 by default): a Ray worker binding an ephemeral port took a port picked that
-    way before the Serve proxy bound it ("Failed to bind to address")."""
-    for _ in range(200):
-        port = random.randrange(_PORTS[0], _PORTS[1])
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # all taken: any free one
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-_PORTS = (20000, 32000)  # between Ray's worker ports and the OS's ephemeral range
 
 
 # --- turbo-giggle: job files and the runtime ---------------------------------------------------

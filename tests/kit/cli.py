@@ -10,10 +10,8 @@ import importlib.util
 import ipaddress
 import os
 import queue
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +23,8 @@ from typing import Any
 
 import duckdb
 import httpx
+
+from tg_actors.cli.local_server import free_port as free_port  # for the tests
 
 try:
     import psutil
@@ -38,27 +38,6 @@ UP_TIMEOUT = 120.0  # `tg up` until "is up" (25-50 s on a quiet 2-core box)
 EXIT_TIMEOUT = 60.0  # signal until the process has exited
 RUN_TIMEOUT = 240.0  # a whole `tg run`
 JOB = "e2e_orders"
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 now, for a server started after this returns. Not one the OS
-    hands out by itself (its ephemeral range, 32768 and up here) nor one of Ray's worker ports
-    (10002-19999 by default): a Ray worker binding an ephemeral port took a port picked that
-    way before the Serve proxy bound it ("Failed to bind to address")."""
-    for _ in range(200):
-        port = random.randrange(_PORTS[0], _PORTS[1])
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # all taken: any free one
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-_PORTS = (20000, 32000)  # between Ray's worker ports and the OS's ephemeral range
 
 
 def tg_env(port: int) -> dict[str, str]:

@@ -251,7 +251,6 @@ class Signals:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-
     from tg_actors import runtime
 
     settings = _settings(args)
@@ -413,7 +412,6 @@ def _held(db: Path) -> bool:
 
 
 def _run_on_ray(args: argparse.Namespace, settings: Any) -> int:
-
     from tg_actors import runtime
     from tg_actors.cli.ops import Progress, print_json, summary
     from tg_actors.cli.run_once import run_once, serve_demo_if_free

@@ -153,7 +153,7 @@ class Scheduler:
             self._spec_of,
             clock,
             slots=slots,
-            ended=lambda job, state: self._counters.ended(job, state),
+            ended=self._counters.ended,
         )
         self._fleet.set_engines([face(e) for e in engines])
         self._fires = FireTimes()
