@@ -23,8 +23,8 @@ from tg_actors.store.duckdb import DuckStore
 
 # run 1: id BIGINT, a VARCHAR, b BIGINT. Run 2 drops `a`, adds `c`, and retypes `b`: row 3's
 # b (1.5) does not fit BIGINT, row 4's (2.0) does; row 3 also has a value in the new column.
-FIRST = [{"id": 1, "a": "x", "b": 10}, {"id": 2, "a": "y", "b": 20}]
-SECOND = [{"id": 3, "b": 1.5, "c": "new"}, {"id": 4, "b": 2.0, "c": None}]
+FIRST: list[dict[str, Any]] = [{"id": 1, "a": "x", "b": 10}, {"id": 2, "a": "y", "b": 20}]
+SECOND: list[dict[str, Any]] = [{"id": 3, "b": 1.5, "c": "new"}, {"id": 4, "b": 2.0, "c": None}]
 
 
 @pytest.fixture
