@@ -17,6 +17,7 @@ What holds for every method here:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -29,6 +30,16 @@ if TYPE_CHECKING:
     from tg_actors.messages import Message, TriggerRun
 
 
+@dataclass(frozen=True, slots=True)
+class Upserted:
+    """One job stored by `Database.upsert_jobs`: created (not replaced), and its paused flag
+    as stored (a replace keeps it)."""
+
+    name: str
+    created: bool
+    paused: bool
+
+
 class Database(Protocol):
     """The one DuckDB writer (store/actor.py over store/duckdb.py). Every run change is a
     conditional update on (run_id, attempt, from-state): DuckDB is the arbiter of the
@@ -38,6 +49,12 @@ class Database(Protocol):
         """Store the job's stored form; True if created. A replace keeps paused and created_at;
         a new job, or a change of its schedule, `enabled` or `triggers`, moves schedule_from
         to now (see watermark)."""
+        ...
+
+    async def upsert_jobs(
+        self, jobs: Sequence[tuple[str, dict[str, Any]]], origin: str
+    ) -> list[Upserted]:
+        """`upsert_job` for each (name, spec) in one transaction, in order."""
         ...
 
     async def delete_job(self, name: str) -> bool:

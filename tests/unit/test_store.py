@@ -26,6 +26,7 @@ from tg_actors.errors import (
     RunNotFound,
     TableNotFound,
 )
+from tg_actors.interfaces import Upserted
 from tg_actors.store import progress
 from tg_actors.store.duckdb import DuckStore
 from tg_actors.store.schema import jsonable
@@ -118,6 +119,29 @@ def test_jobs_upsert_list_pause_delete(store: DuckStore) -> None:
         store.set_paused("orders", False)
     with pytest.raises(ValueError, match="origin"):
         store.upsert_job("x", {}, "web")
+
+
+def test_upsert_jobs_stores_a_folder_in_one_transaction(store: DuckStore) -> None:
+    store.upsert_job("orders", {"name": "orders"}, "api")
+    store.set_paused("orders", True)
+    done = store.upsert_jobs(
+        [("orders", {"name": "orders", "v": 2}), ("new", {"name": "new"}), ("new", {"v": 3})],
+        "file",
+    )
+    assert done == [
+        Upserted("orders", created=False, paused=True),  # a replace keeps paused
+        Upserted("new", created=True, paused=False),
+        Upserted("new", created=False, paused=False),  # a name given twice: the last wins
+    ]
+    assert [(j["name"], j["spec"], j["origin"]) for j in store.list_jobs()] == [
+        ("new", {"v": 3}, "file"),
+        ("orders", {"name": "orders", "v": 2}, "file"),
+    ]
+    # one bad spec and nothing of the batch is stored
+    with pytest.raises(TypeError):
+        store.upsert_jobs([("fresh", {"name": "fresh"}), ("bad", {"x": {1, 2}})], "file")
+    assert [j["name"] for j in store.list_jobs()] == ["new", "orders"]
+    assert store.upsert_jobs([], "file") == []
 
 
 # -- runs and logs -----------------------------------------------------------------------

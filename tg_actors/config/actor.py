@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tg_actors import interfaces
@@ -23,6 +24,7 @@ from tg_actors.settings import Settings
 
 log = logging.getLogger(__name__)
 READ_ONLY_KEYS = ("paused", "origin", "status")
+ANNOUNCE_BATCH = 500  # JobUpserted per publish when a folder loads
 
 
 def public_job(row: dict[str, Any]) -> dict[str, Any]:
@@ -54,8 +56,7 @@ class ConfigManager:
                 report.errors.append(error)
             for error in report.errors:
                 log.error("skipped invalid job file:\n%s", error)
-            for _path, spec in report.jobs.values():
-                await self._store(spec, origin="file")
+            await self._store([spec for _path, spec in report.jobs.values()], origin="file")
         return {"loaded": sorted(report.jobs), "errors": [str(e) for e in report.errors]}
 
     async def settings(self) -> dict[str, Any]:
@@ -69,7 +70,7 @@ class ConfigManager:
         async with self._saving:
             spec = await self._parse(data, name)
             await self._refuse_cycle(spec, name)
-            created = await self._store(spec, origin="api")
+            [created] = await self._store([spec], origin="api")
         return {"created": created, "job": await self.get(spec.name)}
 
     async def validate(self, data: dict[str, Any] | str, name: str | None = None) -> dict[str, Any]:
@@ -148,15 +149,19 @@ class ConfigManager:
     async def ping(self) -> str:
         return "ok"
 
-    async def _store(self, spec: JobSpec, origin: str) -> bool:
-        stored = spec.to_stored()
-        created = bool(await self._db.upsert_job(spec.name, stored, origin))
-        row = await self._db.get_job(spec.name)
-        paused = bool(row["paused"]) if row else False  # None: deleted since, by a racing call
-        await self._broker.publish(
-            TOPIC_CONFIG, JobUpserted(name=spec.name, spec=stored, paused=paused)
-        )
-        return created
+    async def _store(self, specs: Sequence[JobSpec], origin: str) -> Sequence[bool]:
+        """Store the jobs in one transaction and announce each; whether each was created."""
+        if not specs:
+            return []
+        stored = [(spec.name, spec.to_stored()) for spec in specs]
+        done = await self._db.upsert_jobs(stored, origin)
+        announced = [
+            JobUpserted(name=name, spec=spec, paused=row.paused)
+            for (name, spec), row in zip(stored, done, strict=True)
+        ]
+        for at in range(0, len(announced), ANNOUNCE_BATCH):  # within any group's bound
+            await self._broker.publish(TOPIC_CONFIG, *announced[at : at + ANNOUNCE_BATCH])
+        return [row.created for row in done]
 
 
 if TYPE_CHECKING:  # the actor keeps the promises of its face: mypy checks this conversion

@@ -29,6 +29,7 @@ from tg_actors.attempts import Begin, Begun, Commit
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
 from tg_actors.errors import ForEachError, QueryFailed, QueryRefused, QueryTimeout
+from tg_actors.interfaces import Upserted
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
     TOPIC_STATUS,
@@ -292,6 +293,11 @@ class Database:
 
     async def upsert_job(self, name: str, spec: dict[str, Any], origin: str) -> bool:
         return await self._call(self._store.upsert_job, name, spec, origin)
+
+    async def upsert_jobs(
+        self, jobs: Sequence[tuple[str, dict[str, Any]]], origin: str
+    ) -> list[Upserted]:
+        return await self._call(self._store.upsert_jobs, jobs, origin)
 
     async def delete_job(self, name: str) -> bool:
         return await self._call(self._store.delete_job, name)

@@ -25,6 +25,7 @@ from tg_actors.errors import (
     RunNotFound,
     StaleAttempt,
 )
+from tg_actors.interfaces import Upserted
 from tg_actors.jobs import schedule_part
 from tg_actors.runstate import RunState, check_transition, split_trigger
 from tg_actors.store import batched, progress, retention, tables, writes
@@ -116,25 +117,42 @@ class DuckStore:
         """Store the job's stored form; True if created. A replace keeps paused and created_at;
         a new job, or a change of its schedule, `enabled` or `triggers`, moves schedule_from
         to now (see watermark)."""
+        return self.upsert_jobs([(name, spec)], origin)[0].created
+
+    def upsert_jobs(
+        self, jobs: Sequence[tuple[str, dict[str, Any]]], origin: str
+    ) -> list[Upserted]:
+        """`upsert_job` for each (name, spec), all in one transaction (a jobs folder at start:
+        one commit, not one per file); each job's created flag and its paused flag as stored."""
         if origin not in _ORIGINS:
             raise ValueError(f"origin must be one of {_ORIGINS}, not {origin!r}")
-        now, text = self._now(), json.dumps(spec)
+        now, done = self._now(), []
         with writes.transaction(self.con):
-            exists = one(self.con, "SELECT spec FROM tg.jobs WHERE name = ?", [name])
-            if exists:
-                moved = schedule_part(json.loads(exists[0])) != schedule_part(spec)
-                self.con.execute(
-                    "UPDATE tg.jobs SET spec = ?, origin = ?, updated_at = ?,"
-                    " schedule_from = CASE WHEN ? THEN ? ELSE schedule_from END WHERE name = ?",
-                    [text, origin, now, moved, now, name],
-                )
-            else:
-                self.con.execute(
-                    "INSERT INTO tg.jobs (name, spec, paused, origin, created_at, updated_at,"
-                    " schedule_from) VALUES (?, ?, false, ?, ?, ?, ?)",
-                    [name, text, origin, now, now, now],
-                )
-        return exists is None
+            names = [name for name, _ in jobs]
+            stored = {
+                str(n): (json.loads(text), bool(paused))
+                for n, text, paused in self.con.execute(
+                    "SELECT name, spec, paused FROM tg.jobs WHERE list_contains(?, name)", [names]
+                ).fetchall()
+            }
+            for name, spec in jobs:
+                text, exists = json.dumps(spec), stored.get(name)
+                if exists:
+                    moved = schedule_part(exists[0]) != schedule_part(spec)
+                    self.con.execute(
+                        "UPDATE tg.jobs SET spec = ?, origin = ?, updated_at = ?, schedule_from"
+                        " = CASE WHEN ? THEN ? ELSE schedule_from END WHERE name = ?",
+                        [text, origin, now, moved, now, name],
+                    )
+                else:
+                    self.con.execute(
+                        "INSERT INTO tg.jobs (name, spec, paused, origin, created_at,"
+                        " updated_at, schedule_from) VALUES (?, ?, false, ?, ?, ?, ?)",
+                        [name, text, origin, now, now, now],
+                    )
+                stored[name] = (spec, exists[1] if exists else False)  # a name given twice
+                done.append(Upserted(name, created=exists is None, paused=stored[name][1]))
+        return done
 
     def delete_job(self, name: str) -> bool:
         """Remove the job; its runs (and its cursor in tg.state) stay. True if it existed."""
