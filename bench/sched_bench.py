@@ -251,14 +251,14 @@ def db_counts(rt: Any, where: str = "", params: list[Any] | None = None) -> dict
     return {str(state): int(n) for state, n in rows}
 
 
-def startup_floor(configs: Path, db_path: Path) -> None:
+def startup_floor(folder: Path, db_path: Path) -> None:
     """The anchor for runtime.start's figure: the same job files parsed and stored in one
     DuckDB transaction in this process, no Ray and no actors."""
     from tg_actors.config.files import load_jobs
     from tg_actors.store.duckdb import DuckStore
 
     began = time.perf_counter()
-    report = load_jobs([configs])
+    report = load_jobs([folder])
     parsed = time.perf_counter()
     with DuckStore(db_path) as store:
         store.upsert_jobs([(n, spec.to_stored()) for n, (_, spec) in report.jobs.items()], "file")
@@ -298,7 +298,7 @@ def phase_a(args: argparse.Namespace, server: ServerProcess, tmp: Path) -> None:
         for i, name in enumerate(names)
     }
     write_jobs(tmp / "configs_a", jobs)
-    startup_floor(tmp / "configs_a", tmp / "floor.duckdb")
+    startup_floor(tmp / "configs_a" / "jobs", tmp / "floor.duckdb")
     rt, settings = start_sched_runtime(tmp, "a", args.engines, schedules=True, slots=args.slots)
     try:
         pids = all_pids(rt, server)

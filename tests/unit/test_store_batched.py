@@ -313,6 +313,15 @@ def test_commit_runs_fifty_appends_in_one_group(store: DuckStore) -> None:
     assert len(table_rows(store, "t")) == len(expected)
 
 
+def test_group_commit_clears_the_checkpoints_of_runs_that_saved_one(store: DuckStore) -> None:
+    saved, fresh = new_run(store, state="running"), new_run(store, "other", state="running")
+    store.save_checkpoint(saved, {"offset": 10}, 1)  # a checkpoint with nothing staged
+    assert store.commit_runs([commit_item(saved, ids(1)), commit_item(fresh, ids(2))]) == [1, 1]
+    assert store.checkpoint(saved) is None and store.checkpoint(fresh) is None
+    assert store.query("SELECT count(*) FROM tg.run_checkpoints") == [(0,)]
+    assert table_rows(store, "t") == [(1,), (2,)]
+
+
 def test_commit_runs_mixed_list_fails_per_item(store: DuckStore) -> None:
     seed = new_run(store, state="running")
     store.commit_run(Commit(seed, table="t", write="append", pages=1, batch=ids(0)))

@@ -237,11 +237,13 @@ def _commit_group(
     ids = [m.commit.run_id for m in group.members]
     with writes.transaction(con):
         found = con.execute(
-            "SELECT run_id, state, rows_loaded, attempt FROM tg.runs"
-            " WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+            "SELECT r.run_id, r.state, r.rows_loaded, r.attempt, c.run_id IS NOT NULL"
+            " FROM tg.runs r LEFT JOIN tg.run_checkpoints c ON c.run_id = r.run_id"
+            " WHERE r.run_id IN (SELECT unnest(?::VARCHAR[]))",
             [ids],
         ).fetchall()
-        runs = {str(row[0]): row[1:] for row in found}
+        runs = {str(row[0]): row[1:4] for row in found}
+        checkpointed = {str(row[0]) for row in found if row[4]}
         outcome = [
             _group_check(m, runs.get(run_id)) for m, run_id in zip(group.members, ids, strict=True)
         ]
@@ -250,8 +252,12 @@ def _commit_group(
         cursors = [(c[0], c[1], m.commit.run_id) for m in writing if (c := m.commit.cursor)]
         progress.write_cursors(con, cursors, now)  # forward-only, in item order
         _mark_succeeded(con, writing, now)
-        tidy = [i for i, r in zip(ids, outcome, strict=True) if not isinstance(r, Exception)]
-        if tidy:
+        tidy = [
+            i
+            for i, r in zip(ids, outcome, strict=True)
+            if i in checkpointed and not isinstance(r, Exception)
+        ]
+        if tidy:  # most small runs never saved a checkpoint: no DELETE for them
             con.execute(
                 "DELETE FROM tg.run_checkpoints WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
                 [tidy],

@@ -242,13 +242,21 @@ class DuckStore:
                 "range_to": pa.array([r[1] for _, r in triggers], span),
             }
         )
+        insert = (
+            "INSERT INTO tg.runs (run_id, job, state, trigger, attempt, priority,"
+            " scheduled_for, queued_at, range_from, range_to) SELECT * FROM _new_runs"
+        )
         self.con.register("_new_runs", batch)
         try:
-            inserted = self.con.execute(
-                "INSERT INTO tg.runs (run_id, job, state, trigger, attempt, priority,"
-                " scheduled_for, queued_at, range_from, range_to) SELECT * FROM _new_runs"
-                " ON CONFLICT DO NOTHING RETURNING run_id"
-            ).fetchall()
+            # one statement, so all or nothing; ON CONFLICT costs a probe that grows with
+            # tg.runs (11 ms at 500k runs, against 1.3 ms), so only once a conflict is known
+            try:
+                self.con.execute(insert)
+                return ids
+            except duckdb.ConstraintException:
+                inserted = self.con.execute(
+                    f"{insert} ON CONFLICT DO NOTHING RETURNING run_id"
+                ).fetchall()
         finally:
             self.con.unregister("_new_runs")
         created = {row[0] for row in inserted}
