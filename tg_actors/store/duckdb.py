@@ -252,7 +252,7 @@ class DuckStore:
             # tg.runs (11 ms at 500k runs, against 1.3 ms), so only once a conflict is known
             try:
                 self.con.execute(insert)
-                return ids
+                return list[str | None](ids)
             except duckdb.ConstraintException:
                 inserted = self.con.execute(
                     f"{insert} ON CONFLICT DO NOTHING RETURNING run_id"
