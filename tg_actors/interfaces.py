@@ -119,6 +119,10 @@ class Database(Protocol):
         resumed, re-enabled, schedule changed) when that is later. None for an unknown job."""
         ...
 
+    async def watermarks(self, jobs: Sequence[str]) -> dict[str, datetime]:
+        """`watermark` of each of `jobs` in one query; unknown jobs are left out."""
+        ...
+
     async def job_versions(self) -> dict[str, tuple[datetime, bool]]:
         """{name: (updated_at, paused)} of every job: what the Scheduler compares against the
         jobs it holds, to reconcile changes whose message the broker lost."""

@@ -70,6 +70,32 @@ def test_a_resume_moves_the_watermark_past_the_paused_window(tmp_path: Path) -> 
     store.close()
 
 
+def test_watermarks_of_many_jobs_in_one_query_equal_each_ones(tmp_path: Path) -> None:
+    """A Scheduler's boot reads every job's watermark at once: the same values as one by one."""
+    now = [T0]
+    store = DuckStore(tmp_path / "w.duckdb", clock=lambda: now[0])
+    for name in ("ticked", "manual_only", "resumed", "fresh"):
+        store.upsert_job(name, SPEC | {"name": name}, "api")
+    store.create_run("ticked", T0 + timedelta(minutes=3), "schedule")
+    store.create_run("ticked", T0 + timedelta(minutes=2), "catchup")
+    store.create_run("manual_only", T0 + timedelta(hours=1), "manual")  # not a tick
+    store.create_run("resumed", T0 + timedelta(minutes=1), "schedule")
+    now[0] = T0 + timedelta(hours=2)
+    store.set_paused("resumed", True)
+    store.set_paused("resumed", False)  # schedule_from, later than its last tick
+    names = ["ticked", "manual_only", "resumed", "fresh", "unknown"]
+    marks = store.watermarks(names)
+    assert marks == {
+        "ticked": T0 + timedelta(minutes=3),
+        "manual_only": T0,
+        "resumed": T0 + timedelta(hours=2),
+        "fresh": T0,
+    }
+    assert {name: store.watermark(name) for name in names} == {**marks, "unknown": None}
+    assert store.watermarks([]) == {}
+    store.close()
+
+
 def test_each_upstream_success_is_missing_its_dependent_until_created(store: DuckStore) -> None:
     """#8: dependents come from DuckDB, not from the RunFinished message alone."""
     store.upsert_job("b", {"name": "b", "triggers": {"after": ["a"]}}, "api")

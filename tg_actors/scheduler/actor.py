@@ -193,9 +193,12 @@ class Scheduler:
             self._in_flight.clear()
             for run in self._states.active():  # a boot tried again starts from DuckDB afresh
                 self._states.forget(run.run_id)
-            for row in await self._db.list_jobs():
-                await self._load_job(row["name"], row["spec"], bool(row["paused"]))
-                self._versions[row["name"]] = (row["updated_at"], bool(row["paused"]))
+            rows = await self._db.list_jobs()
+            marks = await self._db.watermarks([row["name"] for row in rows])  # one query
+            for row in rows:
+                name = row["name"]
+                await self._load_job(name, row["spec"], bool(row["paused"]), marks.get(name))
+                self._versions[name] = (row["updated_at"], bool(row["paused"]))
             await self._fleet.recover_open_runs()
             if not self._counters.seeded:  # once: what ended before we (re)started
                 self._counters.seed(await self._db.run_totals(self._counters.buckets))
@@ -433,11 +436,17 @@ class Scheduler:
 
     # -- internals --------------------------------------------------------------------------
 
-    async def _load_job(self, name: str, stored: dict[str, Any], paused: bool) -> None:
+    async def _load_job(
+        self, name: str, stored: dict[str, Any], paused: bool, stored_mark: datetime | None = None
+    ) -> None:
+        """Hold the job; a new one resumes from its watermark in DuckDB (`stored_mark`: read
+        already, with the other jobs'), else from now."""
         spec = JobSpec.model_validate(stored)
         previous = self._jobs.get(name)
         if previous is not None:
             watermark = previous.edited_watermark(stored, paused, self._now())
+        elif stored_mark is not None:
+            watermark = stored_mark
         else:
             watermark = await self._db.watermark(name) or self._now()
         self._jobs[name] = entry = JobEntry(spec, stored, paused, watermark)

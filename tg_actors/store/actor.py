@@ -374,6 +374,9 @@ class Database:
     async def watermark(self, job: str) -> datetime | None:
         return await self._call(self._store.watermark, job)
 
+    async def watermarks(self, jobs: Sequence[str]) -> dict[str, datetime]:
+        return await self._call(self._store.watermarks, jobs)
+
     async def job_versions(self) -> dict[str, tuple[datetime, bool]]:
         return await self._call(self._store.job_versions)
 

@@ -377,14 +377,19 @@ class DuckStore:
     def watermark(self, job: str) -> datetime | None:
         """Where the job's schedule resumes: its last tick run, or its schedule_from (created,
         resumed, re-enabled, schedule changed) when that is later. None for an unknown job."""
-        row = one(
-            self.con,
-            "SELECT greatest((SELECT max(scheduled_for) FROM tg.runs WHERE job = ?"
-            f" AND trigger IN ({TICK_SQL})), j.schedule_from)"
-            " FROM tg.jobs j WHERE j.name = ?",
-            [job, job],
-        )
-        return utc(row[0]) if row and row[0] is not None else None
+        return self.watermarks([job]).get(job)
+
+    def watermarks(self, jobs: Sequence[str]) -> dict[str, datetime]:
+        """`watermark` of each of `jobs` in one query (a Scheduler's boot); unknown jobs are
+        left out."""
+        rows = self.con.execute(
+            "SELECT j.name, greatest(t.last, j.schedule_from) FROM tg.jobs j LEFT JOIN"
+            " (SELECT job, max(scheduled_for) AS last FROM tg.runs"
+            f" WHERE trigger IN ({TICK_SQL}) AND list_contains(?, job) GROUP BY job) t"
+            " ON t.job = j.name WHERE list_contains(?, j.name)",
+            [list(jobs), list(jobs)],
+        ).fetchall()
+        return {str(name): utc(at) for name, at in rows if at is not None}
 
     def missing_dependents(
         self, edges: list[tuple[str, str, int]]
