@@ -26,7 +26,7 @@ from tg_actors.engine.pool import (
     engine_name,
     existing_engines,
 )
-from tg_actors.messages import TOPIC_CONTROL, TOPIC_STATUS, TOPIC_TRIGGERS
+from tg_actors.messages import TOPIC_CONFIG, TOPIC_CONTROL, TOPIC_STATUS, TOPIC_TRIGGERS
 from tg_actors.names import (
     BROKER,
     CONFIG,
@@ -245,9 +245,10 @@ def start(
     once every actor has booted (engines included): a run triggered then is taken. `rt`: a
     Runtime to fill in as actors are made (`tg up` stops what it holds when a signal cuts
     start-up short). `one_off` (`tg run`): only the actors one run needs, no engine pool
-    (nothing scales the engines) and no rate limiter (one run: a job's rate_limit holds
-    within the run, sources/http.local_limit); each is a process of ~150 MiB and ~1 s of CPU
-    to start."""
+    (nothing scales the engines), no rate limiter (one run: a job's rate_limit holds
+    within the run, sources/http.local_limit) and no ConfigManager (no API changes jobs: the
+    job files are stored from this process, load_folder); each is a process of ~150 MiB and
+    ~1 s of CPU to start."""
     began = time.perf_counter()
     ns = settings.namespace
     rt = rt if rt is not None else Runtime(settings)
@@ -277,9 +278,10 @@ def start(
         rt.pool = _actor(EnginePool, POOL, ns).remote(
             ns, engines, Peer(BROKER, ns), Peer(SCHEDULER, ns), settings.stop_grace_seconds
         )
-    rt.config = config = _actor(ConfigManager, CONFIG, ns).remote(
-        settings.shareable(), Peer(DATABASE, ns), Peer(BROKER, ns)
-    )
+    if not one_off:  # a one-off run has no API: its files are stored from here (load_folder)
+        rt.config = _actor(ConfigManager, CONFIG, ns).remote(
+            settings.shareable(), Peer(DATABASE, ns), Peer(BROKER, ns)
+        )
     # most of start-up is worker processes starting (Python, Ray, our modules: ~1 s of CPU
     # each): the engines start alongside the others, not after them (they boot by
     # themselves, finding their peers by name and trying again until they answer)
@@ -299,9 +301,10 @@ def start(
         # while those processes start: the API answers early (health "starting", 503), and
         # the demo source (it lives in the Serve app) is there before the first tick
         start_serve(rt)
-    booted = [broker.ping.remote(), db.start.remote(), config.ping.remote()]
-    ray.get(booted + ([rt.limiter.ping.remote()] if rt.limiter is not None else []))
-    report = ray.get(config.load_dir.remote())
+    booted = [broker.ping.remote(), db.start.remote()]
+    booted += [actor.ping.remote() for actor in (rt.config, rt.limiter) if actor is not None]
+    ray.get(booted)
+    report = ray.get(rt.config.load_dir.remote()) if rt.config is not None else load_folder(rt)
     for error in report["errors"]:
         print(error)
     ray.get(scaled)
@@ -311,6 +314,24 @@ def start(
     ray.get(rt.scheduler.start.remote())
     log.info("runtime up in %.1fs: jobs %s", time.perf_counter() - began, report["loaded"])
     return rt
+
+
+def load_folder(rt: Runtime) -> dict[str, Any]:
+    """ConfigManager.load_dir for a one-off run, in this process: the jobs folder stored in
+    one transaction and announced on `config`. {"loaded": [...], "errors": [...]}."""
+    from tg_actors.config.files import announcements, folder_jobs, stored_after
+
+    folder = rt.settings.jobs_dir
+    report = folder_jobs(folder, stored_after(ray.get(rt.db.list_jobs.remote())))
+    if report is None:
+        log.warning("jobs folder %s does not exist; no job files loaded", folder)
+        return {"loaded": [], "errors": []}
+    stored = [(spec.name, spec.to_stored()) for _path, spec in report.jobs.values()]
+    if stored:
+        done = ray.get(rt.db.upsert_jobs.remote(stored, "file"))
+        for batch in announcements(stored, done):
+            ray.get(rt.broker.publish.remote(TOPIC_CONFIG, batch))
+    return {"loaded": sorted(report.jobs), "errors": [str(e) for e in report.errors]}
 
 
 def _scheduler(settings: Settings, schedules: bool, pool: bool) -> Any:

@@ -20,7 +20,7 @@ from tests.kit.servers import serve_app
 from tg_actors import runtime
 from tg_actors.cli.run_once import run_once
 from tg_actors.engine.pool import engine_name
-from tg_actors.names import DATABASE, LIMITER, POOL, SCHEDULER
+from tg_actors.names import CONFIG, DATABASE, LIMITER, POOL, SCHEDULER
 from tg_actors.runstate import RunState
 from tg_actors.settings import Settings
 
@@ -74,10 +74,11 @@ destination: {{table: limited, write: append}}
 
 
 def test_a_one_off_run_starts_no_pool_nor_limiter_and_keeps_the_rate_limit(
-    tmp_path: Path, namespace: str, api: tuple[Stamped, str]
+    tmp_path: Path, namespace: str, api: tuple[Stamped, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake, url = api
     write_job(tmp_path / "configs", "limited", JOB.format(url=url))
+    write_job(tmp_path / "configs", "broken", "name: broken\nsource: 3\n")
     settings = Settings(
         configs=tmp_path / "configs",
         db_path=tmp_path / "data" / "one_off.duckdb",
@@ -91,6 +92,8 @@ def test_a_one_off_run_starts_no_pool_nor_limiter_and_keeps_the_rate_limit(
             for a in ray.util.list_named_actors(all_namespaces=True)
             if a["namespace"] == namespace
         }
+        # no ConfigManager: the files were stored from this process, the invalid one left out
+        stored = [job["name"] for job in ray.get(rt.db.list_jobs.remote())]
         run = run_once(rt, "limited", timeout=120)
         assert len(rt.engines) == 1
         # the Database and the engine made Arrow arrays without pyarrow importing pandas
@@ -102,7 +105,9 @@ def test_a_one_off_run_starts_no_pool_nor_limiter_and_keeps_the_rate_limit(
         sends = ray.get(rt.engines[0].__ray_call__.remote(lambda _: table_reducer()))
     finally:
         runtime.stop(rt)
-    assert POOL not in named and LIMITER not in named
+    assert POOL not in named and LIMITER not in named and CONFIG not in named
+    assert stored == ["limited"]
+    assert "broken.yaml" in capsys.readouterr().out  # its error, by file and field
     assert {engine_name(0), DATABASE, SCHEDULER} <= named
     assert run is not None and run["state"] == RunState.SUCCEEDED
     assert run["rows_loaded"] == 500

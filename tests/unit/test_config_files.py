@@ -5,7 +5,15 @@ from pathlib import Path
 import pytest
 
 from tg_actors.cli.main import main
-from tg_actors.config.files import cycle_errors, load_jobs
+from tg_actors.config.files import (
+    ANNOUNCE_BATCH,
+    announcements,
+    cycle_errors,
+    folder_jobs,
+    load_jobs,
+    stored_after,
+)
+from tg_actors.interfaces import Upserted
 
 GOOD = """
 name: good
@@ -111,3 +119,34 @@ def test_a_file_closing_a_cycle_with_stored_jobs_is_refused(tmp_path: Path) -> N
         f"{tmp_path / 'f.yaml'}: triggers.after.1: 'x' makes a cycle: f -> x -> f"
         " (its jobs would trigger each other forever)"
     )
+
+
+def test_a_folder_to_store_leaves_out_what_closes_a_cycle_with_the_stored_jobs(
+    tmp_path: Path,
+) -> None:
+    assert folder_jobs(tmp_path / "missing", {}) is None
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    job = "name: {name}\nsource: {{url: 'http://127.0.0.1:9/x'}}\ndestination: {{table: t}}\n"
+    (jobs / "a.yaml").write_text(job.format(name="a") + "triggers: {after: [b]}\n")
+    (jobs / "c.yaml").write_text(job.format(name="c"))
+    stored = stored_after([{"name": "b", "spec": {"triggers": {"after": ["a"]}}}])
+    assert stored == {"b": ["a"]}
+    report = folder_jobs(jobs, stored)
+    assert report is not None and sorted(report.jobs) == ["c"]
+    assert [str(e).splitlines()[0] for e in report.errors] == [
+        f"{jobs / 'a.yaml'}: triggers.after.0: 'b' makes a cycle: a -> b -> a"
+        " (its jobs would trigger each other forever)"
+    ]
+
+
+def test_announcements_come_in_batches_within_a_groups_bound() -> None:
+    stored = [(f"j{i}", {"name": f"j{i}"}) for i in range(ANNOUNCE_BATCH * 2 + 1)]
+    done = [Upserted(name, created=True, paused=name == "j7") for name, _ in stored]
+    batches = announcements(stored, done)
+    assert [len(b) for b in batches] == [ANNOUNCE_BATCH, ANNOUNCE_BATCH, 1]
+    flat = [m for batch in batches for m in batch]
+    assert [m.name for m in flat] == [name for name, _ in stored]
+    assert [m.name for m in flat if m.paused] == ["j7"]
+    assert flat[0].spec == {"name": "j0"}
+    assert announcements([], []) == []

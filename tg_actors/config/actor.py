@@ -14,17 +14,23 @@ from typing import TYPE_CHECKING, Any
 
 from tg_actors import interfaces
 from tg_actors.broker.client import BrokerClient
-from tg_actors.config.files import cycle_errors, load_jobs, parse_yaml, placed
+from tg_actors.config.files import (
+    announcements,
+    cycle_errors,
+    folder_jobs,
+    parse_yaml,
+    placed,
+    stored_after,
+)
 from tg_actors.errors import JobNotFound, JobValidationError
 from tg_actors.jobs import JobSpec, check_shape, parse_job
-from tg_actors.messages import TOPIC_CONFIG, JobDeleted, JobPauseChanged, JobUpserted
+from tg_actors.messages import TOPIC_CONFIG, JobDeleted, JobPauseChanged
 from tg_actors.peer import face
 from tg_actors.redaction import restore_masked
 from tg_actors.settings import Settings
 
 log = logging.getLogger(__name__)
 READ_ONLY_KEYS = ("paused", "origin", "status")
-ANNOUNCE_BATCH = 500  # JobUpserted per publish when a folder loads
 
 
 def public_job(row: dict[str, Any]) -> dict[str, Any]:
@@ -43,17 +49,11 @@ class ConfigManager:
     async def load_dir(self) -> dict[str, Any]:
         """Load every file of the jobs folder; returns {"loaded": [...], "errors": [...]}."""
         folder = self._settings.jobs_dir
-        report = load_jobs([folder]) if folder.is_dir() else None
-        if report is None:
-            log.warning("jobs folder %s does not exist; no job files loaded", folder)
-            return {"loaded": [], "errors": []}
         async with self._saving:
-            files = {name: (str(path), spec) for name, (path, spec) in report.jobs.items()}
-            # the files' jobs among themselves were checked by load_jobs; with the stored ones
-            # (the file wins for its own name) they must not close a cycle either
-            for name, error in cycle_errors(files, await self._stored_after()).items():
-                del report.jobs[name]
-                report.errors.append(error)
+            report = folder_jobs(folder, await self._stored_after())
+            if report is None:
+                log.warning("jobs folder %s does not exist; no job files loaded", folder)
+                return {"loaded": [], "errors": []}
             for error in report.errors:
                 log.error("skipped invalid job file:\n%s", error)
             await self._store([spec for _path, spec in report.jobs.values()], origin="file")
@@ -85,8 +85,7 @@ class ConfigManager:
 
     async def _stored_after(self) -> dict[str, list[str]]:
         """{job: its triggers.after} of every stored job."""
-        rows = await self._db.list_jobs()
-        return {row["name"]: list(row["spec"].get("triggers", {}).get("after", [])) for row in rows}
+        return stored_after(await self._db.list_jobs())
 
     async def _refuse_cycle(self, spec: JobSpec, name: str | None) -> None:
         """JobValidationError when `spec` closes a cycle of triggers.after with the stored jobs."""
@@ -155,12 +154,8 @@ class ConfigManager:
             return []
         stored = [(spec.name, spec.to_stored()) for spec in specs]
         done = await self._db.upsert_jobs(stored, origin)
-        announced = [
-            JobUpserted(name=name, spec=spec, paused=row.paused)
-            for (name, spec), row in zip(stored, done, strict=True)
-        ]
-        for at in range(0, len(announced), ANNOUNCE_BATCH):  # within any group's bound
-            await self._broker.publish(TOPIC_CONFIG, *announced[at : at + ANNOUNCE_BATCH])
+        for batch in announcements(stored, done):
+            await self._broker.publish(TOPIC_CONFIG, *batch)
         return [row.created for row in done]
 
 

@@ -1,8 +1,9 @@
-"""Job files on disk: YAML -> JobSpec, with errors as `FILE: field.path: message`."""
+"""Job files on disk: YAML -> JobSpec, with errors as `FILE: field.path: message`; a jobs
+folder as it is to be stored, and the `config` messages that announce what was stored."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ import yaml
 from tg_actors.config.dependencies import after_edges, find_cycle, spell
 from tg_actors.config.positions import did_you_mean, key_positions, locate
 from tg_actors.errors import JobValidationError
+from tg_actors.interfaces import Upserted
 from tg_actors.jobs import JobSpec, parse_job
+from tg_actors.messages import JobUpserted
 
 JOB_SUFFIXES = (".yaml", ".yml")
 
@@ -137,3 +140,38 @@ def cycle_errors(
                 errors[job] = JobValidationError(source, [(loc, f"{before!r} {text}")])
                 after.pop(job, None)  # refused: it no longer takes part
     return errors
+
+
+def stored_after(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """{job: its triggers.after} of stored job rows (Database.list_jobs)."""
+    return {row["name"]: list(row["spec"].get("triggers", {}).get("after", [])) for row in rows}
+
+
+def folder_jobs(folder: Path, stored: Mapping[str, list[str]]) -> LoadReport | None:
+    """The jobs folder as it is to be stored: each valid file's job, unless it closes a cycle
+    of `triggers.after` with the others or the `stored` ones (the file wins for its own name);
+    those and the invalid files are the errors. None when the folder does not exist."""
+    if not folder.is_dir():
+        return None
+    report = load_jobs([folder])
+    # the files' jobs among themselves were checked by load_jobs; with the stored ones
+    # they must not close a cycle either
+    files = {name: (str(path), spec) for name, (path, spec) in report.jobs.items()}
+    for name, error in cycle_errors(files, stored).items():
+        del report.jobs[name]
+        report.errors.append(error)
+    return report
+
+
+ANNOUNCE_BATCH = 500  # JobUpserted per publish when a folder loads: within any group's bound
+
+
+def announcements(
+    stored: Sequence[tuple[str, dict[str, Any]]], done: Sequence[Upserted]
+) -> list[list[JobUpserted]]:
+    """The `config` messages of jobs just stored (Database.upsert_jobs), one list a publish."""
+    messages = [
+        JobUpserted(name=name, spec=spec, paused=row.paused)
+        for (name, spec), row in zip(stored, done, strict=True)
+    ]
+    return [messages[at : at + ANNOUNCE_BATCH] for at in range(0, len(messages), ANNOUNCE_BATCH)]
