@@ -212,13 +212,16 @@ def check_db_node() -> None:
         )
 
 
-def consumer_groups(engine_ids: list[str]) -> list[tuple[str, str, bool, bool]]:
+def consumer_groups(
+    engine_ids: list[str], shared_work: bool = True
+) -> list[tuple[str, str, bool, bool]]:
     """(topic, group, shared, lossy) of every consumer group of the actors themselves: a
     restarted broker re-creates them at once, so nothing published after the restart is lost.
     Engines added at run time join by themselves (their groups are lossy: a removed engine's
-    group never holds publishers back)."""
+    group never holds publishers back). `shared_work`: the engines' group on `triggers` is a
+    Ray queue they compete for (engine/work.py); a lone engine reads a plain group."""
     groups = [
-        (TOPIC_TRIGGERS, ENGINE_WORK_GROUP, True, False),
+        (TOPIC_TRIGGERS, ENGINE_WORK_GROUP, shared_work, False),
         (TOPIC_STATUS, DATABASE_GROUP, False, False),
     ]
     groups += [(topic, group, False, False) for topic, group in SCHEDULER_GROUPS]
@@ -257,7 +260,7 @@ def start(
     engine_ids = [engine_id(i) for i in range(settings.engines)]
     rt.broker = broker = _actor(Broker, BROKER, ns).remote(
         settings.queue_maxsize,
-        groups=consumer_groups(engine_ids),
+        groups=consumer_groups(engine_ids, shared_work=not one_off),
         queue_options=_QUEUE,
     )
     if not one_off:
@@ -271,7 +274,8 @@ def start(
     )
     limiter = None if one_off else Peer(LIMITER, ns)
     engines = EngineFactory(
-        (Peer(DATABASE, ns), Peer(BROKER, ns), limiter, settings.engine_slots),
+        # a one-off run's engines are never scaled: they share no queue actor (engine/work.py)
+        (Peer(DATABASE, ns), Peer(BROKER, ns), limiter, settings.engine_slots, not one_off),
         engine_options(ns, settings.engine_num_cpus),
     )
     if not one_off:

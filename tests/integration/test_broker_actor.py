@@ -5,6 +5,7 @@ core (fan-out, groups, back-pressure, lossy groups) is test_broker_contract.py, 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -61,3 +62,27 @@ def test_full_shared_queue_pushes_back() -> None:
     assert queue.get(timeout=5) == 1
     assert ray.get(waiting, timeout=5) == 1
     assert [queue.get(timeout=5) for _ in range(3)] == [2, 3, 4]
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared queue", "plain group"])
+async def test_both_shapes_of_an_engines_work_hand_out_the_same_runs(shared: bool) -> None:
+    """engine/work.py: a lone engine's plain group takes what the shared queue would, in
+    order and up to its free slots, and waits no longer than WAIT_S when there is none."""
+    from tg_actors.broker.client import BrokerClient
+    from tg_actors.engine.work import WAIT_S, work_for
+    from tg_actors.messages import TOPIC_TRIGGERS, TriggerRun
+
+    client = BrokerClient(new_broker())
+    work = work_for(client, shared)
+    await work.join()
+    runs = [TriggerRun(run_id=f"r{i}", job="j", spec={}) for i in range(3)]
+    assert await client.publish(TOPIC_TRIGGERS, *runs) == 1
+    first = await work.take(2)
+    await asyncio.sleep(0.05)
+    rest = await work.take(5)
+    began = time.monotonic()
+    none = await work.take(5)
+    waited = time.monotonic() - began
+    assert [m.run_id for m in first] == ["r0", "r1"]
+    assert [m.run_id for m in rest] == ["r2"]
+    assert none == [] and WAIT_S * 0.8 <= waited < WAIT_S + 2.0

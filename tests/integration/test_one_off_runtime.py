@@ -73,7 +73,7 @@ destination: {{table: limited, write: append}}
 """
 
 
-def test_a_one_off_run_starts_no_pool_nor_limiter_and_keeps_the_rate_limit(
+def test_a_one_off_run_starts_no_pool_nor_limiter_nor_queue_and_keeps_the_rate_limit(
     tmp_path: Path, namespace: str, api: tuple[Stamped, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake, url = api
@@ -103,6 +103,8 @@ def test_a_one_off_run_starts_no_pool_nor_limiter_and_keeps_the_rate_limit(
         ]
         # the engine sends its tables as IPC streams (tg_actors/wire.py)
         sends = ray.get(rt.engines[0].__ray_call__.remote(lambda _: table_reducer()))
+        # its one engine read the runs from a plain group: the broker made no queue actor
+        queues = ray.get(rt.broker.__ray_call__.remote(lambda broker: len(broker._shared)))
     finally:
         runtime.stop(rt)
     assert POOL not in named and LIMITER not in named and CONFIG not in named
@@ -113,6 +115,7 @@ def test_a_one_off_run_starts_no_pool_nor_limiter_and_keeps_the_rate_limit(
     assert run["rows_loaded"] == 500
     assert loaded == [False, False]
     assert sends == "tg_actors.wire.from_ipc"
+    assert queues == 0
     # 6 requests (5 pages and the empty one) at 5/s: one every 0.2 s at the earliest
     assert len(fake.arrived) == 6
     gaps = [b - a for a, b in zip(fake.arrived, fake.arrived[1:], strict=False)]

@@ -32,7 +32,9 @@ from tests.kit.faults import (
 from tests.kit.jobs import write_job
 from tests.kit.ray import poll_until, running_system, wait_for_run
 from tests.kit.servers import serve_app
+from tg_actors import runtime
 from tg_actors.runtime import Runtime
+from tg_actors.settings import Settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
@@ -210,3 +212,44 @@ def test_broker_killed_topics_come_back_and_runs_go_on(tmp_path: Path, namespace
             )
             assert ray.get(rt.db.query.remote("SELECT count(*) FROM tg.run_checkpoints")) == [(0,)]
             assert totals(rt, "inflight") == expected(slow_api)
+
+
+def test_broker_killed_under_a_one_off_run_its_lone_engine_reads_the_new_group(
+    tmp_path: Path, namespace: str
+) -> None:
+    """`tg run`'s engine reads a plain group, not a shared queue (engine/work.py): the
+    restarted broker re-creates it as such, and the run in flight and the next one load
+    their rows exactly once."""
+    with (
+        source(rows=1000, per_page=100, delay=0.4) as (slow_url, slow_api),
+        source(rows=300, per_page=100, delay=0.0) as (quick_url, quick_api),
+    ):
+        add_job(tmp_path, "inflight", slow_url)
+        add_job(tmp_path, "later", quick_url)
+        settings = Settings(
+            configs=tmp_path / "configs",
+            db_path=tmp_path / "data" / "one_off.duckdb",
+            namespace=namespace,
+            engines=1,
+            lease_seconds=3,
+        )
+        rt = runtime.start(settings, schedules=False, serve_app=False, one_off=True)
+        try:
+            run_id = ray.get(rt.scheduler.trigger.remote("inflight"))
+            staged_pages(rt, run_id, 2)
+            old = pid_of(rt.broker)
+            assert old is not None
+            ray.kill(rt.broker, no_restart=False)
+            restarted(rt.broker, old)
+            stats = poll_until("consumer groups back", lambda: broker_ready(rt, 1), 30)
+            assert stats["triggers"]["engines"].get("shared") is not True
+            done = wait_for_run(rt, run_id, timeout=60)
+            assert done["state"] == "succeeded", done["error"]
+            assert done["attempt"] == 1 + retries_logged(rt, run_id) <= 2
+            assert totals(rt, "inflight") == expected(slow_api)
+            fresh = wait_for_run(rt, ray.get(rt.scheduler.trigger.remote("later")), timeout=30)
+            assert fresh["state"] == "succeeded" and fresh["attempt"] == 1, fresh["error"]
+            assert totals(rt, "later") == expected(quick_api)
+            assert_consistent(rt, {"inflight": 1, "later": 1})
+        finally:
+            runtime.stop(rt)

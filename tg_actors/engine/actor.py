@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import ray
-from ray.util.queue import Empty
 
 from tg_actors import interfaces, unused
 from tg_actors.attempts import Begun
@@ -29,13 +28,13 @@ from tg_actors.coalesce import Coalescer
 from tg_actors.engine.attempt import begin_of, describe, extract, tokens_of
 from tg_actors.engine.fanout import build_commit
 from tg_actors.engine.sync import ResponseCodes, Stage, SyncResult
+from tg_actors.engine.work import Work, work_for
 from tg_actors.errors import ChecksFailed, IllegalTransition, StaleAttempt
 from tg_actors.jobs import JobSpec
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
     TOPIC_CONTROL,
     TOPIC_STATUS,
-    TOPIC_TRIGGERS,
     CancelRun,
     EngineStarted,
     RunCancelled,
@@ -46,7 +45,6 @@ from tg_actors.messages import (
     RunStarted,
     TriggerRun,
 )
-from tg_actors.names import ENGINE_WORK_GROUP
 from tg_actors.peer import face, own_actor_process
 from tg_actors.sources.batches import records_to_arrow
 from tg_actors.sources.http import SharedTransport
@@ -56,7 +54,6 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5  # at most two progress events a second per run
 HEARTBEAT_S = 2.0  # the Scheduler's lease is several heartbeats long
 PUBLISH_RETRY_S = 30.0  # how long status events wait for a broker that is restarting
-WORK_GROUP = ENGINE_WORK_GROUP  # the engines' shared group on `triggers`
 
 
 def control_group(engine_id: str) -> str:
@@ -70,8 +67,16 @@ class SyncEngine:
     events are coalesced here (tg_actors.coalesce): many short runs share each publish."""
 
     def __init__(
-        self, engine_id: str, db: Any, broker: Any, limiter: Any = None, slots: int = 4
+        self,
+        engine_id: str,
+        db: Any,
+        broker: Any,
+        limiter: Any = None,
+        slots: int = 4,
+        shared_work: bool = True,
     ) -> None:
+        """`shared_work`: whether engines compete for runs (engine/work.py); False only for
+        an engine that nothing adds others beside (`tg run`)."""
         if own_actor_process():
             unused.refuse("an engine")  # its first Arrow array would import pandas
             # the staged batches it sends the Database: one IPC stream each (tg_actors/wire.py)
@@ -80,6 +85,7 @@ class SyncEngine:
         self._db: interfaces.Database = face(db)
         self._limiter: interfaces.RateLimiter | None = face(limiter) if limiter else None
         self._broker = BrokerClient(broker)
+        self._work_source: Work = work_for(self._broker, shared_work)
         self._slots = max(1, slots)
         self._stop = asyncio.Event()
         self._draining = False  # being removed: takes no new work
@@ -102,7 +108,7 @@ class SyncEngine:
         records_to_arrow([{"warm_up": 1}])  # pays pyarrow's lazy imports before the first run
         gc.freeze()  # the long-lived boot objects leave the GC's scans (~20% of parse time)
         self._transport = SharedTransport(max_connections=max(10, 2 * self._slots))
-        queue = await self._broker.subscribe(TOPIC_TRIGGERS, WORK_GROUP, shared=True)
+        await self._work_source.join()
         group = control_group(self._id)
         # lossy: should this engine vanish without leaving its group, cancels sent to it
         # must not pile up until they hold back every publisher on `control`
@@ -110,7 +116,7 @@ class SyncEngine:
         # before any run: the Scheduler fails what this engine held before a restart (its
         # node or process was lost) instead of waiting for those runs' leases to run out
         await self._publish_many([EngineStarted(engine=self._id)])
-        self._task = asyncio.create_task(self._work(queue))
+        self._task = asyncio.create_task(self._work())
         self._control = asyncio.create_task(
             self._broker.pump(TOPIC_CONTROL, group, self._on_control, self._stop, lossy=True)
         )
@@ -176,21 +182,19 @@ class SyncEngine:
 
     # -- the work loop ------------------------------------------------------------------------
 
-    async def _work(self, queue: Any) -> None:
+    async def _work(self) -> None:
         while not self._stop.is_set() and not self._draining:
             if len(self._runs) >= self._slots:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
             try:
-                messages = await self._take(queue, self._slots - len(self._runs))
-            except Exception:  # the queue actor restarting, or gone with a restarted broker
+                messages = await self._work_source.take(self._slots - len(self._runs))
+            except Exception:  # the broker (or its queue actor) restarting, or gone
                 log.warning("engine %s: work queue unavailable", self._id, exc_info=True)
                 await asyncio.sleep(0.5)
-                # the queue is an actor the broker owns: it dies with the broker, and the
-                # restarted broker makes a new one. Ask again for the group's current queue.
                 with contextlib.suppress(Exception):
-                    queue = await self._broker.subscribe(TOPIC_TRIGGERS, WORK_GROUP, shared=True)
+                    await self._work_source.join()
                 continue
             for message in messages:
                 if message.run_id in self._cancelled:  # cancelled before it was picked up
@@ -206,24 +210,6 @@ class SyncEngine:
                 task = asyncio.create_task(self.run(message))
                 self._runs[message.run_id] = (message, task)
                 task.add_done_callback(functools.partial(self._finished, message.run_id))
-
-    @staticmethod
-    async def _take(queue: Any, free: int) -> list[TriggerRun]:
-        """Wait for one message, then take what else is waiting, up to the free slots."""
-        try:
-            first = await queue.get_async(timeout=0.5)
-        except Empty:
-            return []
-        taken = [first]
-        if free > 1:
-            actor: Any = queue.actor
-            waiting = int(await actor.qsize.remote())
-            if waiting:
-                try:
-                    taken += await actor.get_nowait_batch.remote(min(free - 1, waiting))
-                except Empty:  # another engine took them meanwhile
-                    pass
-        return taken
 
     def _finished(self, run_id: str, _task: object = None) -> None:
         self._runs.pop(run_id, None)
