@@ -63,6 +63,10 @@ class Database(Protocol):
 
     async def get_job(self, name: str) -> dict[str, Any] | None: ...
 
+    async def get_jobs(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored jobs among `names` in one call: {name: row}, a missing one left out."""
+        ...
+
     async def list_jobs(self) -> list[dict[str, Any]]: ...
 
     async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:

@@ -214,8 +214,9 @@ class SteppedSystem:
             await engine.turn()
         if s is None:
             return
-        for message in await self.broker.consume(TOPIC_CONFIG, GROUP, 1000, 0):
-            await s._on_config(message)
+        changes = await self.broker.consume(TOPIC_CONFIG, GROUP, 1000, 0)
+        if changes:
+            await s._on_config(changes)
         for message in await self.broker.consume(TOPIC_STATUS, LEASE_GROUP, 1000, 0):
             await s._on_sign_of_life(message)
         batch = await self.broker.consume(TOPIC_STATUS, GROUP, 1000, 0)

@@ -73,7 +73,7 @@ class Handle:
 
 # DuckStore methods that only read: a call of any other one may have changed DuckDB
 READS = frozenset(
-    "get_job list_jobs job_versions get_run list_runs open_runs watermark watermarks"
+    "get_job get_jobs list_jobs job_versions get_run list_runs open_runs watermark watermarks"
     " missing_dependents"
     " last_tick last_runs run_counts get_logs checkpoint staged_rows staged_run_ids cursor"
     " list_tables preview_table".split()

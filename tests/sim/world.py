@@ -304,11 +304,7 @@ class World:
         s = self.scheduler
         assert s is not None
 
-        async def each(batch: list[Any]) -> None:
-            for message in batch:
-                await s._on_config(message)
-
-        await self._deliver(TOPIC_CONFIG, GROUP, each)
+        await self._deliver(TOPIC_CONFIG, GROUP, s._on_config)
 
     async def sched_crash(self) -> None:
         self.trace(f"scheduler #{self.incarnation} crashes")

@@ -50,3 +50,28 @@ async def test_a_stale_upsert_or_delete_is_read_back_from_duckdb() -> None:
     kept = len(system.runs("kept"))
     await system.step(8)
     assert len(system.runs("kept")) > kept  # still firing
+
+
+async def test_a_batch_of_announcements_is_read_back_in_one_query() -> None:
+    """A folder of many files arrives as announcements of up to 500: the Scheduler reads
+    the batch's jobs from DuckDB with one get_jobs, not one get_job each."""
+    system = SteppedSystem([job("first")], run_steps=1)
+    await system.start()
+    names = [f"job{i:03d}" for i in range(300)]
+    system.store.upsert_jobs([(name, job(name, "1h")) for name in names], "file")
+    calls = {"get_job": 0, "get_jobs": 0}
+    for method in calls:
+        real = getattr(system.store, method)
+
+        def counted(*args: Any, _real: Any = real, _name: str = method) -> Any:
+            calls[_name] += 1
+            return _real(*args)
+
+        setattr(system.store, method, counted)
+    announced = [JobUpserted(name=name, spec=job(name, "1h")) for name in names]
+    await system.broker.publish(TOPIC_CONFIG, announced)
+    await system.step(1)
+    assert system.scheduler is not None
+    status = await system.scheduler.job_status()
+    assert set(names) <= set(status), sorted(set(names) - set(status))[:5]
+    assert calls == {"get_job": 0, "get_jobs": 1}

@@ -112,6 +112,10 @@ def test_jobs_upsert_list_pause_delete(store: DuckStore) -> None:
     assert replaced["spec"] == {"name": "orders", "v": 2} and replaced["origin"] == "api"
 
     assert [j["name"] for j in store.list_jobs()] == ["alpha", "orders"]
+    # many by name in one query: what get_job answers for each, a missing one left out
+    many = store.get_jobs(["orders", "nope", "alpha"])
+    assert many == {"orders": store.get_job("orders"), "alpha": store.get_job("alpha")}
+    assert store.get_jobs([]) == {}
     assert store.delete_job("orders") is True
     assert store.delete_job("orders") is False
     assert store.get_job("orders") is None

@@ -208,7 +208,7 @@ class Scheduler:
             return
         self._tasks = [
             asyncio.create_task(
-                self._broker.pump(TOPIC_CONFIG, GROUP, self._on_config, self._stop)
+                self._broker.pump_batches(TOPIC_CONFIG, GROUP, self._on_config, self._stop)
             ),
             asyncio.create_task(
                 self._broker.pump_batches(TOPIC_STATUS, GROUP, self._on_status, self._stop)
@@ -313,14 +313,16 @@ class Scheduler:
         stored a moment ago may be triggered before its JobUpserted reaches us (`tg run`
         starts the Scheduler while the ConfigManager loads the job files). Under the lock;
         a job DuckDB does not have either stays unknown (JobNotFound)."""
-        for name in dict.fromkeys(j for j in jobs if j not in self._jobs):
-            try:
-                row = await self._db.get_job(name)
-            except Exception:
-                log.warning("job %s: not known here and DuckDB did not answer", name)
-                continue
-            if row is not None:
-                await self._apply_row(name, row)
+        unknown = list(dict.fromkeys(j for j in jobs if j not in self._jobs))
+        if not unknown:
+            return
+        try:
+            rows = await self._db.get_jobs(unknown)
+        except Exception:
+            log.warning("jobs %s: not known here and DuckDB did not answer", unknown)
+            return
+        for name, row in rows.items():
+            await self._apply_row(name, row)
 
     async def set_engines(self, engines: list[Any]) -> int:
         """The engines changed (scaled at run time): capacity follows. Returns the capacity.
@@ -583,24 +585,28 @@ class Scheduler:
                 self._fleet.release(item.run_id)
                 self._queue.push(item.run_id, item.job, item.base, item.due)
 
-    async def _on_config(self, message: Any) -> None:
-        """A job changed: the message says which, DuckDB (written before the message was
-        sent) says how it is now. A message may be stale (delayed, reordered, duplicated: a
-        resume delivered after the pause that followed it), and applying its own content
-        would undo the newer change until the next reconcile; a tick could fire meanwhile.
-        Only when DuckDB does not answer is the message's content applied (the reconcile
-        brings it in line later)."""
-        name = getattr(message, "name", None)
-        if not isinstance(name, str):
+    async def _on_config(self, batch: list[Any]) -> None:
+        """Jobs changed: each message says which, DuckDB (written before the message was
+        sent) says how it is now, read for the whole consumed batch at once (a folder of
+        1,000 files arrives as two announcements of 500). A message may be stale (delayed,
+        reordered, duplicated: a resume delivered after the pause that followed it), and
+        applying its own content would undo the newer change until the next reconcile; a
+        tick could fire meanwhile. Only when DuckDB does not answer are the messages' own
+        contents applied, in order (the reconcile brings them in line later)."""
+        messages = [m for m in batch if isinstance(getattr(m, "name", None), str)]
+        if not messages:
             return
+        names = list(dict.fromkeys(str(m.name) for m in messages))
         async with self._lock:
             try:
-                row = await self._db.get_job(name)
+                rows = await self._db.get_jobs(names)
             except Exception:
-                log.warning("job %s changed; DuckDB did not answer: the message is applied", name)
-                await self._apply_message(message)
+                log.warning("jobs %s changed; DuckDB did not answer: applied as sent", names)
+                for message in messages:
+                    await self._apply_message(message)
             else:
-                await self._apply_row(name, row)
+                for name in names:
+                    await self._apply_row(name, rows.get(name))
             await self._states.flush()
 
     async def _apply_row(self, name: str, row: dict[str, Any] | None) -> None:
@@ -652,11 +658,10 @@ class Scheduler:
         for name in [n for n in self._jobs if n not in versions]:
             log.info("job %s is gone from the database: dropping it", name)
             await self._drop_job(name)
-        for name, version in versions.items():
-            if self._versions.get(name) != version:
-                row = await self._db.get_job(name)
-                if row is not None:  # deleted meanwhile: the next reconcile drops it
-                    await self._apply_row(name, row)
+        changed = [n for n, version in versions.items() if self._versions.get(n) != version]
+        rows = await self._db.get_jobs(changed) if changed else {}
+        for name, row in rows.items():  # one deleted meanwhile: the next reconcile drops it
+            await self._apply_row(name, row)
         await self._fleet.reconcile_runs()
         for run in self._states.active():
             if run.job not in self._jobs:  # its job was deleted while we did not hear it

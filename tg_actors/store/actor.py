@@ -313,6 +313,9 @@ class Database:
     async def get_job(self, name: str) -> dict[str, Any] | None:
         return await self._call(self._store.get_job, name)
 
+    async def get_jobs(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return await self._call(self._store.get_jobs, names)
+
     async def list_jobs(self) -> list[dict[str, Any]]:
         return await self._call(self._store.list_jobs)
 

@@ -163,6 +163,18 @@ class DuckStore:
         found = one(self.con, f"SELECT {_JOB_COLUMNS} FROM tg.jobs WHERE name = ?", [name])
         return job_row(found) if found else None
 
+    def get_jobs(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored jobs among `names`, in one query: {name: row}; a name not stored is
+        left out (as get_job answers None)."""
+        if not names:
+            return {}
+        rows = self.con.execute(
+            f"SELECT {_JOB_COLUMNS} FROM tg.jobs WHERE name IN (SELECT unnest(?::VARCHAR[]))",
+            [list(names)],
+        ).fetchall()
+        found = [job_row(row) for row in rows]
+        return {str(row["name"]): row for row in found}
+
     def list_jobs(self) -> list[dict[str, Any]]:
         rows = self.con.execute(f"SELECT {_JOB_COLUMNS} FROM tg.jobs ORDER BY name").fetchall()
         return [job_row(row) for row in rows]
