@@ -320,6 +320,28 @@ def test_merge_across_runs_last_row_wins(store: DuckStore) -> None:
     ]  # fmt: skip
 
 
+def test_a_merge_into_an_empty_table_inserts_the_last_row_of_each_key(store: DuckStore) -> None:
+    """A table's first load (or an emptied one) has nothing to match: the run's rows go in
+    by INSERT, the last staged row of each key only, as the MERGE would have written them."""
+    merge = {"table": "fresh", "write": "merge", "primary_key": ["id"]}
+    for emptied in (False, True):
+        run = new_run(store, offset=3 if emptied else 0)
+        store.stage_batch(run, table(id=[1, 2, 1], v=["a", "b", "a2"]))
+        store.stage_batch(run, table(id=[3, 2], v=["c", "b2"]))
+        assert store.commit_run(Commit(run, pages=2, **merge)) == 3
+        assert rows(store, "SELECT id, v FROM fresh ORDER BY id") == [
+            (1, "a2"), (2, "b2"), (3, "c"),
+        ]  # fmt: skip
+        store.con.execute("DELETE FROM fresh")  # the second time round: there, but empty
+    later = new_run(store, offset=5)
+    store.con.execute("INSERT INTO fresh VALUES (1, 'kept'), (4, 'd')")
+    store.stage_batch(later, table(id=[4, 5], v=["d2", "e"]))
+    assert store.commit_run(Commit(later, pages=1, **merge)) == 2  # a MERGE again
+    assert rows(store, "SELECT id, v FROM fresh ORDER BY id") == [
+        (1, "kept"), (4, "d2"), (5, "e"),
+    ]  # fmt: skip
+
+
 def test_merge_key_errors(store: DuckStore) -> None:
     run = new_run(store)
     store.stage_batch(run, table(id=[1, None], v=["a", "b"]))
