@@ -296,7 +296,7 @@ def start(
         scaled = [engine.start.remote() for engine in rt.own_engines]
     if not schedules:
         # a one-off run (`tg run`): nothing fires by itself, so the Scheduler may boot before
-        # the job files are loaded; what the ConfigManager stores after its boot reaches it
+        # the job files are loaded; what is stored after its boot (load_folder) reaches it
         # on the config topic (its group exists from the broker's start), and a job
         # triggered before that is read from DuckDB (Scheduler._learn). With schedules it
         # starts after the files are in DuckDB, so that no tick fires an old version

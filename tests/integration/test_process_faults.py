@@ -159,6 +159,33 @@ def broker_ready(rt: Runtime, engines: int) -> dict[str, Any] | None:
     return stats if all(groups <= have.get(t, set()) for t, groups in want.items()) else None
 
 
+def kill_the_broker_mid_run(
+    rt: Runtime, engines: int, shared: bool, slow_api: Any, quick_api: Any
+) -> None:
+    """Kill the broker while job `inflight` runs: the restarted broker re-creates every group
+    (the engines' one as a shared queue or a plain group, `shared`), the run in flight ends
+    succeeded exactly once, and one of job `later` triggered after it goes through."""
+    run_id = ray.get(rt.scheduler.trigger.remote("inflight"))
+    staged_pages(rt, run_id, 2)
+    old = pid_of(rt.broker)
+    assert old is not None
+    ray.kill(rt.broker, no_restart=False)  # its topics, groups and work queue die
+    restarted(rt.broker, old)
+    stats = poll_until("consumer groups back", lambda: broker_ready(rt, engines), 30)
+    assert (stats["triggers"]["engines"].get("shared") is True) is shared, stats
+    done = wait_for_run(rt, run_id, timeout=60)
+    assert done["state"] == "succeeded", done["error"]
+    assert done["rows_loaded"] == 1000
+    # a heartbeat held up by the restart may have cost it its lease: then attempt 2
+    assert done["attempt"] == 1 + retries_logged(rt, run_id) <= 2
+    assert totals(rt, "inflight") == expected(slow_api)
+    # a run triggered after the kill goes through the new group at its first attempt
+    fresh = wait_for_run(rt, ray.get(rt.scheduler.trigger.remote("later")), timeout=30)
+    assert fresh["state"] == "succeeded" and fresh["attempt"] == 1, fresh["error"]
+    assert totals(rt, "later") == expected(quick_api)
+    assert_consistent(rt, {"inflight": 1, "later": 1})
+
+
 def test_broker_killed_topics_come_back_and_runs_go_on(tmp_path: Path, namespace: str) -> None:
     with (
         source(rows=1000, per_page=100, delay=0.4) as (slow_url, slow_api),
@@ -168,29 +195,7 @@ def test_broker_killed_topics_come_back_and_runs_go_on(tmp_path: Path, namespace
         add_job(tmp_path, "later", quick_url)
         with running_system(tmp_path, namespace, engines=2, lease_seconds=3) as rt:
             assert broker_ready(rt, 2) is not None
-            run_id = ray.get(rt.scheduler.trigger.remote("inflight"))
-            staged_pages(rt, run_id, 2)
-            old = pid_of(rt.broker)
-            assert old is not None
-            ray.kill(rt.broker, no_restart=False)  # its topics, groups and work queue die
-            restarted(rt.broker, old)
-            # the restarted broker re-created every group, and a new work queue
-            stats = poll_until("consumer groups back", lambda: broker_ready(rt, 2), 30)
-            assert stats["triggers"]["engines"]["shared"] is True
-
-            # the run in flight during the kill ends succeeded, exactly once
-            done = wait_for_run(rt, run_id, timeout=60)
-            assert done["state"] == "succeeded", done["error"]
-            assert done["rows_loaded"] == 1000
-            # a heartbeat held up by the restart may have cost it its lease: then attempt 2
-            assert done["attempt"] == 1 + retries_logged(rt, run_id) <= 2
-            assert totals(rt, "inflight") == expected(slow_api)
-
-            # a run triggered after the kill goes through the new queue at its first attempt
-            fresh = wait_for_run(rt, ray.get(rt.scheduler.trigger.remote("later")), timeout=30)
-            assert fresh["state"] == "succeeded" and fresh["attempt"] == 1, fresh["error"]
-            assert totals(rt, "later") == expected(quick_api)
-            assert_consistent(rt, {"inflight": 1, "later": 1})
+            kill_the_broker_mid_run(rt, 2, True, slow_api, quick_api)
 
             # config changes reach the Scheduler through the new broker too
             ray.get(rt.config.set_paused.remote("later", True))
@@ -235,21 +240,6 @@ def test_broker_killed_under_a_one_off_run_its_lone_engine_reads_the_new_group(
         )
         rt = runtime.start(settings, schedules=False, serve_app=False, one_off=True)
         try:
-            run_id = ray.get(rt.scheduler.trigger.remote("inflight"))
-            staged_pages(rt, run_id, 2)
-            old = pid_of(rt.broker)
-            assert old is not None
-            ray.kill(rt.broker, no_restart=False)
-            restarted(rt.broker, old)
-            stats = poll_until("consumer groups back", lambda: broker_ready(rt, 1), 30)
-            assert stats["triggers"]["engines"].get("shared") is not True
-            done = wait_for_run(rt, run_id, timeout=60)
-            assert done["state"] == "succeeded", done["error"]
-            assert done["attempt"] == 1 + retries_logged(rt, run_id) <= 2
-            assert totals(rt, "inflight") == expected(slow_api)
-            fresh = wait_for_run(rt, ray.get(rt.scheduler.trigger.remote("later")), timeout=30)
-            assert fresh["state"] == "succeeded" and fresh["attempt"] == 1, fresh["error"]
-            assert totals(rt, "later") == expected(quick_api)
-            assert_consistent(rt, {"inflight": 1, "later": 1})
+            kill_the_broker_mid_run(rt, 1, False, slow_api, quick_api)
         finally:
             runtime.stop(rt)

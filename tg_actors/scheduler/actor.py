@@ -311,7 +311,7 @@ class Scheduler:
     async def _learn(self, jobs: list[str]) -> None:
         """Jobs triggered that we have not heard of yet, read from DuckDB (the truth): a job
         stored a moment ago may be triggered before its JobUpserted reaches us (`tg run`
-        starts the Scheduler while the ConfigManager loads the job files). Under the lock;
+        starts the Scheduler while the job files are being stored). Under the lock;
         a job DuckDB does not have either stays unknown (JobNotFound)."""
         unknown = list(dict.fromkeys(j for j in jobs if j not in self._jobs))
         if not unknown:
