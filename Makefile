@@ -55,7 +55,7 @@ lint: venv
 
 # every benchmark in its short mode (--quick: small sizes, each well under a minute of work
 # plus Ray's start-up), one after another, each printing its table; by hand: drop --quick
-BENCHES := broker_bench convert_bench sync_bench sched_bench store_bench api_bench scale_bench sql_bench fanout_bench formats_bench startup_bench
+BENCHES := broker_bench convert_bench sync_bench sched_bench store_bench staging_bench api_bench scale_bench sql_bench fanout_bench formats_bench startup_bench
 bench: venv
 	@set -e; for b in $(BENCHES); do \
 	  echo "== bench/$$b.py --quick"; start=$$(date +%s); \
