@@ -457,7 +457,7 @@ def write_rows(
     )
     if _empty(con, target):
         # nothing to match (a table's first load, often its biggest): the same rows as the
-        # MERGE below would insert, at a third of its cost (1M rows with a struct and a list)
+        # MERGE below would insert, in under half its time (1M rows with a struct and a list)
         result = one(con, f"INSERT INTO {target} BY NAME {latest}")
     else:
         result = one(
