@@ -9,6 +9,7 @@ write. A `fail` check that does not pass rolls the commit back; a `warn` one is 
 from __future__ import annotations
 
 import enum
+from abc import abstractmethod
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -68,8 +69,8 @@ class _Check(Strict):
         checks."""
         return self.name or self.default_name(index)
 
-    def default_name(self, index: int) -> str:
-        raise NotImplementedError
+    @abstractmethod  # every check type names itself from what it checks
+    def default_name(self, index: int) -> str: ...
 
 
 class SqlCheck(_Check):

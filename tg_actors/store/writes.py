@@ -418,7 +418,8 @@ def write_rows(
     if mode is WriteMode.MERGE:
         _check_key(con, source, table, cols, key)
     target = "main." + quote(table)
-    if _exists(con, "main", table):
+    created = not _exists(con, "main", table)
+    if not created:
         have = _describe(con, target)
         into = evolve(
             con,
@@ -455,7 +456,7 @@ def write_rows(
         f"SELECT {values} FROM {source} QUALIFY row_number()"
         f" OVER (PARTITION BY {partition} ORDER BY {SEQ} DESC) = 1"
     )
-    if _empty(con, target):
+    if created or _empty(con, target):
         # nothing to match (a table's first load, often its biggest): the same rows as the
         # MERGE below would insert, in under half its time (1M rows with a struct and a list)
         result = one(con, f"INSERT INTO {target} BY NAME {latest}")
