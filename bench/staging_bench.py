@@ -1,4 +1,4 @@
-"""What staging a run's rows in DuckDB costs beside writing them into DuckDB once.
+"""What staging a run's rows costs beside writing them into DuckDB once.
 
     .venv/bin/python bench/staging_bench.py [--rows 1000000] [--batch 50000] [--reps 2] [--quick]
 
@@ -7,11 +7,13 @@ a struct and a list among them) in Arrow batches of --batch rows, three ways, ea
 DuckDB file with the Database's memory limit:
 
 - tg: the real DuckStore, `stage_batch` per batch (with its checkpoint) then `commit_run`
-  (append): every row is written twice, into the run's staging table and into the target;
-- temp staging: the same statements by hand, with a TEMP staging table (not logged, not
-  checkpointed; gone with the connection, so no resume after a crash);
+  (append): each batch is an Arrow IPC file (store/staging.py), its rows written into DuckDB
+  once, at the commit;
+- DuckDB staging table: what tg did before the files, by hand: every batch inserted into a
+  staging table with its checkpoint, then the table copied into the target (rows written
+  twice);
 - floor: one INSERT of all the batches into the target, in one transaction: rows written once,
-  what staging outside DuckDB (Arrow IPC files) would leave of the Database's part.
+  and nothing staged.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def through_tg(path: Path, parts: list[pa.Table]) -> tuple[float, float]:
     return staged, total
 
 
-def through_temp(path: Path, parts: list[pa.Table]) -> tuple[float, float]:
+def through_table(path: Path, parts: list[pa.Table]) -> tuple[float, float]:
     con = connect(path)
     con.execute("CREATE TABLE tg.checkpoints (run VARCHAR, pages BIGINT)")
     began = time.perf_counter()
@@ -66,16 +68,16 @@ def through_temp(path: Path, parts: list[pa.Table]) -> tuple[float, float]:
         con.register("part", part)
         con.execute("BEGIN")
         if i == 0:
-            con.execute("CREATE TEMP TABLE stage AS SELECT * FROM part")
+            con.execute("CREATE TABLE tg.stage AS SELECT * FROM part")
         else:
-            con.execute("INSERT INTO temp.stage BY NAME SELECT * FROM part")
+            con.execute("INSERT INTO tg.stage BY NAME SELECT * FROM part")
         con.execute("INSERT INTO tg.checkpoints VALUES ('run', ?)", [i + 1])
         con.execute("COMMIT")
         con.unregister("part")
     staged = time.perf_counter() - began
     con.execute("BEGIN")
-    con.execute("CREATE TABLE main.t AS SELECT * FROM temp.stage")
-    con.execute("DROP TABLE temp.stage")
+    con.execute("CREATE TABLE main.t AS SELECT * FROM tg.stage")
+    con.execute("DROP TABLE tg.stage")
     con.execute("COMMIT")
     total = time.perf_counter() - began
     con.close()
@@ -110,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parts = batches(args.rows, args.batch)
     ways: list[tuple[str, Callable[[Path, list[pa.Table]], tuple[float, float]]]] = [
         ("tg: stage_batch + commit_run", through_tg),
-        ("temp staging table + commit", through_temp),
+        ("DuckDB staging table + commit", through_table),
         ("floor: one INSERT, rows once", floor),
     ]
     print(f"{args.rows:,} rows in batches of {args.batch:,}, memory_limit {MEMORY_LIMIT}:")

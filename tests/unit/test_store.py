@@ -71,6 +71,7 @@ def test_schema_created_with_parent_dir(store: DuckStore, db_path: Path) -> None
         "run_checks",
         "run_logs",
         "runs",
+        "staged_batches",
         "state",
     ]
     assert store.list_tables() == []
@@ -695,21 +696,28 @@ def test_commit_and_discard_clear_the_checkpoint(store: DuckStore) -> None:
 
 
 def test_batch_and_checkpoint_are_one_transaction(
-    store: DuckStore, monkeypatch: pytest.MonkeyPatch
+    store: DuckStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = new_run(store)
     store.stage_batch(run, table(id=[1]), {"page": 2}, 1)
+    folder = db_path.with_name(db_path.name + ".staging") / run
+    assert [p.name for p in folder.iterdir()] == ["000000000000.arrow"]
 
     def fail(*args: Any) -> None:
         raise duckdb.IOException("disk gone")
 
-    monkeypatch.setattr(progress, "save", fail)  # dies after the rows went in
+    monkeypatch.setattr(progress, "save", fail)  # dies after the file was written
     with pytest.raises(DestinationError, match="disk gone"):
         store.stage_batch(run, table(id=[2, 3], new=["x", "y"]), {"page": 3}, 2)
     monkeypatch.undo()
     assert store.staged_rows(run) == 1
     assert store.checkpoint(run) == {"checkpoint": {"page": 2}, "pages": 1, "rows": 1}
-    assert rows(store, f'SELECT * FROM tg."stage_{run}"') == [(1, 0)]  # no column `new`
+    assert [p.name for p in folder.iterdir()] == ["000000000000.arrow"]  # its file went
+    columns = rows(store, f'SELECT column_name FROM (DESCRIBE tg."stage_{run}")')
+    assert columns == [("id",), ("__tg_seq",)]  # no column `new`
+    assert store.commit_run(Commit(run, table="t", write="append", pages=1)) == 1
+    assert rows(store, "SELECT * FROM t") == [(1,)]
+    assert not folder.exists()  # the commit's transaction unlisted the file, then it went
 
 
 def test_closed_without_commit_resumes_from_the_checkpoint(db_path: Path) -> None:

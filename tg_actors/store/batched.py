@@ -25,6 +25,7 @@ from tg_actors.errors import DestinationError, IllegalTransition, RunNotFound, S
 from tg_actors.jobs import SchemaContract, WriteMode
 from tg_actors.runstate import RunState
 from tg_actors.store import progress, writes
+from tg_actors.store.staging import Staging
 
 _BEGIN = "_tg_begin_runs"
 _GROUP = "_tg_group_rows"
@@ -38,8 +39,8 @@ def begin_attempts(
     con: duckdb.DuckDBPyConnection, begins: list[Begin], engine: str, now: datetime
 ) -> list[Begun | Exception]:
     """Mark the startable runs `running` (started_at=now, engine) in one transaction; see
-    DuckStore.begin_attempts. Four statements whatever the number of runs, plus one DROP per
-    leftover staging table of a run without checkpoint."""
+    DuckStore.begin_attempts. Four statements whatever the number of runs, plus a DROP and a
+    DELETE per leftover staging of a run without checkpoint."""
     if not begins:
         return []
     lookup = pa.table(
@@ -74,7 +75,7 @@ def begin_attempts(
                 )
             fresh = {run_id for run_id, r in begun if isinstance(r, Begun) and r.resume is None}
             for run_id in sorted(fresh & set(writes.staged_run_ids(con))):  # discard_run's job
-                con.execute(f"DROP TABLE IF EXISTS {writes.stage_table(run_id)}")
+                writes.drop_stage(con, run_id)
     finally:
         con.unregister(_BEGIN)
     return results
@@ -178,7 +179,7 @@ class _Pending:
 
 
 def commit_runs(
-    con: duckdb.DuckDBPyConnection, commits: list[Commit], now: datetime
+    con: duckdb.DuckDBPyConnection, staging: Staging, commits: list[Commit], now: datetime
 ) -> list[int | Exception]:
     """Commit each as writes.commit_run would, in list order; see DuckStore.commit_runs.
     Append commits with a batch and no staging go in groups, one transaction per target table."""
@@ -188,7 +189,7 @@ def commit_runs(
         try:
             outcome = _commit_group(con, group, now)
         except Exception:  # rolled back: one by one, so one bad run cannot fail the others
-            outcome = [_one(con, m.commit, now) for m in group.members]
+            outcome = [_one(con, staging, m.commit, now) for m in group.members]
         for member, result in zip(group.members, outcome, strict=True):
             results[member.index] = result
 
@@ -198,16 +199,18 @@ def commit_runs(
         batch = _groupable(commit, staged)
         if batch is None:
             pending.before_single(commit)
-            results[index] = _one(con, commit, now)
+            results[index] = _one(con, staging, commit, now)
         else:
             pending.add(_Member(index, commit, batch))
     pending.flush()
     return results
 
 
-def _one(con: duckdb.DuckDBPyConnection, commit: Commit, now: datetime) -> int | Exception:
+def _one(
+    con: duckdb.DuckDBPyConnection, staging: Staging, commit: Commit, now: datetime
+) -> int | Exception:
     try:
-        return writes.commit_run(con, commit, now)
+        return writes.commit_run(con, staging, commit, now)
     except Exception as exc:
         return exc
 

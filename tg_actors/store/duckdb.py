@@ -46,6 +46,7 @@ from tg_actors.store.schema import (
     run_row,
     utc,
 )
+from tg_actors.store.staging import Staging
 
 _RUN_COLUMNS = ", ".join(RUN_FIELDS)
 _JOB_COLUMNS = ", ".join(JOB_FIELDS)
@@ -78,6 +79,7 @@ class DuckStore:
                 raise ConfigError(f"{path}: a DuckDB file named 'tg' clashes with schema tg")
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
+        self._staging = Staging(self.path)
         self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(self.path)
         self._con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ values come back in UTC
         if memory_limit:  # DuckDB takes 80% of RAM by default; merges spill to disk past this
@@ -85,6 +87,7 @@ class DuckStore:
         if checkpoint_threshold:  # TG_DUCKDB_CHECKPOINT_THRESHOLD: memory for speed
             self._con.execute("SET checkpoint_threshold = ?", [checkpoint_threshold])
         create_schema(self._con)
+        self._staging.sweep(self._con, files=True)  # what a crash left: never listed, or unlisted
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -101,6 +104,7 @@ class DuckStore:
             con.execute("CHECKPOINT")
         finally:
             con.close()
+            self._staging.close()
 
     def __enter__(self) -> DuckStore:
         return self
@@ -349,6 +353,7 @@ class DuckStore:
                 row = one(self.con, sql, [*values, *params])
                 if row is not None:
                     writes.drop_staging(self.con, run_id)
+            self._staging.sweep(self.con)
         else:
             row = one(self.con, sql, [*values, *params])
         if row is None:
@@ -572,6 +577,7 @@ class DuckStore:
         """
         return writes.stage_batch(
             self.con,
+            self._staging,
             run_id,
             table,
             checkpoint=checkpoint,
@@ -607,7 +613,10 @@ class DuckStore:
         than the run's current one raises StaleAttempt: the attempt number fences off an
         engine the scheduler gave up on (lease expired) that is still running.
         """
-        return writes.commit_run(self.con, commit, self._now())
+        try:
+            return writes.commit_run(self.con, self._staging, commit, self._now())
+        finally:
+            self._staging.sweep(self.con)
 
     def begin_attempts(self, begins: list[Begin], engine: str) -> list[Begun | Exception]:
         """Start many runs in one transaction. A run must exist (RunNotFound), be queued or
@@ -616,22 +625,34 @@ class DuckStore:
         The others become running (started_at, engine) and get a Begun: the run's checkpoint
         as `resume` (None: none), the job's cursor when `incremental` (else None), the start;
         one without checkpoint loses its leftover staging (discard_run)."""
-        return batched.begin_attempts(self.con, begins, engine, self._now())
+        try:
+            return batched.begin_attempts(self.con, begins, engine, self._now())
+        finally:
+            self._staging.sweep(self.con)
 
     def commit_runs(self, commits: list[Commit]) -> list[int | Exception]:
         """Group commit: per Commit, rows written or the exception (not raised), as if
         committed one by one in order. Append commits with a batch and no staging share one
         transaction per table (one INSERT, one UPDATE); if it fails, they commit one by one;
         the rest go one by one."""
-        return batched.commit_runs(self.con, commits, self._now())
+        try:
+            return batched.commit_runs(self.con, self._staging, commits, self._now())
+        finally:
+            self._staging.sweep(self.con)
 
     def discard_run(self, run_id: str) -> None:
         """Drop the run's staging and checkpoint (no-op when none): the run restarts afresh."""
-        writes.discard(self.con, run_id)
+        try:
+            writes.discard(self.con, run_id)
+        finally:
+            self._staging.sweep(self.con)
 
     def discard_orphans(self, open_run_ids: set[str]) -> int:
         """Drop staging and checkpoints of runs not in `open_run_ids`; how many runs."""
-        return writes.discard_orphans(self.con, set(open_run_ids))
+        try:
+            return writes.discard_orphans(self.con, set(open_run_ids))
+        finally:
+            self._staging.sweep(self.con)
 
     def staged_rows(self, run_id: str) -> int:
         return writes.staged_rows(self.con, run_id)
@@ -697,7 +718,10 @@ class DuckStore:
     def discard_closed_staging(self) -> int:
         """Drop staging and checkpoints of every run that is not open (queued, running,
         retrying): a run cancelled before pick-up or by its job's deletion leaves none."""
-        return retention.discard_closed_staging(self.con)
+        try:
+            return retention.discard_closed_staging(self.con)
+        finally:
+            self._staging.sweep(self.con)
 
     def prune_history(
         self, run_retention: float | None, log_retention: float | None
@@ -705,9 +729,12 @@ class DuckStore:
         """Delete finished runs older than `run_retention` seconds (by finished_at) with
         their logs, and logs of runs older than `log_retention`; None keeps them for ever.
         Never an open run, nor a job's newest run or newest tick. {"runs": n, "logs": n}."""
-        return retention.prune_history(
-            self.con,
-            self._now(),
-            None if run_retention is None else timedelta(seconds=run_retention),
-            None if log_retention is None else timedelta(seconds=log_retention),
-        )
+        try:
+            return retention.prune_history(
+                self.con,
+                self._now(),
+                None if run_retention is None else timedelta(seconds=run_retention),
+                None if log_retention is None else timedelta(seconds=log_retention),
+            )
+        finally:
+            self._staging.sweep(self.con)

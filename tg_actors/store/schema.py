@@ -151,6 +151,14 @@ _DDL = (
         rows BIGINT NOT NULL,            -- rows staged so far
         updated_at TIMESTAMPTZ NOT NULL
     )""",
+    # a run's staged batches, one Arrow IPC file each (store/staging.py): listed in the
+    # transaction that stages the batch, unlisted in the one that commits or discards the run
+    """CREATE TABLE IF NOT EXISTS tg.staged_batches (
+        run_id VARCHAR NOT NULL,
+        first_seq BIGINT NOT NULL,       -- staging order of the file's first row
+        rows BIGINT NOT NULL,
+        file VARCHAR NOT NULL            -- <run_id>/<first_seq>.arrow, under the staging folder
+    )""",
 )
 
 

@@ -1,9 +1,11 @@
 """The exactly-once data path: stage a run's batches, then commit them in one transaction.
 
-A run's batches land in its own staging table `tg."stage_<run_id>"`, so memory stays bounded
-and nothing reaches the data tables before the run succeeds. `commit_run` moves the staged rows
-into `main.<table>`, writes the cursor and marks the run `succeeded` in ONE transaction keyed by
-run_id: a second commit of the same run finds it `succeeded` and changes nothing. A run small
+A run's batches are staged as Arrow IPC files (staging.py), listed in `tg.staged_batches`, so
+memory stays bounded and nothing reaches the data tables before the run succeeds; its 0-row
+table `tg."stage_<run_id>"` carries the columns evolved so far. `commit_run` writes the staged
+rows into `main.<table>` (DuckDB writes each row once), writes the cursor and marks the run
+`succeeded` in ONE transaction keyed by run_id: a second commit of the same run finds it
+`succeeded` and changes nothing. A run small
 enough to fetch in one go skips staging: a Commit with a `batch` writes its one Arrow batch
 straight into the target in that same transaction (batched.py commits many such runs at once).
 
@@ -41,13 +43,16 @@ from tg_actors.errors import (
 from tg_actors.jobs import WriteMode
 from tg_actors.runstate import RunState
 from tg_actors.store import checks, contract, progress
-from tg_actors.store.evolve import Columns, evolve, select_list
+from tg_actors.store.evolve import Columns, as_text, evolve, select_list
 from tg_actors.store.schema import OPEN_STATES, one, quote
+from tg_actors.store.staging import Staging
 
 SEQ = "__tg_seq"  # staging order: for merge, the row with the highest SEQ per key wins
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BATCH = "_tg_incoming_batch"  # name the Arrow batch is registered under, connection-local
 _COMMIT_BATCH = "_tg_commit_batch"  # the batch commit_run writes directly
+_FILES = "_tg_staged_files"  # a run's staged files at commit, registered as _FILES_<i>
+_STAGED = "_tg_staged"  # TEMP VIEW: all of a run's staged rows at commit
 
 
 @contextmanager
@@ -75,7 +80,19 @@ def staged_rows(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
     """Rows staged for the run so far; 0 when nothing is staged."""
     if not _RUN_ID.fullmatch(run_id) or not _exists(con, "tg", f"stage_{run_id}"):
         return 0
-    return _count(con, stage_table(run_id))
+    return _staged_count(con, run_id)
+
+
+def _staged_count(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """Rows of a run that has a stage table: in its files, and in the table itself (staged
+    before the files existed)."""
+    row = one(
+        con,
+        f"SELECT (SELECT count(*) FROM {stage_table(run_id)})"
+        " + (SELECT coalesce(sum(rows), 0) FROM tg.staged_batches WHERE run_id = ?)",
+        [run_id],
+    )
+    return int(row[0]) if row else 0
 
 
 def staged_run_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -97,18 +114,28 @@ def discard(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
 def drop_staging(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     """`discard` inside the caller's transaction."""
     if _RUN_ID.fullmatch(run_id):
-        con.execute(f"DROP TABLE IF EXISTS {stage_table(run_id)}")
+        drop_stage(con, run_id)
         progress.forget(con, run_id)
+
+
+def drop_stage(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Drop the run's stage table and unlist its files (Staging.sweep removes them once the
+    caller's transaction has committed); its checkpoint stays."""
+    con.execute(f"DROP TABLE IF EXISTS {stage_table(run_id)}")
+    con.execute("DELETE FROM tg.staged_batches WHERE run_id = ?", [run_id])
 
 
 def discard_orphans(con: duckdb.DuckDBPyConnection, open_run_ids: set[str]) -> int:
     """Discard the staging and checkpoints of every run not in `open_run_ids`; runs discarded."""
-    orphans = set(staged_run_ids(con)) | set(progress.run_ids(con))
+    listed = con.execute("SELECT DISTINCT run_id FROM tg.staged_batches").fetchall()
+    orphans = set(staged_run_ids(con)) | set(progress.run_ids(con)) | {str(r) for (r,) in listed}
     orphans -= open_run_ids
     with transaction(con):
         for run_id in sorted(orphans):
             if _RUN_ID.fullmatch(run_id):
-                con.execute(f"DROP TABLE IF EXISTS {stage_table(run_id)}")
+                drop_stage(con, run_id)
+            else:
+                con.execute("DELETE FROM tg.staged_batches WHERE run_id = ?", [run_id])
             progress.forget(con, run_id)
     return len(orphans)
 
@@ -132,6 +159,7 @@ def save_checkpoint(
 
 def stage_batch(
     con: duckdb.DuckDBPyConnection,
+    staging: Staging,
     run_id: str,
     batch: pa.Table | pa.RecordBatch,
     *,
@@ -142,8 +170,10 @@ def stage_batch(
     now: datetime,
     attempt: int | None = None,
 ) -> int:
-    """Append `batch` to the run's staging table and record the checkpoint, in one transaction.
+    """Stage `batch` as a file of the run's and record the checkpoint, in one transaction.
 
+    The file is written (and fsynced) first; the transaction evolves the run's columns, lists
+    the file and saves the checkpoint. If it fails, the file goes and nothing is recorded.
     Returns the rows staged so far.
     """
     stage = stage_table(run_id)
@@ -151,22 +181,34 @@ def stage_batch(
     _require_open(con, run_id, "staged", attempt)
     batch = typed_batch(run_id, batch)
     existing = _exists(con, "tg", f"stage_{run_id}")
-    offset = _count(con, stage) if existing else 0
-    total = offset + int(batch.num_rows)
-    con.register(_BATCH, with_seq(batch, offset))
+    offset = _staged_count(con, run_id) if existing else 0
+    n = int(batch.num_rows)
+    total = offset + n
+    rows = with_seq(batch, offset)
+    con.register(_BATCH, rows)
     where = f"table {destination} (run {run_id})" if destination else f"run {run_id}"
+    name = None
     try:
+        name = staging.write(run_id, offset, rows) if n else None
         with transaction(con):
-            if not existing:
-                con.execute(f"CREATE TABLE {stage} AS SELECT * FROM {_BATCH}")
+            if not existing:  # the run's columns; its rows are in the files
+                con.execute(f"CREATE TABLE {stage} AS SELECT * FROM {_BATCH} LIMIT 0")
             else:
-                _append_stage(con, stage, _BATCH, widen_to_varchar, where)
+                _evolve_stage(con, stage, _BATCH, widen_to_varchar, where)
+            if name is not None:
+                con.execute(
+                    "INSERT INTO tg.staged_batches VALUES (?, ?, ?, ?)", [run_id, offset, n, name]
+                )
             if text is not None and pages is not None:
                 progress.save(con, run_id, text, pages, total, now)
             else:
                 progress.touch_rows(con, run_id, total, now)
-    except duckdb.Error as exc:
-        raise DestinationError(f"{where}: cannot stage batch: {exc}") from exc
+    except BaseException as exc:
+        if name is not None:
+            staging.unlink(name)
+        if isinstance(exc, duckdb.Error):
+            raise DestinationError(f"{where}: cannot stage batch: {exc}") from exc
+        raise
     finally:
         con.unregister(_BATCH)
     return total
@@ -190,28 +232,87 @@ def with_seq(batch: pa.Table, offset: int) -> pa.Table:
     return batch.append_column(SEQ, seq)
 
 
-def _append_stage(
+def _evolve_stage(
     con: duckdb.DuckDBPyConnection, stage: str, source: str, widen_to_varchar: bool, where: str
 ) -> None:
-    """Insert the rows of `source` into the existing staging table, evolving its columns."""
-    incoming = _describe(con, source)
-    columns = evolve(
+    """Evolve the run's stage table to take the columns of `source` (DestinationError when
+    one cannot)."""
+    evolve(
         con,
         stage,
         _describe(con, stage),
-        incoming,
+        _describe(con, source),
         widen_to_varchar=widen_to_varchar,
         where=where,
         old_label="in the run's earlier batches",
         new_label="in this batch",
     )
-    con.execute(
-        f"INSERT INTO {stage} BY NAME SELECT {select_list(incoming, columns)} FROM {source}"
-    )
+
+
+def _staged_view(
+    con: duckdb.DuckDBPyConnection,
+    staging: Staging,
+    run_id: str,
+    extra: str | None,
+    registered: list[str],
+) -> int:
+    """Create the TEMP VIEW _STAGED of the run's staged rows: those of its stage table, of its
+    files (memory-mapped) and of `extra` (the commit's batch), each cast to the stage table's
+    columns. Names it registers go into `registered` (the caller unregisters them). Rows."""
+    stage = stage_table(run_id)
+    listed = con.execute(
+        "SELECT file, rows FROM tg.staged_batches WHERE run_id = ? ORDER BY first_seq", [run_id]
+    ).fetchall()
+    parts = [stage]
+    for i, table in enumerate(staging.read([str(file) for file, _ in listed])):
+        registered.append(f"{_FILES}_{i}")
+        con.register(registered[-1], table)
+        parts.append(registered[-1])
+    if extra is not None:
+        parts.append(extra)
+    columns = _describe(con, stage)
+    branches = [f"SELECT {_cast_list(_describe(con, part), columns)} FROM {part}" for part in parts]
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {_STAGED} AS {' UNION ALL '.join(branches)}")
+    return _count(con, stage) + sum(int(rows) for _, rows in listed)
+
+
+def _staged_source(
+    con: duckdb.DuckDBPyConnection,
+    staging: Staging,
+    commit: Commit,
+    with_batch: bool,
+    registered: list[str],
+) -> int:
+    """_STAGED for the commit of a run with staging (and its batch, registered as
+    _COMMIT_BATCH, `with_batch`), the run's columns evolved to take the batch; rows staged."""
+    run_id = commit.run_id
+    if with_batch:
+        where = f"table {commit.table} (run {run_id})"
+        _evolve_stage(con, stage_table(run_id), _COMMIT_BATCH, commit.widen_to_varchar, where)
+    extra = _COMMIT_BATCH if with_batch else None
+    return _staged_view(con, staging, run_id, extra, registered)
+
+
+def _cast_list(have: Columns, columns: Columns) -> str:
+    """A SELECT list giving a relation with columns `have` exactly `columns` (the run's,
+    evolved from them): cast where the type widened, NULL where the column came later."""
+    out = []
+    for key, (name, ty) in columns.items():
+        found = have.get(key)
+        if found is None:
+            out.append(f"CAST(NULL AS {ty}) AS {quote(name)}")
+        elif found[1] == ty:
+            out.append(f"{quote(found[0])} AS {quote(name)}")
+        elif str(ty.id) == "varchar":
+            out.append(f"{as_text(quote(found[0]), found[1])} AS {quote(name)}")
+        else:
+            out.append(f"CAST({quote(found[0])} AS {ty}) AS {quote(name)}")
+    return ", ".join(out)
 
 
 def commit_run(
     con: duckdb.DuckDBPyConnection,
+    staging: Staging,
     commit: Commit,
     now: datetime,
     crashed: dict[str, str] | None = None,
@@ -219,17 +320,17 @@ def commit_run(
     """Move the run's rows into `main.<table>`, write the cursor, mark the run succeeded.
 
     The rows are the staged ones, or `commit.batch` when the run staged nothing: then they go
-    from the Arrow table straight into the target, with no staging table at all. When the run
-    has staging too, the batch is appended to it (in the same transaction) and staging commits.
+    from the Arrow table straight into the target, with no staging at all. When the run has
+    staging too, the batch is read with the staged files, as their last part.
     The schema contract (contract.py) decides what rows that do not fit the table do; the
     checks (checks.py) run after the write, in the same transaction, and a failing `fail`
     check rolls it all back (ChecksFailed; the results are then recorded on their own).
     The Commit was checked when it was built (tg_actors/attempts.py): its table name is valid.
     """
     try:
-        return _commit_run(con, commit, now, crashed or {})
+        return _commit_run(con, staging, commit, now, crashed or {})
     except checks.CheckCrashed as exc:  # it aborted the transaction: again, recorded as failed
-        return commit_run(con, commit, now, {**(crashed or {}), exc.name: exc.error})
+        return commit_run(con, staging, commit, now, {**(crashed or {}), exc.name: exc.error})
     except ChecksFailed as exc:  # rolled back: the results are kept all the same
         with transaction(con):
             checks.record(con, commit.run_id, [checks.CheckResult.of(r) for r in exc.results], now)
@@ -237,27 +338,32 @@ def commit_run(
 
 
 def _commit_run(
-    con: duckdb.DuckDBPyConnection, commit: Commit, now: datetime, crashed: dict[str, str]
+    con: duckdb.DuckDBPyConnection,
+    staging: Staging,
+    commit: Commit,
+    now: datetime,
+    crashed: dict[str, str],
 ) -> int:
     run_id, table = commit.run_id, commit.table
-    batch, cursor, widen_to_varchar = commit.batch, commit.cursor, commit.widen_to_varchar
-    stage = stage_table(run_id)
+    batch, cursor = commit.batch, commit.cursor
+    stage_table(run_id)  # RunNotFound for an id that cannot be a run's
     staged = _exists(con, "tg", f"stage_{run_id}")
     incoming = None if batch is None else typed_batch(run_id, batch)
     if incoming is not None:
-        con.register(_COMMIT_BATCH, with_seq(incoming, _count(con, stage) if staged else 0))
+        offset = _staged_count(con, run_id) if staged else 0
+        con.register(_COMMIT_BATCH, with_seq(incoming, offset))
+    registered: list[str] = []
     try:
         with transaction(con):
             done = _check_commit(con, run_id, commit.attempt)
             if done is not None:  # a retried commit: already done, only tidy up
                 _tidy(con, run_id, staged)
                 return done
-            if incoming is not None and staged:
-                where = f"table {table} (run {run_id})"
-                _append_stage(con, stage, _COMMIT_BATCH, widen_to_varchar, where)
-            source, n = (stage, _count(con, stage)) if staged else (_COMMIT_BATCH, 0)
-            if not staged and incoming is not None:
-                n = int(incoming.num_rows)
+            n = 0 if incoming is None else int(incoming.num_rows)
+            source = _COMMIT_BATCH
+            if staged:
+                source = _STAGED
+                n += _staged_source(con, staging, commit, incoming is not None, registered)
             rows, written, fitted = _write(
                 con, commit, source, n, staged or incoming is not None, now
             )
@@ -290,6 +396,10 @@ def _commit_run(
     except duckdb.Error as exc:
         raise DestinationError(f"table {table}: {exc}") from exc
     finally:
+        if staged:
+            con.execute(f"DROP VIEW IF EXISTS {_STAGED}")
+        for name in registered:
+            con.unregister(name)
         if incoming is not None:
             con.unregister(_COMMIT_BATCH)
 
@@ -383,7 +493,7 @@ def commit_problem(run_id: str, state: str, current: int, attempt: int | None) -
 
 def _tidy(con: duckdb.DuckDBPyConnection, run_id: str, staged: bool) -> None:
     if staged:
-        con.execute(f"DROP TABLE IF EXISTS {stage_table(run_id)}")
+        drop_stage(con, run_id)
     progress.forget(con, run_id)
 
 

@@ -1,0 +1,111 @@
+"""A run's staged rows as Arrow IPC files, so that DuckDB writes each row once: at commit.
+
+Staging the batches of a long run in a DuckDB table wrote every row twice (into the staging
+table, then from it into the target) and spent the Database's time on the first write;
+bench/staging_bench.py measures both. Here each batch a run stages becomes one file,
+`<root>/<run_id>/<first>.arrow` (`first`: the SEQ of its first row), written and fsynced
+before the transaction that lists it in `tg.staged_batches`, with the checkpoint it follows,
+commits (writes.stage_batch). A file that no committed row lists is left over from a crash or
+a refused batch and is never read. The run's 0-row table `tg."stage_<run_id>"` still carries
+the columns evolved so far (evolve.py), and rows staged before the files existed.
+
+A file goes only after the transaction that stopped listing it has committed (`sweep`), so
+a rolled-back commit or discard loses nothing. At commit the files are memory-mapped (no copy)
+and read as one relation with the run's columns (writes.staged_source).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+SUFFIX = ".arrow"
+
+
+class Staging:
+    """The folder of one DuckStore's staged files: beside its DuckDB file, or a temporary
+    folder (made on first use, removed on close) for an in-memory database."""
+
+    def __init__(self, db_path: str) -> None:
+        self._root = None if db_path == ":memory:" else Path(db_path + ".staging")
+        self._finalizer: weakref.finalize[..., Staging] | None = None
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            self._root = Path(tempfile.mkdtemp(prefix="tg_staging_"))
+            self._finalizer = weakref.finalize(self, shutil.rmtree, self._root, True)
+        return self._root
+
+    def write(self, run_id: str, first: int, rows: pa.Table) -> str:
+        """Write `rows` as the run's file starting at SEQ `first`, durably; its name."""
+        folder = self.root / run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{run_id}/{first:012d}{SUFFIX}"
+        path, partial = self.root / name, self.root / f"{name}.partial"
+        with pa.OSFile(str(partial), "wb") as sink:
+            with pa.ipc.new_file(sink, rows.schema) as writer:
+                writer.write_table(rows)
+        _fsync(partial)
+        os.replace(partial, path)  # a reader sees the whole file or none
+        return name
+
+    def unlink(self, name: str) -> None:
+        (self.root / name).unlink(missing_ok=True)
+
+    def read(self, names: Sequence[str]) -> list[pa.Table]:
+        """The files' rows, memory-mapped; files of one schema come back as one table."""
+        tables: list[pa.Table] = []
+        for name in names:
+            with pa.memory_map(str(self.root / name)) as source:
+                table = pa.ipc.open_file(source).read_all()
+            if tables and tables[-1].schema.equals(table.schema):
+                tables[-1] = pa.concat_tables([tables[-1], table])  # zero-copy: chunks
+            else:
+                tables.append(table)
+        return tables
+
+    def sweep(self, con: duckdb.DuckDBPyConnection, *, files: bool = False) -> int:
+        """Remove the folders of runs with no listed file (after the transaction that unlisted
+        them); with `files`, also the unlisted files of the other runs (at open: a crash
+        between writing a file and listing it). How many folders went."""
+        if self._root is None or not self._root.is_dir():
+            return 0
+        folders = [entry.name for entry in os.scandir(self._root) if entry.is_dir()]
+        if not folders:
+            return 0
+        listed = con.execute(
+            "SELECT run_id, file FROM tg.staged_batches"
+            " WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [folders],
+        ).fetchall()
+        live = {str(run_id) for run_id, _ in listed}
+        gone = [run_id for run_id in folders if run_id not in live]
+        for run_id in gone:
+            shutil.rmtree(self._root / run_id, ignore_errors=True)
+        if files:
+            keep = {str(name) for _, name in listed}
+            for run_id in live:
+                for entry in os.scandir(self._root / run_id):
+                    if f"{run_id}/{entry.name}" not in keep:
+                        Path(entry.path).unlink(missing_ok=True)
+        return len(gone)
+
+    def close(self) -> None:
+        if self._finalizer is not None:  # only a temporary folder goes with the store
+            self._finalizer()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
