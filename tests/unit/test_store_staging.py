@@ -186,3 +186,26 @@ def test_an_in_memory_store_keeps_its_files_in_a_folder_it_removes_on_close() ->
     assert (where / root).is_dir()
     store.close()
     assert not where.exists()
+
+
+@pytest.mark.parametrize(("write", "reads"), [("append", [1, 1, 1]), ("merge", [3])])
+def test_an_append_maps_one_file_at_a_time_a_merge_all_of_them(
+    store: DuckStore, monkeypatch: pytest.MonkeyPatch, write: str, reads: list[int]
+) -> None:
+    """An append reads each row once, so its files are mapped one after the other and the
+    Database's memory does not grow with the run; a merge reads them all at once."""
+    calls: list[int] = []
+    read = Staging.read
+
+    def counted(self: Staging, names: Any) -> Any:
+        calls.append(len(names))
+        return read(self, names)
+
+    monkeypatch.setattr(Staging, "read", counted)
+    run = new_run(store)
+    for page in range(3):
+        store.stage_batch(run, pa.table({"id": [page, page + 10]}), {"page": page + 2}, page + 1)
+    commit = Commit(run, table="t", write=write, primary_key=("id",), pages=3)
+    assert store.commit_run(commit) == 6
+    assert calls == reads
+    assert rows(store, "SELECT list(id ORDER BY id) FROM t") == [([0, 1, 2, 10, 11, 12],)]

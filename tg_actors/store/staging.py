@@ -11,7 +11,8 @@ the columns evolved so far (evolve.py), and rows staged before the files existed
 
 A file goes only after the transaction that stopped listing it has committed (`sweep`), so
 a rolled-back commit or discard loses nothing. At commit the files are memory-mapped (no copy)
-and read as one relation with the run's columns (writes.staged_source).
+and read with the run's columns: one after the other by an append, all at once by a merge
+(writes._Staged).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ into VARCHAR.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -40,7 +40,7 @@ from tg_actors.errors import (
     StaleAttempt,
     TGError,
 )
-from tg_actors.jobs import WriteMode
+from tg_actors.jobs import SchemaContract, WriteMode
 from tg_actors.runstate import RunState
 from tg_actors.store import checks, contract, progress
 from tg_actors.store.evolve import Columns, as_text, evolve, select_list
@@ -249,48 +249,78 @@ def _evolve_stage(
     )
 
 
-def _staged_view(
-    con: duckdb.DuckDBPyConnection,
-    staging: Staging,
-    run_id: str,
-    extra: str | None,
-    registered: list[str],
-) -> int:
-    """Create the TEMP VIEW _STAGED of the run's staged rows: those of its stage table, of its
-    files (memory-mapped) and of `extra` (the commit's batch), each cast to the stage table's
-    columns. Names it registers go into `registered` (the caller unregisters them). Rows."""
-    stage = stage_table(run_id)
-    listed = con.execute(
-        "SELECT file, rows FROM tg.staged_batches WHERE run_id = ? ORDER BY first_seq", [run_id]
-    ).fetchall()
-    parts = [stage]
-    for i, table in enumerate(staging.read([str(file) for file, _ in listed])):
-        registered.append(f"{_FILES}_{i}")
-        con.register(registered[-1], table)
-        parts.append(registered[-1])
-    if extra is not None:
-        parts.append(extra)
-    columns = _describe(con, stage)
-    branches = [f"SELECT {_cast_list(_describe(con, part), columns)} FROM {part}" for part in parts]
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {_STAGED} AS {' UNION ALL '.join(branches)}")
-    return _count(con, stage) + sum(int(rows) for _, rows in listed)
+class _Staged:
+    """A run's staged rows at its commit: the rows of its stage table, of its files and of the
+    commit's batch (registered as _COMMIT_BATCH, `with_batch`), each part cast to the run's
+    columns, the stage table's, evolved here to take the batch (DestinationError if not)."""
 
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        staging: Staging,
+        commit: Commit,
+        with_batch: bool,
+    ) -> None:
+        run_id = commit.run_id
+        self._con, self._staging, self.stage = con, staging, stage_table(run_id)
+        if with_batch:
+            where = f"table {commit.table} (run {run_id})"
+            _evolve_stage(con, self.stage, _COMMIT_BATCH, commit.widen_to_varchar, where)
+        listed = con.execute(
+            "SELECT file, rows FROM tg.staged_batches WHERE run_id = ? ORDER BY first_seq",
+            [run_id],
+        ).fetchall()
+        self._files = [str(file) for file, _ in listed]
+        self._extra = _COMMIT_BATCH if with_batch else None
+        self.rows = _count(con, self.stage) + sum(int(rows) for _, rows in listed)
+        self._columns = _describe(con, self.stage)
+        self._registered: list[str] = []
 
-def _staged_source(
-    con: duckdb.DuckDBPyConnection,
-    staging: Staging,
-    commit: Commit,
-    with_batch: bool,
-    registered: list[str],
-) -> int:
-    """_STAGED for the commit of a run with staging (and its batch, registered as
-    _COMMIT_BATCH, `with_batch`), the run's columns evolved to take the batch; rows staged."""
-    run_id = commit.run_id
-    if with_batch:
-        where = f"table {commit.table} (run {run_id})"
-        _evolve_stage(con, stage_table(run_id), _COMMIT_BATCH, commit.widen_to_varchar, where)
-    extra = _COMMIT_BATCH if with_batch else None
-    return _staged_view(con, staging, run_id, extra, registered)
+    def view(self) -> str:
+        """The TEMP VIEW _STAGED of every part at once (the files memory-mapped until close),
+        for a commit that reads the rows more than once (merge, checks, a schema contract)."""
+        parts = [self.stage]
+        for i, table in enumerate(self._staging.read(self._files)):
+            parts.append(self._register(f"{_FILES}_{i}", table))
+        if self._extra is not None:
+            parts.append(self._extra)
+        selects = [self._select(part) for part in parts]
+        self._con.execute(f"CREATE OR REPLACE TEMP VIEW {_STAGED} AS {' UNION ALL '.join(selects)}")
+        return _STAGED
+
+    def pieces(self) -> Iterator[str]:
+        """The parts one after the other, each as the TEMP VIEW _STAGED, for a commit that
+        reads the rows once (append, replace): a file is mapped only while it is read, so the
+        Database's memory does not grow with the run."""
+        yield self._piece(self.stage)
+        for name in self._files:
+            (table,) = self._staging.read([name])
+            part = self._register(_FILES, table)
+            del table  # unregistered below: then its mapping goes
+            yield self._piece(part)
+            self._con.execute(f"DROP VIEW IF EXISTS {_STAGED}")
+            self._con.unregister(part)
+            self._registered.remove(part)
+        if self._extra is not None:
+            yield self._piece(self._extra)
+
+    def close(self) -> None:
+        self._con.execute(f"DROP VIEW IF EXISTS {_STAGED}")
+        for name in self._registered:
+            self._con.unregister(name)
+        self._registered.clear()
+
+    def _register(self, name: str, table: pa.Table) -> str:
+        self._con.register(name, table)
+        self._registered.append(name)
+        return name
+
+    def _select(self, part: str) -> str:
+        return f"SELECT {_cast_list(_describe(self._con, part), self._columns)} FROM {part}"
+
+    def _piece(self, part: str) -> str:
+        self._con.execute(f"CREATE OR REPLACE TEMP VIEW {_STAGED} AS {self._select(part)}")
+        return _STAGED
 
 
 def _cast_list(have: Columns, columns: Columns) -> str:
@@ -352,7 +382,7 @@ def _commit_run(
     if incoming is not None:
         offset = _staged_count(con, run_id) if staged else 0
         con.register(_COMMIT_BATCH, with_seq(incoming, offset))
-    registered: list[str] = []
+    parts: _Staged | None = None
     try:
         with transaction(con):
             done = _check_commit(con, run_id, commit.attempt)
@@ -360,12 +390,16 @@ def _commit_run(
                 _tidy(con, run_id, staged)
                 return done
             n = 0 if incoming is None else int(incoming.num_rows)
-            source = _COMMIT_BATCH
+            source, pieces = _COMMIT_BATCH, None
             if staged:
-                source = _STAGED
-                n += _staged_source(con, staging, commit, incoming is not None, registered)
+                parts = _Staged(con, staging, commit, incoming is not None)
+                n += parts.rows
+                if _reads_once(commit):  # the stage table gives the columns, pieces the rows
+                    source, pieces = parts.stage, parts.pieces()
+                else:
+                    source = parts.view()
             rows, written, fitted = _write(
-                con, commit, source, n, staged or incoming is not None, now
+                con, commit, source, n, staged or incoming is not None, now, pieces
             )
             if commit.checks:
                 _run_checks(con, commit, written, now, crashed)
@@ -396,12 +430,17 @@ def _commit_run(
     except duckdb.Error as exc:
         raise DestinationError(f"table {table}: {exc}") from exc
     finally:
-        if staged:
-            con.execute(f"DROP VIEW IF EXISTS {_STAGED}")
-        for name in registered:
-            con.unregister(name)
+        if parts is not None:
+            parts.close()
         if incoming is not None:
             con.unregister(_COMMIT_BATCH)
+
+
+def _reads_once(commit: Commit) -> bool:
+    """Whether the commit reads the run's rows once: an append or replace, with no check and
+    no schema contract that filters rows."""
+    once = commit.write is not WriteMode.MERGE and not commit.checks
+    return once and commit.schema_contract is SchemaContract.EVOLVE
 
 
 def _write(
@@ -411,10 +450,12 @@ def _write(
     n: int,
     known: bool,
     now: datetime,
+    pieces: Iterator[str] | None = None,
 ) -> tuple[int, str | None, contract.Fitted | None]:
     """Write the run's `n` rows of `source` (`known`: it exists, staging or the batch) by the
     schema contract, logging what changed the table; (rows written, the relation they were
-    written from, the contract's Fitted)."""
+    written from, the contract's Fitted). With `pieces` (an append or replace with the evolve
+    contract), `source` only gives the columns and the rows are read from the pieces."""
     table, mode, widen_to_varchar = commit.table, commit.write, commit.widen_to_varchar
     if not n:
         if mode is WriteMode.REPLACE:  # the table becomes the run's rows: none
@@ -426,7 +467,9 @@ def _write(
     cols = {k: v for k, v in _describe(con, source).items() if k != SEQ}
     fitted = contract.fit(con, source, n, have, cols, commit.schema_contract, table)
     key = list(commit.primary_key)
-    rows = write_rows(con, fitted.source, fitted.rows, table, mode, key, widen_to_varchar)
+    rows = write_rows(
+        con, fitted.source, fitted.rows, table, mode, key, widen_to_varchar, pieces=pieces
+    )
     if fitted.note:
         _log(con, run_id, now, "WARNING", f"table {table}: {fitted.note}")
     diff = contract.column_diff(have, _describe(con, target), cols)
@@ -519,9 +562,13 @@ def write_rows(
     mode: WriteMode,
     key: list[str],
     widen_to_varchar: bool,
+    *,
+    pieces: Iterable[str] | None = None,
 ) -> int:
     """Apply the `n` rows (> 0, or 0 for `empty_table`) of relation `source` (a staging table or a registered Arrow
-    table, with SEQ) to the target; return rows written. Runs inside the commit txn."""
+    table, with SEQ) to the target; return rows written. Runs inside the commit txn.
+    With `pieces` (not for merge), the rows are those of the pieces, each with `source`'s
+    columns, one INSERT each."""
     cols = {k: v for k, v in _describe(con, source).items() if k != SEQ}
     if not cols:  # every column was all-null: there is no type to create a table from
         raise DestinationError(f"table {table}: the run's rows have no typed column")
@@ -551,7 +598,8 @@ def write_rows(
     if mode is WriteMode.REPLACE:  # truncate-and-insert: keeps the table's columns and types
         con.execute(f"DELETE FROM {target}")
     if mode is not WriteMode.MERGE:
-        con.execute(f"INSERT INTO {target} BY NAME SELECT {values} FROM {source}")
+        for piece in [source] if pieces is None else pieces:
+            con.execute(f"INSERT INTO {target} BY NAME SELECT {values} FROM {piece}")
         return n
     keys = [cols[k.lower()][0] for k in key]
     on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in keys)
