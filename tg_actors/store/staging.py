@@ -17,6 +17,7 @@ and read with the run's columns: one after the other by an append, all at once b
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ class Staging:
     def __init__(self, db_path: str) -> None:
         self._root = None if db_path == ":memory:" else Path(db_path + ".staging")
         self._finalizer: weakref.finalize[..., Staging] | None = None
+        self._mapped: list[mmap.mmap] = []  # mapped by read, until release
 
     @property
     def root(self) -> Path:
@@ -65,13 +67,23 @@ class Staging:
         """The files' rows, memory-mapped; files of one schema come back as one table."""
         tables: list[pa.Table] = []
         for name in names:
-            with pa.memory_map(str(self.root / name)) as source:
-                table = pa.ipc.open_file(source).read_all()
+            with open(self.root / name, "rb") as file:
+                mapped = mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ)
+            self._mapped.append(mapped)
+            table = pa.ipc.open_file(pa.BufferReader(pa.py_buffer(mapped))).read_all()
             if tables and tables[-1].schema.equals(table.schema):
                 tables[-1] = pa.concat_tables([tables[-1], table])  # zero-copy: chunks
             else:
                 tables.append(table)
         return tables
+
+    def release(self) -> None:
+        """Give back the memory of the pages read so far: DuckDB keeps a scanned table until
+        its transaction ends, and with it the mapping; a page read again comes back from the
+        file (they are read-only)."""
+        for mapped in self._mapped:
+            mapped.madvise(mmap.MADV_DONTNEED)
+        self._mapped.clear()
 
     def sweep(self, con: duckdb.DuckDBPyConnection, *, files: bool = False) -> int:
         """Remove the folders of runs with no listed file (after the transaction that unlisted

@@ -301,10 +301,12 @@ class _Staged:
             self._con.execute(f"DROP VIEW IF EXISTS {_STAGED}")
             self._con.unregister(part)
             self._registered.remove(part)
+            self._staging.release()  # DuckDB holds the table until the commit ends
         if self._extra is not None:
             yield self._piece(self._extra)
 
     def close(self) -> None:
+        self._staging.release()
         self._con.execute(f"DROP VIEW IF EXISTS {_STAGED}")
         for name in self._registered:
             self._con.unregister(name)
