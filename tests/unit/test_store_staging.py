@@ -14,8 +14,9 @@ import pytest
 from tests.kit.stepclock import T0, Clock
 from tg_actors.attempts import Commit
 from tg_actors.errors import DestinationError
+from tg_actors.jobtrust import RowCountCheck
 from tg_actors.store.duckdb import DuckStore
-from tg_actors.store.staging import Staging
+from tg_actors.store.staging import Mapped, Staging
 
 
 @pytest.fixture
@@ -30,8 +31,8 @@ def store(db_path: Path) -> Iterator[DuckStore]:
     s.close()
 
 
-def new_run(store: DuckStore) -> str:
-    run_id = store.create_run("orders", T0 + timedelta(minutes=1), "schedule")
+def new_run(store: DuckStore, minute: int = 1) -> str:
+    run_id = store.create_run("orders", T0 + timedelta(minutes=minute), "schedule")
     assert run_id is not None
     return run_id
 
@@ -188,24 +189,56 @@ def test_an_in_memory_store_keeps_its_files_in_a_folder_it_removes_on_close() ->
     assert not where.exists()
 
 
-@pytest.mark.parametrize(("write", "reads"), [("append", [1, 1, 1]), ("merge", [3])])
-def test_an_append_maps_one_file_at_a_time_a_merge_all_of_them(
-    store: DuckStore, monkeypatch: pytest.MonkeyPatch, write: str, reads: list[int]
+@pytest.mark.parametrize("write", ["append", "merge"])
+def test_a_commit_writes_the_files_one_by_one_giving_each_ones_pages_back(
+    store: DuckStore, monkeypatch: pytest.MonkeyPatch, write: str
 ) -> None:
-    """An append reads each row once, so its files are mapped one after the other and the
-    Database's memory does not grow with the run; a merge reads them all at once."""
-    calls: list[int] = []
-    read = Staging.read
+    """The Database's memory does not grow with the run: each file is mapped once and its
+    pages go back (Staging.release) once its part is written, before the next part is."""
+    events: list[str] = []
+    mapping, release = Staging.map, Mapped.release
 
-    def counted(self: Staging, names: Any) -> Any:
-        calls.append(len(names))
-        return read(self, names)
+    def mapped(self: Staging, name: str) -> Mapped:
+        events.append(f"map {name.split('/')[1]}")
+        return mapping(self, name)
 
-    monkeypatch.setattr(Staging, "read", counted)
+    def releasing(self: Mapped) -> None:
+        events.append("release")
+        release(self)
+
+    monkeypatch.setattr(Staging, "map", mapped)
+    monkeypatch.setattr(Mapped, "release", releasing)
     run = new_run(store)
-    for page in range(3):
-        store.stage_batch(run, pa.table({"id": [page, page + 10]}), {"page": page + 2}, page + 1)
+    for page in range(3):  # key 5 in every file: its last row (page 2's) wins
+        batch = pa.table({"id": [page, 5], "v": [f"p{page}", f"five from page {page}"]})
+        store.stage_batch(run, batch, {"page": page + 2}, page + 1)
     commit = Commit(run, table="t", write=write, primary_key=("id",), pages=3)
-    assert store.commit_run(commit) == 6
-    assert calls == reads
-    assert rows(store, "SELECT list(id ORDER BY id) FROM t") == [([0, 1, 2, 10, 11, 12],)]
+    assert store.commit_run(commit) == (6 if write == "append" else 4)
+    maps = [f"map {first:012d}.arrow" for first in (0, 2, 4)]
+    assert events == maps + ["release"] * 3 + ["release"] * 3  # after each part; at the end
+    expected = [(0, "p0"), (1, "p1"), (2, "p2")]
+    fives = [(5, f"five from page {p}") for p in range(3)] if write == "append" else []
+    last = [] if write == "append" else [(5, "five from page 2")]
+    assert rows(store, "SELECT id, v FROM t ORDER BY id, v") == expected + fives + last
+
+
+def test_a_piecewise_merge_counts_and_writes_what_one_merge_would(store: DuckStore) -> None:
+    """Keys spread over files and already in the table: each is updated once, from its last
+    staged row, and counted once; a check (which reads all the rows) takes the one MERGE."""
+    store.con.execute(
+        "CREATE TABLE main.t AS SELECT * FROM (VALUES (1, 'old'), (9, 'kept')) v(id, v)"
+    )
+    results = []
+    for minute, checks in enumerate([(), (RowCountCheck(type="row_count", min=1),)], 1):
+        run = new_run(store, minute)
+        store.stage_batch(run, pa.table({"id": [1, 2], "v": ["a", "b"]}), {"page": 2}, 1)
+        store.stage_batch(run, pa.table({"id": [2, 3], "v": ["c", "d"]}), {"page": 3}, 2)
+        commit = Commit(run, table="t", write="merge", primary_key=("id",), pages=2, checks=checks)
+        results.append(store.commit_run(commit))
+        assert rows(store, "SELECT id, v FROM t ORDER BY id") == [
+            (1, "a"),
+            (2, "c"),
+            (3, "d"),
+            (9, "kept"),
+        ]
+    assert results == [3, 3]

@@ -22,7 +22,6 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -38,7 +37,6 @@ class Staging:
     def __init__(self, db_path: str) -> None:
         self._root = None if db_path == ":memory:" else Path(db_path + ".staging")
         self._finalizer: weakref.finalize[..., Staging] | None = None
-        self._mapped: list[mmap.mmap] = []  # mapped by read, until release
 
     @property
     def root(self) -> Path:
@@ -63,27 +61,10 @@ class Staging:
     def unlink(self, name: str) -> None:
         (self.root / name).unlink(missing_ok=True)
 
-    def read(self, names: Sequence[str]) -> list[pa.Table]:
-        """The files' rows, memory-mapped; files of one schema come back as one table."""
-        tables: list[pa.Table] = []
-        for name in names:
-            with open(self.root / name, "rb") as file:
-                mapped = mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ)
-            self._mapped.append(mapped)
-            table = pa.ipc.open_file(pa.BufferReader(pa.py_buffer(mapped))).read_all()
-            if tables and tables[-1].schema.equals(table.schema):
-                tables[-1] = pa.concat_tables([tables[-1], table])  # zero-copy: chunks
-            else:
-                tables.append(table)
-        return tables
-
-    def release(self) -> None:
-        """Give back the memory of the pages read so far: DuckDB keeps a scanned table until
-        its transaction ends, and with it the mapping; a page read again comes back from the
-        file (they are read-only)."""
-        for mapped in self._mapped:
-            mapped.madvise(mmap.MADV_DONTNEED)
-        self._mapped.clear()
+    def map(self, name: str) -> Mapped:
+        """The file's rows, memory-mapped (no copy)."""
+        with open(self.root / name, "rb") as file:
+            return Mapped(mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ))
 
     def sweep(self, con: duckdb.DuckDBPyConnection, *, files: bool = False) -> int:
         """Remove the folders of runs with no listed file (after the transaction that unlisted
@@ -114,6 +95,20 @@ class Staging:
     def close(self) -> None:
         if self._finalizer is not None:  # only a temporary folder goes with the store
             self._finalizer()
+
+
+class Mapped:
+    """A staged file's rows over its memory mapping."""
+
+    def __init__(self, mapped: mmap.mmap) -> None:
+        self._mapped = mapped
+        self.table = pa.ipc.open_file(pa.BufferReader(pa.py_buffer(mapped))).read_all()
+
+    def release(self) -> None:
+        """Give back the memory of the pages read so far. DuckDB keeps a table it scanned,
+        and so the mapping, until its transaction ends; a page read again comes back from
+        the file (read-only, never changed)."""
+        self._mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def _fsync(path: Path) -> None:

@@ -23,7 +23,7 @@ into VARCHAR.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -45,7 +45,7 @@ from tg_actors.runstate import RunState
 from tg_actors.store import checks, contract, progress
 from tg_actors.store.evolve import Columns, as_text, evolve, select_list
 from tg_actors.store.schema import OPEN_STATES, one, quote
-from tg_actors.store.staging import Staging
+from tg_actors.store.staging import Mapped, Staging
 
 SEQ = "__tg_seq"  # staging order: for merge, the row with the highest SEQ per key wins
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -53,6 +53,9 @@ _BATCH = "_tg_incoming_batch"  # name the Arrow batch is registered under, conne
 _COMMIT_BATCH = "_tg_commit_batch"  # the batch commit_run writes directly
 _FILES = "_tg_staged_files"  # a run's staged files at commit, registered as _FILES_<i>
 _STAGED = "_tg_staged"  # TEMP VIEW: all of a run's staged rows at commit
+_PART = "_tg_staged_part"  # one staged file at commit, registered as _PART_<i>
+_PIECE = "_tg_staged_piece"  # TEMP VIEW: one part of a run's staged rows at commit
+_WINNERS = "_tg_merge_winners"  # TEMP TABLE: SEQ of the last staged row of each key
 
 
 @contextmanager
@@ -275,39 +278,45 @@ class _Staged:
         self.rows = _count(con, self.stage) + sum(int(rows) for _, rows in listed)
         self._columns = _describe(con, self.stage)
         self._registered: list[str] = []
+        self._tables: list[Mapped] | None = None
+        self._view = False
 
     def view(self) -> str:
-        """The TEMP VIEW _STAGED of every part at once (the files memory-mapped until close),
-        for a commit that reads the rows more than once (merge, checks, a schema contract)."""
-        parts = [self.stage]
-        for i, table in enumerate(self._staging.read(self._files)):
-            parts.append(self._register(f"{_FILES}_{i}", table))
+        """The TEMP VIEW _STAGED of every part at once, for a commit that reads the rows more
+        than once (checks, a schema contract) and for a merge's pass over its keys."""
+        if self._view:
+            return _STAGED
+        parts, groups = [self.stage], list[pa.Table]()
+        for table in (m.table for m in self._mapped()):  # one schema in a row: one table
+            if groups and groups[-1].schema.equals(table.schema):
+                groups[-1] = pa.concat_tables([groups[-1], table])
+            else:
+                groups.append(table)
+        for i, group in enumerate(groups):
+            parts.append(self._register(f"{_FILES}_{i}", group))
         if self._extra is not None:
             parts.append(self._extra)
         selects = [self._select(part) for part in parts]
         self._con.execute(f"CREATE OR REPLACE TEMP VIEW {_STAGED} AS {' UNION ALL '.join(selects)}")
+        self._view = True
         return _STAGED
 
     def pieces(self) -> Iterator[str]:
-        """The parts one after the other, each as the TEMP VIEW _STAGED, for a commit that
-        reads the rows once (append, replace): a file is mapped only while it is read, so the
-        Database's memory does not grow with the run."""
+        """Each part alone, one after the other, as the TEMP VIEW _PIECE, for a commit that
+        writes them one by one (append, replace, merge): once a file is written its pages go
+        back (Staging.release), so the Database's memory does not grow with the run."""
         yield self._piece(self.stage)
-        for name in self._files:
-            (table,) = self._staging.read([name])
-            part = self._register(_FILES, table)
-            del table  # unregistered below: then its mapping goes
-            yield self._piece(part)
-            self._con.execute(f"DROP VIEW IF EXISTS {_STAGED}")
-            self._con.unregister(part)
-            self._registered.remove(part)
-            self._staging.release()  # DuckDB holds the table until the commit ends
+        for i, mapped in enumerate(self._mapped()):
+            yield self._piece(self._register(f"{_PART}_{i}", mapped.table))
+            mapped.release()  # DuckDB holds the table until the commit ends
         if self._extra is not None:
             yield self._piece(self._extra)
 
     def close(self) -> None:
-        self._staging.release()
+        for mapped in self._tables or []:
+            mapped.release()
         self._con.execute(f"DROP VIEW IF EXISTS {_STAGED}")
+        self._con.execute(f"DROP VIEW IF EXISTS {_PIECE}")
         for name in self._registered:
             self._con.unregister(name)
         self._registered.clear()
@@ -321,8 +330,14 @@ class _Staged:
         return f"SELECT {_cast_list(_describe(self._con, part), self._columns)} FROM {part}"
 
     def _piece(self, part: str) -> str:
-        self._con.execute(f"CREATE OR REPLACE TEMP VIEW {_STAGED} AS {self._select(part)}")
-        return _STAGED
+        self._con.execute(f"CREATE OR REPLACE TEMP VIEW {_PIECE} AS {self._select(part)}")
+        return _PIECE
+
+    def _mapped(self) -> list[Mapped]:
+        """The files' tables, one each, memory-mapped once for the commit."""
+        if self._tables is None:
+            self._tables = [self._staging.map(name) for name in self._files]
+        return self._tables
 
 
 def _cast_list(have: Columns, columns: Columns) -> str:
@@ -392,16 +407,16 @@ def _commit_run(
                 _tidy(con, run_id, staged)
                 return done
             n = 0 if incoming is None else int(incoming.num_rows)
-            source, pieces = _COMMIT_BATCH, None
+            source, piecewise = _COMMIT_BATCH, None
             if staged:
                 parts = _Staged(con, staging, commit, incoming is not None)
                 n += parts.rows
-                if _reads_once(commit):  # the stage table gives the columns, pieces the rows
-                    source, pieces = parts.stage, parts.pieces()
+                if _piecewise(commit):  # the stage table gives the columns, the parts the rows
+                    source, piecewise = parts.stage, parts
                 else:
                     source = parts.view()
             rows, written, fitted = _write(
-                con, commit, source, n, staged or incoming is not None, now, pieces
+                con, commit, source, n, staged or incoming is not None, now, piecewise
             )
             if commit.checks:
                 _run_checks(con, commit, written, now, crashed)
@@ -438,11 +453,10 @@ def _commit_run(
             con.unregister(_COMMIT_BATCH)
 
 
-def _reads_once(commit: Commit) -> bool:
-    """Whether the commit reads the run's rows once: an append or replace, with no check and
-    no schema contract that filters rows."""
-    once = commit.write is not WriteMode.MERGE and not commit.checks
-    return once and commit.schema_contract is SchemaContract.EVOLVE
+def _piecewise(commit: Commit) -> bool:
+    """Whether the commit can write the run's rows part by part: with no check and no schema
+    contract, which read all the rows written."""
+    return not commit.checks and commit.schema_contract is SchemaContract.EVOLVE
 
 
 def _write(
@@ -452,12 +466,12 @@ def _write(
     n: int,
     known: bool,
     now: datetime,
-    pieces: Iterator[str] | None = None,
+    piecewise: _Staged | None = None,
 ) -> tuple[int, str | None, contract.Fitted | None]:
     """Write the run's `n` rows of `source` (`known`: it exists, staging or the batch) by the
     schema contract, logging what changed the table; (rows written, the relation they were
-    written from, the contract's Fitted). With `pieces` (an append or replace with the evolve
-    contract), `source` only gives the columns and the rows are read from the pieces."""
+    written from, the contract's Fitted). With `piecewise` (no checks, the evolve contract),
+    `source` only gives the columns and the rows are written part by part."""
     table, mode, widen_to_varchar = commit.table, commit.write, commit.widen_to_varchar
     if not n:
         if mode is WriteMode.REPLACE:  # the table becomes the run's rows: none
@@ -470,7 +484,7 @@ def _write(
     fitted = contract.fit(con, source, n, have, cols, commit.schema_contract, table)
     key = list(commit.primary_key)
     rows = write_rows(
-        con, fitted.source, fitted.rows, table, mode, key, widen_to_varchar, pieces=pieces
+        con, fitted.source, fitted.rows, table, mode, key, widen_to_varchar, piecewise=piecewise
     )
     if fitted.note:
         _log(con, run_id, now, "WARNING", f"table {table}: {fitted.note}")
@@ -565,17 +579,17 @@ def write_rows(
     key: list[str],
     widen_to_varchar: bool,
     *,
-    pieces: Iterable[str] | None = None,
+    piecewise: _Staged | None = None,
 ) -> int:
     """Apply the `n` rows (> 0, or 0 for `empty_table`) of relation `source` (a staging table or a registered Arrow
     table, with SEQ) to the target; return rows written. Runs inside the commit txn.
-    With `pieces` (not for merge), the rows are those of the pieces, each with `source`'s
-    columns, one INSERT each."""
+    With `piecewise`, the rows are its parts', each with `source`'s columns, written one
+    statement a part (a merge first finds the last row of each key over all the parts)."""
     cols = {k: v for k, v in _describe(con, source).items() if k != SEQ}
     if not cols:  # every column was all-null: there is no type to create a table from
         raise DestinationError(f"table {table}: the run's rows have no typed column")
     if mode is WriteMode.MERGE:
-        _check_key(con, source, table, cols, key)
+        _check_key(con, source if piecewise is None else piecewise.view(), table, cols, key)
     target = "main." + quote(table)
     created = not _exists(con, "main", table)
     if not created:
@@ -600,7 +614,7 @@ def write_rows(
     if mode is WriteMode.REPLACE:  # truncate-and-insert: keeps the table's columns and types
         con.execute(f"DELETE FROM {target}")
     if mode is not WriteMode.MERGE:
-        for piece in [source] if pieces is None else pieces:
+        for piece in [source] if piecewise is None else piecewise.pieces():
             con.execute(f"INSERT INTO {target} BY NAME SELECT {values} FROM {piece}")
         return n
     keys = [cols[k.lower()][0] for k in key]
@@ -616,14 +630,37 @@ def write_rows(
         f"SELECT {values} FROM {source} QUALIFY row_number()"
         f" OVER (PARTITION BY {partition} ORDER BY {SEQ} DESC) = 1"
     )
-    if created or _empty(con, target):
-        # nothing to match (a table's first load, often its biggest): the same rows as the
-        # MERGE below would insert, in under half its time (1M rows with a struct and a list)
-        result = one(con, f"INSERT INTO {target} BY NAME {latest}")
+    # nothing to match (a table's first load, often its biggest): the same rows as the
+    # MERGE below would insert, in under half its time (1M rows with a struct and a list)
+    insert = created or _empty(con, target)
+    if piecewise is None:
+        return _merge(con, target, latest, on, matched, insert)
+    # part by part, each key from the part that holds its last row: the statements together
+    # write what the one MERGE would, and count what it counts
+    whole = piecewise.view()  # only the keys and SEQ are read: no column of the rows
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_WINNERS} AS"
+        f" SELECT max({SEQ}) AS seq FROM {whole} GROUP BY {partition}"
+    )
+    rows = 0
+    for piece in piecewise.pieces():
+        last = f"SELECT {values} FROM {piece} WHERE {SEQ} IN (SELECT seq FROM {_WINNERS})"
+        rows += _merge(con, target, last, on, matched, insert)
+    con.execute(f"DROP TABLE {_WINNERS}")  # on an error the rollback drops it
+    return rows
+
+
+def _merge(
+    con: duckdb.DuckDBPyConnection, target: str, rows: str, on: str, matched: str, insert: bool
+) -> int:
+    """MERGE the `rows` (a SELECT, one row a key) into `target`, or INSERT them into a target
+    known to be empty; rows inserted + updated."""
+    if insert:
+        result = one(con, f"INSERT INTO {target} BY NAME {rows}")
     else:
         result = one(
             con,
-            f"MERGE INTO {target} AS t USING ({latest}) AS s ON ({on})"
+            f"MERGE INTO {target} AS t USING ({rows}) AS s ON ({on})"
             f" WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT BY NAME",
         )
     return int(result[0]) if result else 0
