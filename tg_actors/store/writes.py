@@ -304,7 +304,7 @@ class _Staged:
     def pieces(self) -> Iterator[str]:
         """Each part alone, one after the other, as the TEMP VIEW _PIECE, for a commit that
         writes them one by one (append, replace, merge): once a file is written its pages go
-        back (Staging.release), so the Database's memory does not grow with the run."""
+        back (Mapped.release), so the Database's memory does not grow with the run."""
         yield self._piece(self.stage)
         for i, mapped in enumerate(self._mapped()):
             yield self._piece(self._register(f"{_PART}_{i}", mapped.table))
