@@ -186,7 +186,7 @@ class Database(Protocol):
         destination: str | None = None,
         attempt: int | None = None,
     ) -> int:
-        """Append an Arrow batch to the run's staging table; rows staged so far.
+        """Stage an Arrow batch of the run (a file, store/staging.py); rows staged so far.
 
         With `checkpoint` (JSON-able dict) and `pages` (pages fetched so far; pass both or
         neither, else ValueError) the run's checkpoint is saved in the same transaction, with
@@ -239,7 +239,7 @@ class Database(Protocol):
         ...
 
     async def staged_run_ids(self) -> list[str]:
-        """Runs that have a staging table (leftovers to discard after a crash)."""
+        """Runs that have staging (leftovers to discard after a crash)."""
         ...
 
     async def cancel_run(self, run_id: str) -> bool:

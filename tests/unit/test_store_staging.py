@@ -26,9 +26,8 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(db_path: Path) -> Iterator[DuckStore]:
-    s = DuckStore(db_path, clock=Clock())
-    yield s
-    s.close()
+    with DuckStore(db_path, clock=Clock()) as opened:
+        yield opened
 
 
 def new_run(store: DuckStore, minute: int = 1) -> str:

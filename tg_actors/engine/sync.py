@@ -45,7 +45,7 @@ class SyncResult:
     seconds: float
     cursor: str | None = None  # the new incremental cursor to commit with the rows
     # the rows, when the run fitted in one batch and nothing was staged (`keep_tail`): they go
-    # with the commit itself, saving the staging table's round trip
+    # with the commit itself, saving the staging round trip
     tail: pa.Table | None = None
     # for_each and window jobs: per-chain cursors and window positions (engine/fanout.py)
     positions: dict[str, dict[str, Any]] | None = None

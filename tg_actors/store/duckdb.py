@@ -566,7 +566,7 @@ class DuckStore:
         destination: str | None = None,
         attempt: int | None = None,
     ) -> int:
-        """Append an Arrow batch to the run's staging table; rows staged so far.
+        """Stage an Arrow batch of the run (a file, store/staging.py); rows staged so far.
 
         With `checkpoint` (JSON-able dict) and `pages` (pages fetched so far; pass both or
         neither, else ValueError) the run's checkpoint is saved in the same transaction, with
@@ -658,7 +658,7 @@ class DuckStore:
         return writes.staged_rows(self.con, run_id)
 
     def staged_run_ids(self) -> list[str]:
-        """Runs that have a staging table (leftovers to discard after a crash)."""
+        """Runs that have staging (leftovers to discard after a crash)."""
         return writes.staged_run_ids(self.con)
 
     def save_refresh_token(self, job: str, token: str, origin: str) -> None:

@@ -4,8 +4,9 @@ Pure SQL on the caller's connection (the Database actor's one DuckDB thread); no
 reads a clock or the environment: `now` and the retention periods are passed in.
 
 - `discard_closed_staging`: a run that is not open (queued, running, retrying) never stages
-  again, so its staging table and checkpoint are garbage: a run cancelled before an engine
-  picked it up, or cancelled by its job's deletion, used to keep them for ever.
+  again, so its staging (stage table, listed files) and checkpoint are garbage: a run
+  cancelled before an engine picked it up, or cancelled by its job's deletion, used to keep
+  them for ever.
 - `prune_history`: finished runs whose finish (`finished_at`; `queued_at` for a run that never
   got one, such as `skipped`) is older than the run retention are deleted with their log
   lines; log lines alone go after the (shorter) log retention. The run retention is
