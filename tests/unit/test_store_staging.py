@@ -241,3 +241,16 @@ def test_a_piecewise_merge_counts_and_writes_what_one_merge_would(store: DuckSto
             (9, "kept"),
         ]
     assert results == [3, 3]
+
+
+def test_a_listed_file_gone_fails_the_commit_naming_it_and_commits_nothing(
+    store: DuckStore, db_path: Path
+) -> None:
+    run = new_run(store)
+    store.stage_batch(run, pa.table({"id": [1]}), {"page": 2}, 1)
+    store.stage_batch(run, pa.table({"id": [2]}), {"page": 3}, 2)
+    (folder(db_path, run) / "000000000001.arrow").unlink()  # deleted by hand
+    with pytest.raises(DestinationError, match=r"staged file .*000000000001\.arrow cannot be read"):
+        store.commit_run(Commit(run, table="t", write="append", pages=2))
+    assert store.list_tables() == [] and store.staged_rows(run) == 2
+    assert store.get_run(run)["state"] == "queued"  # type: ignore[index]

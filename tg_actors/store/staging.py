@@ -27,6 +27,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from tg_actors.errors import DestinationError
+
 SUFFIX = ".arrow"
 
 
@@ -56,15 +58,21 @@ class Staging:
                 writer.write_table(rows)
         _fsync(partial)
         os.replace(partial, path)  # a reader sees the whole file or none
+        _fsync(folder)  # and the name survives a power cut, as the row listing it will
         return name
 
     def unlink(self, name: str) -> None:
         (self.root / name).unlink(missing_ok=True)
 
     def map(self, name: str) -> Mapped:
-        """The file's rows, memory-mapped (no copy)."""
-        with open(self.root / name, "rb") as file:
-            return Mapped(mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ))
+        """The file's rows, memory-mapped (no copy); DestinationError when it cannot be read
+        (a staging folder deleted or damaged by hand)."""
+        path = self.root / name
+        try:
+            with open(path, "rb") as file:
+                return Mapped(mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ))
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise DestinationError(f"staged file {path} cannot be read: {exc}") from exc
 
     def sweep(self, con: duckdb.DuckDBPyConnection, *, files: bool = False) -> int:
         """Remove the folders of runs with no listed file (after the transaction that unlisted
