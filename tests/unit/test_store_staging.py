@@ -254,3 +254,16 @@ def test_a_listed_file_gone_fails_the_commit_naming_it_and_commits_nothing(
         store.commit_run(Commit(run, table="t", write="append", pages=2))
     assert store.list_tables() == [] and store.staged_rows(run) == 2
     assert store.get_run(run)["state"] == "queued"  # type: ignore[index]
+
+
+def test_mapping_a_file_keeps_no_file_descriptor_and_its_pages_can_go_back(
+    tmp_path: Path,
+) -> None:
+    staging = Staging(str(tmp_path / "warehouse.duckdb"))
+    names = [staging.write("r" * 32, i, pa.table({"id": [i] * 1000})) for i in range(50)]
+    before = len(list(Path("/proc/self/fd").iterdir()))
+    mapped = [staging.map(name) for name in names]
+    assert len(list(Path("/proc/self/fd").iterdir())) == before  # thousands of files fit
+    for m in mapped:
+        m.release()  # the pages go; the rows are read again from the file
+    assert [m.table.column("id")[0].as_py() for m in mapped] == list(range(50))

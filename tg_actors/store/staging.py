@@ -17,6 +17,8 @@ and read with the run's columns: one after the other by an append, all at once b
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import mmap
 import os
 import shutil
@@ -30,6 +32,7 @@ import pyarrow as pa
 from tg_actors.errors import DestinationError
 
 SUFFIX = ".arrow"
+log = logging.getLogger(__name__)
 
 
 class Staging:
@@ -65,13 +68,15 @@ class Staging:
         (self.root / name).unlink(missing_ok=True)
 
     def map(self, name: str) -> Mapped:
-        """The file's rows, memory-mapped (no copy); DestinationError when it cannot be read
-        (a staging folder deleted or damaged by hand)."""
+        """The file's rows, memory-mapped (no copy, no file descriptor kept: a run may have
+        thousands of files); DestinationError when it cannot be read (a staging folder
+        deleted or damaged by hand)."""
         path = self.root / name
         try:
-            with open(path, "rb") as file:
-                return Mapped(mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ))
-        except (OSError, ValueError, pa.ArrowException) as exc:
+            with pa.memory_map(str(path)) as source:
+                region = source.read_buffer(source.size())  # the whole mapping, zero-copy
+                return Mapped(region, pa.ipc.open_file(region).read_all())
+        except (OSError, pa.ArrowException) as exc:
             raise DestinationError(f"staged file {path} cannot be read: {exc}") from exc
 
     def sweep(self, con: duckdb.DuckDBPyConnection, *, files: bool = False) -> int:
@@ -106,17 +111,24 @@ class Staging:
 
 
 class Mapped:
-    """A staged file's rows over its memory mapping."""
+    """A staged file's rows over its memory mapping (`region`, which the rows point into)."""
 
-    def __init__(self, mapped: mmap.mmap) -> None:
-        self._mapped = mapped
-        self.table = pa.ipc.open_file(pa.BufferReader(pa.py_buffer(mapped))).read_all()
+    def __init__(self, region: pa.Buffer, table: pa.Table) -> None:
+        self._region, self.table = region, table
 
     def release(self) -> None:
         """Give back the memory of the pages read so far. DuckDB keeps a table it scanned,
         and so the mapping, until its transaction ends; a page read again comes back from
         the file (read-only, never changed)."""
-        self._mapped.madvise(mmap.MADV_DONTNEED)
+        if self._region.size and _libc.madvise(
+            ctypes.c_void_p(self._region.address),
+            ctypes.c_size_t(self._region.size),
+            mmap.MADV_DONTNEED,
+        ):
+            log.debug("madvise: %s", os.strerror(ctypes.get_errno()))  # only memory is at stake
+
+
+_libc = ctypes.CDLL(None, use_errno=True)  # madvise: pyarrow's mapping has no such method
 
 
 def _fsync(path: Path) -> None:
