@@ -41,6 +41,7 @@ class Staging:
 
     def __init__(self, db_path: str) -> None:
         self._root = None if db_path == ":memory:" else Path(db_path + ".staging")
+        self._durable = self._root is not None  # an in-memory database outlives no crash
         self._finalizer: weakref.finalize[..., Staging] | None = None
 
     @property
@@ -59,9 +60,11 @@ class Staging:
         with pa.OSFile(str(partial), "wb") as sink:
             with pa.ipc.new_file(sink, rows.schema) as writer:
                 writer.write_table(rows)
-        _fsync(partial)
+        if self._durable:
+            _fsync(partial)
         os.replace(partial, path)  # a reader sees the whole file or none
-        _fsync(folder)  # and the name survives a power cut, as the row listing it will
+        if self._durable:
+            _fsync(folder)  # and the name survives a power cut, as the row listing it will
         return name
 
     def unlink(self, name: str) -> None:
