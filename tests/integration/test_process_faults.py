@@ -176,8 +176,10 @@ def kill_the_broker_mid_run(
     done = wait_for_run(rt, run_id, timeout=60)
     assert done["state"] == "succeeded", done["error"]
     assert done["rows_loaded"] == 1000
-    # a heartbeat held up by the restart may have cost it its lease: then attempt 2
-    assert done["attempt"] == 1 + retries_logged(rt, run_id) <= 2
+    # a heartbeat held up by the restart may cost it its lease, and a dispatch or a
+    # `retrying` event published while the broker is down is lost with it (RELIABILITY,
+    # "Events in flight are lost"): one more lease, a log line fewer than the attempts
+    assert 1 + retries_logged(rt, run_id) <= done["attempt"] <= 3
     assert totals(rt, "inflight") == expected(slow_api)
     # a run triggered after the kill goes through the new group at its first attempt
     fresh = wait_for_run(rt, ray.get(rt.scheduler.trigger.remote("later")), timeout=30)
