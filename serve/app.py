@@ -38,7 +38,7 @@ def build_asgi_app(settings: Settings, token: str) -> Any:
     service = ApiService(settings.namespace, settings.api_cache_seconds)
     api = build_api(service, token, settings.max_body_bytes, settings.cors_origins)
     api.mount("/demo", build_demo_app())
-    return gr.mount_gradio_app(api, build_ui(service), path="/")
+    return gr.mount_gradio_app(api, build_ui(service.for_ui()), path="/")
 
 
 def build_app(settings: Settings, token: str, head_resource: str | None = None) -> Any:

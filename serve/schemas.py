@@ -82,6 +82,20 @@ class LogLine(Answer):
     message: str
 
 
+class CommandEntry(Answer):
+    """One command of the audit log (`GET /api/commands`): no body, no secret."""
+
+    command_id: str
+    kind: Literal["upsert", "delete", "pause", "resume", "trigger", "cancel", "scale"]
+    job: str | None
+    who: Literal["api", "ui"]
+    received_at: Timestamp
+    answered_at: Timestamp | None
+    outcome: str | None = Field(
+        description="what it did, or why it was refused; null: no answer yet"
+    )
+
+
 class JobSummary(Answer):
     """A job as `GET /api/jobs` lists it."""
 

@@ -1,15 +1,21 @@
 """The API layer: what routes and the UI may do, over the actors' handles.
 
 Routes and the Gradio UI both call this class; neither talks to actors directly, so the UI
-sees exactly what the API returns (secrets masked).
+sees exactly what the API returns (secrets masked). Reads ask the actors; every change (a
+job saved, deleted, paused or resumed, a run triggered or cancelled, engines scaled) is a
+command published on the broker's `commands` topic and answered by its owner through the
+reply mailbox, within a bounded wait (tg_actors/commands). A command id given by the caller
+(the Idempotency-Key header) makes a command sent again be applied once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import ray
@@ -20,17 +26,32 @@ from serve.formats import Format, encode
 from serve.preview import test_read
 from serve.sql import open_batches
 from tg_actors import interfaces
+from tg_actors.broker.client import BrokerClient
 from tg_actors.engine.preview import DEFAULT_PAGES, DEFAULT_SAMPLE
-from tg_actors.errors import JobNotFound
+from tg_actors.errors import CommandUnanswered, JobNotFound
 from tg_actors.jobs import parse_job
+from tg_actors.messages import (
+    TOPIC_COMMANDS,
+    CancelRunCommand,
+    Command,
+    DeleteJob,
+    ScaleEngines,
+    SetPaused,
+    TriggerJob,
+    UpsertJob,
+)
 from tg_actors.metrics import exposition, tg_version
 from tg_actors.names import BROKER, CONFIG, DATABASE, POOL, SCHEDULER
 from tg_actors.peer import face
+from tg_actors.runstate import Trigger
 from tg_actors.store.schema import RUN_FIELDS, jsonable
 
 # asks one actor whether it has booted (its ping or start), through its face
 Probe = Callable[[Any], Awaitable[Any]]
 BOOT_WAIT_S = 2.0  # how long health waits on one actor's start() before saying "starting"
+COMMAND_WAIT_S = 10.0  # how long a command waits for its answer before a 503
+# a scale may place engines (up to 120 s, engine/pool.py) and drain removed ones (grace)
+SCALE_WAIT_S = 180.0
 
 
 def _public_engine(stats: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +77,15 @@ class ApiService:
         self.events = EventHub(lambda: self._actor(BROKER))
         self._ready = False  # every component seen booted once: "starting" is over
         self.boot_wait = BOOT_WAIT_S
+        self.command_wait = COMMAND_WAIT_S
+        self.who: Literal["api", "ui"] = "api"  # who the audit log says sent its commands
+
+    def for_ui(self) -> ApiService:
+        """This service as the UI uses it: the same handles, caches and event hub; its
+        commands are the UI's in the audit log."""
+        view = copy.copy(self)
+        view.who = "ui"
+        return view
 
     def _lookup(self, name: str) -> Any:
         """The named actor's handle; ValueError when there is none."""
@@ -222,37 +252,66 @@ class ApiService:
             point["finished_at"] = point["finished_at"].isoformat()
         return {"by_state": dict(counts), "loaded": loaded}
 
-    async def put_job(self, name: str, body: dict[str, Any] | str) -> tuple[bool, dict[str, Any]]:
+    async def _command(self, command: Command, wait: float | None = None) -> Any:
+        """Publish `command` on `commands` and wait for its owner's answer: the value, or the
+        error it was refused with (JobValidationError, JobNotFound, ...). CommandUnanswered
+        (503) when no answer comes in the bounded wait."""
         self.lists.clear()
-        result = await self._config.upsert(body, name)
-        return bool(result["created"]), await self.get_job(name)
+        try:
+            broker = BrokerClient(self._actor(BROKER))
+        except ValueError:  # not made yet, or gone for good
+            raise CommandUnanswered(command.command_id, command.kind, "no broker") from None
+        try:
+            reply = await broker.request(TOPIC_COMMANDS, command, wait or self.command_wait)
+        finally:
+            self.lists.clear()  # what changed is seen by the next list
+        return reply.result()
 
-    async def delete_job(self, name: str) -> None:
-        self.lists.clear()
-        await self._config.delete(name)
+    def _id(self, command_id: str | None) -> dict[str, Any]:
+        return {"command_id": command_id or uuid.uuid4().hex, "who": self.who}
 
-    async def set_paused(self, name: str, paused: bool) -> dict[str, Any]:
-        self.lists.clear()
-        await self._config.set_paused(name, paused)
+    async def put_job(
+        self, name: str, body: dict[str, Any] | str, *, command_id: str | None = None
+    ) -> tuple[bool, dict[str, Any]]:
+        answer = await self._command(UpsertJob(name=name, body=body, **self._id(command_id)))
+        return bool(answer["created"]), await self.get_job(name)
+
+    async def delete_job(self, name: str, *, command_id: str | None = None) -> None:
+        await self._command(DeleteJob(name=name, **self._id(command_id)))
+
+    async def set_paused(
+        self, name: str, paused: bool, *, command_id: str | None = None
+    ) -> dict[str, Any]:
+        kind = "pause" if paused else "resume"
+        await self._command(SetPaused(kind=kind, name=name, **self._id(command_id)))
         return dict((await self.get_job(name))["status"]) | {"name": name}
 
-    async def trigger(self, name: str, priority: int | None = None) -> str:
-        self.lists.clear()
-        return str(await self._scheduler.trigger(name, priority))
+    async def trigger(
+        self, name: str, priority: int | None = None, *, command_id: str | None = None
+    ) -> str:
+        command = TriggerJob(name=name, priority=priority, **self._id(command_id))
+        return str(await self._command(command))
 
-    async def backfill(self, name: str, start: datetime, end: datetime) -> str:
+    async def backfill(
+        self, name: str, start: datetime, end: datetime, *, command_id: str | None = None
+    ) -> str:
         """JobNotFound (404) or BackfillRefused (422, saying why)."""
-        self.lists.clear()
-        return str(await self._scheduler.backfill(name, start, end))
+        ids = self._id(command_id)
+        command = TriggerJob(name=name, trigger=Trigger.BACKFILL, start=start, end=end, **ids)
+        return str(await self._command(command))
 
-    async def refresh(self, name: str) -> str:
-        self.lists.clear()
-        return str(await self._scheduler.refresh(name))
+    async def refresh(self, name: str, *, command_id: str | None = None) -> str:
+        command = TriggerJob(name=name, trigger=Trigger.REFRESH, **self._id(command_id))
+        return str(await self._command(command))
 
-    async def cancel(self, run_id: str) -> str:
+    async def cancel(self, run_id: str, *, command_id: str | None = None) -> str:
         """RunNotFound (404) or IllegalTransition (409, the run already ended)."""
-        self.lists.clear()
-        return str(await self._scheduler.cancel(run_id))
+        return str(await self._command(CancelRunCommand(run_id=run_id, **self._id(command_id))))
+
+    async def list_commands(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The audit log of commands, newest first: {command_id, kind, job, who, received_at,
+        answered_at (ISO or None), outcome (None: not answered yet)}."""
+        return jsonable(await self._db.list_commands(job, limit))  # type: ignore[no-any-return]
 
     # -- engines ----------------------------------------------------------------------------
 
@@ -268,9 +327,12 @@ class ApiService:
             "engines": [_public_engine(e) for e in engines],
         }
 
-    async def scale_engines(self, count: int, grace: float | None = None) -> dict[str, Any]:
+    async def scale_engines(
+        self, count: int, grace: float | None = None, *, command_id: str | None = None
+    ) -> dict[str, Any]:
         """Add or remove engines without stopping anything (see EnginePool.scale)."""
-        outcome = await self._pool.scale(count, grace)
+        command = ScaleEngines(count=count, grace=grace, **self._id(command_id))
+        outcome = await self._command(command, SCALE_WAIT_S + (grace or 0.0))
         changes = {k: outcome[k] for k in ("added", "removed", "interrupted")}
         return {**(await self.engines()), **changes}
 

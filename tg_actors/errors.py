@@ -29,7 +29,8 @@ TGError
     ├── PeerUnavailable         an actor is down or restarting (Ray's RayActorError)
     ├── TooManyQueries          TG_SQL_CONCURRENCY queries are running already
     └── BrokerError
-        └── BrokerFull          a bounded queue stayed full past the publish timeout
+        ├── BrokerFull          a bounded queue stayed full past the publish timeout
+        └── CommandUnanswered   a command's answer did not come (broker down, owner silent)
 
 HTTP answers follow the branch (serve/errors.py): NotFound 404, ConfigError 422, Conflict 409,
 QueryError 422 but QueryTimeout 408, Unavailable 503 but TooManyQueries 429, anything else 500. tests/unit/test_errors.py checks this drawing against the
@@ -266,3 +267,16 @@ class BrokerError(Unavailable):
 class BrokerFull(BrokerError):
     def __init__(self, topic: str, group: str, timeout: float) -> None:
         super().__init__(f"topic {topic!r} group {group!r} stayed full for {timeout:g}s")
+
+
+class CommandUnanswered(BrokerError):
+    """No answer to a command: the broker is down or restarted while it waited, or the
+    command's owner did not answer in time. It may or may not have been applied: sent again
+    with the same command id (the Idempotency-Key header) it is applied once."""
+
+    def __init__(self, command_id: str, kind: str, reason: str) -> None:
+        self.command_id, self.kind, self.reason = command_id, kind, reason
+        super().__init__(
+            f"command {command_id} ({kind}) got no answer: {reason}; it may have been "
+            f"applied: send it again with the header Idempotency-Key: {command_id}"
+        )

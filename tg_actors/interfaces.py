@@ -40,6 +40,28 @@ class Upserted:
     paused: bool
 
 
+@dataclass(frozen=True)
+class Received:
+    """A command as `tg.commands` keeps it: no body, no secret."""
+
+    command_id: str
+    kind: str
+    job: str | None
+    who: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Answered:
+    """A command's outcome (human text, secrets masked) and, when the answer is final, the
+    reply as JSON text (`to_json`) for the command sent again."""
+
+    received: Received
+    answered_at: datetime
+    outcome: str
+    reply: str | None
+
+
 class Database(Protocol):
     """The one DuckDB writer (store/actor.py over store/duckdb.py). Every run change is a
     conditional update on (run_id, attempt, from-state): DuckDB is the arbiter of the
@@ -157,6 +179,23 @@ class Database(Protocol):
         once, at boot): per job and ended state, {job, state, runs, rows, durations: {buckets,
         counts (cumulative), sum, count}}, durations (finished_at - started_at, seconds) of
         succeeded runs only; ordered by job, then state."""
+        ...
+
+    async def commands_received(self, rows: Sequence[Received]) -> None:
+        """Audit rows of commands read on `commands` (store/commands.py). Idempotent."""
+        ...
+
+    async def commands_answered(self, answers: Sequence[Answered]) -> None:
+        """The outcomes of commands applied; a final reply is never replaced. Idempotent."""
+        ...
+
+    async def command_replies(self, command_ids: Sequence[str]) -> dict[str, str]:
+        """{command_id: reply JSON} of those with a final answer."""
+        ...
+
+    async def list_commands(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The audit log, newest first: {command_id, kind, job, who, received_at,
+        answered_at, outcome}."""
         ...
 
     async def add_logs(self, entries: Sequence[tuple[str, datetime, str, str]]) -> None:
@@ -543,6 +582,15 @@ class Broker(Protocol):
 
     async def stats(self) -> dict[str, Any]:
         """Queue depths per topic and group."""
+        ...
+
+    async def request(self, topic: str, message: Any, key: str, timeout: float) -> tuple[str, Any]:
+        """Publish `message`, then wait up to `timeout` for the answer posted under `key`
+        (the reply mailbox): ("answered", answer) | ("nobody", None) | ("timeout", None)."""
+        ...
+
+    async def reply(self, answers: list[tuple[str, Any]]) -> int:
+        """Post each (key, answer) to the callers waiting on the key; how many got one."""
         ...
 
     async def ping(self) -> str:

@@ -7,9 +7,11 @@ Topics: `config` (JobUpserted, JobDeleted, JobPauseChanged), `triggers` (Trigger
 engines compete for them), `control` (CancelRun; every engine sees it), `status`
 (EngineStarted, RunStarted, RunHeartbeat, RunProgressed, RunFinished, RunFailed, RunCancelled
 from engines;
-RunStateChanged from the Scheduler's StateManager) fanned out to every group. Every message
-about a run carries (run_id, attempt): a receiver drops one of an attempt other than the
-run's current one (docs/RELIABILITY.md, the run-lifecycle protocol).
+RunStateChanged from the Scheduler's StateManager) fanned out to every group, `commands`
+(UpsertJob, DeleteJob, SetPaused, TriggerJob, CancelRunCommand, ScaleEngines from the API and
+the UI; each is answered on the broker's reply mailbox by its owner: tg_actors/commands). Every
+message about a run carries (run_id, attempt): a receiver drops one of an attempt other than
+the run's current one (docs/RELIABILITY.md, the run-lifecycle protocol).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ TOPIC_CONFIG = "config"
 TOPIC_TRIGGERS = "triggers"
 TOPIC_STATUS = "status"
 TOPIC_CONTROL = "control"  # commands to every engine (each engine is its own group)
+TOPIC_COMMANDS = "commands"  # configuration and control commands from the API and the UI
 
 
 def utcnow() -> datetime:
@@ -165,6 +168,69 @@ class JobRecovered(Message):
     was: str  # what it recovered from: an AlertOn, `stale` or `failed`
 
 
+class Command(Message):
+    """A configuration or control command from a person (API or UI), applied once per
+    `command_id` by its owner (tg_actors/commands/owners.py) and answered on the broker's
+    reply mailbox under that id."""
+
+    kind: str
+    command_id: str
+    who: Literal["api", "ui"] = "api"
+
+    @property
+    def job(self) -> str | None:
+        """The job the command is about, when the command names one."""
+        return getattr(self, "name", None)
+
+
+class UpsertJob(Command):
+    kind: Literal["upsert"] = "upsert"
+    name: str
+    body: dict[str, Any] | str  # as the client sent it: a JSON object or YAML text
+
+
+class DeleteJob(Command):
+    kind: Literal["delete"] = "delete"
+    name: str
+
+
+class SetPaused(Command):
+    kind: Literal["pause", "resume"]
+    name: str
+
+    @property
+    def paused(self) -> bool:
+        return self.kind == "pause"
+
+
+class TriggerJob(Command):
+    """A run now: Trigger.MANUAL (at `priority`), Trigger.REFRESH (a full re-read) or
+    Trigger.BACKFILL over [start, end)."""
+
+    kind: Literal["trigger"] = "trigger"
+    name: str
+    trigger: Trigger = Trigger.MANUAL
+    priority: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+class CancelRunCommand(Command):
+    kind: Literal["cancel"] = "cancel"
+    run_id: str
+
+
+class ScaleEngines(Command):
+    kind: Literal["scale"] = "scale"
+    count: int
+    grace: float | None = None
+
+
+AnyCommand = Annotated[
+    UpsertJob | DeleteJob | SetPaused | TriggerJob | CancelRunCommand | ScaleEngines,
+    Field(discriminator="kind"),
+]
+
 AnyMessage = Annotated[
     JobUpserted
     | JobDeleted
@@ -180,7 +246,13 @@ AnyMessage = Annotated[
     | RunFailed
     | RunStateChanged
     | JobStale
-    | JobRecovered,
+    | JobRecovered
+    | UpsertJob
+    | DeleteJob
+    | SetPaused
+    | TriggerJob
+    | CancelRunCommand
+    | ScaleEngines,
     Field(discriminator="kind"),
 ]
 MESSAGE_ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)

@@ -21,9 +21,11 @@ SERVE_APP: Final = "turbo_giggle"  # the Ray Serve application
 DB_RESOURCE: Final = "db"  # custom resource declared only on the node that holds the DuckDB file
 
 # consumer groups on the broker's topics
-SCHEDULER_GROUP: Final = "scheduler"  # on `config` and `status`
+SCHEDULER_GROUP: Final = "scheduler"  # on `config`, `status` and `commands`
 SCHEDULER_LEASE_GROUP: Final = "scheduler-leases"  # on `status`: heartbeats renew leases
-DATABASE_GROUP: Final = "database"  # on `status`: engine events -> tg.run_logs
+DATABASE_GROUP: Final = "database"  # on `status` (-> tg.run_logs), `commands` (-> tg.commands)
+CONFIG_GROUP: Final = "config"  # the ConfigManager's, on `commands`
+POOL_GROUP: Final = "pool"  # the EnginePool's, on `commands`
 ENGINE_WORK_GROUP: Final = "engines"  # the engines' shared group on `triggers`
 CLI_GROUP: Final = "cli"  # `tg run` following its run on `status`
 

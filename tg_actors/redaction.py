@@ -240,3 +240,12 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, MASK)
     return text
+
+
+_URL = re.compile(r"https?://[^\s'\"<>]+")
+
+
+def mask_text(text: str) -> str:
+    """Free text (an error) fit for the audit log: `${NAME}` references as `***`, and each URL
+    in it with its user-info and sensitive query values masked."""
+    return _URL.sub(lambda m: sanitize_url(m.group(0)), _REF.sub(MASK, text))

@@ -26,16 +26,24 @@ from tg_actors.engine.pool import (
     engine_name,
     existing_engines,
 )
-from tg_actors.messages import TOPIC_CONFIG, TOPIC_CONTROL, TOPIC_STATUS, TOPIC_TRIGGERS
+from tg_actors.messages import (
+    TOPIC_COMMANDS,
+    TOPIC_CONFIG,
+    TOPIC_CONTROL,
+    TOPIC_STATUS,
+    TOPIC_TRIGGERS,
+)
 from tg_actors.names import (
     BROKER,
     CONFIG,
+    CONFIG_GROUP,
     DATABASE,
     DATABASE_GROUP,
     DB_RESOURCE,
     ENGINE_WORK_GROUP,
     LIMITER,
     POOL,
+    POOL_GROUP,
     SCHEDULER,
     SERVE_APP,
 )
@@ -219,11 +227,15 @@ def consumer_groups(
     restarted broker re-creates them at once, so nothing published after the restart is lost.
     Engines added at run time join by themselves (their groups are lossy: a removed engine's
     group never holds publishers back). `shared_work`: the engines' group on `triggers` is a
-    Ray queue they compete for (engine/work.py); a lone engine reads a plain group."""
+    Ray queue they compete for (engine/work.py); a lone engine reads a plain group, and a
+    one-off run (no ConfigManager, no pool) has no groups of theirs on `commands`."""
     groups = [
         (TOPIC_TRIGGERS, ENGINE_WORK_GROUP, shared_work, False),
         (TOPIC_STATUS, DATABASE_GROUP, False, False),
+        (TOPIC_COMMANDS, DATABASE_GROUP, False, False),
     ]
+    if shared_work:
+        groups += [(TOPIC_COMMANDS, g, False, False) for g in (CONFIG_GROUP, POOL_GROUP)]
     groups += [(topic, group, False, False) for topic, group in SCHEDULER_GROUPS]
     groups += [(TOPIC_CONTROL, control_group(engine_id), False, True) for engine_id in engine_ids]
     return groups
@@ -280,7 +292,12 @@ def start(
     )
     if not one_off:
         rt.pool = _actor(EnginePool, POOL, ns).remote(
-            ns, engines, Peer(BROKER, ns), Peer(SCHEDULER, ns), settings.stop_grace_seconds
+            ns,
+            engines,
+            Peer(BROKER, ns),
+            Peer(SCHEDULER, ns),
+            settings.stop_grace_seconds,
+            db=Peer(DATABASE, ns),
         )
     if not one_off:  # a one-off run has no API: its files are stored from here (load_folder)
         rt.config = _actor(ConfigManager, CONFIG, ns).remote(

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 
@@ -32,6 +32,19 @@ from tg_actors.jobs import check_shape, validation_errors
 from tg_actors.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tg_actors.names import MAX_ENGINES
 from tg_actors.runstate import RunState
+
+# a command sent again with the same key is applied once (tg_actors/commands/desk.py)
+CommandId = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        min_length=1,
+        max_length=128,
+        description="the command's id: sent again with the same key, the command is applied "
+        "once and answered as the first time (letters, digits, . _ : -; at most 128)",
+    ),
+]
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 # PUT and validate read the body themselves (JSON or YAML): documented here, so the OpenAPI
@@ -91,7 +104,8 @@ def build_api_router(service: ApiService, token: str) -> APIRouter:
 
     # every secured route: 401 without the token, 503 when an actor it asks is down
     errors = responses(UNAUTHORIZED, UNAVAILABLE)
-    for part in (jobs_router, preview_router, runs_router, engines_router, sql_router):
+    parts = (jobs_router, preview_router, runs_router, engines_router, commands_router, sql_router)
+    for part in parts:
         router.include_router(part(service), prefix="/api", dependencies=secured, responses=errors)
     return router
 
@@ -179,12 +193,12 @@ def engines_router(service: ApiService) -> APIRouter:
         return answer(await service.engines())
 
     @secured.put("/engines", response_model=schemas.EnginesScaled, responses=INVALID)
-    async def scale_engines(body: EngineScale) -> JSONResponse:
+    async def scale_engines(body: EngineScale, command_id: CommandId = None) -> JSONResponse:
         """Scale the engines at run time: new ones join the work queue, removed ones drain
         first (runs still going after `grace_seconds` are retried on the others). 503 when
         the cluster cannot place the engines asked for."""
-        service.lists.clear()
-        return answer(await service.scale_engines(body.count, body.grace_seconds))
+        scaled = await service.scale_engines(body.count, body.grace_seconds, command_id=command_id)
+        return answer(scaled)
 
     return secured
 
@@ -202,8 +216,9 @@ def jobs_router(service: ApiService) -> APIRouter:
         response_model=schemas.Job,
         responses=responses({201: {"model": schemas.Job, "description": "created"}}, INVALID),
     )
-    async def put_job(name: str, request: Request) -> JSONResponse:
-        created, job = await service.put_job(name, await job_body(request))
+    async def put_job(name: str, request: Request, command_id: CommandId = None) -> JSONResponse:
+        body = await job_body(request)
+        created, job = await service.put_job(name, body, command_id=command_id)
         return answer(job, status_code=201 if created else 200)
 
     @secured.get("/jobs/{name}", response_model=schemas.Job, responses=NOT_FOUND_JOB)
@@ -223,17 +238,17 @@ def jobs_router(service: ApiService) -> APIRouter:
         return answer({"valid": True, "job": job})
 
     @secured.delete("/jobs/{name}", status_code=204, responses=NOT_FOUND_JOB)
-    async def delete_job(name: str) -> Response:
-        await service.delete_job(name)
+    async def delete_job(name: str, command_id: CommandId = None) -> Response:
+        await service.delete_job(name, command_id=command_id)
         return Response(status_code=204)
 
     @secured.post("/jobs/{name}/pause", response_model=schemas.PausedJob, responses=NOT_FOUND_JOB)
-    async def pause(name: str) -> JSONResponse:
-        return answer(await service.set_paused(name, True))
+    async def pause(name: str, command_id: CommandId = None) -> JSONResponse:
+        return answer(await service.set_paused(name, True, command_id=command_id))
 
     @secured.post("/jobs/{name}/resume", response_model=schemas.PausedJob, responses=NOT_FOUND_JOB)
-    async def resume(name: str) -> JSONResponse:
-        return answer(await service.set_paused(name, False))
+    async def resume(name: str, command_id: CommandId = None) -> JSONResponse:
+        return answer(await service.set_paused(name, False, command_id=command_id))
 
     @secured.post(
         "/jobs/{name}/runs",
@@ -241,8 +256,12 @@ def jobs_router(service: ApiService) -> APIRouter:
         response_model=schemas.RunAccepted,
         responses=responses(NOT_FOUND_JOB, INVALID),
     )
-    async def trigger(name: str, priority: int | None = Query(None, ge=0, le=100)) -> JSONResponse:
-        return answer({"run_id": await service.trigger(name, priority)}, 202)
+    async def trigger(
+        name: str,
+        priority: int | None = Query(None, ge=0, le=100),
+        command_id: CommandId = None,
+    ) -> JSONResponse:
+        return answer({"run_id": await service.trigger(name, priority, command_id=command_id)}, 202)
 
     @secured.post(
         "/jobs/{name}/backfill",
@@ -250,10 +269,13 @@ def jobs_router(service: ApiService) -> APIRouter:
         response_model=schemas.RunAccepted,
         responses=responses(NOT_FOUND_JOB, INVALID),
     )
-    async def backfill(name: str, body: BackfillRange) -> JSONResponse:
+    async def backfill(
+        name: str, body: BackfillRange, command_id: CommandId = None
+    ) -> JSONResponse:
         """Queue a run over [from, to) that leaves the live cursor alone: 404 for an unknown
         job, 422 saying why the job cannot bound that range."""
-        return answer({"run_id": await service.backfill(name, body.start, body.end)}, 202)
+        run_id = await service.backfill(name, body.start, body.end, command_id=command_id)
+        return answer({"run_id": run_id}, 202)
 
     @secured.post(
         "/jobs/{name}/refresh",
@@ -261,9 +283,9 @@ def jobs_router(service: ApiService) -> APIRouter:
         response_model=schemas.RunAccepted,
         responses=NOT_FOUND_JOB,
     )
-    async def refresh(name: str) -> JSONResponse:
+    async def refresh(name: str, command_id: CommandId = None) -> JSONResponse:
         """Queue a full re-read that replaces the table (and resets the cursor) on success."""
-        return answer({"run_id": await service.refresh(name)}, 202)
+        return answer({"run_id": await service.refresh(name, command_id=command_id)}, 202)
 
     return secured
 
@@ -315,6 +337,21 @@ def _options(data: dict[str, Any]) -> PreviewOptions:
         raise JobValidationError("body", validation_errors(exc)) from None
 
 
+def commands_router(service: ApiService) -> APIRouter:
+    secured = APIRouter()
+
+    @secured.get("/commands", response_model=list[schemas.CommandEntry], responses=INVALID)
+    async def list_commands(
+        job: str | None = None, limit: int = Query(50, ge=1, le=10_000)
+    ) -> JSONResponse:
+        """The audit log: every command of the API and the UI (saves, deletes, pauses,
+        resumes, triggers, cancels, scales), newest first, with who sent it and what came of
+        it; `job` keeps one job's."""
+        return answer(await service.list_commands(job or None, limit))
+
+    return secured
+
+
 def runs_router(service: ApiService) -> APIRouter:
     secured = APIRouter()
 
@@ -340,8 +377,8 @@ def runs_router(service: ApiService) -> APIRouter:
         response_model=schemas.Cancelled,
         responses=responses(NOT_FOUND_RUN, CONFLICT_ENDED),
     )
-    async def cancel(run_id: str) -> JSONResponse:
-        await service.cancel(run_id)
+    async def cancel(run_id: str, command_id: CommandId = None) -> JSONResponse:
+        await service.cancel(run_id, command_id=command_id)
         return answer({"run_id": run_id, "state": RunState.CANCELLED.value}, 202)
 
     @secured.get(

@@ -573,3 +573,90 @@ def test_preview_says_what_the_schema_contract_would_do(api: httpx.Client) -> No
     assert changes["extra"].startswith("new column; schema_contract freeze: the run would fail")
     assert changes["id"] == "unchanged"
     assert any("column extra" in w and "freeze" in w for w in answer["warnings"])
+
+
+# -- commands through the broker (the `commands` topic, tg.commands) -----------------------
+
+
+def commands_of(api: httpx.Client, job: str, limit: int = 50) -> list[dict[str, Any]]:
+    response = api.get("/api/commands", params={"job": job, "limit": limit}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_a_command_sent_again_with_its_key_is_applied_once(api: httpx.Client) -> None:
+    key = {**AUTH, "Idempotency-Key": "trigger-demo-0001"}
+    first = api.post("/api/jobs/demo/runs", headers=key)
+    again = api.post("/api/jobs/demo/runs", headers=key)
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()  # the same run, not a second one
+    run_id = first.json()["run_id"]
+    wait_run(api, run_id)
+    runs = api.get("/api/runs", params={"job": "demo", "limit": 10_000}, headers=AUTH).json()
+    assert [r["run_id"] for r in runs].count(run_id) == 1
+    other = api.post("/api/jobs/demo/runs", headers={**AUTH, "Idempotency-Key": "trigger-demo-2"})
+    assert other.json()["run_id"] != run_id  # another key, another run
+    wait_run(api, other.json()["run_id"])
+    # a refusal is answered the same way again, too: a delete of a job that is not there
+    gone = {**AUTH, "Idempotency-Key": "delete-nope-1"}
+    assert api.delete("/api/jobs/nope", headers=gone).status_code == 404
+    assert api.delete("/api/jobs/nope", headers=gone).status_code == 404
+    entries = {e["command_id"]: e for e in commands_of(api, "demo", 10_000)}
+    assert entries["trigger-demo-0001"]["outcome"] == f"run {run_id}"
+
+
+def test_the_audit_log_names_each_command_who_sent_it_and_what_came_of_it(
+    api: httpx.Client,
+) -> None:
+    job = {
+        "name": "audited",
+        "schedule": {"interval": "1h"},
+        "source": {
+            "url": "http://127.0.0.1:9/x",
+            "auth": {"type": "bearer", "token": "${A_TOKEN}"},
+        },
+        "destination": {"table": "audited"},
+    }
+    assert api.put("/api/jobs/audited", json=job, headers=AUTH).status_code == 201
+    assert api.put("/api/jobs/audited", json=job, headers=AUTH).status_code == 200
+    assert api.post("/api/jobs/audited/pause", headers=AUTH).status_code == 200
+    assert api.post("/api/jobs/audited/resume", headers=AUTH).status_code == 200
+    bad = {**job, "source": {"url": 5}}
+    refused = api.put("/api/jobs/audited", json=bad, headers=AUTH)
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"][:2] == ["body", "source"]  # by field path
+    assert api.delete("/api/jobs/audited", headers=AUTH).status_code == 204
+    entries = commands_of(api, "audited")
+    assert [(e["kind"], e["who"]) for e in entries] == [
+        ("delete", "api"),
+        ("upsert", "api"),
+        ("resume", "api"),
+        ("pause", "api"),
+        ("upsert", "api"),
+        ("upsert", "api"),
+    ]
+    outcomes = [e["outcome"] for e in entries]
+    assert outcomes[0] == "deleted" and outcomes[2:] == ["resumed", "paused", "updated", "created"]
+    assert outcomes[1].startswith("refused: JobValidationError")
+    assert all(e["received_at"] and e["answered_at"] for e in entries)
+    assert "A_TOKEN" not in str(entries)  # no body, no secret
+    assert commands_of(api, "audited", 2) == entries[:2]
+
+
+def test_an_idempotency_key_that_is_not_one_is_422_naming_the_header(api: httpx.Client) -> None:
+    response = api.post("/api/jobs/demo/runs", headers={**AUTH, "Idempotency-Key": "a b/c"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert api.get("/api/commands", params={"limit": 0}, headers=AUTH).status_code == 422
+
+
+def test_the_ui_s_commands_are_the_ui_s_in_the_audit_log(api: httpx.Client) -> None:
+    from gradio_client import Client
+
+    client = Client(str(api.base_url), verbose=False, headers=AUTH)
+    status = client.predict("demo", api_name="/run_now")
+    assert "demo" in str(status)
+    newest = commands_of(api, "demo", 1)[0]
+    assert (newest["kind"], newest["who"]) == ("trigger", "ui")
+    assert newest["outcome"].startswith("run ")
+    wait_run(api, newest["outcome"].split()[1])

@@ -27,7 +27,9 @@ class _Service(ApiService):
         self.calls: list[tuple[Any, ...]] = []
         self.refuse: str | None = None
 
-    async def backfill(self, name: str, start: datetime, end: datetime) -> str:
+    async def backfill(
+        self, name: str, start: datetime, end: datetime, *, command_id: str | None = None
+    ) -> str:
         self.calls.append(("backfill", name, start, end))
         if name != "orders":
             raise JobNotFound(name)
@@ -35,7 +37,7 @@ class _Service(ApiService):
             raise BackfillRefused(self.refuse)
         return "run-b1"
 
-    async def refresh(self, name: str) -> str:
+    async def refresh(self, name: str, *, command_id: str | None = None) -> str:
         self.calls.append(("refresh", name))
         if name != "orders":
             raise JobNotFound(name)

@@ -66,6 +66,7 @@ def test_schema_created_with_parent_dir(store: DuckStore, db_path: Path) -> None
         store, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'tg' ORDER BY 1"
     )
     assert [t for (t,) in tables] == [
+        "commands",
         "jobs",
         "run_checkpoints",
         "run_checks",

@@ -17,6 +17,7 @@ import ray
 from ray.util.queue import Full, Queue
 
 from tg_actors import interfaces
+from tg_actors.broker.mailbox import Mailbox
 from tg_actors.broker.topics import Topics
 from tg_actors.errors import BrokerFull
 
@@ -42,6 +43,7 @@ class Broker:
         """`queue_options`: the Ray options of each shared group's queue actor, decided by
         runtime.py (None: Ray's defaults)."""
         self._topics = Topics(maxsize)
+        self._mailbox = Mailbox()
         self._queue_options = dict(queue_options or {})
         self._shared: dict[str, dict[str, Queue]] = {}
         self._maxsize = maxsize
@@ -104,6 +106,24 @@ class Broker:
         self, topic: str, group: str, max_items: int = 100, timeout: float = 1.0
     ) -> list[Any]:
         return await self._topics.consume(topic, group, max_items, timeout)
+
+    async def request(self, topic: str, message: Any, key: str, timeout: float) -> tuple[str, Any]:
+        """Publish `message` and wait up to `timeout` for the answer posted under `key`:
+        ("answered", answer), ("nobody", None) when no group has subscribed to `topic`, or
+        ("timeout", None). One call for the caller: publish and wait happen here."""
+        future = self._mailbox.open(key)  # before the publish: no answer can come first
+        try:
+            if not await self.publish(topic, [message], timeout):
+                return "nobody", None
+            return "answered", await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return "timeout", None
+        finally:
+            self._mailbox.close(key, future)
+
+    async def reply(self, answers: list[tuple[str, Any]]) -> int:
+        """Post each (key, answer) to whoever waits on the key; how many waiters got one."""
+        return sum(self._mailbox.post(key, answer) for key, answer in answers)
 
     async def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = self._topics.stats()

@@ -8,8 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tg_actors.errors import BrokerFull
-from tg_actors.messages import Message
+from tg_actors.errors import BrokerFull, CommandUnanswered
+from tg_actors.messages import Command, Message
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,33 @@ class BrokerClient:
         self, topic: str, group: str, max_items: int = 100, timeout: float = 1.0
     ) -> list[Any]:
         return list(await self.handle.consume.remote(topic, group, max_items, timeout))
+
+    async def request(self, topic: str, command: Command, timeout: float) -> Any:
+        """Publish `command` and wait up to `timeout` s for its owner's answer, in one call to
+        the broker. CommandUnanswered when no answer comes: nobody listens on `topic` yet,
+        the owner stayed silent, or the broker is down or restarted meanwhile (the command
+        may have been applied: sent again with the same id, it is applied once)."""
+        cid, kind = command.command_id, command.kind
+        try:
+            outcome, answer = await self.handle.request.remote(topic, command, cid, timeout)
+        except (BrokerFull, ValueError):
+            raise
+        except Exception as exc:  # Ray's: the broker died, is restarting, or restarted
+            reason = f"the broker is down or restarted while it waited ({type(exc).__name__})"
+            raise CommandUnanswered(cid, kind, reason) from None
+        if outcome == "nobody":
+            raise CommandUnanswered(cid, kind, "nothing reads commands yet (starting up?)")
+        if outcome == "timeout":
+            raise CommandUnanswered(cid, kind, f"its owner did not answer in {timeout:g}s")
+        return answer
+
+    async def reply(self, answers: list[tuple[str, Any]]) -> None:
+        """Post answers to the reply mailbox, each under its key (a command id)."""
+        await self.handle.reply.remote(answers)
+
+    async def reply_all(self, replies: list[Any]) -> None:
+        """Post command replies (`commands.reply.Reply`) under their command ids."""
+        await self.reply([(reply.command_id, reply) for reply in replies])
 
     async def pump(
         self,

@@ -3,7 +3,11 @@ every change on the `config` topic. Files in the jobs folder win over the databa
 
 A job whose `triggers.after` would close a cycle with the jobs stored (they would trigger
 each other forever) is refused, naming the cycle; saves are serialized so two concurrent
-saves cannot each close half of one."""
+saves cannot each close half of one.
+
+The API's and the UI's changes come as commands on the `commands` topic (its group
+`config`): upsert, delete, pause, resume, each applied once per command id and answered on
+the broker's reply mailbox (tg_actors/commands/desk.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from tg_actors import interfaces
 from tg_actors.broker.client import BrokerClient
+from tg_actors.commands.desk import CONFIG_KINDS, CommandDesk
+from tg_actors.commands.reply import Reply
 from tg_actors.config.files import (
     announcements,
     cycle_errors,
@@ -24,7 +30,17 @@ from tg_actors.config.files import (
 )
 from tg_actors.errors import JobNotFound, JobValidationError
 from tg_actors.jobs import JobSpec, check_shape, parse_job
-from tg_actors.messages import TOPIC_CONFIG, JobDeleted, JobPauseChanged
+from tg_actors.lifecycle import Boot
+from tg_actors.messages import (
+    TOPIC_COMMANDS,
+    TOPIC_CONFIG,
+    DeleteJob,
+    JobDeleted,
+    JobPauseChanged,
+    SetPaused,
+    UpsertJob,
+)
+from tg_actors.names import CONFIG_GROUP
 from tg_actors.peer import face
 from tg_actors.redaction import restore_masked
 from tg_actors.settings import Settings
@@ -45,6 +61,34 @@ class ConfigManager:
         self._db: interfaces.Database = face(db)
         self._broker = BrokerClient(broker)
         self._saving = asyncio.Lock()  # check-for-cycle then store, one save at a time
+        self._desk = CommandDesk(CONFIG_KINDS, self._command, self._db, self._broker.reply_all)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._boot = Boot(self._start)
+
+    async def _start(self) -> None:
+        """Join `commands` (also after a restart): the API's changes come from there."""
+        await self._broker.subscribe(TOPIC_COMMANDS, CONFIG_GROUP)
+        if not self._tasks:
+            pump = self._broker.pump_batches(
+                TOPIC_COMMANDS, CONFIG_GROUP, self._desk.on_batch, self._stop
+            )
+            self._tasks.append(asyncio.create_task(pump))
+
+    async def _command(self, command: UpsertJob | DeleteJob | SetPaused) -> Reply:
+        """Apply one command of ours; its errors are its answer (the desk's)."""
+        cid = command.command_id
+        match command:
+            case UpsertJob():
+                result = await self.upsert(command.body, command.name)
+                created = bool(result["created"])
+                return Reply(cid, {"created": created}, outcome="created" if created else "updated")
+            case DeleteJob():
+                await self.delete(command.name)
+                return Reply(cid, True, outcome="deleted")
+            case SetPaused():
+                await self.set_paused(command.name, command.paused)
+                return Reply(cid, None, outcome="paused" if command.paused else "resumed")
 
     async def load_dir(self) -> dict[str, Any]:
         """Load every file of the jobs folder; returns {"loaded": [...], "errors": [...]}."""
@@ -146,6 +190,8 @@ class ConfigManager:
         return [public_job(row) for row in await self._db.list_jobs()]
 
     async def ping(self) -> str:
+        """ "ok" once it reads `commands`."""
+        await self._boot.wait()
         return "ok"
 
     async def _store(self, specs: Sequence[JobSpec], origin: str) -> Sequence[bool]:

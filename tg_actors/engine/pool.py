@@ -25,12 +25,14 @@ import ray
 
 from tg_actors import interfaces
 from tg_actors.broker.client import BrokerClient
+from tg_actors.commands.desk import POOL_KINDS, CommandDesk
+from tg_actors.commands.reply import Reply
 from tg_actors.engine.actor import SyncEngine, control_group
 from tg_actors.errors import NoCapacity
 from tg_actors.lifecycle import Boot
-from tg_actors.messages import TOPIC_CONTROL
-from tg_actors.names import ENGINE_PREFIX, MAX_ENGINES
-from tg_actors.peer import Peer
+from tg_actors.messages import TOPIC_COMMANDS, TOPIC_CONTROL, ScaleEngines
+from tg_actors.names import ENGINE_PREFIX, MAX_ENGINES, POOL_GROUP
+from tg_actors.peer import Peer, face
 
 log = logging.getLogger(__name__)
 ENGINE_NAME = re.compile(rf"^{ENGINE_PREFIX}(\d+)$")
@@ -94,7 +96,10 @@ class EnginePool:
         scheduler: Any,
         grace: float | None = None,
         place_timeout: float = PLACE_TIMEOUT_S,
+        db: Any = None,
     ) -> None:
+        """`db`: the Database, where the `scale` commands of the API and the UI are recorded
+        (tg.commands); without one the pool reads no commands."""
         self._place_timeout = place_timeout
         self._ns = namespace
         self._engines = engines
@@ -103,12 +108,30 @@ class EnginePool:
         self._grace = grace
         self._indexes: list[int] = []
         self._lock = asyncio.Lock()
+        self._desk = (
+            CommandDesk(POOL_KINDS, self._command, face(db), self._broker.reply_all)
+            if db is not None
+            else None
+        )
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
         self._boot = Boot(self._start)
 
     async def _start(self) -> None:
         self._indexes = existing_engines(self._ns)  # after a restart: the engines carry on
         if self._indexes:
             log.info("engine pool: found %d engine(s)", len(self._indexes))
+        if self._desk is not None and not self._tasks:
+            await self._broker.subscribe(TOPIC_COMMANDS, POOL_GROUP)
+            pump = self._broker.pump_batches(
+                TOPIC_COMMANDS, POOL_GROUP, self._desk.on_batch, self._stop
+            )
+            self._tasks.append(asyncio.create_task(pump))
+
+    async def _command(self, command: ScaleEngines) -> Reply:
+        """`scale` from the API or the UI: what `scale` answers."""
+        outcome = await self.scale(command.count, command.grace)
+        return Reply(command.command_id, outcome, outcome=f"scaled to {command.count} engines")
 
     async def ping(self) -> str:
         await self._boot.wait()

@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 from tg_actors import interfaces
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
+from tg_actors.commands.desk import SCHEDULER_KINDS, CommandDesk
 from tg_actors.errors import BackfillRefused, IllegalTransition, JobNotFound, RunNotFound
 from tg_actors.jobs import AlertOn, JobSpec
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
+    TOPIC_COMMANDS,
     TOPIC_CONFIG,
     TOPIC_CONTROL,
     TOPIC_STATUS,
@@ -49,6 +51,7 @@ from tg_actors.names import SCHEDULER_GROUP, SCHEDULER_LEASE_GROUP
 from tg_actors.peer import face
 from tg_actors.runstate import TERMINAL, RunState, Trigger, after_trigger, backfill_trigger
 from tg_actors.scheduler.alerts import check_failed, job_recovered, job_stale
+from tg_actors.scheduler.commands import apply_command
 from tg_actors.scheduler.counters import RunCounters
 from tg_actors.scheduler.engines import Fleet
 from tg_actors.scheduler.error_handler import ErrorHandler
@@ -80,7 +83,12 @@ log = logging.getLogger(__name__)
 AGING_EVERY = timedelta(seconds=5)  # a waiting run gains a priority point every 5 s
 RECONCILE_S = 5.0  # how often jobs and open runs are checked against DuckDB
 GROUP, LEASE_GROUP = SCHEDULER_GROUP, SCHEDULER_LEASE_GROUP  # its consumer groups
-GROUPS = ((TOPIC_CONFIG, GROUP), (TOPIC_STATUS, GROUP), (TOPIC_STATUS, LEASE_GROUP))
+GROUPS = (
+    (TOPIC_CONFIG, GROUP),
+    (TOPIC_STATUS, GROUP),
+    (TOPIC_STATUS, LEASE_GROUP),
+    (TOPIC_COMMANDS, GROUP),
+)
 
 
 class Scheduler:
@@ -160,6 +168,14 @@ class Scheduler:
         self._dependents: dict[str, list[str]] | None = None  # job -> jobs it triggers
         self._wake = asyncio.Event()  # something new to do before the next planned wake-up
         self._manual: Coalescer[tuple[str, int | None, str], str] = Coalescer(self._trigger_many)
+        # the API's and the UI's triggers and cancels (`commands`), applied once per id
+        self._desk = CommandDesk(
+            SCHEDULER_KINDS,
+            lambda command: apply_command(self, command, self._job_of),
+            self._db,
+            self._broker.reply_all,
+            together=True,
+        )
         self._lateness = Histogram()  # started - scheduled_for, seconds
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -215,6 +231,9 @@ class Scheduler:
             ),
             asyncio.create_task(
                 self._broker.pump(TOPIC_STATUS, LEASE_GROUP, self._on_sign_of_life, self._stop)
+            ),
+            asyncio.create_task(
+                self._broker.pump_batches(TOPIC_COMMANDS, GROUP, self._desk.on_batch, self._stop)
             ),
             asyncio.create_task(self._tick_loop()),
         ]
@@ -414,6 +433,10 @@ class Scheduler:
             await self._cancel(run)
             await self._states.flush()
             return run_id
+
+    def _job_of(self, run_id: str) -> str | None:
+        run = self._states.get(run_id)
+        return run.job if run is not None else None
 
     async def _cancel(self, run: TrackedRun) -> None:
         run_id = run.run_id

@@ -30,10 +30,12 @@ from tg_actors.attempts import Begin, Begun, Commit
 from tg_actors.broker.client import BrokerClient
 from tg_actors.coalesce import Coalescer
 from tg_actors.errors import ForEachError, QueryFailed, QueryRefused, QueryTimeout
-from tg_actors.interfaces import Upserted
+from tg_actors.interfaces import Answered, Received, Upserted
 from tg_actors.lifecycle import Boot
 from tg_actors.messages import (
+    TOPIC_COMMANDS,
     TOPIC_STATUS,
+    Command,
     RunFailed,
     RunFinished,
     RunProgressed,
@@ -44,6 +46,7 @@ from tg_actors.names import DATABASE_GROUP
 from tg_actors.queries import NO_TABLE
 from tg_actors.runstate import RunState
 from tg_actors.settings import Settings, retention_seconds
+from tg_actors.store import commands
 from tg_actors.store.duckdb import DuckStore
 from tg_actors.store.export import Exporter, exports_dir
 from tg_actors.store.reader import BATCH_ROWS, Fit, Reader
@@ -60,7 +63,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 HOUSEKEEPING_SECONDS = 300.0  # how often closed runs' staging and retention are seen to
 
-GROUP = DATABASE_GROUP  # its consumer group on `status`
+GROUP = DATABASE_GROUP  # its consumer group on `status` and `commands`
 LOG_LINGER_SECONDS = 0.1  # the pause between two inserts of run log lines (tg.run_logs)
 LOG_BATCH_FULL = 250  # a consumed batch this big goes on at once (the consume takes 500)
 SKIPPED_SHOWN = 20  # URLs of skipped responses a run's log line names
@@ -262,6 +265,9 @@ class Database:
             await self._broker.subscribe(TOPIC_STATUS, GROUP)
             pump = self._broker.pump_batches(TOPIC_STATUS, GROUP, self._log, self._stop)
             self._tasks.append(asyncio.create_task(pump))
+            await self._broker.subscribe(TOPIC_COMMANDS, GROUP)
+            audit = self._broker.pump_batches(TOPIC_COMMANDS, GROUP, self._audit, self._stop)
+            self._tasks.append(asyncio.create_task(audit))
 
     async def _keep_house(self) -> None:
         while not self._stop.is_set():
@@ -291,6 +297,16 @@ class Database:
             # ~1.5 ms of the DuckDB thread whether it holds 3 rows or 300)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), LOG_LINGER_SECONDS)
+
+    async def _audit(self, messages: list[Any]) -> None:
+        """Every command read on `commands` gets its row in tg.commands (its owner fills in
+        the outcome): the one ordered log of what anyone asked for."""
+        rows = [
+            Received(m.command_id, m.kind, m.job, m.who, m.ts)
+            for m in messages
+            if isinstance(m, Command)
+        ]
+        await self.commands_received(rows)
 
     async def _call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """`fn` on the DuckDB thread (one at a time, in call order)."""
@@ -396,6 +412,19 @@ class Database:
 
     async def run_totals(self, buckets: Sequence[float]) -> list[dict[str, Any]]:
         return await self._call(self._store.run_totals, list(buckets))
+
+    async def commands_received(self, rows: Sequence[Received]) -> None:
+        if rows:
+            await self._call(commands.add_received, self._store.con, rows)
+
+    async def commands_answered(self, answers: Sequence[Answered]) -> None:
+        await self._call(commands.add_answered, self._store.con, answers)
+
+    async def command_replies(self, command_ids: Sequence[str]) -> dict[str, str]:
+        return await self._call(commands.replies, self._store.con, command_ids)
+
+    async def list_commands(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        return await self._call(commands.list_commands, self._store.con, job, limit)
 
     async def add_logs(self, entries: Sequence[tuple[str, datetime, str, str]]) -> None:
         return await self._call(self._store.add_logs, entries)

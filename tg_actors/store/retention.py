@@ -14,7 +14,8 @@ reads a clock or the environment: `now` and the retention periods are passed in.
   TG_RUN_RETENTION, see settings.py), else TG_RUN_RETENTION (90d). Never deleted: an open run, the
   newest run of each job (what `GET /api/jobs` shows as `last_run`), and each job's newest
   schedule/catchup run (the Scheduler's watermark is read from it: deleting it could re-fire
-  old ticks).
+  old ticks). Commands of the audit log (tg.commands) received before the run retention's
+  cutoff go with them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 
-from tg_actors.store import progress, writes
+from tg_actors.store import commands, progress, writes
 from tg_actors.store.schema import OPEN_SQL, TICK_SQL
 
 # runs retention may delete: finished before the cutoff (the one parameter), and neither a
@@ -65,6 +66,7 @@ def prune_history(
             )
         if run_retention is not None:
             cutoff = [now - run_retention]
+            commands.prune(con, cutoff[0])  # the audit log keeps as long as the runs
             expired = [str(r) for (r,) in con.execute(_EXPIRED, cutoff).fetchall()]
             if expired:
                 listed = "SELECT unnest(?::VARCHAR[])"

@@ -159,6 +159,20 @@ _DDL = (
         rows BIGINT NOT NULL,
         file VARCHAR NOT NULL            -- <run_id>/<first_seq>.arrow, under the staging folder
     )""",
+    # every command of the API and the UI (store/commands.py): a row when the Database reads it
+    # on `commands`, its outcome when its owner applied it; `reply` (JSON) is what a command
+    # sent again with the same id is answered, so it is applied once. No body, no secret.
+    """CREATE TABLE IF NOT EXISTS tg.commands (
+        command_id VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,           -- upsert | delete | pause | resume | trigger | ...
+        job VARCHAR,
+        who VARCHAR NOT NULL,            -- 'api' | 'ui'
+        received_at TIMESTAMPTZ NOT NULL,
+        answered_at TIMESTAMPTZ,
+        outcome VARCHAR,                 -- NULL until answered
+        reply VARCHAR                    -- JSON; NULL unless the answer is final
+    )""",
+    "CREATE INDEX IF NOT EXISTS commands_job ON tg.commands (job)",
 )
 
 

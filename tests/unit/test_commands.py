@@ -1,0 +1,282 @@
+"""Commands of the API and the UI (tg_actors/commands): the desk applies each once per id and
+answers every copy, the replies kept in tg.commands rebuild the same answer, the broker's
+reply mailbox, and the audit log's SQL on a real DuckDB file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.kit.stepclock import Clock
+from tg_actors.broker.mailbox import Mailbox
+from tg_actors.commands.desk import CONFIG_KINDS, POOL_KINDS, SCHEDULER_KINDS, CommandDesk
+from tg_actors.commands.reply import Answered, Received, Reply, from_json, refused, to_json
+from tg_actors.errors import (
+    IllegalTransition,
+    JobNotFound,
+    JobValidationError,
+    PeerUnavailable,
+)
+from tg_actors.messages import (
+    AnyCommand,
+    DeleteJob,
+    SetPaused,
+    TriggerJob,
+    UpsertJob,
+    from_wire,
+    to_wire,
+)
+from tg_actors.runstate import RunState
+from tg_actors.store import commands as store
+from tg_actors.store.duckdb import DuckStore
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class FakeDb:
+    """The Database's command methods over a dict (the desk's peer)."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, str] = {}
+        self.answered: list[Answered] = []
+        self.down = False
+
+    async def command_replies(self, ids: list[str]) -> dict[str, str]:
+        if self.down:
+            raise PeerUnavailable("tg_database", "restarting")
+        return {i: self.kept[i] for i in ids if i in self.kept}
+
+    async def commands_answered(self, answers: list[Answered]) -> None:
+        if self.down:
+            raise PeerUnavailable("tg_database", "restarting")
+        self.answered += answers
+        for a in answers:
+            if a.reply is not None:
+                self.kept.setdefault(a.received.command_id, a.reply)
+
+
+class Owner:
+    """An owner that counts what it applied; `gate` holds each apply until set."""
+
+    def __init__(self) -> None:
+        self.applied: list[str] = []
+        self.sent: list[Reply] = []
+        self.gate: asyncio.Event | None = None
+        self.concurrent = 0
+        self.most = 0
+
+    async def apply(self, command: Any) -> Reply:
+        self.concurrent += 1
+        self.most = max(self.most, self.concurrent)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            await asyncio.sleep(0)
+            self.applied.append(command.command_id)
+            if command.name == "missing":
+                raise JobNotFound(command.name)
+            if command.name == "flaky":
+                raise PeerUnavailable("tg_database", "restarting")
+            return Reply(command.command_id, f"run-{command.command_id}", outcome="run")
+        finally:
+            self.concurrent -= 1
+
+    async def send(self, replies: list[Reply]) -> None:
+        self.sent += replies
+
+
+def trigger(cid: str, name: str = "orders") -> TriggerJob:
+    return TriggerJob(name=name, command_id=cid, who="api")
+
+
+def desk(owner: Owner, db: FakeDb, together: bool = False) -> CommandDesk:
+    return CommandDesk(SCHEDULER_KINDS, owner.apply, db, owner.send, together=together)  # type: ignore[arg-type]
+
+
+def test_every_kind_has_one_owner() -> None:
+    kinds = {"upsert", "delete", "pause", "resume", "trigger", "cancel"}
+    assert CONFIG_KINDS | SCHEDULER_KINDS | POOL_KINDS == kinds | {"scale"}
+    assert not (CONFIG_KINDS & SCHEDULER_KINDS or CONFIG_KINDS & POOL_KINDS)
+    assert not SCHEDULER_KINDS & POOL_KINDS
+
+
+def test_commands_are_frozen_messages_that_round_trip_on_the_wire() -> None:
+    command = UpsertJob(name="orders", body="name: orders\n", command_id="c1", who="ui")
+    assert from_wire(to_wire(command)) == command
+    with pytest.raises(Exception, match="frozen"):
+        command.name = "other"  # type: ignore[misc]
+    assert SetPaused(kind="resume", name="a", command_id="c2").paused is False
+    assert DeleteJob(name="a", command_id="c3").job == "a"
+    from pydantic import TypeAdapter
+
+    parsed = TypeAdapter(AnyCommand).validate_python(
+        {"kind": "cancel", "run_id": "r", "command_id": "c4"}
+    )
+    assert parsed.kind == "cancel" and parsed.job is None
+
+
+def test_a_duplicate_in_a_batch_and_a_later_copy_are_applied_once_and_answered_alike() -> None:
+    owner, db = Owner(), FakeDb()
+    d = desk(owner, db)
+    asyncio.run(d.on_batch([trigger("a"), trigger("a"), trigger("b")]))
+    asyncio.run(d.on_batch([trigger("a")]))
+    assert owner.applied == ["a", "b"]
+    assert [r.command_id for r in owner.sent] == ["a", "a", "b", "a"]
+    assert {r.value for r in owner.sent if r.command_id == "a"} == {"run-a"}
+    assert d.applied == 2
+
+
+def test_a_copy_seen_by_a_new_desk_is_answered_from_the_record() -> None:
+    owner, db = Owner(), FakeDb()
+    asyncio.run(desk(owner, db).on_batch([trigger("a"), trigger("x", "missing")]))
+    again = Owner()
+    asyncio.run(desk(again, db).on_batch([trigger("a"), trigger("x", "missing")]))  # restarted
+    assert again.applied == []
+    assert again.sent[0].result() == "run-a"
+    with pytest.raises(JobNotFound, match="missing"):
+        again.sent[1].result()
+
+
+def test_an_error_of_the_system_is_not_final_and_is_tried_again() -> None:
+    owner, db = Owner(), FakeDb()
+    d = desk(owner, db)
+    asyncio.run(d.on_batch([trigger("f", "flaky")]))
+    asyncio.run(d.on_batch([trigger("f", "flaky")]))
+    assert owner.applied == ["f", "f"]
+    assert db.kept == {}  # nothing final recorded
+    assert db.answered[0].outcome.startswith("refused: PeerUnavailable")
+
+
+def test_a_database_down_does_not_stop_commands_and_the_desk_remembers() -> None:
+    owner, db = Owner(), FakeDb()
+    db.down = True
+    d = desk(owner, db)
+    asyncio.run(d.on_batch([trigger("a")]))
+    asyncio.run(d.on_batch([trigger("a")]))
+    assert owner.applied == ["a"]
+    assert [r.value for r in owner.sent] == ["run-a", "run-a"]
+
+
+def test_others_kinds_are_left_to_their_owners() -> None:
+    owner, db = Owner(), FakeDb()
+    asyncio.run(desk(owner, db).on_batch([DeleteJob(name="a", command_id="d")]))
+    assert owner.applied == [] and owner.sent == [] and db.answered == []
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_together_applies_a_batch_side_by_side_else_in_order(together: bool) -> None:
+    owner, db = Owner(), FakeDb()
+
+    async def go() -> None:
+        owner.gate = asyncio.Event()
+        task = asyncio.create_task(desk(owner, db, together).on_batch([trigger("a"), trigger("b")]))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        owner.gate.set()
+        await task
+
+    asyncio.run(go())
+    assert owner.most == (2 if together else 1)
+    assert owner.applied == ["a", "b"]
+
+
+def test_replies_kept_as_json_rebuild_the_same_errors() -> None:
+    invalid = JobValidationError("job", [("source.url", "field required")], {"source.url": (3, 5)})
+    for error in (
+        invalid,
+        JobNotFound("orders"),
+        IllegalTransition("r1", RunState.SUCCEEDED, RunState.CANCELLED),
+    ):
+        back = from_json("c", to_json(refused("c", error)))
+        assert type(back.error) is type(error) and str(back.error) == str(error)
+    rebuilt = from_json("c", to_json(refused("c", invalid))).error
+    assert isinstance(rebuilt, JobValidationError)
+    assert [tuple(e) for e in rebuilt.errors] == invalid.errors
+    assert tuple(rebuilt.positions["source.url"]) == (3, 5)
+    ok = from_json("c", to_json(Reply("c", {"created": True}, outcome="created")))
+    assert ok.result() == {"created": True} and ok.outcome == "created"
+
+
+def test_a_refusal_s_outcome_masks_references_and_url_secrets() -> None:
+    error = JobValidationError(
+        "job", [("auth.token", "bad ${API_TOKEN} for https://u:pw@x.test/a?api_key=s3cret")]
+    )
+    text = refused("c", error).outcome
+    assert "API_TOKEN" not in text and "s3cret" not in text and "pw@" not in text
+    assert "***" in text
+
+
+def test_the_mailbox_answers_every_waiter_and_drops_an_answer_nobody_waits_for() -> None:
+    async def go() -> None:
+        box = Mailbox()
+        first, second = box.open("k"), box.open("k")
+        assert box.post("k", "answer") == 2
+        assert (await first, await second) == ("answer", "answer")
+        box.close("k", first)
+        box.close("k", second)
+        assert box.post("k", "late") == 0 and len(box) == 0
+        gone = box.open("j")
+        box.close("j", gone)
+        assert len(box) == 0
+
+    asyncio.run(go())
+
+
+# -- tg.commands on a real DuckDB file ---------------------------------------------------
+
+
+@pytest.fixture
+def duck(tmp_path: Path) -> Iterator[DuckStore]:
+    with DuckStore(tmp_path / "w.duckdb", clock=Clock()) as opened:
+        yield opened
+
+
+def received(
+    cid: str, kind: str = "trigger", job: str | None = "orders", minute: int = 0
+) -> Received:
+    return Received(cid, kind, job, "api", T0 + timedelta(minutes=minute))
+
+
+def test_received_then_answered_and_answered_then_received_make_one_row(duck: DuckStore) -> None:
+    con = duck.con
+    store.add_received(con, [received("a"), received("a")])
+    final = Answered(received("a"), T0 + timedelta(seconds=1), "run r1", '{"value":"r1"}')
+    store.add_answered(con, [final])
+    store.add_answered(con, [Answered(received("b", minute=1), T0, "deleted", None)])
+    store.add_received(con, [received("b", minute=1)])
+    rows = store.list_commands(con)
+    assert [(r["command_id"], r["outcome"]) for r in rows] == [("b", "deleted"), ("a", "run r1")]
+    assert rows[1]["answered_at"] == T0 + timedelta(seconds=1)
+    assert store.replies(con, ["a", "b", "zz"]) == {"a": '{"value":"r1"}'}
+
+
+def test_a_final_reply_is_never_replaced(duck: DuckStore) -> None:
+    con = duck.con
+    store.add_answered(con, [Answered(received("a"), T0, "run r1", '{"value":"r1"}')])
+    store.add_answered(con, [Answered(received("a"), T0, "run r2", '{"value":"r2"}')])
+    assert store.replies(con, ["a"]) == {"a": '{"value":"r1"}'}
+    assert store.list_commands(con)[0]["outcome"] == "run r1"
+
+
+def test_a_cancel_s_job_is_filled_in_by_its_answer(duck: DuckStore) -> None:
+    con = duck.con
+    store.add_received(con, [received("c", "cancel", None)])
+    store.add_answered(
+        con, [Answered(received("c", "cancel", "orders"), T0, "cancelled run r", None)]
+    )
+    assert [r["job"] for r in store.list_commands(con, "orders")] == ["orders"]
+
+
+def test_list_filters_by_job_limits_and_prune_drops_old_ones(duck: DuckStore) -> None:
+    con = duck.con
+    store.add_received(
+        con, [received(f"c{i}", job="a" if i % 2 else "b", minute=i) for i in range(6)]
+    )
+    assert [r["command_id"] for r in store.list_commands(con, "a", 2)] == ["c5", "c3"]
+    assert store.prune(con, T0 + timedelta(minutes=3)) == 3
+    assert [r["command_id"] for r in store.list_commands(con)] == ["c5", "c4", "c3"]

@@ -1,0 +1,124 @@
+"""Where an actor takes the commands it owns off the `commands` topic: each applied once per
+command id, its answer recorded in `tg.commands` and sent to the broker's reply mailbox.
+
+Every owner's group gets every command (fan-out); a desk keeps those of its `kinds`. For a
+batch it reads which ids already have a final answer (one query: a command sent again after
+a lost answer, or read again after a restart), applies the others once each (duplicates in
+the batch wait for the first), records the answers (one write), then replies to every copy.
+A command sent again is therefore answered, not applied again, as long as its first answer
+was recorded or the desk still remembers it (the last REMEMBERED ids, for a Database that is
+down). Commands that may run side by side (triggers: they share one insert) are applied
+together; the others in the order they came.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from tg_actors import interfaces
+from tg_actors.commands.reply import Answered, Received, Reply, from_json, refused, to_json
+from tg_actors.messages import Command
+
+log = logging.getLogger(__name__)
+REMEMBERED = 10_000
+
+# the owner of each command kind; every kind has one
+CONFIG_KINDS = frozenset({"upsert", "delete", "pause", "resume"})
+SCHEDULER_KINDS = frozenset({"trigger", "cancel"})
+POOL_KINDS = frozenset({"scale"})
+
+Apply = Callable[[Any], Awaitable[Reply]]
+SendReplies = Callable[[list[Reply]], Awaitable[None]]
+
+
+class CommandDesk:
+    def __init__(
+        self,
+        kinds: frozenset[str],
+        apply: Apply,
+        db: interfaces.Database,
+        send: SendReplies,
+        *,
+        together: bool = False,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._kinds = kinds
+        self._apply = apply
+        self._db = db
+        self._send = send
+        self._together = together
+        self._now = clock
+        self._answers: OrderedDict[str, Reply] = OrderedDict()  # recent ones, newest last
+        self.applied = 0  # commands applied (not answered from a record)
+
+    async def on_batch(self, batch: Sequence[Any]) -> None:
+        mine = [m for m in batch if isinstance(m, Command) and m.kind in self._kinds]
+        if not mine:
+            return
+        answered = {
+            m.command_id: self._answers[m.command_id] for m in mine if m.command_id in self._answers
+        }
+        fresh = {m.command_id: m for m in mine if m.command_id not in answered}
+        if fresh:
+            answered |= await self._recall(list(fresh))
+        todo = [m for command_id, m in fresh.items() if command_id not in answered]
+        if todo:
+            replies = await self._run(todo)
+            self.applied += len(todo)
+            await self._record(todo, replies)
+            for reply in replies:
+                answered[reply.command_id] = reply
+        for reply in answered.values():
+            self._remember(reply)
+        try:
+            await self._send([answered[m.command_id] for m in mine])
+        except Exception:  # the callers' waits end in CommandUnanswered; the answer is kept
+            log.warning("answers to %d command(s) not sent", len(mine), exc_info=True)
+
+    async def _recall(self, command_ids: list[str]) -> dict[str, Reply]:
+        try:
+            kept = await self._db.command_replies(command_ids)
+        except Exception:  # applied anyway: the record may be missing, not the command
+            log.warning("answers of commands not read; applying them", exc_info=True)
+            return {}
+        return {command_id: from_json(command_id, text) for command_id, text in kept.items()}
+
+    async def _run(self, commands: list[Command]) -> list[Reply]:
+        if self._together:
+            return list(await asyncio.gather(*(self._one(c) for c in commands)))
+        return [await self._one(c) for c in commands]
+
+    async def _one(self, command: Command) -> Reply:
+        try:
+            return await self._apply(command)
+        except Exception as exc:  # the answer, not a crash of the desk
+            return refused(command.command_id, exc, command.job)
+
+    async def _record(self, commands: list[Command], replies: list[Reply]) -> None:
+        now = self._now()
+        answers = [
+            Answered(
+                Received(c.command_id, c.kind, r.job or c.job, c.who, c.ts),
+                answered_at=now,
+                outcome=r.outcome,
+                reply=to_json(r) if r.final else None,
+            )
+            for c, r in zip(commands, replies, strict=True)
+        ]
+        try:
+            await self._db.commands_answered(answers)
+        except Exception:  # the desk remembers them; the audit log misses the outcome
+            log.warning("outcomes of %d command(s) not recorded", len(answers), exc_info=True)
+
+    def _remember(self, reply: Reply) -> None:
+        if not reply.final:  # sent again, it is tried again
+            return
+        self._answers[reply.command_id] = reply
+        self._answers.move_to_end(reply.command_id)
+        while len(self._answers) > REMEMBERED:
+            self._answers.popitem(last=False)
