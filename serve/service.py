@@ -268,7 +268,8 @@ class ApiService:
         return reply.result()
 
     def _id(self, command_id: str | None) -> dict[str, Any]:
-        return {"command_id": command_id or uuid.uuid4().hex, "who": self.who}
+        minted = command_id is None
+        return {"command_id": command_id or uuid.uuid4().hex, "who": self.who, "minted": minted}
 
     async def put_job(
         self, name: str, body: dict[str, Any] | str, *, command_id: str | None = None

@@ -176,6 +176,9 @@ class Command(Message):
     kind: str
     command_id: str
     who: Literal["api", "ui"] = "api"
+    # the id was made for this command (no Idempotency-Key): nothing can have been answered
+    # under it before, so its owner does not look for an earlier answer
+    minted: bool = False
 
     @property
     def job(self) -> str | None:

@@ -280,3 +280,20 @@ def test_list_filters_by_job_limits_and_prune_drops_old_ones(duck: DuckStore) ->
     assert [r["command_id"] for r in store.list_commands(con, "a", 2)] == ["c5", "c3"]
     assert store.prune(con, T0 + timedelta(minutes=3)) == 3
     assert [r["command_id"] for r in store.list_commands(con)] == ["c5", "c4", "c3"]
+
+
+def test_an_id_the_api_made_is_not_looked_up_and_one_sent_again_is() -> None:
+    owner, db = Owner(), FakeDb()
+    looked: list[list[str]] = []
+    recall = db.command_replies
+
+    async def counting(ids: list[str]) -> dict[str, str]:
+        looked.append(list(ids))
+        return await recall(ids)
+
+    db.command_replies = counting  # type: ignore[method-assign]
+    minted = TriggerJob(name="orders", command_id="m1", minted=True)
+    asyncio.run(desk(owner, db).on_batch([minted, trigger("k1")]))
+    assert looked == [["k1"]]
+    asyncio.run(desk(Owner(), db).on_batch([trigger("m1")]))  # m1 sent again, by its key
+    assert looked[-1] == ["m1"]

@@ -3,7 +3,8 @@ command id, its answer recorded in `tg.commands` and sent to the broker's reply 
 
 Every owner's group gets every command (fan-out); a desk keeps those of its `kinds`. For a
 batch it reads which ids already have a final answer (one query: a command sent again after
-a lost answer, or read again after a restart), applies the others once each (duplicates in
+a lost answer, or read again after a restart; not for an id the API made for the command),
+applies the others once each (duplicates in
 the batch wait for the first), records the answers (one write), then replies to every copy.
 A command sent again is therefore answered, not applied again, as long as its first answer
 was recorded or the desk still remembers it (the last REMEMBERED ids, for a Database that is
@@ -64,8 +65,9 @@ class CommandDesk:
             m.command_id: self._answers[m.command_id] for m in mine if m.command_id in self._answers
         }
         fresh = {m.command_id: m for m in mine if m.command_id not in answered}
-        if fresh:
-            answered |= await self._recall(list(fresh))
+        sent_before = [cid for cid, m in fresh.items() if not m.minted]
+        if sent_before:
+            answered |= await self._recall(sent_before)
         todo = [m for command_id, m in fresh.items() if command_id not in answered]
         if todo:
             replies = await self._run(todo)
