@@ -53,12 +53,14 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
 
 def format_duration(delta: timedelta) -> str:
     """Shortest form that parse_duration reads back to the same value."""
-    total = delta.total_seconds()
-    if total == 0:
+    whole, micro = delta.days * 86400 + delta.seconds, delta.microseconds
+    if whole == 0 and micro == 0:
         return "0s"
-    if total != int(total):
-        return f"{round(total * 1000)}ms" if total < 1 else f"{total:g}s"
-    seconds = int(total)
+    if micro:  # exact to the microsecond, never an exponent (`3.7e+07s` would not parse)
+        if whole == 0 and micro % 1000 == 0:
+            return f"{micro // 1000}ms"
+        return f"{whole}.{micro:06d}".rstrip("0") + "s"
+    seconds = whole
     out = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         count, seconds = divmod(seconds, size)
