@@ -34,6 +34,31 @@ frames. The load generator shares the machine's 2 cores with the server: its lat
 its own queueing. With a closed loop, latency ~= clients / throughput (Little's law): p99 <
 100 ms with 200 clients needs more than 2,000 requests/s. Target (2 cores): no errors, p99 <
 100 ms.
+
+Scenario `trigger` (the command path: `POST /api/jobs/{name}/runs`, i.e. trigger a run):
+
+    .venv/bin/python bench/api_bench.py --scenario trigger [--jobs 10] [--triggers 300]
+        [--trigger-clients 20] [--trigger-seconds 5] [--trigger-total 1000] [--timeout 10]
+        [--fill-budget 300] [--max-ongoing N] [--quick]
+
+The same start-up (the trivial source, runtime.start from --jobs job files, the Serve app), no
+history fill (--runs is not used), then with the bearer token, over the jobs in turn:
+0. warm-up: one trigger per job, not counted; then a drain.
+1. sequential: one client (one connection) sends --triggers triggers one after the other.
+2. concurrent: --trigger-clients clients, one connection each, in a closed loop until
+   --trigger-seconds have passed or --trigger-total triggers were sent, whichever first.
+Each answer is 202 with `{"run_id": ...}`: per request the latency, the status and whether
+the answer carried a run_id are kept; p50/p99/max are of the 202 answers, errors (other
+statuses, transport errors, timeouts) are counted apart, and so are 202s without a run_id.
+The jobs are manual with `max_active_runs: 100000` (benchkit.trivial_job; `overlap` is a
+schedule's setting, a manual trigger always queues a run), so every trigger queues a run that
+reads `[{"id": 1}]`: after each phase the bench waits (bounded by --fill-budget) until every
+run triggered so far has ended and prints how long that took and the runs' states, so runs of
+one phase do not pile into the next (runs do still execute during a phase, as they would in
+use). Also printed: which tg_actors the driver and the Scheduler actor imported (to tell which
+tree was measured), and the CPU of the Serve proxy and replica, the Broker, the Scheduler, the
+Database and the load generator over each phase (`others`: the machine's other load). The
+load generator (asyncio + httpx in this process) shares the 2 cores with the server.
 """
 
 from __future__ import annotations
@@ -102,9 +127,13 @@ def start_serve(rt: Any, base: str, max_ongoing: int | None) -> None:
     original = app_module.build_app
     if max_ongoing is not None:  # the app as shipped, but with another max_ongoing_requests
 
-        def build_app(settings: Any, token: str) -> Any:
-            app = app_module.TurboGiggleApp.options(max_ongoing_requests=max_ongoing)  # type: ignore[attr-defined]
-            return app.bind(settings.model_dump(mode="json"), token)
+        def build_app(settings: Any, token: str, head_resource: str | None = None) -> Any:
+            shipped = app_module.TurboGiggleApp
+            app_module.TurboGiggleApp = shipped.options(max_ongoing_requests=max_ongoing)  # type: ignore[attr-defined,misc]
+            try:  # the shipped build_app (head resource, shareable settings) on that deployment
+                return original(settings, token, head_resource)
+            finally:
+                app_module.TurboGiggleApp = shipped  # type: ignore[misc]
 
         app_module.build_app = build_app
     with timer(f"Serve app up at {base}"):
@@ -384,6 +413,201 @@ def summarise_profile(label: str, path: Path, top: int = 10) -> None:
     print("    inclusive: " + "; ".join(f"{k} {v / total:.0%}" for k, v in busy))
 
 
+# --- scenario trigger: the command path ----------------------------------------------------
+
+TRIGGER_ROUTE = "/api/jobs/{name}/runs"
+
+
+@dataclass
+class TriggerResult:
+    """One phase of triggers: per request (latency s, HTTP status or 0, carried a run_id)."""
+
+    phase: str
+    clients: int
+    seconds: float = 0.0  # wall of the phase: first sent to last answered
+    samples: list[tuple[float, int, bool]] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def accepted(self) -> list[float]:
+        return sorted(t for t, status, _ in self.samples if status == 202)
+
+    @property
+    def without_run_id(self) -> int:
+        return sum(1 for _, status, has_id in self.samples if status == 202 and not has_id)
+
+
+async def _trigger_once(client: httpx.AsyncClient, name: str, result: TriggerResult) -> None:
+    began = time.perf_counter()
+    status, has_id = 0, False
+    try:
+        response = await client.post(TRIGGER_ROUTE.format(name=name))
+        status = response.status_code
+        if status == 202:
+            try:
+                body = response.json()
+                has_id = isinstance(body, dict) and bool(body.get("run_id"))
+            except ValueError:
+                pass
+        else:
+            result.errors[f"HTTP {status}"] += 1
+    except httpx.HTTPError as exc:
+        result.errors[type(exc).__name__] += 1
+    result.samples.append((time.perf_counter() - began, status, has_id))
+
+
+async def _trigger_phase(
+    base: str,
+    names: list[str],
+    phase: str,
+    clients: int,
+    total: int,
+    seconds: float | None,
+    timeout: float,
+) -> TriggerResult:
+    """`clients` closed-loop clients (one connection each) sending triggers over the jobs in
+    turn, until `total` were sent or (if given) `seconds` have passed."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    result = TriggerResult(phase, clients)
+    sent = 0
+    began = time.perf_counter()
+    deadline = began + seconds if seconds is not None else float("inf")
+
+    async def loop() -> None:
+        nonlocal sent
+        async with httpx.AsyncClient(
+            base_url=base, headers=headers, limits=limits, timeout=timeout
+        ) as client:
+            while sent < total and time.perf_counter() < deadline:
+                name = names[sent % len(names)]
+                sent += 1
+                await _trigger_once(client, name, result)
+
+    await asyncio.gather(*(loop() for _ in range(clients)))
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def trigger_phase(
+    base: str,
+    names: list[str],
+    phase: str,
+    clients: int,
+    total: int,
+    seconds: float | None,
+    timeout: float,
+) -> TriggerResult:
+    return asyncio.run(_trigger_phase(base, names, phase, clients, total, seconds, timeout))
+
+
+def drain(rt: Any, runs: int, budget: float) -> dict[str, int]:
+    """Wait (bounded) until `runs` runs have ended in tg.runs; prints how long it took."""
+    began = time.monotonic()
+    counts: dict[str, int] = {}
+    while True:
+        counts = run_counts(rt)
+        ended = sum(counts.get(s, 0) for s in ENDED)
+        if ended >= runs:
+            break
+        if time.monotonic() - began > budget:
+            print(f"  WARNING drain budget of {budget:g}s spent: {ended}/{runs} runs ended")
+            break
+        time.sleep(0.2)
+    print(
+        f"  drained: {dict(sorted(counts.items()))} after {time.monotonic() - began:.1f}s",
+        flush=True,
+    )
+    return counts
+
+
+def report_triggers(results: list[TriggerResult]) -> None:
+    print(f"\nresults (POST {TRIGGER_ROUTE}, python); latency in ms, of the 202 answers")
+    head = f"  {'phase':<10} {'clients':>7} {'requests':>9} {'req/s':>8}"
+    print(f"{head} {'p50':>8} {'p99':>8} {'max':>8}  errors  202 w/o run_id")
+    for r in results:
+        lat = r.accepted
+        errs = sum(r.errors.values())
+        detail = f" ({', '.join(f'{k} {v}' for k, v in r.errors.most_common())})" if errs else ""
+        rps = len(r.samples) / r.seconds if r.seconds else float("nan")
+        top = lat[-1] if lat else float("nan")
+        print(
+            f"  {r.phase:<10} {r.clients:>7} {len(r.samples):>9,} {rps:>8,.1f} "
+            f"{ms(pct(lat, 50)):>8} {ms(pct(lat, 99)):>8} {ms(top):>8}  {errs}{detail}"
+            f"  {r.without_run_id}"
+        )
+    print(flush=True)
+
+
+def tree_of_tg_actors(rt: Any) -> None:
+    """Which tg_actors the driver and the Scheduler actor imported (the tree measured)."""
+    import ray
+
+    import tg_actors
+
+    where = str(Path(tg_actors.__file__).resolve().parent.parent)
+    try:
+        call = rt.scheduler.__ray_call__.remote(lambda _self: __import__("tg_actors").__file__)
+        actor = str(Path(ray.get(call, timeout=30)).resolve().parent.parent)
+    except Exception as exc:
+        actor = f"? ({type(exc).__name__}: {exc})"
+    print(f"  tg_actors from: driver {where}, Scheduler actor {actor}", flush=True)
+
+
+def measure_triggers(args: argparse.Namespace, rt: Any, base: str, names: list[str]) -> None:
+    tree_of_tg_actors(rt)
+    pids = watched_pids(rt)
+    broker = actor_pid(rt.components()["broker"])
+    if broker is not None:
+        pids["broker"] = broker
+    print(f"  pids: {pids}")
+    triggered = 0
+
+    print(f"\nwarm-up: one trigger per job ({len(names)})", flush=True)
+    warm = trigger_phase(base, names, "warm-up", 1, len(names), None, args.timeout)
+    triggered += len(warm.samples)
+    print(
+        f"  warm-up: {', '.join(ms(t) for t, _, _ in warm.samples)} ms; statuses "
+        f"{dict(Counter(s for _, s, _ in warm.samples))}",
+        flush=True,
+    )
+    drain(rt, triggered, args.fill_budget)
+
+    print(f"\nsequential: 1 client, {args.triggers} triggers", flush=True)
+    seq_meter = CpuMeter({**pids, "python loadgen": os.getpid()})
+    seq_meter.start()
+    seq = trigger_phase(base, names, "sequential", 1, args.triggers, None, args.timeout)
+    seq_meter.stop()
+    triggered += len(seq.samples)
+    print(f"  {len(seq.samples)} triggers in {seq.seconds:.1f}s", flush=True)
+    drain(rt, triggered, args.fill_budget)
+
+    print(
+        f"\nconcurrent: {args.trigger_clients} clients, closed loop, "
+        f"{args.trigger_seconds:g}s or {args.trigger_total} triggers",
+        flush=True,
+    )
+    meter = CpuMeter({**pids, "python loadgen": os.getpid()})
+    meter.start()
+    conc = trigger_phase(
+        base,
+        names,
+        "concurrent",
+        args.trigger_clients,
+        args.trigger_total,
+        args.trigger_seconds,
+        args.timeout,
+    )
+    meter.stop()
+    triggered += len(conc.samples)
+    print(f"  {len(conc.samples)} triggers in {conc.seconds:.1f}s", flush=True)
+    drain(rt, triggered, args.fill_budget)
+
+    report_triggers([seq, conc])
+    seq_meter.report("during the sequential phase")
+    meter.report("during the concurrent phase")
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -441,7 +665,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=int,
         help="deploy the app with this max_ongoing_requests (default: the app's own)",
     )
-    args = parse_args(parser, argv, clients=20, seconds=3.0, runs=50, jobs=3, fill_budget=60.0)
+    parser.add_argument("--scenario", choices=("load", "trigger"), default="load")
+    parser.add_argument("--triggers", type=int, default=300, help="trigger: sequential count")
+    parser.add_argument("--trigger-clients", type=int, default=20, help="trigger: concurrent")
+    parser.add_argument("--trigger-seconds", type=float, default=5.0, help="trigger: at most")
+    parser.add_argument("--trigger-total", type=int, default=1000, help="trigger: at most")
+    quick: dict[str, Any] = {"clients": 20, "seconds": 3.0, "runs": 50, "jobs": 3}
+    quick["fill_budget"] = 60.0
+    if parser.parse_known_args(argv)[0].scenario == "trigger":
+        quick |= {"triggers": 30, "trigger_clients": 5, "trigger_seconds": 2.0}
+        quick["trigger_total"] = 200
+    args = parse_args(parser, argv, **quick)
     if args.clients < 2:
         parser.error("--clients must be at least 2 (half per route)")
 
@@ -456,9 +690,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         names = [f"api_{i:03d}" for i in range(args.jobs)]
         rt = start_api_runtime(tmp, names, server.url, port)
         start_serve(rt, base, args.max_ongoing)
-        fill_history(rt, names, args.runs, args.fill_budget)
-        warm_up(base, {"Authorization": f"Bearer {TOKEN}"})
-        measure(args, rt, base)
+        if args.scenario == "trigger":
+            measure_triggers(args, rt, base, names)
+        else:
+            fill_history(rt, names, args.runs, args.fill_budget)
+            warm_up(base, {"Authorization": f"Bearer {TOKEN}"})
+            measure(args, rt, base)
     finally:
         tear_down(rt, server, tmp)
     print(f"\nwhole benchmark: {time.perf_counter() - began:.0f}s")

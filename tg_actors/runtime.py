@@ -446,8 +446,12 @@ def stop(rt: Runtime, grace: float | None = None) -> bool:
             closed = True
         except Exception as exc:
             _warn("the Database did not close cleanly", exc)
-    handles = [*rt.components(engines=False).values(), *engines]
-    handles += [_named(name, ns) for name in (BROKER, DATABASE, CONFIG, SCHEDULER, LIMITER, POOL)]
+    others = [h for name, h in rt.components(engines=False).items() if name != "broker"]
+    handles = [*others, *engines]
+    handles += [_named(name, ns) for name in (DATABASE, CONFIG, SCHEDULER, LIMITER, POOL)]
+    # the broker last: the actors still reading its topics (the ConfigManager's and the
+    # pool's commands) would each log its death as a failed consume
+    handles += [rt.broker, _named(BROKER, ns)]
     _kill([h for h in handles if h is not None])
     return closed
 

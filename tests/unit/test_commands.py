@@ -297,3 +297,25 @@ def test_an_id_the_api_made_is_not_looked_up_and_one_sent_again_is() -> None:
     assert looked == [["k1"]]
     asyncio.run(desk(Owner(), db).on_batch([trigger("m1")]))  # m1 sent again, by its key
     assert looked[-1] == ["m1"]
+
+
+def test_a_keyed_command_is_recorded_before_its_answer_a_minted_one_after() -> None:
+    order: list[str] = []
+    owner, db = Owner(), FakeDb()
+    record = db.commands_answered
+
+    async def recording(answers: list[Answered]) -> None:
+        order.append("record")
+        await record(answers)
+
+    async def sending(replies: list[Reply]) -> None:
+        order.append("answer")
+
+    db.commands_answered = recording  # type: ignore[method-assign]
+    d = CommandDesk(SCHEDULER_KINDS, owner.apply, db, sending)  # type: ignore[arg-type]
+    asyncio.run(d.on_batch([trigger("k1")]))
+    assert order == ["record", "answer"]
+    order.clear()
+    asyncio.run(d.on_batch([TriggerJob(name="orders", command_id="m1", minted=True)]))
+    assert order == ["answer", "record"]
+    assert set(db.kept) == {"k1", "m1"}

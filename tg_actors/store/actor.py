@@ -307,6 +307,9 @@ class Database:
             if isinstance(m, Command)
         ]
         await self.commands_received(rows)
+        if len(messages) < LOG_BATCH_FULL:  # as for log lines: a burst shares one insert
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), LOG_LINGER_SECONDS)
 
     async def _call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """`fn` on the DuckDB thread (one at a time, in call order)."""
