@@ -6,6 +6,7 @@ browser) and fans each RunStateChanged (event `run`), RunProgressed (`progress`:
 so far, for `tg trigger --wait`'s progress line), JobStale (`job_stale`) and JobRecovered
 (`job_recovered`) out to the connected clients, each with a bounded queue of its own (a slow client loses its oldest events, and is told so). The stream's first line,
 `: connected`, comes once the group is subscribed: from then on no event is missed.
+`EventHub.follow` gives the same events as (event, data) pairs, for the UI's live views.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from tg_actors.broker.client import BrokerClient
@@ -93,6 +95,15 @@ class Client:
             self.dropped += 1
         self.queue.put_nowait((event, data))
 
+    async def next(self, timeout: float | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """The next event, after a `dropped` one ({"events": n}) when n were lost since the
+        last; TimeoutError when none comes in `timeout` s (None: wait for one)."""
+        event, data = await asyncio.wait_for(self.queue.get(), timeout)
+        if not self.dropped:
+            return [(event, data)]
+        lost, self.dropped = self.dropped, 0
+        return [("dropped", {"events": lost}), (event, data)]
+
 
 class EventHub:
     def __init__(self, broker: Callable[[], Any]) -> None:
@@ -132,26 +143,46 @@ class EventHub:
             for client in list(self._clients):
                 client.offer(data, event)
 
-    async def stream(self, job: str | None = None) -> AsyncIterator[bytes]:
-        """The bytes of one client's event stream, until it disconnects."""
+    @asynccontextmanager
+    async def _joined(self, job: str | None) -> AsyncIterator[Client]:
+        """A client fed from now on (the pump subscribed first), until the block is left."""
         await self._ensure_pump()
         client = Client(job)
         self._clients.add(client)
         try:
+            yield client
+        finally:
+            self._clients.discard(client)
+
+    async def stream(self, job: str | None = None) -> AsyncIterator[bytes]:
+        """The bytes of one client's event stream, until it disconnects."""
+        async with self._joined(job) as client:
             yield b"retry: 2000\n: connected\n\n"
             while True:
                 try:
-                    event, data = await asyncio.wait_for(client.queue.get(), KEEPALIVE_S)
+                    events = await client.next(KEEPALIVE_S)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                if client.dropped:
-                    yield sse("dropped", {"events": client.dropped})
-                    client.dropped = 0
-                self._seq += 1
-                yield sse(event, data, self._seq)
-        finally:
-            self._clients.discard(client)
+                for event, data in events:
+                    if event == "dropped":
+                        yield sse(event, data)
+                        continue
+                    self._seq += 1
+                    yield sse(event, data, self._seq)
+
+    async def follow(self, job: str | None = None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """One client's events as (event, data), as `stream` sends them (`run`, `progress`,
+        `job_stale`, `job_recovered`, and `dropped` {"events": n} when its bounded queue lost
+        n), optionally one job's, until the iterator is closed. Nothing is buffered past the
+        client's queue: a caller that stops reading loses its oldest events, never holds the
+        others up. The client joins at the first `anext` (once the pump is subscribed, as
+        `stream`'s `: connected`); closing the iterator (aclose, or cancelling its `anext`)
+        removes it."""
+        async with self._joined(job) as client:
+            while True:
+                for pair in await client.next():
+                    yield pair
 
     def clients(self) -> int:
         return len(self._clients)

@@ -314,6 +314,11 @@ class ApiService:
         answered_at (ISO or None), outcome (None: not answered yet)}."""
         return jsonable(await self._db.list_commands(job, limit))  # type: ignore[no-any-return]
 
+    def follow(self, job: str | None = None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """The `status` topic's events as `/api/events` streams them, as (event, data), for
+        the UI's live views (serve/events.py)."""
+        return self.events.follow(job)
+
     # -- engines ----------------------------------------------------------------------------
 
     async def engines(self) -> dict[str, Any]:

@@ -71,6 +71,23 @@ class UiApi(Protocol):
         already ended."""
         ...
 
+    def follow(self, job: str | None = None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """The `status` topic as `GET /api/events` streams it, as (event, data) pairs, `job`'s
+        only when given: `run` (a run changed state: {run_id, job, state, previous, trigger,
+        error, ts}), `progress` (a running attempt's {run_id, job, attempt, rows, pages, ts}),
+        `job_stale`, `job_recovered`, and `dropped` ({"events": n}: this follower's bounded
+        queue lost its n oldest events because it read too slowly). Endless until closed
+        (aclose, or cancelling a pending `anext`), which frees it; the first `anext` may raise
+        when the broker cannot be reached. A follower that stops reading holds nothing up."""
+        ...
+
+    async def list_commands(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The audit log of commands (`GET /api/commands`), newest first, `job`'s only when
+        given: {command_id, kind ("upsert" | "delete" | "pause" | "resume" | "trigger" |
+        "refresh" | "backfill" | "cancel" | "scale"), job (None for e.g. scale), who ("api" |
+        "ui"), received_at (ISO), answered_at (ISO | None), outcome (None: no answer yet)}."""
+        ...
+
     async def list_runs(
         self, job: str | None = None, state: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:

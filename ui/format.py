@@ -34,6 +34,8 @@ RUN_FIELDS = [
 ]  # fmt: skip
 DETAIL_COLUMNS = ["field", "value"]
 LOG_COLUMNS = ["time", "level", "message"]
+COMMAND_COLUMNS = ["time", "job", "kind", "who", "outcome"]
+NO_ANSWER = "(no answer yet)"
 ERROR_COLUMNS = ["field", "message"]
 TABLE_COLUMNS = ["column", "type"]
 TABLES_COLUMNS = ["table", "rows", "columns"]
@@ -194,6 +196,21 @@ def log_rows(logs: Iterable[dict[str, Any]] | None) -> list[list[Any]]:
     return [
         [when(line.get("ts")), cell(line.get("level")), cell(line.get("message"))]
         for line in logs or []
+    ]
+
+
+def command_rows(commands: Iterable[dict[str, Any]]) -> list[list[Any]]:
+    """The audit log (UiApi.list_commands, newest first) as (time received, job, kind, who,
+    outcome) rows, in the order given; a command not answered yet says so."""
+    return [
+        [
+            when(c.get("received_at")),
+            cell(c.get("job")),
+            cell(c.get("kind")),
+            cell(c.get("who")),
+            NO_ANSWER if c.get("outcome") is None else str(c["outcome"])[:200],
+        ]
+        for c in commands
     ]
 
 

@@ -1,10 +1,11 @@
-"""The Jobs tab (table, run now / pause / resume, backfill, full refresh) and the Editor tab
-(YAML, validate, save, delete). Each builder lays out its tab inside the current Blocks
-context and wires the events local to it; ui.app wires what crosses tabs (timers, job-name
-dropdowns)."""
+"""The Jobs tab (table, run now / pause / resume, backfill, full refresh, the commands'
+history) and the Editor tab (YAML, validate, save, delete). Each builder lays out its tab
+inside the current Blocks context and wires the events local to it; ui.app wires what crosses
+tabs (live pulses, timers, job-name dropdowns)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from ui import format as fmt
 from ui import preview as pv
 from ui.api import UiApi
 from ui.common import pick_first_cell
+from ui.history import HistoryView, history_view, load_history
 
 
 @dataclass
@@ -27,11 +29,26 @@ class JobsView:
     status: gr.Markdown
     refresh: gr.Button
     actions: list[Any]  # the run now / backfill / pause / … events, to chain a refresh onto
+    history: HistoryView
 
 
 async def refresh_tables(api: UiApi) -> tuple[list[list[Any]], list[list[Any]]]:
-    """The Jobs tab's tables: (job rows, recent run rows)."""
-    return fmt.job_rows(await api.list_jobs()), fmt.run_rows(await api.list_runs(limit=50))
+    """The Jobs tab's tables: (job rows, recent run rows), read at once."""
+    jobs, runs = await asyncio.gather(api.list_jobs(), api.list_runs(limit=50))
+    return fmt.job_rows(jobs), fmt.run_rows(runs)
+
+
+async def live_tables(api: UiApi, name: str | None) -> tuple[Any, Any, Any, Any, Any]:
+    """Page load, live pulse and fallback timer: (job rows, run rows, history rows, history
+    caption, status line); on failure the tables stay and the status line says why."""
+    try:
+        (job_rows, run_rows), (rows, caption) = await asyncio.gather(
+            refresh_tables(api), load_history(api, name)
+        )
+    except Exception as exc:
+        kept = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        return (*kept, f"Refresh failed: {fmt.describe_error(exc)}")
+    return job_rows, run_rows, rows, caption, gr.skip()
 
 
 def jobs_tab(api: UiApi) -> JobsView:
@@ -64,6 +81,10 @@ def jobs_tab(api: UiApi) -> JobsView:
     runs = gr.Dataframe(
         headers=fmt.RUN_COLUMNS, label="Recent runs", interactive=False, elem_id="recent-runs"
     )
+    history = history_view()
+
+    async def do_history(name: str | None) -> tuple[Any, str]:
+        return await load_history(api, name)
 
     async def do_run_now(name: str | None) -> str:
         if not name:
@@ -96,7 +117,8 @@ def jobs_tab(api: UiApi) -> JobsView:
         resume.click(do_resume, inputs=job, outputs=status, api_name="resume"),
     ]
     jobs.select(pick_first_cell, outputs=job, api_visibility="private")
-    return JobsView(jobs, runs, job, status, refresh, actions)
+    job.change(do_history, inputs=job, outputs=history.outputs, api_name="history")
+    return JobsView(jobs, runs, job, status, refresh, actions, history)
 
 
 async def queue_backfill(api: UiApi, name: str | None, since: str | None, until: str | None) -> str:

@@ -12,6 +12,7 @@ from ui.api import UiApi
 from ui.common import Loader, pick_first_cell
 
 RUNS_LIMIT = 100
+TAB = "runs"  # this tab's id in ui.app
 
 
 @dataclass
@@ -26,8 +27,12 @@ class RunsView:
     loader: Loader  # fills the runs table when the tab is shown
 
 
-def runs_tab(api: UiApi, timer: gr.Timer) -> RunsView:
-    """The tab's layout and events; `timer` (active while the tab shows) keeps it live."""
+def runs_tab(
+    api: UiApi, timer: gr.Timer, pulse: gr.State | None = None, shown_tab: gr.State | None = None
+) -> RunsView:
+    """The tab's layout and events. Live: each change of `pulse` (ui.live) re-reads the table
+    and the run shown while `shown_tab` is "runs"; `timer` (on while the tab shows and the
+    pulses do not come) does the same every 2 s."""
     with gr.Row():
         job = gr.Dropdown(
             label="Job",
@@ -82,6 +87,14 @@ def runs_tab(api: UiApi, timer: gr.Timer) -> RunsView:
     timer.tick(
         act.live_runs, inputs=filters, outputs=[runs, status], api_visibility="private"
     ).then(act.follow, inputs=[run_id, detail], outputs=[detail, logs], api_visibility="private")
+    if pulse is not None and shown_tab is not None:
+        pulse.change(
+            act.on_pulse,
+            inputs=[shown_tab, *filters, run_id, detail],
+            outputs=[runs, status, detail, logs],
+            api_visibility="private",
+            show_progress="hidden",
+        )
     show.click(act.run_detail, inputs=run_id, outputs=shown, api_name="run_detail")
     run_id.submit(act.run_detail, inputs=run_id, outputs=shown, api_visibility="private")
     runs.select(pick_first_cell, outputs=run_id, api_visibility="private").then(
@@ -112,6 +125,22 @@ class RunsActions:
             return await self.list_runs(job_name, state_name), gr.skip()
         except Exception as exc:
             return gr.skip(), f"Refresh failed: {fmt.describe_error(exc)}"
+
+    async def on_pulse(
+        self,
+        tab: str | None,
+        job_name: str | None,
+        state_name: str | None,
+        rid: str | None,
+        shown: list[list[Any]] | None,
+    ) -> tuple[Any, Any, Any, Any]:
+        """A live pulse: while this tab shows, (runs table, status, run fields, run logs)
+        re-read as the timer would; otherwise nothing."""
+        if tab != TAB:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        table, said = await self.live_runs(job_name, state_name)
+        fields, lines = await self.follow(rid, shown)
+        return table, said, fields, lines
 
     async def run_detail(self, rid: str | None) -> tuple[list[list[Any]], list[list[Any]], str]:
         rid = (rid or "").strip()

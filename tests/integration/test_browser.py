@@ -1,6 +1,7 @@
 """The UI in a real browser: headless Debian Chromium driven by Playwright signs in, writes a
 job in the editor, runs it, watches it succeed in the live runs view and finds its rows in
-the data preview. Saves a screenshot to docs/ui.png (shown in the README).
+the data preview. Saves a screenshot to docs/ui.png (shown in the README). A run started
+through the HTTP API shows live in the Jobs tab (the `status` topic, not a timer).
 
 `make test` installs Debian's chromium when it can (root + apt-get); only where no browser can
 run at all does this test skip, saying why.
@@ -12,6 +13,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -210,5 +212,65 @@ def test_build_a_job_with_the_form_test_it_save_it_and_run_it(base_url: str) -> 
                 "row", name=re.compile("browser_form_orders")
             )
             expect(row.filter(has_text="succeeded").first).to_be_visible(timeout=60_000)
+        finally:
+            browser.close()
+
+
+def test_a_run_started_through_the_api_shows_live_in_the_jobs_tab(base_url: str) -> None:
+    """The Jobs tab follows the `status` topic: a run started through the HTTP API (not the
+    UI) shows its end in the Recent runs table within 2 s of the API saying so, without a
+    reload, and none of the page's 2 s fallback timers ticks meanwhile (the refreshes come
+    from the live stream's pulses: with only the timer this test fails)."""
+    import time
+
+    import httpx
+    from playwright.sync_api import Request, expect, sync_playwright
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    body = job_yaml(base_url).replace("browser_orders", "browser_live")
+    with httpx.Client(base_url=base_url, headers=auth, timeout=30) as api, sync_playwright() as p:
+        saved = api.put(
+            "/api/jobs/browser_live", content=body, headers={"Content-Type": "application/yaml"}
+        )
+        assert saved.status_code in (200, 201), saved.text
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)
+            joins: list[tuple[float, Any]] = []  # (when, body) of each Gradio event sent
+
+            def sent(request: Request) -> None:
+                if "/queue/join" in request.url:
+                    joins.append((time.monotonic(), request.post_data_json))
+
+            page.on("request", sent)
+            sign_in(page, base_url)
+            page.evaluate("() => { window.tgNotReloaded = true }")
+            config = page.evaluate("() => window.gradio_config")
+            timers = {c["id"] for c in config["components"] if c["type"] == "timer"}
+            (go_live,) = [d for d in config["dependencies"] if d["api_name"] == "go_live"]
+            pulse = go_live["outputs"][0]
+            # the Jobs timer starts on, as the page's fallback, and is off once the stream
+            # connects (at once): from its first period on, none may tick
+            page.wait_for_timeout(2500)
+
+            started = time.monotonic()
+            run_id = api.post("/api/jobs/browser_live/runs").json()["run_id"]
+            state = ""
+            while state not in ("succeeded", "failed", "cancelled"):
+                assert time.monotonic() - started < 60, f"run {run_id} still {state!r}"
+                time.sleep(0.05)
+                state = api.get(f"/api/runs/{run_id}").json()["state"]
+            ended = time.monotonic()
+            assert state == "succeeded", api.get(f"/api/runs/{run_id}").json()
+            row = page.locator("#recent-runs").get_by_role("row", name=re.compile(run_id))
+            expect(row.filter(has_text="succeeded").first).to_be_visible(timeout=2000)
+            shown = time.monotonic() - ended
+            print(f"run {run_id} ended after {ended - started:.2f}s; shown {shown:.3f}s later")
+            assert shown < 2.0
+            assert page.evaluate("() => window.tgNotReloaded === true")  # the same page
+            since = [body for at, body in joins if at >= started and body]
+            assert not [b for b in since if b.get("trigger_id") in timers], since
+            assert [b for b in since if b.get("trigger_id") == pulse], since
         finally:
             browser.close()

@@ -318,4 +318,7 @@ def test_a_keyed_command_is_recorded_before_its_answer_a_minted_one_after() -> N
     order.clear()
     asyncio.run(d.on_batch([TriggerJob(name="orders", command_id="m1", minted=True)]))
     assert order == ["answer", "record"]
-    assert set(db.kept) == {"k1", "m1"}
+    order.clear()  # the UI's: recorded first, its History reads it right after
+    asyncio.run(d.on_batch([TriggerJob(name="orders", command_id="u1", minted=True, who="ui")]))
+    assert order == ["record", "answer"]
+    assert set(db.kept) == {"k1", "m1", "u1"}

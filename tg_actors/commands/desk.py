@@ -6,7 +6,7 @@ batch it reads which ids already have a final answer (one query: a command sent 
 a lost answer, or read again after a restart; not for an id the API made for the command),
 applies the others once each (duplicates in
 the batch wait for the first), records the answers (one write) and replies to every copy:
-the record first, unless every command applied had an id the API made for it.
+the record first, unless every command applied came from the API with an id it made.
 A command sent again is therefore answered, not applied again, as long as its first answer
 was recorded or the desk still remembers it (the last REMEMBERED ids, for a Database that is
 down). Commands that may run side by side (triggers: they share one insert) are applied
@@ -78,8 +78,9 @@ class CommandDesk:
             self._remember(reply)
         # a command sent again is looked up in the record: write it before the answer. Ids
         # the API made are sent again only after a 503, once the broker is back (seconds),
-        # so their answer goes first and the record follows (one round trip less to wait)
-        if todo and not all(m.minted for m in todo):
+        # so their answer goes first and the record follows (one round trip less to wait);
+        # not the UI's: its History is read right after its command
+        if todo and not all(m.minted and m.who == "api" for m in todo):
             await self._record(todo, replies)
             todo = []
         await self._answer([answered[m.command_id] for m in mine])
