@@ -94,6 +94,12 @@ def trigger(cid: str, name: str = "orders") -> TriggerJob:
     return TriggerJob(name=name, command_id=cid, who="api")
 
 
+async def settle(d: CommandDesk, batch: list[Any]) -> None:
+    """One batch, and the records it left lingering."""
+    await d.on_batch(batch)
+    await d.flush()
+
+
 def desk(owner: Owner, db: FakeDb, together: bool = False) -> CommandDesk:
     return CommandDesk(SCHEDULER_KINDS, owner.apply, db, owner.send, together=together)  # type: ignore[arg-type]
 
@@ -123,8 +129,8 @@ def test_commands_are_frozen_messages_that_round_trip_on_the_wire() -> None:
 def test_a_duplicate_in_a_batch_and_a_later_copy_are_applied_once_and_answered_alike() -> None:
     owner, db = Owner(), FakeDb()
     d = desk(owner, db)
-    asyncio.run(d.on_batch([trigger("a"), trigger("a"), trigger("b")]))
-    asyncio.run(d.on_batch([trigger("a")]))
+    asyncio.run(settle(d, [trigger("a"), trigger("a"), trigger("b")]))
+    asyncio.run(settle(d, [trigger("a")]))
     assert owner.applied == ["a", "b"]
     assert [r.command_id for r in owner.sent] == ["a", "a", "b", "a"]
     assert {r.value for r in owner.sent if r.command_id == "a"} == {"run-a"}
@@ -133,9 +139,9 @@ def test_a_duplicate_in_a_batch_and_a_later_copy_are_applied_once_and_answered_a
 
 def test_a_copy_seen_by_a_new_desk_is_answered_from_the_record() -> None:
     owner, db = Owner(), FakeDb()
-    asyncio.run(desk(owner, db).on_batch([trigger("a"), trigger("x", "missing")]))
+    asyncio.run(settle(desk(owner, db), [trigger("a"), trigger("x", "missing")]))
     again = Owner()
-    asyncio.run(desk(again, db).on_batch([trigger("a"), trigger("x", "missing")]))  # restarted
+    asyncio.run(settle(desk(again, db), [trigger("a"), trigger("x", "missing")]))  # restarted
     assert again.applied == []
     assert again.sent[0].result() == "run-a"
     with pytest.raises(JobNotFound, match="missing"):
@@ -145,8 +151,8 @@ def test_a_copy_seen_by_a_new_desk_is_answered_from_the_record() -> None:
 def test_an_error_of_the_system_is_not_final_and_is_tried_again() -> None:
     owner, db = Owner(), FakeDb()
     d = desk(owner, db)
-    asyncio.run(d.on_batch([trigger("f", "flaky")]))
-    asyncio.run(d.on_batch([trigger("f", "flaky")]))
+    asyncio.run(settle(d, [trigger("f", "flaky")]))
+    asyncio.run(settle(d, [trigger("f", "flaky")]))
     assert owner.applied == ["f", "f"]
     assert db.kept == {}  # nothing final recorded
     assert db.answered[0].outcome.startswith("refused: PeerUnavailable")
@@ -156,15 +162,15 @@ def test_a_database_down_does_not_stop_commands_and_the_desk_remembers() -> None
     owner, db = Owner(), FakeDb()
     db.down = True
     d = desk(owner, db)
-    asyncio.run(d.on_batch([trigger("a")]))
-    asyncio.run(d.on_batch([trigger("a")]))
+    asyncio.run(settle(d, [trigger("a")]))
+    asyncio.run(settle(d, [trigger("a")]))
     assert owner.applied == ["a"]
     assert [r.value for r in owner.sent] == ["run-a", "run-a"]
 
 
 def test_others_kinds_are_left_to_their_owners() -> None:
     owner, db = Owner(), FakeDb()
-    asyncio.run(desk(owner, db).on_batch([DeleteJob(name="a", command_id="d")]))
+    asyncio.run(settle(desk(owner, db), [DeleteJob(name="a", command_id="d")]))
     assert owner.applied == [] and owner.sent == [] and db.answered == []
 
 
@@ -293,9 +299,9 @@ def test_an_id_the_api_made_is_not_looked_up_and_one_sent_again_is() -> None:
 
     db.command_replies = counting  # type: ignore[method-assign]
     minted = TriggerJob(name="orders", command_id="m1", minted=True)
-    asyncio.run(desk(owner, db).on_batch([minted, trigger("k1")]))
+    asyncio.run(settle(desk(owner, db), [minted, trigger("k1")]))
     assert looked == [["k1"]]
-    asyncio.run(desk(Owner(), db).on_batch([trigger("m1")]))  # m1 sent again, by its key
+    asyncio.run(settle(desk(Owner(), db), [trigger("m1")]))  # m1 sent again, by its key
     assert looked[-1] == ["m1"]
 
 
@@ -313,12 +319,34 @@ def test_a_keyed_command_is_recorded_before_its_answer_a_minted_one_after() -> N
 
     db.commands_answered = recording  # type: ignore[method-assign]
     d = CommandDesk(SCHEDULER_KINDS, owner.apply, db, sending)  # type: ignore[arg-type]
-    asyncio.run(d.on_batch([trigger("k1")]))
+    asyncio.run(settle(d, [trigger("k1")]))
     assert order == ["record", "answer"]
     order.clear()
-    asyncio.run(d.on_batch([TriggerJob(name="orders", command_id="m1", minted=True)]))
+    asyncio.run(settle(d, [TriggerJob(name="orders", command_id="m1", minted=True)]))
     assert order == ["answer", "record"]
     order.clear()  # the UI's: recorded first, its History reads it right after
-    asyncio.run(d.on_batch([TriggerJob(name="orders", command_id="u1", minted=True, who="ui")]))
+    asyncio.run(settle(d, [TriggerJob(name="orders", command_id="u1", minted=True, who="ui")]))
     assert order == ["record", "answer"]
     assert set(db.kept) == {"k1", "m1", "u1"}
+
+
+def test_records_of_api_made_ids_linger_and_go_in_one_write() -> None:
+    owner, db = Owner(), FakeDb()
+    writes: list[int] = []
+    record = db.commands_answered
+
+    async def counting(answers: list[Answered]) -> None:
+        writes.append(len(answers))
+        await record(answers)
+
+    db.commands_answered = counting  # type: ignore[method-assign]
+
+    async def go() -> None:
+        d = desk(owner, db)
+        for i in range(3):  # three batches, each answered at once
+            await d.on_batch([TriggerJob(name="orders", command_id=f"m{i}", minted=True)])
+        assert len(owner.sent) == 3 and writes == []
+        await d.flush()
+
+    asyncio.run(go())
+    assert writes == [3] and set(db.kept) == {"m0", "m1", "m2"}

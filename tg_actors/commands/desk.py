@@ -28,6 +28,7 @@ from tg_actors.messages import Command
 
 log = logging.getLogger(__name__)
 REMEMBERED = 10_000
+RECORD_LINGER_S = 0.25  # how long the records of answers already sent wait to go together
 
 # the owner of each command kind; every kind has one
 CONFIG_KINDS = frozenset({"upsert", "delete", "pause", "resume"})
@@ -48,6 +49,7 @@ class CommandDesk:
         *,
         together: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        linger: float = RECORD_LINGER_S,
     ) -> None:
         self._kinds = kinds
         self._apply = apply
@@ -57,6 +59,9 @@ class CommandDesk:
         self._now = clock
         self._answers: OrderedDict[str, Reply] = OrderedDict()  # recent ones, newest last
         self.applied = 0  # commands applied (not answered from a record)
+        self._linger = linger
+        self._later: list[Answered] = []  # records of answers sent, to be written together
+        self._flusher: asyncio.Task[None] | None = None
 
     async def on_batch(self, batch: Sequence[Any]) -> None:
         mine = [m for m in batch if isinstance(m, Command) and m.kind in self._kinds]
@@ -78,14 +83,27 @@ class CommandDesk:
             self._remember(reply)
         # a command sent again is looked up in the record: write it before the answer. Ids
         # the API made are sent again only after a 503, once the broker is back (seconds),
-        # so their answer goes first and the record follows (one round trip less to wait);
-        # not the UI's: its History is read right after its command
+        # so their answer goes first and their record follows within RECORD_LINGER_S, many
+        # in one write (the Database's thread is what a burst of commands waits on); not the
+        # UI's: its History is read right after its command
         if todo and not all(m.minted and m.who == "api" for m in todo):
-            await self._record(todo, replies)
+            await self._record(self._answers_of(todo, replies))
             todo = []
         await self._answer([answered[m.command_id] for m in mine])
         if todo:
-            await self._record(todo, replies)
+            self._later += self._answers_of(todo, replies)
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush_later())
+
+    async def flush(self) -> None:
+        """Write the records still lingering (a stop, a test)."""
+        if self._flusher is not None:
+            await self._flusher
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self._linger)
+        answers, self._later = self._later, []
+        await self._record(answers)
 
     async def _answer(self, replies: list[Reply]) -> None:
         try:
@@ -112,9 +130,9 @@ class CommandDesk:
         except Exception as exc:  # the answer, not a crash of the desk
             return refused(command.command_id, exc, command.job)
 
-    async def _record(self, commands: list[Command], replies: list[Reply]) -> None:
+    def _answers_of(self, commands: list[Command], replies: list[Reply]) -> list[Answered]:
         now = self._now()
-        answers = [
+        return [
             Answered(
                 Received(c.command_id, c.kind, r.job or c.job, c.who, c.ts),
                 answered_at=now,
@@ -123,6 +141,8 @@ class CommandDesk:
             )
             for c, r in zip(commands, replies, strict=True)
         ]
+
+    async def _record(self, answers: list[Answered]) -> None:
         try:
             await self._db.commands_answered(answers)
         except Exception:  # the desk remembers them; the audit log misses the outcome

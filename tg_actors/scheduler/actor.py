@@ -259,6 +259,7 @@ class Scheduler:
             self._in_flight.clear()
             await self._states.flush()
         await self._errors.drain_alerts()  # alerts still queued go out before we stop
+        await self._desk.flush()  # and the records of the commands answered
         self._stop.set()
         for task in self._tasks:
             task.cancel()

@@ -65,6 +65,9 @@ HOUSEKEEPING_SECONDS = 300.0  # how often closed runs' staging and retention are
 
 GROUP = DATABASE_GROUP  # its consumer group on `status` and `commands`
 LOG_LINGER_SECONDS = 0.1  # the pause between two inserts of run log lines (tg.run_logs)
+# the commands' rows wait longer: each owner records its own commands' outcomes, so this row
+# is only the Database's own account of what it read (a write costs ~2 ms of its thread)
+AUDIT_LINGER_SECONDS = 0.5
 LOG_BATCH_FULL = 250  # a consumed batch this big goes on at once (the consume takes 500)
 SKIPPED_SHOWN = 20  # URLs of skipped responses a run's log line names
 
@@ -309,7 +312,7 @@ class Database:
         await self.commands_received(rows)
         if len(messages) < LOG_BATCH_FULL:  # as for log lines: a burst shares one insert
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), LOG_LINGER_SECONDS)
+                await asyncio.wait_for(self._stop.wait(), AUDIT_LINGER_SECONDS)
 
     async def _call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """`fn` on the DuckDB thread (one at a time, in call order)."""

@@ -19,7 +19,6 @@ import pyarrow as pa
 
 from tg_actors.interfaces import Answered, Received
 from tg_actors.store.schema import aware, utc
-from tg_actors.store.writes import transaction
 
 COMMAND_FIELDS = ("command_id", "kind", "job", "who", "received_at", "answered_at", "outcome")
 
@@ -68,18 +67,17 @@ def add_answered(con: duckdb.DuckDBPyConnection, answers: Sequence[Answered]) ->
         return
     unique = list({a.received.command_id: a for a in answers}.values())
     con.register("_tg_answers", _table([a.received for a in unique], unique))
-    try:
-        with transaction(con):
-            con.execute(
-                """INSERT INTO tg.commands BY NAME SELECT * FROM _tg_answers
-                ON CONFLICT (command_id) DO UPDATE SET
-                    job = coalesce(tg.commands.job, excluded.job),
-                    answered_at = CASE WHEN tg.commands.reply IS NULL
-                        THEN excluded.answered_at ELSE tg.commands.answered_at END,
-                    outcome = CASE WHEN tg.commands.reply IS NULL
-                        THEN excluded.outcome ELSE tg.commands.outcome END,
-                    reply = coalesce(tg.commands.reply, excluded.reply)"""
-            )
+    try:  # one statement: atomic on its own
+        con.execute(
+            """INSERT INTO tg.commands BY NAME SELECT * FROM _tg_answers
+            ON CONFLICT (command_id) DO UPDATE SET
+                job = coalesce(tg.commands.job, excluded.job),
+                answered_at = CASE WHEN tg.commands.reply IS NULL
+                    THEN excluded.answered_at ELSE tg.commands.answered_at END,
+                outcome = CASE WHEN tg.commands.reply IS NULL
+                    THEN excluded.outcome ELSE tg.commands.outcome END,
+                reply = coalesce(tg.commands.reply, excluded.reply)"""
+        )
     finally:
         con.unregister("_tg_answers")
 
