@@ -4,6 +4,7 @@ TGError
 ├── ConfigError                 a job file or setting is wrong
 │   ├── JobValidationError      pydantic errors, as (loc, msg) pairs
 │   ├── MissingSecret           `${NAME}` with no such environment variable
+│   ├── IdempotencyKeyReused    a command id sent again with another request
 │   └── BackfillRefused         the job cannot bound a backfill (or it would replace the table)
 ├── NotFound
 │   ├── JobNotFound
@@ -279,4 +280,17 @@ class CommandUnanswered(BrokerError):
         super().__init__(
             f"command {command_id} ({kind}) got no answer: {reason}; it may have been "
             f"applied: send it again with the header Idempotency-Key: {command_id}"
+        )
+
+
+class IdempotencyKeyReused(ConfigError):
+    """A command id (Idempotency-Key) that came before with a different request: refused,
+    and the first request's answer kept."""
+
+    def __init__(self, command_id: str, kind: str, job: str | None) -> None:
+        self.command_id, self.kind, self.job = command_id, kind, job
+        what = f"{kind} of job {job!r}" if job else kind
+        super().__init__(
+            f"Idempotency-Key {command_id!r} came before with a different request: this {what}"
+            " is not applied; send it with a new key"
         )

@@ -603,6 +603,11 @@ def test_a_command_sent_again_with_its_key_is_applied_once(api: httpx.Client) ->
     assert api.delete("/api/jobs/nope", headers=gone).status_code == 404
     entries = {e["command_id"]: e for e in commands_of(api, "demo", 10_000)}
     assert entries["trigger-demo-0001"]["outcome"] == f"run {run_id}"
+    # the key again with another request: refused, nothing applied, the first answer kept
+    reused = api.post("/api/jobs/demo/pause", headers=key)
+    assert reused.status_code == 422 and "new key" in reused.json()["detail"]
+    assert api.get("/api/jobs/demo", headers=AUTH).json()["paused"] is False
+    assert api.post("/api/jobs/demo/runs", headers=key).json()["run_id"] == run_id
 
 
 def test_the_audit_log_names_each_command_who_sent_it_and_what_came_of_it(

@@ -350,3 +350,22 @@ def test_records_of_api_made_ids_linger_and_go_in_one_write() -> None:
 
     asyncio.run(go())
     assert writes == [3] and set(db.kept) == {"m0", "m1", "m2"}
+
+
+def test_an_id_sent_again_with_another_request_is_refused_and_the_first_answer_kept() -> None:
+    from tg_actors.errors import IdempotencyKeyReused
+
+    owner, db = Owner(), FakeDb()
+    asyncio.run(settle(desk(owner, db), [trigger("k", "orders")]))
+    again = Owner()  # a new desk: the answer comes from the record, its fingerprint with it
+    asyncio.run(settle(desk(again, db), [trigger("k", "customers"), trigger("k", "orders")]))
+    assert owner.applied == ["k"] and again.applied == []
+    with pytest.raises(IdempotencyKeyReused, match="new key"):
+        again.sent[0].result()
+    assert again.sent[1].result() == "run-k"
+    same = Owner()  # within one batch too
+    asyncio.run(settle(desk(same, FakeDb()), [trigger("j", "a"), trigger("j", "b")]))
+    assert same.applied == ["j"]
+    assert same.sent[0].result() == "run-j"
+    with pytest.raises(IdempotencyKeyReused):
+        same.sent[1].result()

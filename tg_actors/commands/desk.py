@@ -16,14 +16,19 @@ together; the others in the order they came.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from tg_actors import interfaces
 from tg_actors.commands.reply import Answered, Received, Reply, from_json, refused, to_json
+from tg_actors.errors import IdempotencyKeyReused
 from tg_actors.messages import Command
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,15 @@ SCHEDULER_KINDS = frozenset({"trigger", "cancel"})
 POOL_KINDS = frozenset({"scale"})
 
 Apply = Callable[[Any], Awaitable[Reply]]
+
+
+def fingerprint(command: Command) -> str:
+    """What a command asks for, whoever sent it when: the same id sent again with another
+    request (another job, another body) is refused, not answered with the first's answer."""
+    fields = command.model_dump(mode="json", exclude={"ts", "command_id", "who", "minted"})
+    return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
 SendReplies = Callable[[list[Reply]], Awaitable[None]]
 
 
@@ -70,15 +84,21 @@ class CommandDesk:
         answered = {
             m.command_id: self._answers[m.command_id] for m in mine if m.command_id in self._answers
         }
-        fresh = {m.command_id: m for m in mine if m.command_id not in answered}
+        fresh: dict[str, Command] = {}
+        for m in mine:  # the first copy of an id is the one applied
+            if m.command_id not in answered:
+                fresh.setdefault(m.command_id, m)
         sent_before = [cid for cid, m in fresh.items() if not m.minted]
         if sent_before:
             answered |= await self._recall(sent_before)
         todo = [m for command_id, m in fresh.items() if command_id not in answered]
         replies = await self._run(todo) if todo else []
         self.applied += len(todo)
-        for reply in replies:
-            answered[reply.command_id] = reply
+        for command, reply in zip(todo, replies, strict=True):
+            answered[reply.command_id] = dataclasses.replace(
+                reply, fingerprint=fingerprint(command)
+            )
+        replies = [answered[m.command_id] for m in todo]
         for reply in answered.values():
             self._remember(reply)
         # a command sent again is looked up in the record: write it before the answer. Ids
@@ -89,11 +109,19 @@ class CommandDesk:
         if todo and not all(m.minted and m.who == "api" for m in todo):
             await self._record(self._answers_of(todo, replies))
             todo = []
-        await self._answer([answered[m.command_id] for m in mine])
+        await self._answer([self._for(m, answered[m.command_id]) for m in mine])
         if todo:
             self._later += self._answers_of(todo, replies)
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.create_task(self._flush_later())
+
+    @staticmethod
+    def _for(command: Command, reply: Reply) -> Reply:
+        """`reply` as the answer to `command`, unless its id answered another request."""
+        if reply.fingerprint and reply.fingerprint != fingerprint(command):
+            error = IdempotencyKeyReused(command.command_id, command.kind, command.job)
+            return refused(command.command_id, error, command.job)
+        return reply
 
     async def flush(self) -> None:
         """Write the records still lingering (a stop, a test)."""

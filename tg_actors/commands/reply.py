@@ -31,6 +31,7 @@ class Reply:
     error: BaseException | None = None
     job: str | None = None  # the job it was about, when the command did not say (a cancel)
     outcome: str = ""  # what the audit log says it did ("created", "run 3f2a…", "refused: …")
+    fingerprint: str = ""  # of the command it answers (desk.fingerprint): a reused id tells
 
     @property
     def final(self) -> bool:
@@ -62,7 +63,11 @@ def _jsonable(value: Any) -> Any:
 
 def to_json(reply: Reply) -> str:
     """The reply as kept in tg.commands.reply."""
-    body: dict[str, Any] = {"outcome": reply.outcome, "job": reply.job}
+    body: dict[str, Any] = {
+        "outcome": reply.outcome,
+        "job": reply.job,
+        "fingerprint": reply.fingerprint,
+    }
     if reply.error is None:
         body["value"] = _jsonable(reply.value)
     else:
@@ -91,4 +96,5 @@ def from_json(command_id: str, text: str) -> Reply:
         error=error,
         job=body.get("job"),
         outcome=str(body.get("outcome", "")),
+        fingerprint=str(body.get("fingerprint", "")),
     )
