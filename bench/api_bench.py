@@ -456,7 +456,7 @@ async def _trigger_once(client: httpx.AsyncClient, name: str, result: TriggerRes
     result.samples.append((time.perf_counter() - began, status, has_id))
 
 
-async def _trigger_phase(
+async def trigger_phase(
     base: str,
     names: list[str],
     phase: str,
@@ -487,18 +487,6 @@ async def _trigger_phase(
     await asyncio.gather(*(loop() for _ in range(clients)))
     result.seconds = time.perf_counter() - began
     return result
-
-
-def trigger_phase(
-    base: str,
-    names: list[str],
-    phase: str,
-    clients: int,
-    total: int,
-    seconds: float | None,
-    timeout: float,
-) -> TriggerResult:
-    return asyncio.run(_trigger_phase(base, names, phase, clients, total, seconds, timeout))
 
 
 def drain(rt: Any, runs: int, budget: float) -> dict[str, int]:
@@ -564,7 +552,7 @@ def measure_triggers(args: argparse.Namespace, rt: Any, base: str, names: list[s
     triggered = 0
 
     print(f"\nwarm-up: one trigger per job ({len(names)})", flush=True)
-    warm = trigger_phase(base, names, "warm-up", 1, len(names), None, args.timeout)
+    warm = asyncio.run(trigger_phase(base, names, "warm-up", 1, len(names), None, args.timeout))
     triggered += len(warm.samples)
     print(
         f"  warm-up: {', '.join(ms(t) for t, _, _ in warm.samples)} ms; statuses "
@@ -576,7 +564,9 @@ def measure_triggers(args: argparse.Namespace, rt: Any, base: str, names: list[s
     print(f"\nsequential: 1 client, {args.triggers} triggers", flush=True)
     seq_meter = CpuMeter({**pids, "python loadgen": os.getpid()})
     seq_meter.start()
-    seq = trigger_phase(base, names, "sequential", 1, args.triggers, None, args.timeout)
+    seq = asyncio.run(
+        trigger_phase(base, names, "sequential", 1, args.triggers, None, args.timeout)
+    )
     seq_meter.stop()
     triggered += len(seq.samples)
     print(f"  {len(seq.samples)} triggers in {seq.seconds:.1f}s", flush=True)
@@ -589,14 +579,16 @@ def measure_triggers(args: argparse.Namespace, rt: Any, base: str, names: list[s
     )
     meter = CpuMeter({**pids, "python loadgen": os.getpid()})
     meter.start()
-    conc = trigger_phase(
-        base,
-        names,
-        "concurrent",
-        args.trigger_clients,
-        args.trigger_total,
-        args.trigger_seconds,
-        args.timeout,
+    conc = asyncio.run(
+        trigger_phase(
+            base,
+            names,
+            "concurrent",
+            args.trigger_clients,
+            args.trigger_total,
+            args.trigger_seconds,
+            args.timeout,
+        )
     )
     meter.stop()
     triggered += len(conc.samples)
