@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from tg_actors.errors import (
     ConfigError,
     Conflict,
+    IdempotencyKeyReused,
     JobValidationError,
     NotFound,
     QueryError,
@@ -55,6 +56,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _tg_error(_: Request, exc: TGError) -> JSONResponse:
         if isinstance(exc, JobValidationError):
             return JSONResponse({"detail": validation_detail(exc)}, status_code=422)
+        if isinstance(exc, IdempotencyKeyReused):  # the header is what is wrong
+            detail = [
+                {"loc": ["header", "Idempotency-Key"], "msg": str(exc), "type": "value_error"}
+            ]
+            return JSONResponse({"detail": detail}, status_code=422)
         if isinstance(exc, QueryRefused | QueryFailed):  # the body's `sql` is what is wrong
             detail = [{"loc": ["body", "sql"], "msg": str(exc), "type": "value_error"}]
             return JSONResponse({"detail": detail}, status_code=422)

@@ -605,7 +605,9 @@ def test_a_command_sent_again_with_its_key_is_applied_once(api: httpx.Client) ->
     assert entries["trigger-demo-0001"]["outcome"] == f"run {run_id}"
     # the key again with another request: refused, nothing applied, the first answer kept
     reused = api.post("/api/jobs/demo/pause", headers=key)
-    assert reused.status_code == 422 and "new key" in reused.json()["detail"]
+    assert reused.status_code == 422
+    [problem] = reused.json()["detail"]  # the 422 shape every route declares
+    assert problem["loc"] == ["header", "Idempotency-Key"] and "new key" in problem["msg"]
     assert api.get("/api/jobs/demo", headers=AUTH).json()["paused"] is False
     assert api.post("/api/jobs/demo/runs", headers=key).json()["run_id"] == run_id
 

@@ -118,7 +118,9 @@ def first_found(
 
 def test_the_simulation_finds_two_engines_on_one_attempt(pool: ProcessPoolExecutor) -> None:
     """With the old begin rule, two engines stage one attempt: doubled rows or a broken state."""
-    found = first_found(pool, "old_begin", lambda p: "rows" in p or "->" in p, range(96))
+    # the first seeds that show it move with any change of the Scheduler's awaits (seed 55 on
+    # 913202b; 105, 119, 127 once it also joined `commands`): a margin past the first
+    found = first_found(pool, "old_begin", lambda p: "rows" in p or "->" in p, range(160))
     assert found
 
 
