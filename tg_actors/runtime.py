@@ -7,9 +7,12 @@ whole CPU when none is free waits forever without a word.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +29,7 @@ from tg_actors.engine.pool import (
     engine_name,
     existing_engines,
 )
+from tg_actors.hosted import Hosted
 from tg_actors.messages import (
     TOPIC_COMMANDS,
     TOPIC_CONFIG,
@@ -116,7 +120,9 @@ class Runtime:
 
     def components(self, engines: bool = True) -> dict[str, Any]:
         named = {"broker": self.broker, "database": self.db, "config_manager": self.config}
-        named["scheduler"] = self.scheduler
+        # a hosted Scheduler (a one-off run's) is no actor: nothing to kill or look up
+        if not isinstance(self.scheduler, Hosted):
+            named["scheduler"] = self.scheduler
         named["rate_limiter"] = self.limiter
         named["engine_pool"] = self.pool
         if engines:
@@ -124,8 +130,9 @@ class Runtime:
         return named
 
 
-def init_ray(settings: Settings) -> None:
-    """Laptop mode (no address): our own local Ray on loopback. Otherwise join a cluster."""
+def init_ray(settings: Settings, *, one_off: bool = False) -> None:
+    """Laptop mode (no address): our own local Ray on loopback. Otherwise join a cluster.
+    `one_off` (`tg run`): a local Ray for one run starts no autoscaler monitor."""
     if ray.is_initialized():
         return
     common: dict[str, Any] = {
@@ -150,16 +157,17 @@ def init_ray(settings: Settings) -> None:
             # conftest); here it still reaches the worker processes
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
             cpus = max(2, os.cpu_count() or 2)
-            ray.init(
-                address="local",
-                num_cpus=cpus,
-                resources={DB_RESOURCE: 1},
-                # Ray would start a worker per CPU for tasks at once; our actors never use
-                # them (each is a process of its own), and on 2 cores their start-up is CPU
-                # taken from the actors' (~0.5 s each, 80 MiB each while idle)
-                _system_config={"prestart_worker_first_driver": False},
-                **common,
-            )
+            with _no_autoscaler_monitor(one_off):
+                ray.init(
+                    address="local",
+                    num_cpus=cpus,
+                    resources={DB_RESOURCE: 1},
+                    # Ray would start a worker per CPU for tasks at once; our actors never
+                    # use them (each is a process of its own), and on 2 cores their start-up
+                    # is CPU taken from the actors' (~0.5 s each, 80 MiB each while idle)
+                    _system_config={"prestart_worker_first_driver": False},
+                    **common,
+                )
         else:
             _join(settings.address, common)
             check_db_node()
@@ -167,6 +175,25 @@ def init_ray(settings: Settings) -> None:
         if not ray.is_initialized():
             logs.take_back(own_handlers)
         raise
+
+
+@contextlib.contextmanager
+def _no_autoscaler_monitor(skip: bool) -> Iterator[None]:
+    """`skip`: the head node that ray.init starts leaves out the autoscaler's monitor, a
+    process of ~85 MiB that imports the autoscaler (~0.5 s of CPU while the actors start) and
+    that a one-node Ray for one run has no use for. ray.init does not pass RayParams'
+    `no_monitor` on, so Node.start_monitor does nothing for the call (Ray's stop kills the
+    processes it started, and there is no monitor among them)."""
+    if not skip:
+        yield
+        return
+    node_class = ray._private.node.Node
+    start_monitor = node_class.start_monitor
+    node_class.start_monitor = lambda self: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        node_class.start_monitor = start_monitor  # type: ignore[method-assign]
 
 
 def shutdown_ray() -> None:
@@ -262,8 +289,9 @@ def start(
     start-up short). `one_off` (`tg run`): only the actors one run needs, no engine pool
     (nothing scales the engines), no rate limiter (one run: a job's rate_limit holds
     within the run, sources/http.local_limit) and no ConfigManager (no API changes jobs: the
-    job files are stored from this process, load_folder); each is a process of ~150 MiB and
-    ~1 s of CPU to start."""
+    job files are stored from this process, load_folder), each a process of ~150 MiB and ~1 s
+    of CPU to start; its Scheduler, which only this process calls, runs on a thread of this
+    process (tg_actors/hosted.py) rather than in a worker of its own."""
     began = time.perf_counter()
     ns = settings.namespace
     rt = rt if rt is not None else Runtime(settings)
@@ -311,12 +339,13 @@ def start(
     else:
         rt.own_engines = [engines.create(i) for i in range(settings.engines)]
         scaled = [engine.start.remote() for engine in rt.own_engines]
-    if not schedules:
-        # a one-off run (`tg run`): nothing fires by itself, so the Scheduler may boot before
-        # the job files are loaded; what is stored after its boot (load_folder) reaches it
-        # on the config topic (its group exists from the broker's start), and a job
-        # triggered before that is read from DuckDB (Scheduler._learn). With schedules it
-        # starts after the files are in DuckDB, so that no tick fires an old version
+    if not schedules and not one_off:
+        # nothing fires by itself, so the Scheduler may boot before the job files are
+        # loaded; what is stored after its boot reaches it on the config topic (its group
+        # exists from the broker's start), and a job triggered before that is read from
+        # DuckDB (Scheduler._learn). With schedules it starts after the files are in DuckDB,
+        # so that no tick fires an old version. A one-off run's is hosted in this process
+        # (no worker to start early): made below, once its peers answer
         rt.scheduler = _scheduler(settings, schedules, pool=rt.pool is not None)
     if serve_app:
         # while those processes start: the API answers early (health "starting", 503), and
@@ -328,11 +357,13 @@ def start(
     report = ray.get(rt.config.load_dir.remote()) if rt.config is not None else load_folder(rt)
     for error in report["errors"]:
         print(error)
+    if one_off:  # hosted: it boots while the engine may still be starting
+        rt.scheduler = _scheduler(settings, schedules, pool=False, hosted=True)
     ray.get(scaled)
     if rt.scheduler is None:
         rt.scheduler = _scheduler(settings, schedules, pool=rt.pool is not None)
     # the Scheduler boots by itself (also after a restart): reloads jobs and open runs
-    ray.get(rt.scheduler.start.remote())
+    resolve(rt.scheduler.start.remote())
     log.info("runtime up in %.1fs: jobs %s", time.perf_counter() - began, report["loaded"])
     return rt
 
@@ -355,9 +386,11 @@ def load_folder(rt: Runtime) -> dict[str, Any]:
     return {"loaded": sorted(report.jobs), "errors": [str(e) for e in report.errors]}
 
 
-def _scheduler(settings: Settings, schedules: bool, pool: bool) -> Any:
+def _scheduler(settings: Settings, schedules: bool, pool: bool, hosted: bool = False) -> Any:
+    """The Scheduler actor, or (`hosted`: a one-off run's, which only this process calls) the
+    same class on a thread of this process (tg_actors/hosted.py), a worker process fewer."""
     ns = settings.namespace
-    return _actor(Scheduler, SCHEDULER, ns).remote(
+    args = (
         Peer(DATABASE, ns),
         Peer(BROKER, ns),
         [Peer(engine_name(i), ns) for i in range(settings.engines)],
@@ -365,10 +398,26 @@ def _scheduler(settings: Settings, schedules: bool, pool: bool) -> Any:
         schedules,
         settings.lease_seconds,
         settings.alert_webhook_url,
-        slots=settings.engine_slots,
-        pool=Peer(POOL, ns) if pool else None,
-        alert_format=settings.alert_format,
     )
+    options: dict[str, Any] = {
+        "slots": settings.engine_slots,
+        "pool": Peer(POOL, ns) if pool else None,
+        "alert_format": settings.alert_format,
+    }
+    if hosted:
+        return Hosted(lambda: Scheduler(*args, **options), SCHEDULER)
+    return _actor(Scheduler, SCHEDULER, ns).remote(*args, **options)
+
+
+def resolve(pending: Any, timeout: float | None = None) -> Any:
+    """The result of an actor call: a Ray ObjectRef (or a list of them) or a hosted object's
+    Future (tg_actors/hosted.py). Raises what the call raised; TimeoutError past `timeout`."""
+    if isinstance(pending, concurrent.futures.Future):
+        try:
+            return pending.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"no answer within {timeout}s") from None
+    return ray.get(pending, timeout=timeout)
 
 
 def _kill_stale_engines(namespace: str) -> None:
@@ -460,11 +509,13 @@ def _stop_scheduler(rt: Runtime, wait: float) -> None:
     if rt.scheduler is None:
         return
     try:
-        outcome = ray.get(rt.scheduler.stop.remote(wait), timeout=wait + 30)
+        outcome = resolve(rt.scheduler.stop.remote(wait), timeout=wait + 30)
         if outcome["requeued"]:
             print(f"{outcome['requeued']} unfinished run(s) left queued for the next start")
     except Exception as exc:
         _warn("scheduler did not stop cleanly", exc)
+    if isinstance(rt.scheduler, Hosted):
+        rt.scheduler.close()
 
 
 def _kill(handles: list[Any]) -> None:

@@ -1,5 +1,5 @@
-"""`tg run`'s runtime (runtime.start(one_off=True)): only the actors one run needs, and a
-job's rate limit still holds within the run."""
+"""`tg run`'s runtime (runtime.start(one_off=True)): only the actors one run needs (its
+Scheduler hosted in the starting process), and a job's rate limit still holds within the run."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from tests.kit.servers import serve_app
 from tg_actors import runtime
 from tg_actors.cli.run_once import run_once
 from tg_actors.engine.pool import engine_name
+from tg_actors.hosted import Hosted
 from tg_actors.names import CONFIG, DATABASE, LIMITER, POOL, SCHEDULER
 from tg_actors.runstate import RunState
 from tg_actors.settings import Settings
@@ -73,7 +74,7 @@ destination: {{table: limited, write: append}}
 """
 
 
-def test_a_one_off_run_starts_no_pool_nor_limiter_nor_queue_and_keeps_the_rate_limit(
+def test_a_one_off_run_starts_no_pool_limiter_queue_nor_scheduler_worker_and_keeps_the_limit(
     tmp_path: Path, namespace: str, api: tuple[Stamped, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake, url = api
@@ -105,18 +106,25 @@ def test_a_one_off_run_starts_no_pool_nor_limiter_nor_queue_and_keeps_the_rate_l
         sends = ray.get(rt.engines[0].__ray_call__.remote(lambda _: table_reducer()))
         # its one engine read the runs from a plain group: the broker made no queue actor
         queues = ray.get(rt.broker.__ray_call__.remote(lambda broker: len(broker._shared)))
+        hosted = rt.scheduler
+        assert isinstance(hosted, Hosted) and hosted._thread.is_alive()
     finally:
         runtime.stop(rt)
+    assert not hosted._thread.is_alive()  # the stop ended its thread
     assert POOL not in named and LIMITER not in named and CONFIG not in named
+    assert SCHEDULER not in named  # no worker process of its own
     assert stored == ["limited"]
     assert "broken.yaml" in capsys.readouterr().out  # its error, by file and field
-    assert {engine_name(0), DATABASE, SCHEDULER} <= named
+    assert {engine_name(0), DATABASE} <= named
     assert run is not None and run["state"] == RunState.SUCCEEDED
     assert run["rows_loaded"] == 500
     assert loaded == [False, False]
     assert sends == "tg_actors.wire.from_ipc"
     assert queues == 0
-    # 6 requests (5 pages and the empty one) at 5/s: one every 0.2 s at the earliest
+    # 6 requests (5 pages and the empty one) at 5/s: one every 0.2 s at the earliest, no
+    # burst. Stamped where they arrive, so a request's own travel (the first one's connect,
+    # on a loaded machine) moves a gap by some tens of ms either way: the span says the rate
     assert len(fake.arrived) == 6
     gaps = [b - a for a, b in zip(fake.arrived, fake.arrived[1:], strict=False)]
-    assert min(gaps) >= 0.15, gaps
+    assert min(gaps) >= 0.1, gaps
+    assert fake.arrived[-1] - fake.arrived[0] >= 5 * 0.2 * 0.9, gaps

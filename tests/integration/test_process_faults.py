@@ -165,7 +165,7 @@ def kill_the_broker_mid_run(
     """Kill the broker while job `inflight` runs: the restarted broker re-creates every group
     (the engines' one as a shared queue or a plain group, `shared`), the run in flight ends
     succeeded exactly once, and one of job `later` triggered after it goes through."""
-    run_id = ray.get(rt.scheduler.trigger.remote("inflight"))
+    run_id = runtime.resolve(rt.scheduler.trigger.remote("inflight"))
     staged_pages(rt, run_id, 2)
     old = pid_of(rt.broker)
     assert old is not None
@@ -182,7 +182,7 @@ def kill_the_broker_mid_run(
     assert 1 + retries_logged(rt, run_id) <= done["attempt"] <= 3
     assert totals(rt, "inflight") == expected(slow_api)
     # a run triggered after the kill goes through the new group at its first attempt
-    fresh = wait_for_run(rt, ray.get(rt.scheduler.trigger.remote("later")), timeout=30)
+    fresh = wait_for_run(rt, runtime.resolve(rt.scheduler.trigger.remote("later")), timeout=30)
     assert fresh["state"] == "succeeded" and fresh["attempt"] == 1, fresh["error"]
     assert totals(rt, "later") == expected(quick_api)
     assert_consistent(rt, {"inflight": 1, "later": 1})

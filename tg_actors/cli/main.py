@@ -418,7 +418,7 @@ def _run_on_ray(args: argparse.Namespace, settings: Any) -> int:
 
     settings = settings.model_copy(update={"engines": 1})
     demo = None if args.no_demo else serve_demo_if_free(settings)
-    runtime.init_ray(settings)
+    runtime.init_ray(settings, one_off=True)
     rt = runtime.start(settings, schedules=False, serve_app=False, one_off=True)
     try:
         with Progress(args.job) as progress:

@@ -12,7 +12,7 @@ from tg_actors.cli.local_server import ThreadedServer, port_is_free
 from tg_actors.messages import TOPIC_STATUS, RunProgressed, RunStateChanged
 from tg_actors.names import CLI_GROUP
 from tg_actors.runstate import TERMINAL
-from tg_actors.runtime import Runtime
+from tg_actors.runtime import Runtime, resolve
 from tg_actors.settings import Settings
 
 GROUP = CLI_GROUP
@@ -43,7 +43,7 @@ def run_once(
     if job not in names:
         return None
     ray.get(rt.broker.subscribe.remote(TOPIC_STATUS, GROUP))
-    run_id = ray.get(rt.scheduler.trigger.remote(job))
+    run_id = resolve(rt.scheduler.trigger.remote(job))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for message in ray.get(rt.broker.consume.remote(TOPIC_STATUS, GROUP, 500, 1.0)):
