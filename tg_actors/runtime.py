@@ -132,7 +132,8 @@ class Runtime:
 
 def init_ray(settings: Settings, *, one_off: bool = False) -> None:
     """Laptop mode (no address): our own local Ray on loopback. Otherwise join a cluster.
-    `one_off` (`tg run`): a local Ray for one run starts no autoscaler monitor."""
+    `one_off` (`tg run`): a local Ray for one run starts no autoscaler monitor and no
+    dashboard API server (`_lean_head`)."""
     if ray.is_initialized():
         return
     common: dict[str, Any] = {
@@ -157,7 +158,7 @@ def init_ray(settings: Settings, *, one_off: bool = False) -> None:
             # conftest); here it still reaches the worker processes
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
             cpus = max(2, os.cpu_count() or 2)
-            with _no_autoscaler_monitor(one_off):
+            with _lean_head(one_off):
                 ray.init(
                     address="local",
                     num_cpus=cpus,
@@ -178,22 +179,26 @@ def init_ray(settings: Settings, *, one_off: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def _no_autoscaler_monitor(skip: bool) -> Iterator[None]:
-    """`skip`: the head node that ray.init starts leaves out the autoscaler's monitor, a
-    process of ~85 MiB that imports the autoscaler (~0.5 s of CPU while the actors start) and
-    that a one-node Ray for one run has no use for. ray.init does not pass RayParams'
-    `no_monitor` on, so Node.start_monitor does nothing for the call (Ray's stop kills the
-    processes it started, and there is no monitor among them)."""
-    if not skip:
+def _lean_head(lean: bool) -> Iterator[None]:
+    """`lean`: the head node that ray.init starts leaves out the autoscaler's monitor and the
+    dashboard's API server, ~85 and ~120 MiB, each importing its modules (~0.5-1 s of CPU)
+    while the actors start. A one-node Ray for one run has no use for either: it never
+    scales, and no job is submitted to it nor its state listed over HTTP. ray.init does not
+    pass RayParams' `no_monitor` on and starts the API server even with include_dashboard
+    False, so Node.start_monitor and Node.start_api_server do nothing for the call (Ray's stop
+    kills the processes it started, and neither is among them)."""
+    if not lean:
         yield
         return
     node_class = ray._private.node.Node
-    start_monitor = node_class.start_monitor
-    node_class.start_monitor = lambda self: None  # type: ignore[method-assign]
+    saved = {name: getattr(node_class, name) for name in ("start_monitor", "start_api_server")}
+    for name in saved:
+        setattr(node_class, name, lambda self, **_: None)
     try:
         yield
     finally:
-        node_class.start_monitor = start_monitor  # type: ignore[method-assign]
+        for name, method in saved.items():
+            setattr(node_class, name, method)
 
 
 def shutdown_ray() -> None:

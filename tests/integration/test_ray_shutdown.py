@@ -1,6 +1,7 @@
 """runtime.shutdown_ray: the local Ray that init_ray started goes, every process of it (the
 autoscaler's monitor, which it kills first, included), and no idle worker was prestarted.
-`tg run`'s local Ray (init_ray(one_off=True)) starts no monitor, and its actors work.
+`tg run`'s local Ray (init_ray(one_off=True)) starts no monitor nor dashboard API server,
+and its actors work.
 Its own process: the test session's Ray cannot be stopped here."""
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def test_shutdown_ray_leaves_no_process_of_the_local_ray(one_off: bool) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert ("monitor" in seen["started"]) is not one_off and "raylet" in seen["started"]
+    assert ("dashboard" in seen["started"]) is not one_off
     assert seen["answer"] == "up"
     assert seen["idle"] == []  # no task worker prestarted for a driver that runs none
     deadline = time.monotonic() + 10  # reaped children of killed parents may linger briefly
