@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -243,6 +244,25 @@ def test_logs_in_ts_order(store: DuckStore) -> None:
 
 def table(**columns: list[Any]) -> pa.Table:
     return pa.table(columns)
+
+
+def test_a_runs_finished_at_is_taken_once_its_rows_are_written(db_path: Path) -> None:
+    """The run's duration holds its commit's write (1M rows: seconds after the last page):
+    `finished_at` is read from the clock after the write, the cursor's stamp before it."""
+    clock = Clock()
+    store = DuckStore(db_path, clock=clock)
+    try:
+        run = new_run(store)
+        store.stage_batch(run, table(id=[1, 2], name=["a", "b"]))
+        write = clock.now  # the clock's last reading before the commit
+        commit = Commit(run, table="orders", write="append", primary_key=[], pages=1)
+        assert store.commit_run(replace(commit, cursor=("orders", "2"))) == 2
+        done = store.get_run(run)
+        stamped = rows(store, "SELECT updated_at FROM tg.state WHERE job = 'orders'")[0][0]
+    finally:
+        store.close()
+    assert done is not None and done["state"] == "succeeded"
+    assert write < stamped < done["finished_at"] <= clock.now
 
 
 def test_stage_batches_with_new_column_then_append(store: DuckStore) -> None:

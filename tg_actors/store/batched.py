@@ -179,17 +179,22 @@ class _Pending:
 
 
 def commit_runs(
-    con: duckdb.DuckDBPyConnection, staging: Staging, commits: list[Commit], now: datetime
+    con: duckdb.DuckDBPyConnection,
+    staging: Staging,
+    commits: list[Commit],
+    now: datetime,
+    clock: Callable[[], datetime] | None = None,
 ) -> list[int | Exception]:
     """Commit each as writes.commit_run would, in list order; see DuckStore.commit_runs.
-    Append commits with a batch and no staging go in groups, one transaction per target table."""
+    Append commits with a batch and no staging go in groups, one transaction per target table.
+    `clock`: a run committed on its own is `finished_at` when its rows are written."""
     results: list[int | Exception] = [0] * len(commits)
 
     def write(group: _Group) -> None:
         try:
             outcome = _commit_group(con, group, now)
         except Exception:  # rolled back: one by one, so one bad run cannot fail the others
-            outcome = [_one(con, staging, m.commit, now) for m in group.members]
+            outcome = [_one(con, staging, m.commit, now, clock) for m in group.members]
         for member, result in zip(group.members, outcome, strict=True):
             results[member.index] = result
 
@@ -199,7 +204,7 @@ def commit_runs(
         batch = _groupable(commit, staged)
         if batch is None:
             pending.before_single(commit)
-            results[index] = _one(con, staging, commit, now)
+            results[index] = _one(con, staging, commit, now, clock)
         else:
             pending.add(_Member(index, commit, batch))
     pending.flush()
@@ -207,10 +212,14 @@ def commit_runs(
 
 
 def _one(
-    con: duckdb.DuckDBPyConnection, staging: Staging, commit: Commit, now: datetime
+    con: duckdb.DuckDBPyConnection,
+    staging: Staging,
+    commit: Commit,
+    now: datetime,
+    clock: Callable[[], datetime] | None,
 ) -> int | Exception:
     try:
-        return writes.commit_run(con, staging, commit, now)
+        return writes.commit_run(con, staging, commit, now, clock=clock)
     except Exception as exc:
         return exc
 

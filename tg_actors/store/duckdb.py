@@ -614,7 +614,7 @@ class DuckStore:
         engine the scheduler gave up on (lease expired) that is still running.
         """
         try:
-            return writes.commit_run(self.con, self._staging, commit, self._now())
+            return writes.commit_run(self.con, self._staging, commit, self._now(), clock=self._now)
         finally:
             self._staging.sweep(self.con)
 
@@ -636,7 +636,7 @@ class DuckStore:
         transaction per table (one INSERT, one UPDATE); if it fails, they commit one by one;
         the rest go one by one."""
         try:
-            return batched.commit_runs(self.con, self._staging, commits, self._now())
+            return batched.commit_runs(self.con, self._staging, commits, self._now(), self._now)
         finally:
             self._staging.sweep(self.con)
 

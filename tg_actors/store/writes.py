@@ -23,7 +23,7 @@ into VARCHAR.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -363,8 +363,13 @@ def commit_run(
     commit: Commit,
     now: datetime,
     crashed: dict[str, str] | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
 ) -> int:
     """Move the run's rows into `main.<table>`, write the cursor, mark the run succeeded.
+
+    `now` stamps the cursor, state and checks; the run's `finished_at` is `clock()` (when
+    given) once the rows are written, so that a run's duration holds its commit's write too.
 
     The rows are the staged ones, or `commit.batch` when the run staged nothing: then they go
     from the Arrow table straight into the target, with no staging at all. When the run has
@@ -375,9 +380,10 @@ def commit_run(
     The Commit was checked when it was built (tg_actors/attempts.py): its table name is valid.
     """
     try:
-        return _commit_run(con, staging, commit, now, crashed or {})
+        return _commit_run(con, staging, commit, now, crashed or {}, clock)
     except checks.CheckCrashed as exc:  # it aborted the transaction: again, recorded as failed
-        return commit_run(con, staging, commit, now, {**(crashed or {}), exc.name: exc.error})
+        again = {**(crashed or {}), exc.name: exc.error}
+        return commit_run(con, staging, commit, now, again, clock=clock)
     except ChecksFailed as exc:  # rolled back: the results are kept all the same
         with transaction(con):
             checks.record(con, commit.run_id, [checks.CheckResult.of(r) for r in exc.results], now)
@@ -390,6 +396,7 @@ def _commit_run(
     commit: Commit,
     now: datetime,
     crashed: dict[str, str],
+    clock: Callable[[], datetime] | None,
 ) -> int:
     run_id, table = commit.run_id, commit.table
     batch, cursor = commit.batch, commit.cursor
@@ -434,7 +441,7 @@ def _commit_run(
                 " pages = ?, skipped_requests = ?, rows_discarded = ? WHERE run_id = ?",
                 [
                     RunState.SUCCEEDED,
-                    now,
+                    now if clock is None else max(now, clock()),
                     rows,
                     commit.pages,
                     commit.skipped_requests,
