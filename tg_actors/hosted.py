@@ -3,7 +3,7 @@
 `tg run` hosts its Scheduler so (runtime.start(one_off=True)): a one-off run's Scheduler is
 called by the process that started it and by no one else (the engine and the Database reach it
 through the broker's topics only), so it needs no Ray worker process of its own, which costs
-~190 MiB and ~1 s of CPU to start on a machine where the other actors start at the same time.
+~170-190 MiB and ~1 s of CPU to start while the other actors start.
 
 `hosted.method.remote(*args)` returns a `concurrent.futures.Future` of the method's result
 (awaited on the host's loop when it is a coroutine); the object is built on that loop too, so
